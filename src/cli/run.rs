@@ -1,0 +1,9 @@
+//! `accelsim run` (placeholder until its issue lands).
+use super::{CliError, CliResult};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CliResult {
+    Err(CliError::internal("`accelsim run` is not implemented yet"))
+}

@@ -1,0 +1,9 @@
+//! `accelsim sweep` (placeholder until its issue lands).
+use super::{CliError, CliResult};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CliResult {
+    Err(CliError::internal("`accelsim sweep` is not implemented yet"))
+}

@@ -1,0 +1,1 @@
+//! `config` module (see docs/ and the module docs inside).

@@ -1,0 +1,1 @@
+//! `data` module (see docs/ and the module docs inside).

@@ -1,0 +1,1 @@
+//! `energy` module (see docs/ and the module docs inside).

@@ -1,0 +1,1 @@
+//! `engine` module (see docs/ and the module docs inside).

@@ -1,0 +1,1 @@
+//! `faults` module (see docs/ and the module docs inside).

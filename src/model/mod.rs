@@ -1,0 +1,1 @@
+//! `model` module (see docs/ and the module docs inside).

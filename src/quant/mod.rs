@@ -1,0 +1,1 @@
+//! `quant` module (see docs/ and the module docs inside).

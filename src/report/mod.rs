@@ -1,0 +1,1 @@
+//! `report` module (see docs/ and the module docs inside).

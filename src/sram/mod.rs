@@ -1,0 +1,1 @@
+//! `sram` module (see docs/ and the module docs inside).

@@ -1,0 +1,1 @@
+//! `sweep` module (see docs/ and the module docs inside).

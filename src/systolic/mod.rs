@@ -1,0 +1,1 @@
+//! `systolic` module (see docs/ and the module docs inside).
