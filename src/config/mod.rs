@@ -1,1 +1,3 @@
-//! `config` module (see docs/ and the module docs inside).
+//! Hardware configuration (`hw_configs/*.toml`): schema, validation, lookup. See docs/hw-config.md.
+pub mod energy;
+pub mod systolic;
