@@ -40,8 +40,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Bench binaries are compiled (and linted by clippy) here but only run by `make bench`.
 rust-test:
-	$(CARGO) test --all-targets
+	$(CARGO) build --benches
+	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
 
 py-test: venv
