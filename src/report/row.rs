@@ -1,0 +1,166 @@
+//! One sweep point per CSV row. Every numeric column carries its unit in the header (`_v`, `_pj`, `_pct`,
+//! `_us`); `ber` and `vdd_rel` are plain ratios (per-bit probability, V/V_min).
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use super::ReportError;
+
+/// One point of a sweep: a model stored in one SRAM profile at one supply voltage, averaged over the weight
+/// mapping offsets and transient seeds ("samples").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRow {
+    /// Model name from its manifest.
+    pub model: String,
+    /// Training method from the manifest (`normal`, `rquant`, `clipping`, `randbet`, ...).
+    pub method: String,
+    /// Bits per stored weight (m).
+    pub bits: u32,
+    /// Fault source: an SRAM profile name (`chip1`) or `uniform` for `--ber`-style random bit errors.
+    pub profile: String,
+    /// Weight-SRAM supply voltage in volts.
+    pub vdd_v: f64,
+    /// Supply voltage relative to the profile's V_min (1.0 = lowest voltage without failures).
+    pub vdd_rel: f64,
+    /// Measured bit error rate of the stored weights: flipped bits / (W·m), mean over samples.
+    pub ber: f64,
+    /// Mean number of flipped weight bits per sample.
+    pub flipped_bits: f64,
+    /// Clean test error of the quantized model (percent).
+    pub clean_error_pct: f64,
+    /// Test error with faulty weights (percent; clean-or-faulty mistake counts, domain.md §3), mean over samples.
+    pub faulty_error_pct: f64,
+    /// Standard deviation of the faulty error over samples (percent points).
+    pub faulty_error_std_pct: f64,
+    /// Number of samples (offsets × seeds) averaged.
+    pub samples: u32,
+    /// Number of test images evaluated per sample.
+    pub test_images: u32,
+    /// Cycles per inference (one image) on the systolic array.
+    pub cycles: u64,
+    /// Latency per inference in microseconds at the configured clock.
+    pub latency_us: f64,
+    /// Total energy per inference in picojoules.
+    pub energy_pj: f64,
+    /// Weight-SRAM energy per inference (dynamic + leakage) in picojoules.
+    pub weight_sram_energy_pj: f64,
+    /// Saving of the total energy per inference against the nominal voltage (percent).
+    pub energy_saving_pct: f64,
+}
+
+/// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
+/// is written and then renamed over `path`.
+pub fn write_csv(path: &Path, rows: &[SweepRow]) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| ReportError::Csv {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+    }
+    let bytes = w.into_inner().map_err(|e| ReportError::Csv {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    super::write_atomic(path, &bytes)
+}
+
+/// Reads rows written by [`write_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<SweepRow>, ReportError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| ReportError::Csv {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    r.deserialize()
+        .map(|row| {
+            row.map_err(|e| ReportError::Csv {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod synthetic {
+    use super::SweepRow;
+
+    /// Synthetic rows for tests: error rises as the voltage drops, faster for less robust models; energy ∝ V².
+    pub fn rows() -> Vec<SweepRow> {
+        let models = [
+            ("fmnist-normal-8b", "normal", 8, 3.0),
+            ("fmnist-clip-8b", "clipping", 8, 1.0),
+            ("fmnist-randbet-8b", "randbet", 8, 0.3),
+            ("fmnist-randbet-4b", "randbet", 4, 0.4),
+        ];
+        let mut out = Vec::new();
+        for profile in ["chip1", "chip2"] {
+            for (name, method, bits, fragility) in models {
+                let clean =
+                    8.0 + 0.3 * (8 - bits) as f64 + if method == "normal" { 0.0 } else { 0.4 };
+                for i in 0..=10 {
+                    let vdd_v = 0.90 - 0.02 * i as f64;
+                    let vdd_rel = vdd_v / 0.90;
+                    let ber = if i == 0 { 0.0 } else { 1e-4 * 2f64.powi(i) };
+                    let faulty = (clean + fragility * ber * 4000.0).min(90.0);
+                    let e_nom = 1.0e6 * bits as f64 / 8.0;
+                    let energy = 0.5 * e_nom + 0.5 * e_nom * vdd_rel * vdd_rel;
+                    out.push(SweepRow {
+                        model: name.into(),
+                        method: method.into(),
+                        bits,
+                        profile: profile.into(),
+                        vdd_v,
+                        vdd_rel,
+                        ber,
+                        flipped_bits: ber * 1e5,
+                        clean_error_pct: clean,
+                        faulty_error_pct: faulty,
+                        faulty_error_std_pct: 0.1 * (faulty - clean),
+                        samples: 4,
+                        test_images: 1000,
+                        cycles: 12345,
+                        latency_us: 12.345,
+                        energy_pj: energy,
+                        weight_sram_energy_pj: 0.5 * e_nom * vdd_rel * vdd_rel,
+                        energy_saving_pct: 100.0 * (1.0 - energy / e_nom),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trip_with_unit_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.csv");
+        let rows = synthetic::rows();
+        write_csv(&path, &rows).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = text.lines().next().unwrap();
+        for col in [
+            "vdd_v",
+            "ber",
+            "faulty_error_pct",
+            "energy_pj",
+            "energy_saving_pct",
+        ] {
+            assert!(
+                header.split(',').any(|h| h == col),
+                "{col} missing in {header}"
+            );
+        }
+        let back = read_csv(&path).unwrap();
+        assert_eq!(back.len(), rows.len());
+        for (a, b) in back.iter().zip(&rows) {
+            assert_eq!(a.model, b.model);
+            assert!((a.energy_pj - b.energy_pj).abs() <= 1e-9 * b.energy_pj.abs());
+        }
+    }
+}
