@@ -1,3 +1,515 @@
 //! Hardware configuration (`hw_configs/*.toml`): schema, validation, lookup. See docs/hw-config.md.
+//!
+//! A config is read once with serde (`deny_unknown_fields` everywhere), range-checked by [`HwConfig::validate`],
+//! and trusted by the rest of the code afterwards. Every error names the file, the key and the allowed range.
+//! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in domain.md §2.2.
 pub mod energy;
 pub mod systolic;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Directory (relative to the current directory or to the crate root) holding the shipped hardware configs.
+pub const HW_CONFIG_DIR: &str = "hw_configs";
+
+/// Errors raised while finding, reading or validating a hardware config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read hardware config: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{origin}: key `{key}` = {value} is out of range; allowed {allowed}")]
+    Range {
+        origin: String,
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("hardware config `{name}` not found (searched: {searched}); shipped configs live in hw_configs/")]
+    NotFound { name: String, searched: String },
+}
+
+/// A supply rail that `--vdd` can scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rail {
+    /// The weight SRAM (the only scaled rail in the paper, domain.md §2.3).
+    WeightSram,
+    /// The activation (ifmap/ofmap) buffers.
+    ActivationSram,
+    /// The MAC array and control logic.
+    Logic,
+}
+
+/// How consecutive 64-bit words of the weight memory are spread over banks and arrays (docs/hw-config.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mapping {
+    /// Word w fills bank 0 array 0 row by row, then array 1, ..., then bank 1 (the paper's linear mapping).
+    #[default]
+    Linear,
+    /// Word w goes to bank `w mod banks`; inside a bank, words are laid out linearly.
+    BankInterleaved,
+}
+
+/// `[voltage]`: supply voltages in volts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoltageConfig {
+    /// V_min: the lowest voltage at which the weight SRAM has no bit errors (domain.md §2.2). `vdd_rel = vdd/vmin`.
+    pub vmin_v: f64,
+    /// Nominal (guardbanded) supply voltage of the SRAM rails; unscaled rails run here.
+    pub nominal_v: f64,
+    /// Supply voltage of the logic (MAC array) rail when it is not scaled.
+    pub logic_v: f64,
+    /// Rails that `--vdd` sets; the others stay at their nominal voltage. Default: only the weight SRAM (paper).
+    #[serde(default = "default_rails")]
+    pub scaled_rails: Vec<Rail>,
+}
+
+fn default_rails() -> Vec<Rail> {
+    vec![Rail::WeightSram]
+}
+
+/// `[weight_sram]`: organisation of the weight memory (banks of `rows x columns` bit-cell arrays).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightSramConfig {
+    pub banks: u32,
+    pub arrays_per_bank: u32,
+    /// Rows (word lines) per array.
+    pub rows: u32,
+    /// Columns (bit lines) per array; a multiple of `word_bits`.
+    pub columns: u32,
+    /// Bits read per access (one word).
+    pub word_bits: u32,
+    /// Word placement policy.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// Where the first weight is placed, in bits from the start of the (mapped) weight memory; must be a multiple
+    /// of the weight width when a mapping is built.
+    #[serde(default)]
+    pub offset_bits: u64,
+}
+
+impl WeightSramConfig {
+    /// Total number of arrays (`banks * arrays_per_bank`).
+    pub fn arrays(&self) -> u64 {
+        self.banks as u64 * self.arrays_per_bank as u64
+    }
+    /// Bit cells per array (`rows * columns`).
+    pub fn cells_per_array(&self) -> u64 {
+        self.rows as u64 * self.columns as u64
+    }
+    /// Total bit cells of the weight memory.
+    pub fn total_bits(&self) -> u64 {
+        self.arrays() * self.cells_per_array()
+    }
+    /// Words per row (`columns / word_bits`).
+    pub fn words_per_row(&self) -> u64 {
+        (self.columns / self.word_bits) as u64
+    }
+    /// Total words of the weight memory.
+    pub fn total_words(&self) -> u64 {
+        self.total_bits() / self.word_bits as u64
+    }
+    /// Capacity in KiB.
+    pub fn capacity_kib(&self) -> f64 {
+        self.total_bits() as f64 / 8.0 / 1024.0
+    }
+}
+
+/// `[activation_sram]`: input/output feature-map buffers (used by the cycle and energy models).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationSramConfig {
+    pub ifmap_kib: u32,
+    pub ofmap_kib: u32,
+    pub word_bits: u32,
+}
+
+/// A validated hardware configuration. See docs/hw-config.md for every key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwConfig {
+    /// Short name shown in reports.
+    pub name: String,
+    /// Technology node in nm (informational; energy numbers carry their own node).
+    pub technology_nm: u32,
+    pub voltage: VoltageConfig,
+    pub weight_sram: WeightSramConfig,
+    pub activation_sram: ActivationSramConfig,
+    #[serde(default)]
+    pub systolic: systolic::SystolicConfig,
+    #[serde(default)]
+    pub energy: energy::EnergyConfig,
+    /// Default fault map (a file in `sram_profiles/` or a path); `None` means uniform random bit errors at the
+    /// measured BER of domain.md §2.3.
+    #[serde(default)]
+    pub fault_profile: Option<String>,
+    /// Where this config was read from (not a TOML key).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+fn range_err(origin: &str, key: &str, value: impl ToString, allowed: impl ToString) -> ConfigError {
+    ConfigError::Range {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+fn check_u<T: PartialOrd + Copy + ToString>(
+    origin: &str,
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(range_err(
+            origin,
+            key,
+            v,
+            format!("{}..={}", lo.to_string(), hi.to_string()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_f(origin: &str, key: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
+    if !v.is_finite() || v < lo || v > hi {
+        return Err(range_err(origin, key, v, format!("{lo}..={hi} V")));
+    }
+    Ok(())
+}
+
+impl HwConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Finds (see [`HwConfig::resolve`]) and loads a config.
+    pub fn load_named(name_or_path: &str) -> Result<HwConfig, ConfigError> {
+        Self::load(&Self::resolve(name_or_path)?)
+    }
+
+    /// Parses and validates TOML text; `origin` names the source in error messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<HwConfig, ConfigError> {
+        let mut cfg: HwConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            // Name the enclosing table: toml's message names the key but not its section.
+            let table = e
+                .span()
+                .and_then(|s| {
+                    text[..s.start.min(text.len())]
+                        .lines()
+                        .rev()
+                        .find(|l| l.trim_start().starts_with('['))
+                        .map(|l| format!(" (in {})", l.trim()))
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                origin: origin.to_string(),
+                line,
+                message: format!("{}{table}", e.message().replace('\n', " ").trim()),
+            }
+        })?;
+        cfg.origin = origin.to_string();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Range-checks every key (called by the loaders).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let o = self.origin.as_str();
+        if self.name.trim().is_empty() {
+            return Err(range_err(o, "name", "\"\"", "a non-empty string"));
+        }
+        check_u(o, "technology_nm", self.technology_nm, 1, 1000)?;
+        let v = &self.voltage;
+        check_f(o, "voltage.vmin_v", v.vmin_v, 0.2, 2.0)?;
+        check_f(o, "voltage.nominal_v", v.nominal_v, v.vmin_v, 3.0)?;
+        check_f(o, "voltage.logic_v", v.logic_v, 0.2, 3.0)?;
+        if v.scaled_rails.is_empty() {
+            return Err(range_err(
+                o,
+                "voltage.scaled_rails",
+                "[]",
+                "a non-empty list of \"weight_sram\", \"activation_sram\", \"logic\"",
+            ));
+        }
+        for (i, r) in v.scaled_rails.iter().enumerate() {
+            if v.scaled_rails[..i].contains(r) {
+                return Err(range_err(
+                    o,
+                    "voltage.scaled_rails",
+                    format!("{:?}", v.scaled_rails),
+                    "each rail at most once",
+                ));
+            }
+        }
+        let w = &self.weight_sram;
+        check_u(o, "weight_sram.banks", w.banks, 1, 1024)?;
+        check_u(o, "weight_sram.arrays_per_bank", w.arrays_per_bank, 1, 1024)?;
+        check_u(o, "weight_sram.rows", w.rows, 1, 65536)?;
+        check_u(o, "weight_sram.columns", w.columns, 1, 4096)?;
+        check_u(o, "weight_sram.word_bits", w.word_bits, 8, 512)?;
+        if w.columns % w.word_bits != 0 {
+            return Err(range_err(
+                o,
+                "weight_sram.word_bits",
+                w.word_bits,
+                format!("a divisor of weight_sram.columns = {}", w.columns),
+            ));
+        }
+        // Cell indices are u32 in profiles and fault maps: keep the memory below 2^32 cells.
+        let max_cells = u32::MAX as u64;
+        if w.total_bits() > max_cells {
+            return Err(range_err(
+                o,
+                "weight_sram (banks*arrays_per_bank*rows*columns)",
+                w.total_bits(),
+                format!("at most {max_cells} bit cells"),
+            ));
+        }
+        if w.offset_bits >= w.total_bits() {
+            return Err(range_err(
+                o,
+                "weight_sram.offset_bits",
+                w.offset_bits,
+                format!("0..{} (the weight memory size in bits)", w.total_bits()),
+            ));
+        }
+        let a = &self.activation_sram;
+        check_u(o, "activation_sram.ifmap_kib", a.ifmap_kib, 1, 1 << 20)?;
+        check_u(o, "activation_sram.ofmap_kib", a.ofmap_kib, 1, 1 << 20)?;
+        check_u(o, "activation_sram.word_bits", a.word_bits, 8, 512)?;
+        if let Some(p) = &self.fault_profile {
+            if p.trim().is_empty() {
+                return Err(range_err(
+                    o,
+                    "fault_profile",
+                    "\"\"",
+                    "a profile name or path (omit the key for uniform random errors)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Voltage relative to V_min: `vdd_v / vmin_v` (domain.md §2.2 normalizes every BER to V_min).
+    pub fn vdd_rel(&self, vdd_v: f64) -> f64 {
+        vdd_v / self.voltage.vmin_v
+    }
+
+    /// Checks a user-given supply voltage (`--vdd`, volts) against this config: allowed
+    /// `0.5·vmin_v ..= 1.5·nominal_v`. Returns `vdd_rel`.
+    pub fn check_vdd(&self, vdd_v: f64) -> Result<f64, ConfigError> {
+        let lo = 0.5 * self.voltage.vmin_v;
+        let hi = 1.5 * self.voltage.nominal_v;
+        if !vdd_v.is_finite() || vdd_v < lo || vdd_v > hi {
+            return Err(range_err(
+                &self.origin,
+                "--vdd",
+                format!("{vdd_v} V"),
+                format!("{lo:.3}..={hi:.3} V (0.5·voltage.vmin_v ..= 1.5·voltage.nominal_v)"),
+            ));
+        }
+        Ok(self.vdd_rel(vdd_v))
+    }
+
+    /// Voltage of `rail` when `--vdd` is `vdd_v`: `vdd_v` if the rail is scaled, else its nominal voltage
+    /// (`nominal_v` for the SRAM rails, `logic_v` for logic).
+    pub fn rail_v(&self, rail: Rail, vdd_v: f64) -> f64 {
+        if self.voltage.scaled_rails.contains(&rail) {
+            vdd_v
+        } else if rail == Rail::Logic {
+            self.voltage.logic_v
+        } else {
+            self.voltage.nominal_v
+        }
+    }
+
+    /// Finds a config: a bare name (no `/`) is looked up as `hw_configs/NAME[.toml]` relative to the current
+    /// directory, then to the crate directory baked in at compile time, then taken as a path; a path is taken
+    /// as given, then (if relative) relative to the crate directory.
+    pub fn resolve(name_or_path: &str) -> Result<PathBuf, ConfigError> {
+        resolve_in(HW_CONFIG_DIR, name_or_path, "toml").map_err(|searched| ConfigError::NotFound {
+            name: name_or_path.to_string(),
+            searched,
+        })
+    }
+
+    /// The shipped configs (`hw_configs/*.toml` in the current directory, else in the crate directory), sorted.
+    pub fn list_shipped() -> Vec<PathBuf> {
+        let mut dirs = vec![PathBuf::from(HW_CONFIG_DIR)];
+        dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(HW_CONFIG_DIR));
+        for d in dirs {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                let mut v: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                if !v.is_empty() {
+                    v.sort();
+                    return v;
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// Shared lookup used for configs and profiles: returns the first existing candidate, or the list searched.
+/// `dir` is a directory name like `hw_configs`, `ext` an extension tried for bare names (without the dot).
+pub fn resolve_in(dir: &str, name_or_path: &str, ext: &str) -> Result<PathBuf, String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let given = PathBuf::from(name_or_path);
+    let bare = !name_or_path.contains('/') && !name_or_path.contains(std::path::MAIN_SEPARATOR);
+    let mut candidates = Vec::new();
+    if bare && !name_or_path.is_empty() {
+        let names = if given.extension().is_some() {
+            vec![name_or_path.to_string()]
+        } else {
+            vec![format!("{name_or_path}.{ext}"), name_or_path.to_string()]
+        };
+        for base in [Path::new(dir).to_path_buf(), manifest.join(dir)] {
+            for n in &names {
+                candidates.push(base.join(n));
+            }
+        }
+        candidates.push(given);
+    } else {
+        candidates.push(given.clone());
+        if given.is_relative() {
+            candidates.push(manifest.join(&given));
+        }
+    }
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(c.clone());
+        }
+    }
+    Err(candidates
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+technology_nm = 14
+[voltage]
+vmin_v = 1.0
+nominal_v = 1.15
+logic_v = 0.8
+[weight_sram]
+banks = 4
+arrays_per_bank = 8
+rows = 512
+columns = 64
+word_bits = 64
+[activation_sram]
+ifmap_kib = 64
+ofmap_kib = 64
+word_bits = 64
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = HwConfig::from_toml_str(GOOD, "good.toml").unwrap();
+        assert_eq!(c.voltage.scaled_rails, vec![Rail::WeightSram]);
+        assert_eq!(c.weight_sram.mapping, Mapping::Linear);
+        assert_eq!(c.weight_sram.total_bits(), 32 * 512 * 64);
+        assert!((c.vdd_rel(0.85) - 0.85).abs() < 1e-12);
+        assert_eq!(c.rail_v(Rail::Logic, 0.85), 0.8);
+        assert_eq!(c.rail_v(Rail::WeightSram, 0.85), 0.85);
+        assert_eq!(c.rail_v(Rail::ActivationSram, 0.85), 1.15);
+    }
+
+    #[test]
+    fn unknown_key_rejected_with_origin_and_line() {
+        let text = GOOD.replace("banks = 4", "banks = 4\nbnaks = 3");
+        let e = HwConfig::from_toml_str(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml:"), "{e}");
+        assert!(e.contains("bnaks"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_range() {
+        let text = GOOD.replace("banks = 4", "banks = 0");
+        let e = HwConfig::from_toml_str(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("weight_sram.banks") && e.contains("1..=1024") && e.contains("x.toml"),
+            "{e}"
+        );
+        let text = GOOD.replace("nominal_v = 1.15", "nominal_v = 0.9");
+        let e = HwConfig::from_toml_str(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("voltage.nominal_v"), "{e}");
+        let text = GOOD.replace("word_bits = 64\n[act", "word_bits = 48\n[act");
+        let e = HwConfig::from_toml_str(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("divisor"), "{e}");
+        let text = GOOD.replace(
+            "logic_v = 0.8",
+            "logic_v = 0.8\nscaled_rails = [\"logic\", \"logic\"]",
+        );
+        assert!(HwConfig::from_toml_str(&text, "x.toml").is_err());
+    }
+
+    #[test]
+    fn vdd_check() {
+        let c = HwConfig::from_toml_str(GOOD, "good.toml").unwrap();
+        assert!((c.check_vdd(0.85).unwrap() - 0.85).abs() < 1e-12);
+        assert!(c.check_vdd(0.1).unwrap_err().to_string().contains("--vdd"));
+        assert!(c.check_vdd(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let shipped = HwConfig::list_shipped();
+        assert!(!shipped.is_empty());
+        for p in shipped {
+            HwConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let p = HwConfig::resolve("14nm_sram").unwrap();
+        let c = HwConfig::load(&p).unwrap();
+        // The user's example `--vdd 0.85` must land where bit errors matter (issue 5): 0.8 < vdd_rel < 0.9.
+        let r = c.vdd_rel(0.85);
+        assert!(r > 0.8 && r < 0.9, "{r}");
+        assert!(HwConfig::resolve("no_such_config").is_err());
+    }
+}
