@@ -1,1 +1,41 @@
-//! `sweep` module (see docs/ and the module docs inside).
+//! Sweeps: voltage grid × models × fault profiles → one row per point (see [`crate::report::SweepRow`]).
+//!
+//! - [`grid`]: voltage grid specs;
+//! - [`state`]: the resumable state file (atomic writes, configuration fingerprint);
+//! - [`core`]: the incremental evaluation of one (model, profile) series: voltages from high to low, faults nested
+//!   (a cell failing at V fails at every V' < V, domain.md §2.2), so consecutive voltages differ by a few new
+//!   faults; tensors whose stored codes did not change are not re-decoded, and a point whose image equals the
+//!   previous one reuses its result without running inference.
+//!
+//! See docs/run-and-sweep.md.
+pub mod core;
+pub mod grid;
+pub mod state;
+
+use std::path::PathBuf;
+
+/// Errors of the sweep layer. `Grid`, `Fingerprint` and `State` are user errors (exit 2 at the CLI).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("bad voltage grid `{spec}`: {msg}")]
+    Grid { spec: String, msg: String },
+    #[error(
+        "{path}: this folder holds a sweep with a different configuration (fingerprint {found}, this run {expected}); \
+         pass --fresh to discard it or choose another --out"
+    )]
+    Fingerprint {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: unreadable sweep state: {msg}; delete it or pass --fresh")]
+    State { path: PathBuf, msg: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Eval(String),
+}
