@@ -1,0 +1,61 @@
+"""Model files (docs/model-format.md): export of trained models through export.write_model, and loading them back."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data, quant
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read or does not follow docs/model-format.md."""
+
+
+def manifest_for(model, cfg, clean_error_pct: float, test_images: int, name: str, history=None) -> dict:
+    scheme = cfg.scheme()
+    notes = f"accelsim_train; config {json.dumps({k: v for k, v in vars(cfg).items()})}"
+    if cfg.method == "plclipping":
+        notes += "; per-layer clipping w_max(l) = max(0.2, k_l) w_max, k_l = max|w(l)| / max_l' max|w(l')|"
+    return {
+        "format": "accelsim-model",
+        "version": 1,
+        "name": name,
+        "weights": f"{name}.safetensors",
+        "input": {"shape": [1, 28, 28], "mean": [data.MEAN], "std": [data.STD], "dataset": "fashion-mnist",
+                  "classes": list(data.CLASSES)},
+        "quantization": scheme.to_dict(),
+        "training": {"method": cfg.method, "p_train": float(cfg.p), "clean_error_pct": round(clean_error_pct, 2),
+                     "test_images": int(test_images), "epochs": int(cfg.epochs), "seed": int(cfg.seed),
+                     "framework": f"torch {torch.__version__}", "notes": notes},
+        "layers": model.manifest_layers(),
+    }
+
+
+def tensors_for(model, scheme: quant.QuantScheme) -> dict:
+    """F32 clipped master weights of every parameter, its "<name>:codes", and BN running statistics (F32)."""
+    out = {}
+    for name, p in model.named_parameters():
+        w = quant.clip(p.detach(), scheme)
+        out[name] = w.numpy().astype(np.float32)
+        out[f"{name}:codes"] = quant.encode(w, scheme).numpy()
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            out[name] = b.detach().to(torch.float32).numpy()
+    return out
+
+
+def export_trained(model, cfg, clean_error_pct: float, test_images: int, out_stem, history=None) -> list[Path]:
+    """Write out_stem.toml + out_stem.safetensors with export.write_model (owned by the engine side)."""
+    from .export import write_model
+
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_for(model, cfg, clean_error_pct, test_images, out_stem.name, history)
+    write_model(str(out_stem), manifest, tensors_for(model, cfg.scheme()))
+    return [Path(str(out_stem) + ".toml"), Path(str(out_stem) + ".safetensors")]

@@ -1,0 +1,115 @@
+"""Models with reparameterized normalization (domain.md §1.3) and their accelsim manifest description.
+
+`cnn-small` (Fashion-MNIST, 1x28x28):
+    conv(1->16, 3x3, pad 1, no bias) + GN(8 groups, reparam) + ReLU + maxpool 2
+    conv(16->32, 3x3, pad 1, no bias) + GN(16 groups, reparam) + ReLU + maxpool 2
+    flatten + linear(1568->64) + ReLU + linear(64->10)
+105,914 parameters: 847,312 bits at 8 bit, fitting the paper's 128 KiB weight SRAM (32 arrays of 512x64 bits).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ARCHS = ("cnn-small",)
+
+
+def gn_groups(channels: int) -> int:
+    """Groups = the first of {32, 24, 16, 8}, each capped at C/2, that divides C (domain.md §1.3)."""
+    for g in (32, 24, 16, 8):
+        g = min(g, max(channels // 2, 1))
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class ReparamGroupNorm(nn.Module):
+    """GroupNorm whose scale is 1 + alpha', alpha' and bias initialised to 0, so clipped alpha' can still be the identity."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.groups, self.channels, self.eps = groups, channels, eps
+        self.weight = nn.Parameter(torch.zeros(channels))  # alpha'
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return F.group_norm(x, self.groups, 1.0 + self.weight, self.bias, self.eps)
+
+
+class ReparamBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d with scale 1 + alpha' (alpha' and bias initialised to 0). Running stats stay float buffers."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__(channels, eps=eps)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x):
+        if self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, 1.0 + self.weight, self.bias, True,
+                                self.momentum, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, 1.0 + self.weight, self.bias, False, 0.0,
+                            self.eps)
+
+
+class CnnSmall(nn.Module):
+    def __init__(self, norm: str = "gn", num_classes: int = 10):
+        super().__init__()
+        if norm not in ("gn", "bn"):
+            raise ValueError(f"--norm: '{norm}' is not one of gn, bn")
+        self.norm = norm
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.norm1 = ReparamGroupNorm(gn_groups(16), 16) if norm == "gn" else ReparamBatchNorm(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.norm2 = ReparamGroupNorm(gn_groups(32), 32) if norm == "gn" else ReparamBatchNorm(32)
+        self.fc1 = nn.Linear(32 * 7 * 7, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+        for m in self.modules():  # He init (domain.md §1.4)
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.norm2(self.conv2(x))), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+    def manifest_layers(self) -> list[dict]:
+        """Layers in execution order for docs/model-format.md; parameter order = model.parameters() order."""
+        def norm(name, mod):
+            if isinstance(mod, ReparamGroupNorm):
+                return {"name": name, "type": "groupnorm", "groups": mod.groups, "channels": mod.channels,
+                        "eps": mod.eps, "reparameterized": True, "weight": f"{name}.weight", "bias": f"{name}.bias"}
+            return {"name": name, "type": "batchnorm", "channels": mod.num_features, "eps": mod.eps,
+                    "reparameterized": True, "weight": f"{name}.weight", "bias": f"{name}.bias",
+                    "running_mean": f"{name}.running_mean", "running_var": f"{name}.running_var"}
+
+        def conv(name, mod):
+            d = {"name": name, "type": "conv2d", "in_channels": mod.in_channels, "out_channels": mod.out_channels,
+                 "kernel": list(mod.kernel_size), "stride": list(mod.stride), "padding": list(mod.padding),
+                 "weight": f"{name}.weight"}
+            if mod.bias is not None:
+                d["bias"] = f"{name}.bias"
+            return d
+
+        def lin(name, mod):
+            return {"name": name, "type": "linear", "in_features": mod.in_features, "out_features": mod.out_features,
+                    "weight": f"{name}.weight", "bias": f"{name}.bias"}
+
+        return [
+            conv("conv1", self.conv1), norm("norm1", self.norm1), {"name": "relu1", "type": "relu"},
+            {"name": "pool1", "type": "maxpool2d", "kernel": [2, 2], "stride": [2, 2]},
+            conv("conv2", self.conv2), norm("norm2", self.norm2), {"name": "relu2", "type": "relu"},
+            {"name": "pool2", "type": "maxpool2d", "kernel": [2, 2], "stride": [2, 2]},
+            {"name": "flatten", "type": "flatten"},
+            lin("fc1", self.fc1), {"name": "relu3", "type": "relu"}, lin("fc2", self.fc2),
+        ]
+
+
+def build(arch: str, norm: str = "gn") -> nn.Module:
+    if arch == "cnn-small":
+        return CnnSmall(norm)
+    raise ValueError(f"--arch: '{arch}' is not one of {', '.join(ARCHS)}")
