@@ -240,3 +240,29 @@ def random_flip_mask(
         u = torch.rand((numel, bits), generator=generator)
     weights = torch.tensor([1 << j for j in range(bits)], dtype=torch.int64)
     return ((u[:, :bits] < p).to(torch.int64) * weights).sum(dim=1)
+
+
+def sparse_flip_mask(numel: int, p: float, bits: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Same distribution as random_flip_mask (each of the numel x m stored bits flips independently with
+    probability p), drawn in O(p·numel·m) instead of one uniform per bit: the gaps between flipped bit positions
+    (bit index i·m + j, LSB first) of a Bernoulli(p) process are Geometric(p). Used for the fresh pattern of every
+    RandBET step, where no nesting across p is needed."""
+    total = numel * bits
+    mask = torch.zeros(numel, dtype=torch.int64)
+    if p <= 0.0 or total == 0:
+        return mask
+    if p >= 1.0:
+        return mask + ((1 << bits) - 1)
+    pos_chunks, last = [], -1
+    chunk = int(total * p + 6.0 * math.sqrt(total * p) + 16)
+    while True:
+        gaps = torch.empty(chunk, dtype=torch.float64).geometric_(p, generator=generator)
+        pos = last + torch.cumsum(gaps, 0).to(torch.int64)
+        keep = pos[pos < total]
+        pos_chunks.append(keep)
+        if len(keep) < len(pos):
+            break
+        last = int(pos[-1])
+    pos = torch.cat(pos_chunks)
+    bit_values = torch.ones_like(pos) << (pos % bits)
+    return mask.index_add_(0, pos // bits, bit_values)  # distinct positions: add == or

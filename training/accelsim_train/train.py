@@ -129,7 +129,7 @@ def dequantize(qparams: dict, scheme: quant.QuantScheme, flip_masks: Optional[di
 def random_masks(qparams: dict, p: float, bits: int, generator: torch.Generator) -> dict:
     """A fresh uniform pattern over all stored bits, sliced per tensor in parameter (memory) order."""
     total = sum(c.numel() for c, _ in qparams.values())
-    mask = quant.random_flip_mask(total, p, bits, generator)
+    mask = quant.sparse_flip_mask(total, p, bits, generator)
     out, off = {}, 0
     for name, (codes, _) in qparams.items():
         out[name] = mask[off: off + codes.numel()]

@@ -192,3 +192,33 @@ def test_shared_vectors_file_is_versioned():
         pytest.skip(f"shared vectors {VECTORS} not written yet (Rust quant side)")
     doc = json.loads(VECTORS.read_text())
     assert doc["version"] == 1 and len(doc["cases"]) > 0
+
+
+@pytest.mark.parametrize("p", [0.001, 0.01, 0.3])
+def test_sparse_flip_mask_is_an_unbiased_bernoulli_sampler(p):
+    g = torch.Generator().manual_seed(7)
+    n, bits, reps = 50_000, 8, 4
+    per_bit = torch.zeros(bits, dtype=torch.float64)
+    halves = torch.zeros(2, dtype=torch.float64)
+    multi = 0.0
+    for _ in range(reps):
+        m = quant.sparse_flip_mask(n, p, bits, g)
+        assert int(m.min()) >= 0 and int(m.max()) < (1 << bits)
+        bitsets = torch.stack([(m >> j) & 1 for j in range(bits)], 1).double()
+        per_bit += bitsets.sum(0)
+        halves += torch.stack([bitsets[: n // 2].sum(), bitsets[n // 2:].sum()])
+        multi += float((bitsets.sum(1) >= 2).sum())
+    trials = n * reps
+    sd = math.sqrt(trials * p * (1 - p))
+    assert torch.all((per_bit - trials * p).abs() < 5 * sd), per_bit  # every bit position at rate p
+    sd_h = math.sqrt(trials * bits / 2 * p * (1 - p))
+    assert torch.all((halves - trials * bits / 2 * p).abs() < 5 * sd_h), halves  # no drift along memory
+    # independence across bits of one element: P(>= 2 flips in m bits) follows the binomial law
+    p2 = 1 - (1 - p) ** bits - bits * p * (1 - p) ** (bits - 1)
+    assert abs(multi - trials * p2) < 5 * math.sqrt(trials * p2 * (1 - p2)) + 5
+
+
+def test_sparse_flip_mask_edges():
+    assert int(quant.sparse_flip_mask(100, 0.0, 8).sum()) == 0
+    assert torch.all(quant.sparse_flip_mask(10, 1.0, 4) == 15)
+    assert quant.sparse_flip_mask(0, 0.5, 8).numel() == 0

@@ -71,7 +71,7 @@ def test_plclipping_bounds_follow_the_stated_rule():
     torch.manual_seed(2)
     cfg = T.TrainConfig(method="plclipping", w_max=0.1)
     m = models.build("cnn-small")
-    before = {n: float(p.abs().max()) for n, p in m.named_parameters()}
+    before = {n: float(p.detach().abs().max()) for n, p in m.named_parameters()}
     top = max(before.values())
     T.project_(m, cfg)
     for n, p in m.named_parameters():
