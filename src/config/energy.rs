@@ -1,7 +1,169 @@
-//! `[energy]` section of the hardware config (owned by the systolic/energy engineer; placeholder).
+//! `[energy]` section of the hardware config: energy per operation/access and how the weight SRAM's energy
+//! follows its supply voltage (docs/energy.md, domain.md §2.3 and §7).
 use serde::{Deserialize, Serialize};
 
-/// Energy parameters (pJ per access/operation at the reference voltage, leakage, voltage scaling law).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EnergyConfig {}
+/// How the weight SRAM's dynamic energy per access scales with its voltage `V` (relative to `V_min`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SramScaling {
+    /// `E(V) = E(V_min) · (V / V_min)²` — the paper's Spectre simulation (domain.md §2.3).
+    #[default]
+    Quadratic,
+    /// Piecewise-linear interpolation of `weight_sram_table` (`[V/V_min, E(V)/E(V_min)]` points).
+    Table,
+}
+
+/// Energy parameters (pJ per access/operation at the reference voltage of each rail, leakage, scaling law).
+/// Missing keys take the [`Default`] values; unknown keys are rejected. Call [`EnergyConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnergyConfig {
+    /// Energy of one MAC (8-bit multiply + 32-bit accumulate) at the logic voltage, pJ, `[0, 1000]`.
+    pub mac_pj: f64,
+    /// Dynamic energy of one weight-SRAM word read at `V_min`, pJ, `[0, 1000]`.
+    pub weight_sram_read_pj: f64,
+    /// Dynamic energy of one weight-SRAM word write at `V_min`, pJ, `[0, 1000]` (reloads only).
+    pub weight_sram_write_pj: f64,
+    /// Scaling law of the weight SRAM's dynamic energy against voltage.
+    pub weight_sram_scaling: SramScaling,
+    /// `[[V/V_min, E/E(V_min)], ...]`, strictly increasing in `V/V_min`, energies positive and non-decreasing;
+    /// used when `weight_sram_scaling = "table"`, at least 2 points.
+    pub weight_sram_table: Vec<[f64; 2]>,
+    /// Leakage power of one weight-SRAM bit cell at `V_min`, pW, `[0, 1e6]`.
+    pub weight_sram_leakage_pw_per_bit: f64,
+    /// Leakage falls by a factor `e` for every this many volts of supply reduction, V, `(0, 10]`.
+    pub leakage_v_per_efold: f64,
+    /// Activation-buffer (IFMAP/OFMAP) energy per byte accessed at the SRAM nominal voltage, pJ, `[0, 1000]`.
+    pub act_sram_pj_per_byte: f64,
+    /// DRAM energy per bit transferred, pJ, `[0, 10000]`.
+    pub dram_pj_per_bit: f64,
+}
+
+impl Default for EnergyConfig {
+    /// The values of `hw_configs/14nm_sram.toml` (sources and derivations there and in docs/energy.md).
+    fn default() -> Self {
+        EnergyConfig {
+            mac_pj: 0.034,
+            weight_sram_read_pj: 1.14,
+            weight_sram_write_pj: 1.25,
+            weight_sram_scaling: SramScaling::Quadratic,
+            weight_sram_table: vec![],
+            weight_sram_leakage_pw_per_bit: 10.0,
+            leakage_v_per_efold: 0.1785,
+            act_sram_pj_per_byte: 0.14,
+            dram_pj_per_bit: 8.0,
+        }
+    }
+}
+
+/// The paper's normalized SRAM energy points (domain.md §2.3), usable as `weight_sram_table`.
+pub const PAPER_SRAM_TABLE: [[f64; 2]; 7] = [
+    [0.75, 0.5625],
+    [0.792, 0.6267],
+    [0.833, 0.6944],
+    [0.875, 0.7656],
+    [0.917, 0.8403],
+    [0.958, 0.9184],
+    [1.0, 1.0],
+];
+
+fn range_err(key: &str, value: impl std::fmt::Display, allowed: &str) -> String {
+    format!("[energy] {key} = {value} is out of range (allowed {allowed})")
+}
+
+impl EnergyConfig {
+    /// Checks every key; messages name the key and the allowed range, e.g.
+    /// `[energy] mac_pj = -1 is out of range (allowed [0, 1000])`.
+    pub fn validate(&self) -> Result<(), String> {
+        let pj = [
+            ("mac_pj", self.mac_pj, 1000.0),
+            ("weight_sram_read_pj", self.weight_sram_read_pj, 1000.0),
+            ("weight_sram_write_pj", self.weight_sram_write_pj, 1000.0),
+            (
+                "weight_sram_leakage_pw_per_bit",
+                self.weight_sram_leakage_pw_per_bit,
+                1e6,
+            ),
+            ("act_sram_pj_per_byte", self.act_sram_pj_per_byte, 1000.0),
+            ("dram_pj_per_bit", self.dram_pj_per_bit, 10000.0),
+        ];
+        for (key, v, max) in pj {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                return Err(range_err(key, v, &format!("[0, {max}]")));
+            }
+        }
+        let efold = self.leakage_v_per_efold;
+        if !(efold.is_finite() && efold > 0.0 && efold <= 10.0) {
+            return Err(range_err("leakage_v_per_efold", efold, "(0, 10]"));
+        }
+        if self.weight_sram_scaling == SramScaling::Table {
+            let t = &self.weight_sram_table;
+            if t.len() < 2 {
+                return Err(format!(
+                    "[energy] weight_sram_table has {} points; weight_sram_scaling = \"table\" needs at least 2 \
+                     [V/V_min, E/E(V_min)] points",
+                    t.len()
+                ));
+            }
+            for (i, p) in t.iter().enumerate() {
+                if !(p[0].is_finite() && p[0] > 0.0 && p[1].is_finite() && p[1] > 0.0) {
+                    return Err(format!(
+                        "[energy] weight_sram_table[{i}] = [{}, {}]: both values must be finite and > 0",
+                        p[0], p[1]
+                    ));
+                }
+                if i > 0 && !(p[0] > t[i - 1][0] && p[1] >= t[i - 1][1]) {
+                    return Err(format!(
+                        "[energy] weight_sram_table[{i}] = [{}, {}]: points must be strictly increasing in V/V_min \
+                         with non-decreasing energy",
+                        p[0], p[1]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_valid_and_toml_table_parses() {
+        EnergyConfig::default().validate().unwrap();
+        let c: EnergyConfig = toml::from_str(
+            "weight_sram_scaling = \"table\"\nweight_sram_table = [[0.75, 0.5625], [1.0, 1.0]]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.weight_sram_table.len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let e = toml::from_str::<EnergyConfig>("mac = 1.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mac"), "{e}");
+        let c = EnergyConfig {
+            mac_pj: -1.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "[energy] mac_pj = -1 is out of range (allowed [0, 1000])"
+        );
+        let c = EnergyConfig {
+            weight_sram_scaling: SramScaling::Table,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("at least 2"));
+        let c = EnergyConfig {
+            weight_sram_scaling: SramScaling::Table,
+            weight_sram_table: vec![[1.0, 1.0], [0.9, 0.8]],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("weight_sram_table[1]"));
+    }
+}

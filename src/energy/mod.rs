@@ -1,1 +1,329 @@
-//! `energy` module (see docs/ and the module docs inside).
+//! Energy per inference from the systolic model's access counts, at a chosen supply voltage
+//! (docs/energy.md; domain.md §2.3 and §7).
+//!
+//! Components of one inference (`stats` from [`crate::systolic::simulate_network`]):
+//! * weight-SRAM dynamic: `(word_reads · E_read + word_writes · E_write) · s(V)`, energies given at `V_min`,
+//!   `s(V) = (V/V_min)²` (the paper's Spectre result, domain.md §2.3) or a configured table; writes happen only
+//!   when weights must be reloaded because the model does not fit;
+//! * weight-SRAM leakage: `bits · P_bit(V_min) · exp((V − V_min)/v_e) · latency`, over the arrays that hold
+//!   weights (unused arrays assumed power-gated); `v_e = 0.28 V / ln 4.8 ≈ 0.1785 V` reproduces Yang & Murmann's
+//!   28 nm measurement of 4.8× lower leakage for −280 mV (domain.md §7);
+//! * activation buffers: `(input reads + output writes + partial-sum reads) · act_bytes · E_byte · (V/V_nom)²`
+//!   (`E_byte` given at the SRAM nominal voltage `nominal_v`);
+//! * MACs: `macs · E_mac · (V/V_logic)²`;
+//! * DRAM: `bytes · 8 · E_bit` (never voltage-scaled).
+//!
+//! Only the rails in `[voltage] scaled_rails` follow `vdd_v`; the others stay at their nominal voltage
+//! (`nominal_v` for the SRAM rails, `logic_v` for the logic). 4-bit weights halve the weight-SRAM
+//! words, hence both the word reads and the leakage, because the cycle model packs `64 / bits` weights per word.
+//!
+//! ```
+//! use accelsim::config::HwConfig;
+//! use accelsim::energy::EnergyModel;
+//! use accelsim::systolic::{simulate_network, BufferParams, Layer};
+//! let hw = HwConfig::load_named("14nm_sram").unwrap();
+//! let layers = vec![Layer::linear("fc", 1, 1568, 64).unwrap()];
+//! let array = hw.systolic.array_params().unwrap();
+//! let stats = simulate_network(&layers, &array, &BufferParams::from_hw(&hw).unwrap(), 8).unwrap();
+//! let model = EnergyModel::new(&hw).unwrap();
+//! let at_vmin = model.energy_per_inference(&stats, hw.voltage.vmin_v).unwrap();
+//! let nominal = model.energy_per_inference(&stats, hw.voltage.nominal_v).unwrap();
+//! assert!(at_vmin.weight_sram_dynamic_pj < nominal.weight_sram_dynamic_pj);
+//! assert!(model.savings_pct(&stats, 0.85).unwrap() > 0.0);
+//! //! ```
+use crate::config::energy::{EnergyConfig, SramScaling};
+use crate::config::systolic::SystolicConfig;
+use crate::systolic::NetworkStats;
+use serde::Serialize;
+
+pub use crate::config::Rail;
+use crate::config::{HwConfig, VoltageConfig};
+
+/// Errors of the energy model. Messages name the parameter and the allowed range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnergyError {
+    #[error("{0}")]
+    Config(String),
+    #[error("vdd_v = {vdd_v} V is out of range (allowed {min_v}..={max_v} V{why})")]
+    VoltageOutOfRange {
+        vdd_v: f64,
+        min_v: f64,
+        max_v: f64,
+        why: &'static str,
+    },
+}
+
+/// Energy of one inference by component, pJ, at `vdd_v`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EnergyBreakdown {
+    pub vdd_v: f64,
+    pub weight_sram_dynamic_pj: f64,
+    pub weight_sram_leakage_pj: f64,
+    pub act_sram_pj: f64,
+    pub mac_pj: f64,
+    pub dram_pj: f64,
+    pub total_pj: f64,
+}
+
+/// One row of the auditable per-run energy table: what a single operation costs at the chosen voltage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnergyTableRow {
+    pub component: &'static str,
+    /// Per-operation energy (pJ) or leakage power per bit (pW) at `voltage_v`, see `unit`.
+    pub value: f64,
+    pub unit: &'static str,
+    /// Rail voltage (none for DRAM, which is never scaled).
+    pub voltage_v: Option<f64>,
+    pub scaling: &'static str,
+}
+
+/// Voltage-dependent energy model (see the module docs). Built once per hardware config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnergyModel {
+    cfg: EnergyConfig,
+    volts: VoltageConfig,
+    act_bits: u32,
+    weight_array_bits: u64,
+}
+
+/// Widest supply voltage accepted, V.
+pub const MAX_VDD_V: f64 = 5.0;
+
+impl EnergyModel {
+    /// Builds the model from a (validated) hardware config.
+    pub fn new(hw: &HwConfig) -> Result<Self, EnergyError> {
+        Self::from_parts(
+            &hw.energy,
+            &hw.systolic,
+            &hw.voltage,
+            hw.weight_sram.cells_per_array(),
+        )
+    }
+
+    /// Builds the model from the `[energy]`, `[systolic]` and `[voltage]` sections and the bit cells per
+    /// weight-SRAM array (`rows · columns`, 32768 for 512×64).
+    pub fn from_parts(
+        energy: &EnergyConfig,
+        systolic: &SystolicConfig,
+        volts: &VoltageConfig,
+        weight_array_bits: u64,
+    ) -> Result<Self, EnergyError> {
+        energy.validate().map_err(EnergyError::Config)?;
+        systolic.validate().map_err(EnergyError::Config)?;
+        for (key, v) in [
+            ("vmin_v", volts.vmin_v),
+            ("nominal_v", volts.nominal_v),
+            ("logic_v", volts.logic_v),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= MAX_VDD_V) {
+                return Err(EnergyError::Config(format!(
+                    "[voltage] {key} = {v} is out of range (allowed (0, {MAX_VDD_V}] V)"
+                )));
+            }
+        }
+        let model = EnergyModel {
+            cfg: energy.clone(),
+            volts: volts.clone(),
+            act_bits: systolic.act_bits,
+            weight_array_bits,
+        };
+        // The nominal voltage must be inside a configured table, or savings could not be computed.
+        model.weight_sram_scale(model.volts.nominal_v)?;
+        Ok(model)
+    }
+
+    pub fn voltages(&self) -> &VoltageConfig {
+        &self.volts
+    }
+
+    /// Voltage a rail runs at when the swept supply is `vdd_v`: `vdd_v` if listed in `scaled_rails`, else
+    /// `nominal_v` (SRAM rails) or `logic_v` (logic), as `HwConfig::rail_v`.
+    pub fn rail_voltage(&self, rail: Rail, vdd_v: f64) -> f64 {
+        if self.volts.scaled_rails.contains(&rail) {
+            vdd_v
+        } else if rail == Rail::Logic {
+            self.volts.logic_v
+        } else {
+            self.volts.nominal_v
+        }
+    }
+
+    /// Weight-SRAM dynamic energy per access at `v` relative to `V_min`: `(v/V_min)²` or the table.
+    pub fn weight_sram_scale(&self, v: f64) -> Result<f64, EnergyError> {
+        let x = v / self.volts.vmin_v;
+        match self.cfg.weight_sram_scaling {
+            SramScaling::Quadratic => Ok(x * x),
+            SramScaling::Table => {
+                let t = &self.cfg.weight_sram_table;
+                let (lo, hi) = (t[0][0], t[t.len() - 1][0]);
+                if !(lo..=hi).contains(&x) {
+                    return Err(EnergyError::VoltageOutOfRange {
+                        vdd_v: v,
+                        min_v: lo * self.volts.vmin_v,
+                        max_v: hi * self.volts.vmin_v,
+                        why: ", the range of [energy] weight_sram_table",
+                    });
+                }
+                let i = t.partition_point(|p| p[0] < x).clamp(1, t.len() - 1);
+                let (a, b) = (t[i - 1], t[i]);
+                Ok(a[1] + (b[1] - a[1]) * (x - a[0]) / (b[0] - a[0]))
+            }
+        }
+    }
+
+    /// Leakage power relative to `V_min`: `exp((v − V_min) / leakage_v_per_efold)`.
+    pub fn leakage_scale(&self, v: f64) -> f64 {
+        ((v - self.volts.vmin_v) / self.cfg.leakage_v_per_efold).exp()
+    }
+
+    fn check_vdd(vdd_v: f64) -> Result<(), EnergyError> {
+        if vdd_v.is_finite() && vdd_v > 0.0 && vdd_v <= MAX_VDD_V {
+            Ok(())
+        } else {
+            Err(EnergyError::VoltageOutOfRange {
+                vdd_v,
+                min_v: 0.0,
+                max_v: MAX_VDD_V,
+                why: "",
+            })
+        }
+    }
+
+    /// Energy of one inference (the network in `stats`) with the swept supply at `vdd_v`.
+    pub fn energy_per_inference(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+    ) -> Result<EnergyBreakdown, EnergyError> {
+        Self::check_vdd(vdd_v)?;
+        let c = &self.cfg;
+        let v_w = self.rail_voltage(Rail::WeightSram, vdd_v);
+        let v_a = self.rail_voltage(Rail::ActivationSram, vdd_v);
+        let v_l = self.rail_voltage(Rail::Logic, vdd_v);
+        let act_scale = (v_a / self.volts.nominal_v).powi(2);
+        let logic_scale = (v_l / self.volts.logic_v).powi(2);
+
+        let weight_sram_dynamic_pj = (stats.weight_sram_word_reads as f64 * c.weight_sram_read_pj
+            + stats.weight_sram_word_writes as f64 * c.weight_sram_write_pj)
+            * self.weight_sram_scale(v_w)?;
+        let bits_powered = (stats.weight_arrays_used * self.weight_array_bits) as f64;
+        // pW · s = pJ.
+        let weight_sram_leakage_pj = bits_powered
+            * c.weight_sram_leakage_pw_per_bit
+            * self.leakage_scale(v_w)
+            * stats.latency_s;
+        let act_accesses =
+            (stats.input_sram_reads + stats.output_sram_writes + stats.output_sram_reads) as f64;
+        let act_sram_pj =
+            act_accesses * self.act_bits as f64 / 8.0 * c.act_sram_pj_per_byte * act_scale;
+        let mac_pj = stats.macs as f64 * c.mac_pj * logic_scale;
+        let dram_pj =
+            (stats.dram_reads_bytes + stats.dram_writes_bytes) as f64 * 8.0 * c.dram_pj_per_bit;
+        Ok(EnergyBreakdown {
+            vdd_v,
+            weight_sram_dynamic_pj,
+            weight_sram_leakage_pj,
+            act_sram_pj,
+            mac_pj,
+            dram_pj,
+            total_pj: weight_sram_dynamic_pj
+                + weight_sram_leakage_pj
+                + act_sram_pj
+                + mac_pj
+                + dram_pj,
+        })
+    }
+
+    /// Energy of one inference at the nominal voltage (`nominal_v` on the scaled rails).
+    pub fn nominal_energy(&self, stats: &NetworkStats) -> Result<EnergyBreakdown, EnergyError> {
+        self.energy_per_inference(stats, self.volts.nominal_v)
+    }
+
+    /// Total energy saved at `vdd_v` against the nominal voltage, percent: `(1 − E(vdd)/E(nominal)) · 100`.
+    pub fn savings_pct(&self, stats: &NetworkStats, vdd_v: f64) -> Result<f64, EnergyError> {
+        let at = self.energy_per_inference(stats, vdd_v)?.total_pj;
+        let nominal = self.nominal_energy(stats)?.total_pj;
+        Ok(if nominal > 0.0 {
+            (1.0 - at / nominal) * 100.0
+        } else {
+            0.0
+        })
+    }
+
+    /// Weight-SRAM (dynamic + leakage) energy saved at `vdd_v` against the nominal voltage, percent — the
+    /// quantity the paper's "20–30 % savings" refer to (domain.md §2.3).
+    pub fn weight_sram_savings_pct(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+    ) -> Result<f64, EnergyError> {
+        let w = |e: EnergyBreakdown| e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj;
+        let at = w(self.energy_per_inference(stats, vdd_v)?);
+        let nominal = w(self.nominal_energy(stats)?);
+        Ok(if nominal > 0.0 {
+            (1.0 - at / nominal) * 100.0
+        } else {
+            0.0
+        })
+    }
+
+    /// The per-operation energies in force at `vdd_v`, one row per component (for reports).
+    pub fn table(&self, vdd_v: f64) -> Result<Vec<EnergyTableRow>, EnergyError> {
+        Self::check_vdd(vdd_v)?;
+        let c = &self.cfg;
+        let v_w = self.rail_voltage(Rail::WeightSram, vdd_v);
+        let v_a = self.rail_voltage(Rail::ActivationSram, vdd_v);
+        let v_l = self.rail_voltage(Rail::Logic, vdd_v);
+        let sram_law = match c.weight_sram_scaling {
+            SramScaling::Quadratic => "(V/V_min)^2",
+            SramScaling::Table => "table",
+        };
+        Ok(vec![
+            EnergyTableRow {
+                component: "weight_sram_read",
+                value: c.weight_sram_read_pj * self.weight_sram_scale(v_w)?,
+                unit: "pJ/word",
+                voltage_v: Some(v_w),
+                scaling: sram_law,
+            },
+            EnergyTableRow {
+                component: "weight_sram_write",
+                value: c.weight_sram_write_pj * self.weight_sram_scale(v_w)?,
+                unit: "pJ/word",
+                voltage_v: Some(v_w),
+                scaling: sram_law,
+            },
+            EnergyTableRow {
+                component: "weight_sram_leakage",
+                value: c.weight_sram_leakage_pw_per_bit * self.leakage_scale(v_w),
+                unit: "pW/bit",
+                voltage_v: Some(v_w),
+                scaling: "exp((V-V_min)/v_e)",
+            },
+            EnergyTableRow {
+                component: "act_sram_access",
+                value: c.act_sram_pj_per_byte * (v_a / self.volts.nominal_v).powi(2),
+                unit: "pJ/byte",
+                voltage_v: Some(v_a),
+                scaling: "(V/V_nominal)^2",
+            },
+            EnergyTableRow {
+                component: "mac",
+                value: c.mac_pj * (v_l / self.volts.logic_v).powi(2),
+                unit: "pJ/MAC",
+                voltage_v: Some(v_l),
+                scaling: "(V/V_logic)^2",
+            },
+            EnergyTableRow {
+                component: "dram",
+                value: c.dram_pj_per_bit,
+                unit: "pJ/bit",
+                voltage_v: None,
+                scaling: "none",
+            },
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+use super::*;
+use crate::config::energy::PAPER_SRAM_TABLE;
+use crate::config::VoltageConfig;
+use crate::systolic::{simulate_network, BufferParams, Layer, WeightLayout};
+use proptest::prelude::*;
+
+fn volts(rails: Vec<Rail>) -> VoltageConfig {
+    VoltageConfig {
+        vmin_v: 0.8,
+        nominal_v: 0.92,
+        logic_v: 0.9,
+        scaled_rails: rails,
+    }
+}
+
+fn fmnist_layers() -> Vec<Layer> {
+    vec![
+        Layer::conv2d("conv1", 1, 1, 28, 28, 16, 3, 3, 1, 1).unwrap(),
+        Layer::conv2d("conv2", 1, 16, 14, 14, 32, 3, 3, 1, 1).unwrap(),
+        Layer::linear("fc1", 1, 1568, 64).unwrap(),
+        Layer::linear("fc2", 1, 64, 10).unwrap(),
+    ]
+}
+
+/// The default chip: 64 KiB activation buffers, 4 banks x 8 arrays of 512 x 64 bits, 12.8 B/cycle DRAM.
+fn buffers() -> BufferParams {
+    BufferParams::new(
+        65536,
+        65536,
+        8,
+        12.8,
+        WeightLayout::new(64, 512, 4, 8, false, 0).unwrap(),
+    )
+    .unwrap()
+}
+
+fn stats(bits: u32) -> NetworkStats {
+    let s = SystolicConfig::default();
+    simulate_network(
+        &fmnist_layers(),
+        &s.array_params().unwrap(),
+        &buffers(),
+        bits,
+    )
+    .unwrap()
+}
+
+fn model(cfg: &EnergyConfig, rails: Vec<Rail>) -> EnergyModel {
+    EnergyModel::from_parts(cfg, &SystolicConfig::default(), &volts(rails), 32768).unwrap()
+}
+
+fn table_cfg() -> EnergyConfig {
+    EnergyConfig {
+        weight_sram_scaling: SramScaling::Table,
+        weight_sram_table: PAPER_SRAM_TABLE.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn quadratic_and_table_reproduce_the_paper_points() {
+    let q = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    let t = EnergyModel::from_parts(
+        &table_cfg(),
+        &SystolicConfig::default(),
+        &VoltageConfig {
+            nominal_v: 0.8,
+            ..volts(vec![Rail::WeightSram])
+        },
+        32768,
+    )
+    .unwrap();
+    for [x, e] in PAPER_SRAM_TABLE {
+        // The paper's energies are (V/V_min)² of the unrounded ratios (0.958 is 23/24): within 1e-3.
+        assert!(
+            (q.weight_sram_scale(x * 0.8).unwrap() - e).abs() < 1e-3,
+            "{x}"
+        );
+        assert!(
+            (t.weight_sram_scale(x * 0.8).unwrap() - e).abs() < 1e-12,
+            "{x}"
+        );
+    }
+    // Between two points the table interpolates linearly.
+    let mid = t.weight_sram_scale(0.8 * (0.75 + 0.792) / 2.0).unwrap();
+    assert!((mid - (0.5625 + 0.6267) / 2.0).abs() < 1e-12);
+    // Outside the table: a one-line error naming vdd_v and the range.
+    let e = t.weight_sram_scale(0.5).unwrap_err().to_string();
+    assert!(
+        e.contains("vdd_v = 0.5") && e.contains("weight_sram_table"),
+        "{e}"
+    );
+}
+
+#[test]
+fn leakage_follows_yang_murmann() {
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    let ratio = m.leakage_scale(0.9) / m.leakage_scale(0.9 - 0.28);
+    assert!((ratio - 4.8).abs() < 0.01, "{ratio}");
+}
+
+#[test]
+fn hand_computed_breakdown() {
+    // One linear layer 64 -> 8 on a 16x16 WS array, 8-bit weights: 512 weights = 64 words, read once.
+    let layers = [Layer::linear("fc", 1, 64, 8).unwrap()];
+    let sys = SystolicConfig::default();
+    let s = simulate_network(&layers, &sys.array_params().unwrap(), &buffers(), 8).unwrap();
+    assert_eq!(s.weight_sram_word_reads, 64);
+    // K = 64 -> 4 row folds, N = 8 -> 1 col fold; T = M = 1: 4 folds x (32 + 16 + 1 - 2) = 188 cycles.
+    assert_eq!(s.compute_cycles, 188);
+    // Input reads 64, output writes 8 x 4 folds = 32, partial-sum reads 8 x 3 = 24: 120 byte accesses.
+    assert_eq!(
+        s.input_sram_reads + s.output_sram_writes + s.output_sram_reads,
+        120
+    );
+    // DRAM: 64 input bytes + 8 output bytes = 72 bytes, 72/12.8 = 6 cycles, hidden by compute.
+    assert_eq!(s.dram_reads_bytes + s.dram_writes_bytes, 72);
+    assert_eq!(s.total_cycles, 188);
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    let e = m.energy_per_inference(&s, 0.88).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert!(close(e.weight_sram_dynamic_pj, 64.0 * 1.14 * 1.1 * 1.1));
+    // One array of 32768 bits, 10 pW/bit at V_min, exp(0.08/0.1785), 188 ns.
+    assert!(close(
+        e.weight_sram_leakage_pj,
+        32768.0 * 10.0 * (0.08f64 / 0.1785).exp() * 188e-9
+    ));
+    assert!(close(e.act_sram_pj, 120.0 * 0.14));
+    assert!(close(e.mac_pj, 512.0 * 0.034));
+    assert!(close(e.dram_pj, 72.0 * 64.0));
+    let sum =
+        e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj + e.act_sram_pj + e.mac_pj + e.dram_pj;
+    assert!(close(e.total_pj, sum));
+}
+
+#[test]
+fn only_listed_rails_follow_vdd() {
+    let s = stats(8);
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    let (a, b) = (
+        m.energy_per_inference(&s, 0.7).unwrap(),
+        m.energy_per_inference(&s, 0.9).unwrap(),
+    );
+    assert_eq!(a.mac_pj, b.mac_pj);
+    assert_eq!(a.act_sram_pj, b.act_sram_pj);
+    assert_eq!(a.dram_pj, b.dram_pj);
+    assert!(a.weight_sram_dynamic_pj < b.weight_sram_dynamic_pj);
+    let all = model(
+        &EnergyConfig::default(),
+        vec![Rail::WeightSram, Rail::ActivationSram, Rail::Logic],
+    );
+    let (a, b) = (
+        all.energy_per_inference(&s, 0.7).unwrap(),
+        all.energy_per_inference(&s, 0.9).unwrap(),
+    );
+    assert!(a.mac_pj < b.mac_pj && a.act_sram_pj < b.act_sram_pj);
+    assert!(((b.mac_pj / a.mac_pj) - (0.9f64 / 0.7).powi(2)).abs() < 1e-9);
+    // A weight SRAM left off the scaled rails runs at nominal_v whatever vdd_v is.
+    let none = model(&EnergyConfig::default(), vec![]);
+    let (a, b) = (
+        none.energy_per_inference(&s, 0.7).unwrap(),
+        none.energy_per_inference(&s, 0.9).unwrap(),
+    );
+    assert_eq!(a.total_pj, b.total_pj);
+    assert_eq!(none.savings_pct(&s, 0.7).unwrap(), 0.0);
+}
+
+#[test]
+fn four_bit_weights_halve_weight_memory_energy() {
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    let (s8, s4) = (stats(8), stats(4));
+    assert_eq!(s4.weight_words * 2, s8.weight_words);
+    let (e8, e4) = (
+        m.energy_per_inference(&s8, 0.85).unwrap(),
+        m.energy_per_inference(&s4, 0.85).unwrap(),
+    );
+    let ratio = e4.weight_sram_dynamic_pj / e8.weight_sram_dynamic_pj;
+    assert!((ratio - 0.5).abs() < 0.01, "{ratio}");
+    assert!(e4.weight_sram_leakage_pj < 0.6 * e8.weight_sram_leakage_pj);
+    assert_eq!(e4.mac_pj, e8.mac_pj);
+}
+
+#[test]
+fn savings_against_nominal() {
+    let s = stats(8);
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    assert!(m.savings_pct(&s, 0.92).unwrap().abs() < 1e-12);
+    // Dynamic weight-SRAM energy alone scales exactly with V²; leakage falls faster, so the weight-SRAM savings
+    // at V_min are at least 1 - (0.8/0.92)².
+    let w = m.weight_sram_savings_pct(&s, 0.8).unwrap();
+    let dyn_only = (1.0 - (0.8f64 / 0.92).powi(2)) * 100.0;
+    assert!(
+        w >= dyn_only - 1e-9 && w < dyn_only + 5.0,
+        "{w} vs {dyn_only}"
+    );
+    let total = m.savings_pct(&s, 0.8).unwrap();
+    assert!(total > 0.0 && total < w);
+}
+
+#[test]
+fn bad_voltages_are_errors() {
+    let s = stats(8);
+    let m = model(&EnergyConfig::default(), vec![Rail::WeightSram]);
+    for v in [0.0, -1.0, f64::NAN, f64::INFINITY, 6.0] {
+        let e = m.energy_per_inference(&s, v).unwrap_err().to_string();
+        assert!(e.contains("vdd_v"), "{e}");
+    }
+    let bad = VoltageConfig {
+        vmin_v: 0.0,
+        ..volts(vec![])
+    };
+    let e = EnergyModel::from_parts(
+        &EnergyConfig::default(),
+        &SystolicConfig::default(),
+        &bad,
+        32768,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("[voltage] vmin_v"), "{e}");
+    // A table that does not reach the nominal voltage is rejected up front.
+    let e = EnergyModel::from_parts(
+        &table_cfg(),
+        &SystolicConfig::default(),
+        &volts(vec![Rail::WeightSram]),
+        32768,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("weight_sram_table"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Lower voltage never raises any component or the total, for every rail set and both scaling laws.
+    #[test]
+    fn lower_voltage_never_raises_energy(
+        x1 in 0.75f64..1.0, x2 in 0.75f64..1.0, rails in 0usize..8, use_table: bool, bits in prop_oneof![Just(4u32), Just(8u32)],
+    ) {
+        let (lo, hi) = if x1 <= x2 { (x1, x2) } else { (x2, x1) };
+        let rails: Vec<Rail> = [Rail::WeightSram, Rail::ActivationSram, Rail::Logic]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| rails >> i & 1 == 1)
+            .map(|(_, r)| r)
+            .collect();
+        let cfg = if use_table { table_cfg() } else { EnergyConfig::default() };
+        let v = VoltageConfig { vmin_v: 0.8, nominal_v: 0.8, logic_v: 0.8, scaled_rails: rails };
+        let m = EnergyModel::from_parts(&cfg, &SystolicConfig::default(), &v, 32768).unwrap();
+        let s = stats(bits);
+        let (a, b) = (m.energy_per_inference(&s, lo * 0.8).unwrap(), m.energy_per_inference(&s, hi * 0.8).unwrap());
+        prop_assert!(a.weight_sram_dynamic_pj <= b.weight_sram_dynamic_pj);
+        prop_assert!(a.weight_sram_leakage_pj <= b.weight_sram_leakage_pj);
+        prop_assert!(a.act_sram_pj <= b.act_sram_pj);
+        prop_assert!(a.mac_pj <= b.mac_pj);
+        prop_assert!(a.total_pj <= b.total_pj);
+        prop_assert!(m.savings_pct(&s, lo * 0.8).unwrap() >= m.savings_pct(&s, hi * 0.8).unwrap() - 1e-9);
+    }
+}

@@ -1,0 +1,406 @@
+//! Layers as the systolic array sees them: a convolution or a GEMM, reduced to the GEMM
+//! `M × K` (inputs, im2col) times `K × N` (weights) = `M × N` (outputs).
+//!
+//! * `M` = output pixels = batch · E · F (E, F = output height/width),
+//! * `N` = filters (output channels),
+//! * `K` = C · R · S (the reduction: input channels × filter height × filter width).
+//!
+//! A linear layer `in → out` on a batch `B` is the GEMM `M = B, N = out, K = in` (a 1×1 convolution on a 1×1 map).
+//! The SCALE-Sim GEMM form `Layer, M, N, K,` uses the same letters with the same meaning (SCALE-Sim turns it into
+//! an `M × K` IFMAP with a `1 × K` filter and `N` filters, i.e. exactly this GEMM).
+//!
+//! Output size: `E = floor((H_padded − R) / stride) + 1` (PyTorch). SCALE-Sim v2 uses
+//! `ceil((H_padded − R + stride) / stride)`, which gives one more output row when `stride` does not divide
+//! `H_padded − R`; [`OfmapRounding::ScaleSim`] reproduces that for cross-checks (see docs/systolic.md).
+use serde::Serialize;
+
+/// Largest accepted value of any single layer dimension (keeps every product well inside `u64`).
+pub const MAX_DIM: u64 = 1 << 24;
+
+/// Errors building a [`Layer`]: a dimension out of range. Messages name the layer and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer `{layer}`: {field} = {value} is out of range (allowed {min}..={max})")]
+    OutOfRange {
+        layer: String,
+        field: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error(
+        "layer `{layer}`: filter {filter} is larger than the padded input {input} along the {axis}"
+    )]
+    FilterLargerThanInput {
+        layer: String,
+        axis: &'static str,
+        filter: u64,
+        input: u64,
+    },
+    #[error("layer `{layer}`: too large (M·N·K overflows 64-bit counters)")]
+    TooLarge { layer: String },
+}
+
+/// How the output height/width of a convolution is rounded when the stride does not divide evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfmapRounding {
+    /// `floor((H − R) / stride) + 1`, as PyTorch and every framework compute it.
+    #[default]
+    Floor,
+    /// `ceil((H − R + stride) / stride)`, SCALE-Sim v2's `topo_calc_hyperparams` (for cross-checks only).
+    ScaleSim,
+}
+
+/// Shape of one layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerShape {
+    /// 2-D convolution (groups = 1). `ifmap_h`/`ifmap_w` already include the zero padding, as in SCALE-Sim.
+    Conv {
+        batch: u64,
+        ifmap_h: u64,
+        ifmap_w: u64,
+        filter_h: u64,
+        filter_w: u64,
+        channels: u64,
+        num_filters: u64,
+        stride_h: u64,
+        stride_w: u64,
+        rounding: OfmapRounding,
+    },
+    /// Plain GEMM: `M × K` inputs times `K × N` weights.
+    Gemm { m: u64, n: u64, k: u64 },
+}
+
+/// The GEMM a layer maps to (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GemmDims {
+    /// Output pixels (rows of the input operand).
+    pub m: u64,
+    /// Filters (columns of the weight operand).
+    pub n: u64,
+    /// Reduction length C·R·S.
+    pub k: u64,
+}
+
+/// One layer of a topology, validated at construction: every dimension is in `1..=MAX_DIM` and `M·N·K` fits in
+/// `u64`, so the simulator can use plain integer arithmetic afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    pub name: String,
+    pub shape: LayerShape,
+    /// Where the layer's first weight sits in the weight memory, in weight slots (docs/hw-config.md); `None`:
+    /// right after the previous layer's weights ([`crate::systolic::simulate_network`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_base_slot: Option<u64>,
+}
+
+fn check(layer: &str, field: &'static str, value: u64) -> Result<u64, LayerError> {
+    if (1..=MAX_DIM).contains(&value) {
+        Ok(value)
+    } else {
+        Err(LayerError::OutOfRange {
+            layer: layer.to_string(),
+            field,
+            value,
+            min: 1,
+            max: MAX_DIM,
+        })
+    }
+}
+
+impl Layer {
+    /// A convolution in SCALE-Sim's terms: padded IFMAP `ifmap_h × ifmap_w`, `channels` input channels,
+    /// `num_filters` filters of `filter_h × filter_w`, strides, batch 1.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scalesim_conv(
+        name: &str,
+        ifmap_h: u64,
+        ifmap_w: u64,
+        filter_h: u64,
+        filter_w: u64,
+        channels: u64,
+        num_filters: u64,
+        stride_h: u64,
+        stride_w: u64,
+        rounding: OfmapRounding,
+    ) -> Result<Layer, LayerError> {
+        Self::conv_padded(
+            name,
+            1,
+            ifmap_h,
+            ifmap_w,
+            filter_h,
+            filter_w,
+            channels,
+            num_filters,
+            stride_h,
+            stride_w,
+            rounding,
+        )
+    }
+
+    /// A PyTorch-style `Conv2d` on an `N × C × H × W` input: `K` filters of `R × S`, square stride and padding
+    /// (zero padding on both sides, so the padded input is `(H + 2·padding) × (W + 2·padding)`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        name: &str,
+        batch: u64,
+        channels: u64,
+        height: u64,
+        width: u64,
+        num_filters: u64,
+        filter_h: u64,
+        filter_w: u64,
+        stride: u64,
+        padding: u64,
+    ) -> Result<Layer, LayerError> {
+        let pad = padding.min(MAX_DIM);
+        Self::conv_padded(
+            name,
+            batch,
+            height.saturating_add(2 * pad),
+            width.saturating_add(2 * pad),
+            filter_h,
+            filter_w,
+            channels,
+            num_filters,
+            stride,
+            stride,
+            OfmapRounding::Floor,
+        )
+    }
+
+    /// A linear (fully connected) layer `in_features → out_features` on `batch` examples: GEMM
+    /// `M = batch, N = out_features, K = in_features`.
+    pub fn linear(
+        name: &str,
+        batch: u64,
+        in_features: u64,
+        out_features: u64,
+    ) -> Result<Layer, LayerError> {
+        Self::gemm(name, batch, out_features, in_features)
+    }
+
+    /// A GEMM `M × K` times `K × N` (SCALE-Sim's `Layer, M, N, K,` row).
+    pub fn gemm(name: &str, m: u64, n: u64, k: u64) -> Result<Layer, LayerError> {
+        let layer = Layer {
+            name: name.to_string(),
+            weight_base_slot: None,
+            shape: LayerShape::Gemm {
+                m: check(name, "M", m)?,
+                n: check(name, "N", n)?,
+                k: check(name, "K", k)?,
+            },
+        };
+        layer.check_products()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_padded(
+        name: &str,
+        batch: u64,
+        ifmap_h: u64,
+        ifmap_w: u64,
+        filter_h: u64,
+        filter_w: u64,
+        channels: u64,
+        num_filters: u64,
+        stride_h: u64,
+        stride_w: u64,
+        rounding: OfmapRounding,
+    ) -> Result<Layer, LayerError> {
+        let shape = LayerShape::Conv {
+            batch: check(name, "batch", batch)?,
+            ifmap_h: check(name, "IFMAP height", ifmap_h)?,
+            ifmap_w: check(name, "IFMAP width", ifmap_w)?,
+            filter_h: check(name, "filter height", filter_h)?,
+            filter_w: check(name, "filter width", filter_w)?,
+            channels: check(name, "channels", channels)?,
+            num_filters: check(name, "num filters", num_filters)?,
+            stride_h: check(name, "stride height", stride_h)?,
+            stride_w: check(name, "stride width", stride_w)?,
+            rounding,
+        };
+        for (axis, filter, input) in [("height", filter_h, ifmap_h), ("width", filter_w, ifmap_w)] {
+            if filter > input {
+                return Err(LayerError::FilterLargerThanInput {
+                    layer: name.to_string(),
+                    axis,
+                    filter,
+                    input,
+                });
+            }
+        }
+        Layer {
+            name: name.to_string(),
+            shape,
+            weight_base_slot: None,
+        }
+        .check_products()
+    }
+
+    /// The same layer with its weights placed at `slot` (see [`Layer::weight_base_slot`]).
+    pub fn with_weight_base_slot(self, slot: u64) -> Layer {
+        Layer {
+            weight_base_slot: Some(slot),
+            ..self
+        }
+    }
+
+    fn check_products(self) -> Result<Layer, LayerError> {
+        let d = self.gemm_dims();
+        let ok =
+            d.m.checked_mul(d.n)
+                .and_then(|x| x.checked_mul(d.k))
+                .and_then(|x| x.checked_mul(4))
+                .is_some()
+                && self.ifmap_elems().checked_mul(d.n).is_some();
+        if ok {
+            Ok(self)
+        } else {
+            Err(LayerError::TooLarge { layer: self.name })
+        }
+    }
+
+    /// Output height and width (1 × 1 for a GEMM, whose `M` rows are counted as the height).
+    pub fn ofmap_hw(&self) -> (u64, u64) {
+        match self.shape {
+            LayerShape::Conv {
+                ifmap_h,
+                ifmap_w,
+                filter_h,
+                filter_w,
+                stride_h,
+                stride_w,
+                rounding,
+                ..
+            } => {
+                let out = |i: u64, f: u64, s: u64| match rounding {
+                    OfmapRounding::Floor => (i - f) / s + 1,
+                    OfmapRounding::ScaleSim => (i - f + s).div_ceil(s),
+                };
+                (
+                    out(ifmap_h, filter_h, stride_h),
+                    out(ifmap_w, filter_w, stride_w),
+                )
+            }
+            LayerShape::Gemm { m, .. } => (m, 1),
+        }
+    }
+
+    /// The GEMM this layer maps to.
+    pub fn gemm_dims(&self) -> GemmDims {
+        match self.shape {
+            LayerShape::Conv {
+                batch,
+                filter_h,
+                filter_w,
+                channels,
+                num_filters,
+                ..
+            } => {
+                let (e, f) = self.ofmap_hw();
+                GemmDims {
+                    m: batch * e * f,
+                    n: num_filters,
+                    k: channels * filter_h * filter_w,
+                }
+            }
+            LayerShape::Gemm { m, n, k } => GemmDims { m, n, k },
+        }
+    }
+
+    /// Multiply-accumulates: `M · N · K`.
+    pub fn macs(&self) -> u64 {
+        let d = self.gemm_dims();
+        d.m * d.n * d.k
+    }
+
+    /// Weights stored for this layer: `K · N` (biases are not part of the GEMM).
+    pub fn weight_count(&self) -> u64 {
+        let d = self.gemm_dims();
+        d.k * d.n
+    }
+
+    /// Elements of the input feature map as stored (padded `batch · H · W · C`; `M · K` for a GEMM).
+    pub fn ifmap_elems(&self) -> u64 {
+        match self.shape {
+            LayerShape::Conv {
+                batch,
+                ifmap_h,
+                ifmap_w,
+                channels,
+                ..
+            } => batch * ifmap_h * ifmap_w * channels,
+            LayerShape::Gemm { m, k, .. } => m * k,
+        }
+    }
+
+    /// Elements of the output feature map: `M · N`.
+    pub fn ofmap_elems(&self) -> u64 {
+        let d = self.gemm_dims();
+        d.m * d.n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_maps_to_gemm() {
+        // ResNet-20 first layer: 3 -> 16, 3x3, pad 1 on 32x32.
+        let l = Layer::conv2d("conv1", 1, 3, 32, 32, 16, 3, 3, 1, 1).unwrap();
+        assert_eq!(l.ofmap_hw(), (32, 32));
+        assert_eq!(
+            l.gemm_dims(),
+            GemmDims {
+                m: 1024,
+                n: 16,
+                k: 27
+            }
+        );
+        assert_eq!(l.macs(), 1024 * 16 * 27);
+        assert_eq!(l.ifmap_elems(), 34 * 34 * 3);
+    }
+
+    #[test]
+    fn stride_two_rounding_differs_from_scalesim() {
+        // padded 34, filter 3, stride 2: PyTorch gives 16, SCALE-Sim's ceil((34-3+2)/2) gives 17.
+        let l = Layer::conv2d("c", 1, 16, 32, 32, 32, 3, 3, 2, 1).unwrap();
+        assert_eq!(l.ofmap_hw(), (16, 16));
+        let s =
+            Layer::scalesim_conv("c", 34, 34, 3, 3, 16, 32, 2, 2, OfmapRounding::ScaleSim).unwrap();
+        assert_eq!(s.ofmap_hw(), (17, 17));
+    }
+
+    #[test]
+    fn linear_is_gemm() {
+        let l = Layer::linear("fc", 1, 1568, 64).unwrap();
+        assert_eq!(
+            l.gemm_dims(),
+            GemmDims {
+                m: 1,
+                n: 64,
+                k: 1568
+            }
+        );
+        assert_eq!(l.weight_count(), 1568 * 64);
+    }
+
+    #[test]
+    fn rejects_bad_dims() {
+        assert!(matches!(
+            Layer::gemm("g", 0, 1, 1),
+            Err(LayerError::OutOfRange { field: "M", .. })
+        ));
+        assert!(matches!(
+            Layer::scalesim_conv("c", 2, 2, 3, 3, 1, 1, 1, 1, OfmapRounding::Floor),
+            Err(LayerError::FilterLargerThanInput { .. })
+        ));
+        let e = Layer::conv2d("c", 1, 1, 4, 4, 1, 3, 3, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("stride height = 0"), "{e}");
+    }
+}
