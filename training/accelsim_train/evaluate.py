@@ -243,6 +243,21 @@ def load_pattern(path) -> dict:
     return t
 
 
+def pattern_bits(path) -> Optional[int]:
+    """The `bits` metadata (m) of a simulator pattern file, if it has one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - load_pattern reports unreadable files
+        return None
+    try:
+        return int(meta["bits"]) if "bits" in meta else None
+    except ValueError:
+        raise ModelFileError(f"{path}: metadata 'bits' = {meta['bits']!r} is not an integer") from None
+
+
 def apply_pattern(model: LoadedModel, pattern: dict, path="pattern") -> dict:
     """v' = ((v ^ flip) & ~set0) | set1 on the stored m bits; entries for the same element apply in file order."""
     idx = pattern["index"].astype(np.int64)
@@ -274,6 +289,10 @@ def apply_pattern(model: LoadedModel, pattern: dict, path="pattern") -> dict:
 
 def replay(model: LoadedModel, pattern_path, x, y) -> dict:
     pattern = load_pattern(pattern_path)
+    bits = pattern_bits(pattern_path)
+    if bits is not None and bits != model.scheme.bits:
+        raise ModelFileError(f"{pattern_path}: pattern is for {bits}-bit codes, {model.path} stores "
+                             f"{model.scheme.bits} bits")
     codes = apply_pattern(model, pattern, pattern_path)
     changed = sum(int((codes[n] != model.codes[n]).sum()) for n in model.param_names)
     clean_pred = predict(model, model.dequantized(), x)

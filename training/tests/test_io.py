@@ -124,6 +124,10 @@ def test_pattern_replay_matches_direct_bit_operations(tmp_path):
     np.testing.assert_array_equal(got, expect)
     r = evaluate.replay(lm, tmp_path / "pat.safetensors", x, y)
     assert r["entries"] == 5 and r["changed_codes"] == int((got != flat).sum())
+    save_file({"index": idx, "flip": flip, "set0": set0, "set1": set1}, str(tmp_path / "p8.safetensors"),
+              metadata={"format": "accelsim-fault-pattern", "version": "1", "bits": "8"})
+    with pytest.raises(evaluate.ModelFileError, match="8-bit codes"):
+        evaluate.replay(lm, tmp_path / "p8.safetensors", x, y)
     save_file({"index": np.array([lm.numel], dtype=np.int64), "flip": flip[:1], "set0": set0[:1],
                "set1": set1[:1]}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(evaluate.ModelFileError, match="out of range"):
