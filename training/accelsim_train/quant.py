@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, asdict
 from typing import Optional
 
+import numpy as np
 import torch
 
 EPS = 0.001
@@ -120,7 +121,8 @@ def context(w: torch.Tensor, scheme: QuantScheme) -> Context:
     q_fixed = scheme.w_max if scheme.w_max is not None else 1.0
     if scheme.symmetric:
         if scheme.granularity == "global":
-            q = _f32(q_fixed + EPS)  # f64 addition, one cast
+            # w_max is an f32 on both sides: f32(f64(f32(q_fixed)) + 0.001), one cast
+            q = _f32(float(np.float32(q_fixed)) + EPS)
         else:
             q = _group_reduce(wc.abs(), scheme.granularity, "max") + _f32(EPS)
             if scheme.w_max is not None:

@@ -31,7 +31,7 @@ def ref_quant(w: np.ndarray, s: QuantScheme):
         for x in wc:
             if s.symmetric:
                 if s.granularity == "global":
-                    q = f32(qf + 0.001)
+                    q = f32(float(f32(qf)) + 0.001)
                 else:
                     q = max(abs(v) for v in wc) + f32(0.001)
                     if s.w_max is not None:
