@@ -1,9 +1,213 @@
-//! `accelsim cycles` (placeholder until its issue lands).
+//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV (docs/systolic.md).
+//!
+//! ```text
+//! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
+//!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--json | --csv]
+//! ```
 use super::{CliError, CliResult};
+use crate::config::HwConfig;
+use crate::systolic::{
+    read_topology, simulate_network, ArrayParams, BufferParams, Dataflow, NetworkStats,
+    OfmapRounding,
+};
+use std::fmt::Write as _;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// SCALE-Sim topology CSV: `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
+    /// Num Filter, Strides,` (padding included in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
+    #[arg(long, value_name = "CSV")]
+    pub topology: PathBuf,
+    /// Hardware config: a name in hw_configs/ or a path. Its [systolic], [activation_sram] and [weight_sram]
+    /// sections set the array, buffers and weight memory.
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
+    pub hw: String,
+    /// Array size ROWSxCOLS (overrides the config), e.g. 32x32.
+    #[arg(long, value_name = "RxC")]
+    pub array: Option<String>,
+    /// Dataflow (overrides the config): ws, os or is.
+    #[arg(long, value_name = "DF")]
+    pub dataflow: Option<String>,
+    /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight.
+    #[arg(long, default_value_t = 8, value_name = "BITS")]
+    pub weight_bits: u32,
+    /// Round output sizes as SCALE-Sim v2 does (`ceil((H - R + stride) / stride)`) instead of PyTorch's floor,
+    /// for a like-for-like comparison with SCALE-Sim on strided layers.
+    #[arg(long)]
+    pub scalesim_ofmap: bool,
+    /// Print a JSON list with one object per layer (every per-layer statistic, per-array weight reads included).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print one CSV row per layer (units in the header).
+    #[arg(long)]
+    pub csv: bool,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err(CliError::internal("`accelsim cycles` is not implemented yet"))
+/// Parses `RxC` (e.g. `32x32`) into (rows, cols).
+pub fn parse_array(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("--array `{s}`: expected ROWSxCOLS with both in 1..=65536, e.g. 32x32");
+    let (r, c) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    let r: u64 = r.trim().parse().map_err(|_| bad())?;
+    let c: u64 = c.trim().parse().map_err(|_| bad())?;
+    if !(1..=65536).contains(&r) || !(1..=65536).contains(&c) {
+        return Err(bad());
+    }
+    Ok((r, c))
+}
+
+pub fn run(args: Args) -> CliResult {
+    let hw = HwConfig::load_named(&args.hw).map_err(|e| CliError::user(e.to_string()))?;
+    let mut sys = hw.systolic.clone();
+    if let Some(a) = &args.array {
+        let (r, c) = parse_array(a).map_err(CliError::user)?;
+        sys.rows = r;
+        sys.cols = c;
+    }
+    if let Some(d) = &args.dataflow {
+        sys.dataflow = d
+            .parse::<Dataflow>()
+            .map_err(|e| CliError::user(format!("--dataflow: {e}")))?;
+    }
+    let array: ArrayParams = sys
+        .array_params()
+        .map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
+    let buffers =
+        BufferParams::from_hw(&hw).map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
+    if !(1..=32).contains(&args.weight_bits) {
+        return Err(CliError::user(format!(
+            "--weight-bits {} is out of range (allowed 1..=32)",
+            args.weight_bits
+        )));
+    }
+    let rounding = if args.scalesim_ofmap {
+        OfmapRounding::ScaleSim
+    } else {
+        OfmapRounding::Floor
+    };
+    let layers =
+        read_topology(&args.topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
+    let net = simulate_network(&layers, &array, &buffers, args.weight_bits)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let out = if args.json {
+        let mut s = serde_json::to_string_pretty(&net.layers)
+            .map_err(|e| CliError::internal(format!("cannot serialise the results: {e}")))?;
+        s.push('\n');
+        s
+    } else if args.csv {
+        csv_report(&net)
+    } else {
+        text_report(&net, &hw)
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// One CSV row per layer; units in the header (cycles, percent, element counts, bytes).
+pub fn csv_report(net: &NetworkStats) -> String {
+    let mut s = String::from(
+        "layer,m,n,k,macs,compute_cycles,stall_cycles,total_cycles,utilization_pct,mapping_efficiency_pct,\
+         weight_sram_reads,weight_sram_word_reads,input_sram_reads,output_sram_writes,output_sram_reads,\
+         dram_reads_bytes,dram_writes_bytes\n",
+    );
+    for l in &net.layers {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{},{},{},{},{}",
+            l.layer,
+            l.m,
+            l.n,
+            l.k,
+            l.macs,
+            l.compute_cycles,
+            l.stall_cycles,
+            l.total_cycles,
+            l.utilization_pct,
+            l.mapping_efficiency_pct,
+            l.weight_sram_reads,
+            l.weight_sram_word_reads,
+            l.input_sram_reads,
+            l.output_sram_writes,
+            l.output_sram_reads,
+            l.dram_reads_bytes,
+            l.dram_writes_bytes
+        );
+    }
+    s
+}
+
+fn text_report(net: &NetworkStats, hw: &HwConfig) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}): {}x{} array, {} dataflow, {} MHz, {}-bit weights",
+        hw.name, hw.origin, net.rows, net.cols, net.dataflow, net.clock_mhz, net.weight_bits
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:>12} {:>10} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "layer",
+        "compute_cyc",
+        "stall_cyc",
+        "util_%",
+        "weight_rd",
+        "input_rd",
+        "output_wr",
+        "dram_rd_B",
+        "dram_wr_B"
+    );
+    for l in &net.layers {
+        let _ = writeln!(
+            s,
+            "{:<16} {:>12} {:>10} {:>8.2} {:>12} {:>12} {:>12} {:>12} {:>12}",
+            l.layer,
+            l.compute_cycles,
+            l.stall_cycles,
+            l.utilization_pct,
+            l.weight_sram_reads,
+            l.input_sram_reads,
+            l.output_sram_writes,
+            l.dram_reads_bytes,
+            l.dram_writes_bytes
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<16} {:>12} {:>10} {:>8.2} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "total",
+        net.compute_cycles,
+        net.stall_cycles,
+        net.utilization_pct,
+        net.weight_sram_reads,
+        net.input_sram_reads,
+        net.output_sram_writes,
+        net.dram_reads_bytes,
+        net.dram_writes_bytes
+    );
+    let _ = writeln!(
+        s,
+        "latency {:.3} us ({} cycles); {} MACs; weight SRAM: {} words in {} arrays, {} word reads, {} word writes",
+        net.latency_s * 1e6,
+        net.total_cycles,
+        net.macs,
+        net.weight_words,
+        net.weight_arrays_used,
+        net.weight_sram_word_reads,
+        net.weight_sram_word_writes
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_array_sizes() {
+        assert_eq!(parse_array("32x16"), Ok((32, 16)));
+        assert_eq!(parse_array(" 8X8 "), Ok((8, 8)));
+        for bad in ["32", "0x4", "4x", "axb", "70000x1"] {
+            assert!(parse_array(bad).unwrap_err().contains("--array"), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,188 @@
+//! `accelsim cycles` driven like a user, checked against numbers computed by hand (docs/systolic.md formulas).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_accelsim"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn cycles_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = bin()
+        .arg("cycles")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const HEADER: &str =
+    "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n";
+
+/// A 4x4 IFMAP, 3x3 filters, 2 channels, 3 filters, stride 1: E = F = 2, so the GEMM is M = 4 output pixels,
+/// N = 3 filters, K = 2·3·3 = 18, 216 MACs. On a 4x4 array (R = C = 4), by hand:
+///
+/// | df | S_R, S_C, T | folds | cycles/fold | cycles | weight rd | input rd | output wr | util % |
+/// |---|---|---|---|---|---|---|---|---|
+/// | ws | 18, 3, 4 | 5·1 | 2·4+4+4−2 = 14 | 70 | K·N = 54 | M·K·1 = 72 | M·N·5 = 60 | 216/(70·16) = 19.2857 |
+/// | os | 4, 3, 18 | 1·1 | 4+4+18−2 = 24 | 24 | K·N·1 = 54 | M·K·1 = 72 | M·N = 12 | 216/(24·16) = 56.25 |
+/// | is | 18, 4, 3 | 5·1 | 2·4+4+3−2 = 13 | 65 | K·N·1 = 54 | M·K = 72 | M·N·5 = 60 | 216/(65·16) = 20.7692 |
+#[test]
+fn small_conv_matches_hand_computation_for_every_dataflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = write(
+        dir.path(),
+        "conv.csv",
+        &format!("{HEADER}c, 4, 4, 3, 3, 2, 3, 1,\n"),
+    );
+    let gemm = write(dir.path(), "gemm.csv", "Layer, M, N, K,\nc, 4, 3, 18,\n");
+    let expected = [
+        ("ws", 70u64, 54u64, 72u64, 60u64, 19.2857),
+        ("os", 24, 54, 72, 12, 56.25),
+        ("is", 65, 54, 72, 60, 20.7692),
+    ];
+    for (df, cycles, w_rd, i_rd, o_wr, util) in expected {
+        for topo in [&conv, &gemm] {
+            let rows = cycles_json(&[
+                "--topology",
+                topo.to_str().unwrap(),
+                "--array",
+                "4x4",
+                "--dataflow",
+                df,
+            ]);
+            assert_eq!(rows.len(), 1);
+            let r = &rows[0];
+            assert_eq!(r["layer"], "c");
+            assert_eq!(r["macs"], 216, "{df}");
+            assert_eq!(r["compute_cycles"], cycles, "{df}");
+            assert_eq!(r["weight_sram_reads"], w_rd, "{df}");
+            assert_eq!(r["input_sram_reads"], i_rd, "{df}");
+            assert_eq!(r["output_sram_writes"], o_wr, "{df}");
+            let u = r["utilization_pct"].as_f64().unwrap();
+            assert!((u - util).abs() < 1e-3, "{df}: {u} vs {util}");
+        }
+    }
+}
+
+/// Stride 2 on a 6x6 IFMAP with 3x3 filters: PyTorch gives E = floor(3/2)+1 = 2 (M = 4); SCALE-Sim's
+/// ceil((6-3+2)/2) = 3 (M = 9). 1 channel, 2 filters, K = 9. WS on 4x4: folds ⌈9/4⌉·⌈2/4⌉ = 3, so
+/// cycles = 3·(8+4+M−2) = 42 (M = 4) or 57 (M = 9).
+#[test]
+fn strided_output_size_and_scalesim_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(
+        dir.path(),
+        "s.csv",
+        &format!("{HEADER}s, 6, 6, 3, 3, 1, 2, 2,\n"),
+    );
+    let args = [
+        "--topology",
+        t.to_str().unwrap(),
+        "--array",
+        "4x4",
+        "--dataflow",
+        "ws",
+    ];
+    let floor = cycles_json(&args);
+    assert_eq!(
+        (floor[0]["m"].as_u64(), floor[0]["compute_cycles"].as_u64()),
+        (Some(4), Some(42))
+    );
+    let mut a = args.to_vec();
+    a.push("--scalesim-ofmap");
+    let ceil = cycles_json(&a);
+    assert_eq!(
+        (ceil[0]["m"].as_u64(), ceil[0]["compute_cycles"].as_u64()),
+        (Some(9), Some(57))
+    );
+}
+
+/// The shipped ResNet-20 topology: 19 convolutions + 1 linear layer, 40,551,040 MACs by hand
+/// (conv1 1024·16·27 + 6·1024·16·144 + 256·32·144 + 5·256·32·288 + 64·64·288 + 5·64·64·576 + 64·10).
+#[test]
+fn resnet20_runs_at_three_dataflows() {
+    for df in ["ws", "os", "is"] {
+        let rows = cycles_json(&[
+            "--topology",
+            "hw_configs/topologies/resnet20.csv",
+            "--dataflow",
+            df,
+        ]);
+        assert_eq!(rows.len(), 20);
+        let macs: u64 = rows.iter().map(|r| r["macs"].as_u64().unwrap()).sum();
+        assert_eq!(macs, 40_551_040);
+        for r in &rows {
+            let u = r["utilization_pct"].as_f64().unwrap();
+            assert!(u > 0.0 && u <= 100.0);
+        }
+    }
+    // Text and CSV outputs too.
+    let out = bin()
+        .args([
+            "cycles",
+            "--topology",
+            "hw_configs/topologies/fmnist_cnn.csv",
+            "--csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("layer,m,n,k,macs,compute_cycles"));
+    assert_eq!(text.lines().count(), 5);
+}
+
+#[test]
+fn user_errors_are_one_line_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        &format!("{HEADER}c, 4, 4, 5, 5, 1, 1, 1,\n"),
+    );
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--topology".into(), bad.display().to_string()],
+        vec!["--topology".into(), "no/such/file.csv".into()],
+        vec![
+            "--topology".into(),
+            "hw_configs/topologies/fmnist_cnn.csv".into(),
+            "--array".into(),
+            "0x4".into(),
+        ],
+        vec![
+            "--topology".into(),
+            "hw_configs/topologies/fmnist_cnn.csv".into(),
+            "--dataflow".into(),
+            "rs".into(),
+        ],
+        vec![
+            "--topology".into(),
+            "hw_configs/topologies/fmnist_cnn.csv".into(),
+            "--hw".into(),
+            "no_such_hw".into(),
+        ],
+    ];
+    for args in cases {
+        let out = bin().arg("cycles").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}
