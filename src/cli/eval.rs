@@ -1,9 +1,146 @@
-//! `accelsim eval` (placeholder until its issue lands).
+//! `accelsim eval --model FILE [--data DIR] [--dataset NAME] [--limit N] [--json]`: the clean test error measured
+//! by the inference engine on the model's de-quantized weights.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
 use super::{CliError, CliResult};
+use crate::data::{self, DatasetKind, PAPER_TEST_IMAGES};
+use crate::engine::{self, Network};
+use crate::model::Model;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The model manifest (NAME.toml).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder with the test split (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// fashion-mnist, mnist, cifar10 or cifar100 (default: the manifest's `[input] dataset`, else fashion-mnist).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Evaluate only the first N test images.
+    #[arg(long, conflicts_with = "paper_protocol")]
+    pub limit: Option<usize>,
+    /// The paper's protocol: the first 9000 test images (domain.md §3), same as --limit 9000.
+    #[arg(long)]
+    pub paper_protocol: bool,
+    /// Use the float weights from the file instead of the quantized ones (a "no quantization" baseline).
+    #[arg(long)]
+    pub float: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err(CliError::internal("`accelsim eval` is not implemented yet"))
+pub fn run(args: Args) -> CliResult {
+    let model = Model::load(&args.model).map_err(|e| CliError::user(e.to_string()))?;
+    let m = model.manifest();
+    let kind = match args.dataset.as_deref().or(m.input.dataset.as_deref()) {
+        Some(name) => DatasetKind::parse(name).ok_or_else(|| {
+            CliError::user(format!(
+                "dataset \"{name}\" is not one of {} (give --dataset)",
+                DatasetKind::ALL.map(|k| k.name()).join(", ")
+            ))
+        })?,
+        None => DatasetKind::FashionMnist,
+    };
+    let limit = if args.paper_protocol {
+        Some(PAPER_TEST_IMAGES)
+    } else {
+        args.limit
+    };
+    if limit == Some(0) {
+        return Err(CliError::user("--limit must be at least 1"));
+    }
+    let ds = data::load_test_split(kind, args.data.as_deref(), limit)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let (c, h, w) = ds.image_shape();
+    if [c, h, w] != m.input.shape {
+        return Err(CliError::user(format!(
+            "{}: input.shape {:?} does not match the {kind} images ({c}x{h}x{w})",
+            args.model.display(),
+            m.input.shape
+        )));
+    }
+    if model.graph().outputs() < ds.classes {
+        return Err(CliError::user(format!(
+            "{}: the model has {} logits but {kind} has {} classes",
+            args.model.display(),
+            model.graph().outputs(),
+            ds.classes
+        )));
+    }
+    let (mean, std) = if m.input.mean.is_empty() {
+        (vec![0.0], vec![1.0])
+    } else {
+        (m.input.mean.clone(), m.input.std.clone())
+    };
+    let x = ds
+        .normalized(&mean, &std)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let net = if args.float {
+        Network::from_model_float(&model)
+    } else {
+        Network::from_model(&model)
+    };
+    let bar = ProgressBar::new(ds.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} eval [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
+        )
+        .map_err(|e| CliError::internal(e.to_string()))?
+        .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let clean = engine::eval::evaluate_with(&net, x.view(), &ds.labels, &|n| bar.inc(n as u64))
+        .map_err(|e| CliError::user(format!("{}: {e}", args.model.display())))?;
+    let secs = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let recorded = m.training.clean_error_pct;
+    if args.json {
+        let out = json!({
+            "model": m.name,
+            "file": args.model.display().to_string(),
+            "dataset": kind.name(),
+            "images": clean.images,
+            "wrong": clean.wrong,
+            "clean_error_pct": clean.error_pct(),
+            "recorded_clean_error_pct": recorded,
+            "weights": if args.float { "float" } else { "quantized" },
+            "bits": model.bits(),
+            "seconds": secs,
+            "images_per_s": clean.images as f64 / secs.max(1e-9),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{}: clean error {:.2}% ({} of {} {} test images wrong; {} weights, {} bits)",
+            m.name,
+            clean.error_pct(),
+            clean.wrong,
+            clean.images,
+            kind,
+            if args.float { "float" } else { "quantized" },
+            model.bits()
+        );
+        if let Some(r) = recorded {
+            println!(
+                "recorded at export: {r:.2}% on {} images",
+                m.training.test_images.map_or("?".into(), |n| n.to_string())
+            );
+        }
+        println!(
+            "{:.2} s, {:.0} images/s",
+            secs,
+            clean.images as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
 }

@@ -1,9 +1,178 @@
-//! `accelsim model` (placeholder until its issue lands).
+//! `accelsim model show FILE [--json]`: the graph, parameter count, memory bits at the model's precision and the
+//! training facts recorded at export (docs/model-format.md).
+use std::path::PathBuf;
+
+use serde_json::json;
+
 use super::{CliError, CliResult};
+use crate::model::{LayerKind, Model};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: ModelCommand,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err(CliError::internal("`accelsim model` is not implemented yet"))
+#[derive(clap::Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Print a model's graph, parameter count, memory bits and training facts.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// The model manifest (NAME.toml; its .safetensors file sits next to it).
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> CliResult {
+    match args.command {
+        ModelCommand::Show(a) => show(a),
+    }
+}
+
+/// Parameter count of one layer (quantized parameters only; BatchNorm statistics are float buffers).
+fn layer_params(model: &Model, i: usize) -> usize {
+    model
+        .param_tensors()
+        .iter()
+        .filter(|p| p.layer == i)
+        .map(|p| p.len)
+        .sum()
+}
+
+fn layer_inputs(model: &Model, i: usize) -> Vec<String> {
+    let layers = &model.manifest().layers;
+    model.graph().inputs[i]
+        .iter()
+        .map(|&v| {
+            if v == 0 {
+                "input".to_string()
+            } else {
+                layers[v - 1].name.clone()
+            }
+        })
+        .collect()
+}
+
+fn show(a: ShowArgs) -> CliResult {
+    let model = Model::load(&a.file).map_err(|e| CliError::user(e.to_string()))?;
+    let m = model.manifest();
+    let q = model.quant_config();
+    let t = &m.training;
+    let layers = &m.layers;
+    if a.json {
+        let layer_json: Vec<_> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                json!({
+                    "name": l.name,
+                    "type": l.kind.type_name(),
+                    "inputs": layer_inputs(&model, i),
+                    "output_shape": model.graph().shapes[i].to_string(),
+                    "params": layer_params(&model, i),
+                })
+            })
+            .collect();
+        let out = json!({
+            "file": a.file.display().to_string(),
+            "name": m.name,
+            "format_version": crate::model::manifest::FORMAT_VERSION,
+            "method": t.method,
+            "bits": q.bits,
+            "w_max": q.w_max,
+            "p_train": t.p_train,
+            "params": model.num_params(),
+            "memory_bits": model.memory_bits(),
+            "clean_error_pct": t.clean_error_pct,
+            "test_images": t.test_images,
+            "epochs": t.epochs,
+            "seed": t.seed,
+            "framework": t.framework,
+            "notes": t.notes,
+            "quantization": q,
+            "quantization_text": q.describe(),
+            "input": m.input,
+            "classes": model.graph().outputs(),
+            "param_tensors": model.param_tensors().len(),
+            "layers": layer_json,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
+        );
+        return Ok(());
+    }
+    let [c, h, w] = m.input.shape;
+    println!("model       {} ({})", m.name, a.file.display());
+    println!(
+        "input       {c}x{h}x{w}, dataset {}, {} classes",
+        m.input.dataset.as_deref().unwrap_or("-"),
+        model.graph().outputs()
+    );
+    if !m.input.mean.is_empty() {
+        println!("normalize   mean {:?}, std {:?}", m.input.mean, m.input.std);
+    }
+    println!("quantized   {}", q.describe());
+    println!(
+        "training    method {}, p_train {}, clean error {} on {} test images{}{}",
+        t.method,
+        t.p_train,
+        t.clean_error_pct.map_or("-".into(), |e| format!("{e:.2}%")),
+        t.test_images.map_or("-".into(), |n| n.to_string()),
+        t.epochs.map_or(String::new(), |e| format!(", {e} epochs")),
+        t.seed.map_or(String::new(), |s| format!(", seed {s}")),
+    );
+    if let Some(f) = &t.framework {
+        println!("framework   {f}");
+    }
+    if let Some(n) = t.notes.as_deref().filter(|n| !n.is_empty()) {
+        println!("notes       {n}");
+    }
+    println!();
+    println!(
+        "{:<4} {:<16} {:<15} {:<20} {:>12} {:>10}",
+        "#", "layer", "type", "input", "output", "params"
+    );
+    for (i, l) in layers.iter().enumerate() {
+        let extra = match &l.kind {
+            LayerKind::Conv2d {
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                format!(
+                    " k{}x{} s{} p{}",
+                    kernel[0], kernel[1], stride[0], padding[0]
+                )
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<4} {:<16} {:<15} {:<20} {:>12} {:>10}{}",
+            i,
+            l.name,
+            l.kind.type_name(),
+            layer_inputs(&model, i).join("+"),
+            model.graph().shapes[i].to_string(),
+            layer_params(&model, i),
+            extra
+        );
+    }
+    println!();
+    let bits = model.memory_bits();
+    println!(
+        "parameters  {} in {} tensors; weight memory {} bits ({:.1} KiB) at {} bits/weight",
+        model.num_params(),
+        model.param_tensors().len(),
+        bits,
+        bits as f64 / 8192.0,
+        q.bits
+    );
+    Ok(())
 }

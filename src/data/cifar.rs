@@ -44,7 +44,7 @@ fn parse_cifar(
     limit: Option<usize>,
 ) -> Result<Dataset, DataError> {
     let rec = label_bytes + PIXELS;
-    if bytes.is_empty() || bytes.len() % rec != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         return Err(DataError::Format {
             file: path.to_path_buf(),
             msg: format!(

@@ -1,1 +1,608 @@
-//! `engine` module (see docs/ and the module docs inside).
+//! Functional inference engine: batched float32 forward passes on the CPU over de-quantized weights (the paper's
+//! "fake quantization": storage is quantized, arithmetic is float; domain.md §1.1), and accuracy evaluation.
+//!
+//! - [`Network`] is compiled once from a [`Model`]: the layer list becomes a list of steps over a few reusable
+//!   activation buffers (liveness-based reuse, in-place elementwise layers, zero-copy flatten/identity).
+//! - Convolutions are im2col + GEMM (the `gemm` crate), linear layers one GEMM per chunk; rayon runs over fixed-size
+//!   chunks of the batch, so results are bit-identical for any thread count.
+//! - Weights are swapped cheaply: [`Network::set_weights_from_image`] re-decodes only the tensors that changed.
+//! - [`Evaluator`] computes the clean predictions once and then the robust error of any number of faulty weight
+//!   sets, running the faulty network only on the examples the clean network gets right (domain.md §3: an example
+//!   counts as wrong if the clean *or* the faulty prediction is wrong).
+use ndarray::{Array2, ArrayView4};
+use rayon::prelude::*;
+
+use crate::model::{LayerKind, Model, Shape};
+
+pub mod eval;
+pub mod kernels;
+
+pub use eval::{evaluate, CleanEval, Evaluator, RobustEval};
+use kernels::Window;
+
+/// Images per work item. Fixed (not derived from the thread count) so that results do not depend on it.
+pub const CHUNK: usize = 32;
+
+/// Errors of the engine (shape mismatches between a network and the data or weights handed to it).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("input batch has per-example shape {got:?}, the model expects {expected:?}")]
+    InputShape {
+        expected: [usize; 3],
+        got: [usize; 3],
+    },
+    #[error("{what}: got {got}, expected {expected}")]
+    Length {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("tensor id {id} out of range (the model has {count} parameter tensors)")]
+    TensorId { id: usize, count: usize },
+    #[error("label {label} of example {index} is out of range for {classes} logits")]
+    Label {
+        index: usize,
+        label: u8,
+        classes: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Conv {
+        g: Window,
+        cout: usize,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    Linear {
+        inf: usize,
+        outf: usize,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    Relu,
+    Pool {
+        g: Window,
+        max: bool,
+    },
+    GlobalAvgPool {
+        c: usize,
+        hw: usize,
+    },
+    Add,
+    GroupNorm {
+        c: usize,
+        hw: usize,
+        groups: usize,
+        eps: f32,
+        reparameterized: bool,
+        weight: usize,
+        bias: usize,
+    },
+    BatchNorm {
+        c: usize,
+        hw: usize,
+        eps: f32,
+        reparameterized: bool,
+        weight: usize,
+        bias: usize,
+        mean: Vec<f32>,
+        var: Vec<f32>,
+    },
+}
+
+impl Op {
+    /// Elementwise ops may write their output over their (first) input.
+    fn elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Relu | Op::Add | Op::GroupNorm { .. } | Op::BatchNorm { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    op: Op,
+    /// Buffer slots read.
+    inputs: Vec<usize>,
+    /// Buffer slot written (equal to `inputs[0]` for in-place ops).
+    output: usize,
+    /// Values per example of the output.
+    out_len: usize,
+}
+
+/// A compiled network holding decoded float32 weights.
+#[derive(Clone, Debug)]
+pub struct Network {
+    steps: Vec<Step>,
+    n_slots: usize,
+    input_slot: usize,
+    output_slot: usize,
+    input_shape: [usize; 3],
+    classes: usize,
+    /// Decoded weights per parameter tensor id.
+    weights: Vec<Vec<f32>>,
+}
+
+/// Per-thread scratch: activation slots and the im2col buffer.
+struct Workspace {
+    slots: Vec<Vec<f32>>,
+    cols: Vec<f32>,
+}
+
+impl Network {
+    /// Compiles the model's graph and decodes its weights from the model's (clean) memory image.
+    pub fn from_model(model: &Model) -> Network {
+        let mut net = Network::compile(model);
+        for (id, w) in net.weights.iter_mut().enumerate() {
+            model.decode_param(id, model.memory_image(), w);
+        }
+        net
+    }
+
+    /// Compiles the model's graph with the float master weights as stored in the file (no quantization): the
+    /// reference the golden test compares with PyTorch, and a "no quantization" baseline.
+    pub fn from_model_float(model: &Model) -> Network {
+        let mut net = Network::compile(model);
+        for (id, w) in net.weights.iter_mut().enumerate() {
+            w.copy_from_slice(model.float_param(id));
+        }
+        net
+    }
+
+    /// Re-decodes weights from a (possibly corrupted) memory image laid out as `model.memory_image()`.
+    /// `changed`: the tensor ids to re-decode (`None` = all). Nothing else is rebuilt or copied.
+    pub fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError> {
+        let expected = model.memory_image().len();
+        if image.len() != expected {
+            return Err(EngineError::Length {
+                what: "memory image bytes".into(),
+                expected,
+                got: image.len(),
+            });
+        }
+        let count = self.weights.len();
+        match changed {
+            None => {
+                for (id, w) in self.weights.iter_mut().enumerate() {
+                    model.decode_param(id, image, w);
+                }
+            }
+            Some(ids) => {
+                if let Some(&id) = ids.iter().find(|&&id| id >= count) {
+                    return Err(EngineError::TensorId { id, count });
+                }
+                for &id in ids {
+                    model.decode_param(id, image, &mut self.weights[id]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The decoded weights of parameter tensor `id` (memory order, see `Model::param_tensors`).
+    pub fn weights(&self, id: usize) -> &[f32] {
+        &self.weights[id]
+    }
+
+    /// Per-example input shape (C, H, W).
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input_shape
+    }
+
+    /// Number of logits.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn compile(model: &Model) -> Network {
+        let graph = model.graph();
+        let layers = &model.manifest().layers;
+        let n = layers.len();
+        let pid = |name: &str| {
+            model
+                .param_id(name)
+                .expect("loader registered every parameter")
+        };
+        // Storage of each value: aliases (flatten, identity, dropout) share their input's storage.
+        let mut storage: Vec<usize> = vec![0; n + 1];
+        for (i, l) in layers.iter().enumerate() {
+            storage[i + 1] = match l.kind {
+                LayerKind::Flatten | LayerKind::Identity | LayerKind::Dropout => {
+                    storage[graph.inputs[i][0]]
+                }
+                _ => i + 1,
+            };
+        }
+        // Last layer reading each storage; the final output lives forever.
+        let mut last_use: Vec<usize> = vec![0; n + 1];
+        for (i, ins) in graph.inputs.iter().enumerate() {
+            for &v in ins {
+                last_use[storage[v]] = last_use[storage[v]].max(i);
+            }
+        }
+        last_use[storage[n]] = usize::MAX;
+        let mut slot_of: Vec<Option<usize>> = vec![None; n + 1];
+        let mut free: Vec<usize> = Vec::new();
+        let mut n_slots = 1;
+        slot_of[0] = Some(0);
+        let mut steps = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let ins = &graph.inputs[i];
+            let x = graph.value_shape(ins[0]);
+            let out_shape = graph.shapes[i];
+            let (c, h, w) = match x {
+                Shape::Chw(c, h, w) => (c, h, w),
+                Shape::Flat(f) => (f, 1, 1),
+            };
+            let window = |k: [usize; 2], s: [usize; 2], p: [usize; 2]| {
+                let (oh, ow) = match out_shape {
+                    Shape::Chw(_, oh, ow) => (oh, ow),
+                    Shape::Flat(_) => (1, 1),
+                };
+                Window {
+                    c,
+                    h,
+                    w,
+                    kh: k[0],
+                    kw: k[1],
+                    sh: s[0],
+                    sw: s[1],
+                    ph: p[0],
+                    pw: p[1],
+                    oh,
+                    ow,
+                }
+            };
+            let op = match &l.kind {
+                LayerKind::Flatten | LayerKind::Identity | LayerKind::Dropout => continue,
+                LayerKind::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    weight,
+                    bias,
+                    ..
+                } => Op::Conv {
+                    g: window(*kernel, *stride, *padding),
+                    cout: *out_channels,
+                    weight: pid(weight),
+                    bias: bias.as_deref().map(pid),
+                },
+                LayerKind::Linear {
+                    in_features,
+                    out_features,
+                    weight,
+                    bias,
+                } => Op::Linear {
+                    inf: *in_features,
+                    outf: *out_features,
+                    weight: pid(weight),
+                    bias: bias.as_deref().map(pid),
+                },
+                LayerKind::Relu => Op::Relu,
+                LayerKind::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                } => Op::Pool {
+                    g: window(*kernel, *stride, *padding),
+                    max: true,
+                },
+                LayerKind::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                } => Op::Pool {
+                    g: window(*kernel, *stride, *padding),
+                    max: false,
+                },
+                LayerKind::GlobalAvgPool => Op::GlobalAvgPool { c, hw: h * w },
+                LayerKind::Add { .. } => Op::Add,
+                LayerKind::GroupNorm {
+                    groups,
+                    eps,
+                    reparameterized,
+                    weight,
+                    bias,
+                    ..
+                } => Op::GroupNorm {
+                    c,
+                    hw: h * w,
+                    groups: *groups,
+                    eps: *eps,
+                    reparameterized: *reparameterized,
+                    weight: pid(weight),
+                    bias: pid(bias),
+                },
+                LayerKind::BatchNorm {
+                    eps,
+                    reparameterized,
+                    weight,
+                    bias,
+                    running_mean,
+                    running_var,
+                    ..
+                } => Op::BatchNorm {
+                    c,
+                    hw: h * w,
+                    eps: *eps,
+                    reparameterized: *reparameterized,
+                    weight: pid(weight),
+                    bias: pid(bias),
+                    mean: model
+                        .buffer(running_mean)
+                        .expect("loader read buffers")
+                        .to_vec(),
+                    var: model
+                        .buffer(running_var)
+                        .expect("loader read buffers")
+                        .to_vec(),
+                },
+            };
+            let in_slots: Vec<usize> = ins
+                .iter()
+                .map(|&v| slot_of[storage[v]].expect("inputs are computed before use"))
+                .collect();
+            let first = storage[ins[0]];
+            // In place when elementwise and this is the last reader of its first input (and, for add, the two
+            // operands are distinct storages).
+            let in_place = op.elementwise()
+                && last_use[first] == i
+                && first != 0
+                && !(ins.len() == 2 && storage[ins[1]] == first);
+            let output = if in_place {
+                in_slots[0]
+            } else {
+                free.pop().unwrap_or_else(|| {
+                    n_slots += 1;
+                    n_slots - 1
+                })
+            };
+            // Release storages whose last reader is this layer (except the one reused in place).
+            for &v in ins {
+                let s = storage[v];
+                if last_use[s] == i {
+                    if let Some(sl) = slot_of[s].take() {
+                        if sl != output && !free.contains(&sl) {
+                            free.push(sl);
+                        }
+                    }
+                }
+            }
+            slot_of[i + 1] = Some(output);
+            steps.push(Step {
+                op,
+                inputs: in_slots,
+                output,
+                out_len: out_shape.numel(),
+            });
+        }
+        let output_slot = slot_of[storage[n]].expect("the output is computed");
+        let weights = model
+            .param_tensors()
+            .iter()
+            .map(|p| vec![0.0; p.len])
+            .collect();
+        Network {
+            steps,
+            n_slots,
+            input_slot: 0,
+            output_slot,
+            input_shape: model.manifest().input.shape,
+            classes: graph.outputs(),
+            weights,
+        }
+    }
+
+    fn workspace(&self) -> Workspace {
+        Workspace {
+            slots: vec![Vec::new(); self.n_slots],
+            cols: Vec::new(),
+        }
+    }
+
+    /// Checks that a batch has this network's per-example shape.
+    pub fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        let s = batch.shape();
+        let got = [s[1], s[2], s[3]];
+        if got != self.input_shape {
+            return Err(EngineError::InputShape {
+                expected: self.input_shape,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk of `b` examples (`x` contiguous, b x C x H x W) and returns the logits (b x classes).
+    fn forward_chunk<'w>(&self, x: &[f32], b: usize, ws: &'w mut Workspace) -> &'w [f32] {
+        {
+            let s = &mut ws.slots[self.input_slot];
+            s.clear();
+            s.extend_from_slice(x);
+        }
+        for st in &self.steps {
+            let mut out = std::mem::take(&mut ws.slots[st.output]);
+            let need = b * st.out_len;
+            if out.len() < need {
+                out.resize(need, 0.0);
+            }
+            let in_place = st.inputs[0] == st.output;
+            let src = |k: usize| -> &[f32] { &ws.slots[st.inputs[k]] };
+            match &st.op {
+                Op::Conv {
+                    g,
+                    cout,
+                    weight,
+                    bias,
+                } => kernels::conv2d(
+                    src(0),
+                    b,
+                    g,
+                    *cout,
+                    &self.weights[*weight],
+                    bias.map(|i| self.weights[i].as_slice()),
+                    &mut out,
+                    &mut ws.cols,
+                ),
+                Op::Linear {
+                    inf,
+                    outf,
+                    weight,
+                    bias,
+                } => kernels::linear(
+                    src(0),
+                    b,
+                    *inf,
+                    *outf,
+                    &self.weights[*weight],
+                    bias.map(|i| self.weights[i].as_slice()),
+                    &mut out,
+                ),
+                Op::Pool { g, max } => kernels::pool2d(src(0), b, g, *max, &mut out),
+                Op::GlobalAvgPool { c, hw } => {
+                    kernels::global_avgpool(src(0), b, *c, *hw, &mut out)
+                }
+                elementwise => {
+                    if !in_place {
+                        out[..need].copy_from_slice(&src(0)[..need]);
+                    }
+                    let o = &mut out[..need];
+                    match elementwise {
+                        Op::Relu => kernels::relu(o),
+                        Op::Add => kernels::add_assign(o, &src(1)[..need]),
+                        Op::GroupNorm {
+                            c,
+                            hw,
+                            groups,
+                            eps,
+                            reparameterized,
+                            weight,
+                            bias,
+                        } => kernels::group_norm(
+                            o,
+                            b,
+                            *c,
+                            *hw,
+                            *groups,
+                            *eps,
+                            &self.weights[*weight],
+                            &self.weights[*bias],
+                            *reparameterized,
+                        ),
+                        Op::BatchNorm {
+                            c,
+                            hw,
+                            eps,
+                            reparameterized,
+                            weight,
+                            bias,
+                            mean,
+                            var,
+                        } => kernels::batch_norm(
+                            o,
+                            b,
+                            *c,
+                            *hw,
+                            *eps,
+                            &self.weights[*weight],
+                            &self.weights[*bias],
+                            mean,
+                            var,
+                            *reparameterized,
+                        ),
+                        _ => unreachable!("non-elementwise ops are handled above"),
+                    }
+                }
+            }
+            ws.slots[st.output] = out;
+        }
+        &ws.slots[self.output_slot][..b * self.classes]
+    }
+
+    /// Logits for a batch (N x C x H x W, normalized as the model's `[input]` says).
+    ///
+    /// # Panics
+    /// If the per-example shape differs from the model's; call [`Network::check_input`] first on untrusted data.
+    pub fn forward(&self, batch: ArrayView4<f32>) -> Array2<f32> {
+        if let Err(e) = self.check_input(&batch) {
+            panic!("Network::forward: {e}");
+        }
+        let n = batch.shape()[0];
+        let x = batch.as_standard_layout();
+        let x = x.as_slice().expect("standard layout is contiguous");
+        let per = x.len() / n.max(1);
+        let mut logits = vec![0.0f32; n * self.classes];
+        logits
+            .par_chunks_mut(CHUNK * self.classes)
+            .enumerate()
+            .for_each_init(
+                || self.workspace(),
+                |ws, (ci, out)| {
+                    let b = out.len() / self.classes;
+                    let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
+                    out.copy_from_slice(self.forward_chunk(xs, b, ws));
+                },
+            );
+        Array2::from_shape_vec((n, self.classes), logits).expect("n x classes logits")
+    }
+
+    /// Predicted class per example (argmax of the logits; the first maximum on ties; `u16::MAX` when every logit
+    /// is NaN, which then never matches a label). `progress` is called with the number of examples finished by
+    /// each chunk.
+    pub fn predict_with(
+        &self,
+        batch: ArrayView4<f32>,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError> {
+        self.check_input(&batch)?;
+        let n = batch.shape()[0];
+        let x = batch.as_standard_layout();
+        let x = x.as_slice().expect("standard layout is contiguous");
+        let per = x.len() / n.max(1);
+        let mut pred = vec![0u16; n];
+        pred.par_chunks_mut(CHUNK).enumerate().for_each_init(
+            || self.workspace(),
+            |ws, (ci, out)| {
+                let b = out.len();
+                let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
+                let logits = self.forward_chunk(xs, b, ws);
+                for (p, row) in out.iter_mut().zip(logits.chunks_exact(self.classes)) {
+                    *p = argmax(row);
+                }
+                progress(b);
+            },
+        );
+        Ok(pred)
+    }
+
+    /// Predicted class per example, see [`Network::predict_with`].
+    pub fn predict(&self, batch: ArrayView4<f32>) -> Result<Vec<u16>, EngineError> {
+        self.predict_with(batch, &|_| {})
+    }
+}
+
+/// Index of the first maximal non-NaN value; `u16::MAX` when all are NaN.
+pub fn argmax(row: &[f32]) -> u16 {
+    let mut best = u16::MAX;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in row.iter().enumerate() {
+        if !v.is_nan() && (best == u16::MAX || v > best_v) {
+            best = i as u16;
+            best_v = v;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,662 @@
+//! Engine tests: kernels against slow, obviously-right f64 references (proptest), and whole networks against a
+//! naive graph interpreter that keeps every value (no buffer reuse, no in-place).
+use ndarray::{Array4, ArrayView4};
+use proptest::prelude::*;
+
+use super::kernels::{self, Window};
+use super::*;
+use crate::model::tests::{small_tensors, values, write_model, SMALL_TOML};
+use crate::model::{LayerKind, Model, Shape};
+
+fn naive_conv(
+    x: &[f32],
+    b: usize,
+    g: &Window,
+    cout: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut out = vec![0.0; b * cout * g.oh * g.ow];
+    for n in 0..b {
+        for co in 0..cout {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut acc = bias.map_or(0.0, |bb| bb[co] as f64);
+                    for ci in 0..g.c {
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                let iy = (oy * g.sh + ki) as isize - g.ph as isize;
+                                let ix = (ox * g.sw + kj) as isize - g.pw as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x[((n * g.c + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                let wv = w[((co * g.c + ci) * g.kh + ki) * g.kw + kj];
+                                acc += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    out[((n * cout + co) * g.oh + oy) * g.ow + ox] = acc as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn naive_pool(x: &[f32], b: usize, g: &Window, max: bool) -> Vec<f32> {
+    let mut out = vec![0.0; b * g.c * g.oh * g.ow];
+    for n in 0..b {
+        for c in 0..g.c {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut vals = vec![];
+                    for ki in 0..g.kh {
+                        for kj in 0..g.kw {
+                            let iy = (oy * g.sh + ki) as isize - g.ph as isize;
+                            let ix = (ox * g.sw + kj) as isize - g.pw as isize;
+                            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                continue;
+                            }
+                            vals.push(
+                                x[((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize] as f64,
+                            );
+                        }
+                    }
+                    out[((n * g.c + c) * g.oh + oy) * g.ow + ox] = if max {
+                        vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32
+                    } else {
+                        (vals.iter().sum::<f64>() / (g.kh * g.kw) as f64) as f32
+                    };
+                }
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn naive_norm(
+    x: &[f32],
+    b: usize,
+    c: usize,
+    hw: usize,
+    groups: usize,
+    eps: f32,
+    w: &[f32],
+    bias: &[f32],
+    rep: bool,
+) -> Vec<f32> {
+    let cg = c / groups;
+    let mut out = x.to_vec();
+    for n in 0..b {
+        for g in 0..groups {
+            let idx: Vec<usize> = (0..cg * hw).map(|j| (n * c + g * cg) * hw + j).collect();
+            let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / idx.len() as f64;
+            let var = idx
+                .iter()
+                .map(|&i| (x[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / idx.len() as f64;
+            for &i in &idx {
+                let ci = (i / hw) % c;
+                let s = if rep {
+                    1.0 + w[ci] as f64
+                } else {
+                    w[ci] as f64
+                };
+                out[i] =
+                    ((x[i] as f64 - mean) / (var + eps as f64).sqrt() * s + bias[ci] as f64) as f32;
+            }
+        }
+    }
+    out
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "element {i}: {x} vs {y}"
+        );
+    }
+}
+
+fn window_strategy() -> impl Strategy<Value = (Window, usize, usize)> {
+    (
+        1usize..4,
+        1usize..9,
+        1usize..9,
+        1usize..4,
+        1usize..4,
+        1usize..3,
+        1usize..3,
+        0usize..2,
+        0usize..2,
+        1usize..5,
+        1usize..3,
+    )
+        .prop_filter_map(
+            "window must fit",
+            |(c, h, w, kh, kw, sh, sw, ph, pw, cout, b)| {
+                let oh = crate::model::graph::window_out(h, kh, sh, ph)?;
+                let ow = crate::model::graph::window_out(w, kw, sw, pw)?;
+                Some((
+                    Window {
+                        c,
+                        h,
+                        w,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        ph,
+                        pw,
+                        oh,
+                        ow,
+                    },
+                    cout,
+                    b,
+                ))
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn conv_matches_naive((g, cout, b) in window_strategy(), seed in 0u32..1000, with_bias: bool) {
+        let x = values(b * g.in_len(), seed);
+        let w = values(cout * g.c * g.kh * g.kw, seed + 1);
+        let bias = values(cout, seed + 2);
+        let bias = with_bias.then_some(bias.as_slice());
+        let mut out = vec![f32::NAN; b * cout * g.out_hw()];
+        let mut cols = vec![];
+        kernels::conv2d(&x, b, &g, cout, &w, bias, &mut out, &mut cols);
+        assert_close(&out, &naive_conv(&x, b, &g, cout, &w, bias), 1e-5);
+    }
+
+    #[test]
+    fn pools_match_naive((g, _cout, b) in window_strategy(), seed in 0u32..1000, max: bool) {
+        prop_assume!(g.ph * 2 <= g.kh && g.pw * 2 <= g.kw);
+        let x = values(b * g.in_len(), seed);
+        let mut out = vec![f32::NAN; b * g.c * g.out_hw()];
+        kernels::pool2d(&x, b, &g, max, &mut out);
+        assert_close(&out, &naive_pool(&x, b, &g, max), 1e-6);
+    }
+
+    #[test]
+    fn linear_matches_naive(b in 1usize..40, inf in 1usize..20, outf in 1usize..12, seed in 0u32..1000, with_bias: bool) {
+        let x = values(b * inf, seed);
+        let w = values(outf * inf, seed + 7);
+        let bias = values(outf, seed + 9);
+        let mut out = vec![f32::NAN; b * outf];
+        kernels::linear(&x, b, inf, outf, &w, with_bias.then_some(bias.as_slice()), &mut out);
+        for n in 0..b {
+            for j in 0..outf {
+                let r: f64 = (0..inf).map(|i| x[n * inf + i] as f64 * w[j * inf + i] as f64).sum::<f64>()
+                    + if with_bias { bias[j] as f64 } else { 0.0 };
+                prop_assert!((out[n * outf + j] as f64 - r).abs() < 1e-5 * (1.0 + r.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn group_and_batch_norm_match_naive(b in 1usize..4, cg in 1usize..4, groups in 1usize..4, hw in 1usize..10, seed in 0u32..1000, rep: bool) {
+        let c = cg * groups;
+        let x: Vec<f32> = values(b * c * hw, seed).iter().map(|v| v * 3.0 + 0.7).collect();
+        let w = values(c, seed + 1);
+        let bias = values(c, seed + 2);
+        let mut y = x.clone();
+        kernels::group_norm(&mut y, b, c, hw, groups, 1e-5, &w, &bias, rep);
+        assert_close(&y, &naive_norm(&x, b, c, hw, groups, 1e-5, &w, &bias, rep), 1e-5);
+
+        let mean = values(c, seed + 3);
+        let var: Vec<f32> = values(c, seed + 4).iter().map(|v| v.abs() + 0.1).collect();
+        let mut y = x.clone();
+        kernels::batch_norm(&mut y, b, c, hw, 1e-5, &w, &bias, &mean, &var, rep);
+        for (i, (&yv, &xv)) in y.iter().zip(&x).enumerate() {
+            let ci = (i / hw) % c;
+            let s = if rep { 1.0 + w[ci] as f64 } else { w[ci] as f64 };
+            let r = (xv as f64 - mean[ci] as f64) / (var[ci] as f64 + 1e-5).sqrt() * s + bias[ci] as f64;
+            prop_assert!((yv as f64 - r).abs() < 1e-5 * (1.0 + r.abs()));
+        }
+    }
+}
+
+#[test]
+fn argmax_first_max_and_nan() {
+    assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+    assert_eq!(argmax(&[f32::NAN, -5.0, f32::NAN]), 1);
+    assert_eq!(argmax(&[f32::NAN, f32::NAN]), u16::MAX);
+    assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+}
+
+/// Naive interpreter: every value kept, naive kernels; the network's decoded weights.
+fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f32> {
+    let g = model.graph();
+    let n = x.shape()[0];
+    let mut vals: Vec<Vec<f32>> = vec![x.as_standard_layout().iter().cloned().collect()];
+    for (i, l) in model.manifest().layers.iter().enumerate() {
+        let xin = &vals[g.inputs[i][0]];
+        let s = g.value_shape(g.inputs[i][0]);
+        let (c, h, w) = match s {
+            Shape::Chw(c, h, w) => (c, h, w),
+            Shape::Flat(f) => (f, 1, 1),
+        };
+        let win = |k: [usize; 2], st: [usize; 2], p: [usize; 2]| {
+            let Shape::Chw(_, oh, ow) = g.shapes[i] else {
+                unreachable!()
+            };
+            Window {
+                c,
+                h,
+                w,
+                kh: k[0],
+                kw: k[1],
+                sh: st[0],
+                sw: st[1],
+                ph: p[0],
+                pw: p[1],
+                oh,
+                ow,
+            }
+        };
+        let wt = |name: &str| net.weights(model.param_id(name).unwrap()).to_vec();
+        let y = match &l.kind {
+            LayerKind::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                weight,
+                bias,
+                ..
+            } => {
+                let b = bias.as_deref().map(wt);
+                naive_conv(
+                    xin,
+                    n,
+                    &win(*kernel, *stride, *padding),
+                    *out_channels,
+                    &wt(weight),
+                    b.as_deref(),
+                )
+            }
+            LayerKind::Linear {
+                in_features,
+                out_features,
+                weight,
+                bias,
+            } => {
+                let wv = wt(weight);
+                let b = bias.as_deref().map(wt);
+                (0..n * out_features)
+                    .map(|k| {
+                        let (r, j) = (k / out_features, k % out_features);
+                        let acc: f64 = (0..*in_features)
+                            .map(|q| {
+                                xin[r * in_features + q] as f64 * wv[j * in_features + q] as f64
+                            })
+                            .sum();
+                        (acc + b.as_ref().map_or(0.0, |b| b[j] as f64)) as f32
+                    })
+                    .collect()
+            }
+            LayerKind::Relu => xin.iter().map(|v| v.max(0.0)).collect(),
+            LayerKind::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            } => naive_pool(xin, n, &win(*kernel, *stride, *padding), true),
+            LayerKind::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+            } => naive_pool(xin, n, &win(*kernel, *stride, *padding), false),
+            LayerKind::GlobalAvgPool => xin
+                .chunks(h * w)
+                .map(|p| p.iter().sum::<f32>() / (h * w) as f32)
+                .collect(),
+            LayerKind::Flatten | LayerKind::Identity | LayerKind::Dropout => xin.clone(),
+            LayerKind::Add { .. } => xin
+                .iter()
+                .zip(&vals[g.inputs[i][1]])
+                .map(|(a, b)| a + b)
+                .collect(),
+            LayerKind::GroupNorm {
+                groups,
+                eps,
+                reparameterized,
+                weight,
+                bias,
+                ..
+            } => naive_norm(
+                xin,
+                n,
+                c,
+                h * w,
+                *groups,
+                *eps,
+                &wt(weight),
+                &wt(bias),
+                *reparameterized,
+            ),
+            LayerKind::BatchNorm {
+                eps,
+                reparameterized,
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                ..
+            } => {
+                let (wv, bv) = (wt(weight), wt(bias));
+                let (m, v) = (
+                    model.buffer(running_mean).unwrap(),
+                    model.buffer(running_var).unwrap(),
+                );
+                xin.iter()
+                    .enumerate()
+                    .map(|(k, &xv)| {
+                        let ci = (k / (h * w)) % c;
+                        let s = if *reparameterized {
+                            1.0 + wv[ci]
+                        } else {
+                            wv[ci]
+                        };
+                        (xv - m[ci]) / (v[ci] + eps).sqrt() * s + bv[ci]
+                    })
+                    .collect()
+            }
+        };
+        vals.push(y);
+    }
+    vals.pop().unwrap()
+}
+
+/// A residual graph exercising every layer type and the buffer allocator (a value read twice, an add of the input
+/// chain, in-place layers whose input is still needed).
+const RESIDUAL_TOML: &str = r#"
+format = "accelsim-model"
+version = 1
+name = "res"
+weights = "small.safetensors"
+[input]
+shape = [2, 6, 6]
+[quantization]
+bits = 8
+granularity = "layer"
+symmetric = false
+signed = false
+rounding = true
+[[layers]]
+name = "c1"
+type = "conv2d"
+in_channels = 2
+out_channels = 4
+kernel = [3, 3]
+padding = [1, 1]
+weight = "c1.w"
+[[layers]]
+name = "bn"
+type = "batchnorm"
+channels = 4
+weight = "bn.w"
+bias = "bn.b"
+running_mean = "bn.m"
+running_var = "bn.v"
+[[layers]]
+name = "r1"
+type = "relu"
+[[layers]]
+name = "c2"
+type = "conv2d"
+in_channels = 4
+out_channels = 4
+kernel = [1, 1]
+weight = "c2.w"
+bias = "c2.b"
+[[layers]]
+name = "gn"
+type = "groupnorm"
+groups = 2
+channels = 4
+weight = "gn.w"
+bias = "gn.b"
+[[layers]]
+name = "sum"
+type = "add"
+inputs = ["gn", "r1"]
+[[layers]]
+name = "twice"
+type = "add"
+inputs = ["sum", "sum"]
+[[layers]]
+name = "id"
+type = "identity"
+[[layers]]
+name = "mp"
+type = "maxpool2d"
+kernel = [3, 3]
+stride = [2, 2]
+padding = [1, 1]
+[[layers]]
+name = "ap"
+type = "avgpool2d"
+kernel = [2, 2]
+stride = [1, 1]
+[[layers]]
+name = "drop"
+type = "dropout"
+p = 0.5
+[[layers]]
+name = "side"
+type = "global_avgpool"
+input = "r1"
+[[layers]]
+name = "gap"
+type = "global_avgpool"
+input = "ap"
+[[layers]]
+name = "both"
+type = "add"
+inputs = ["gap", "side"]
+[[layers]]
+name = "fc"
+type = "linear"
+in_features = 4
+out_features = 5
+weight = "fc.w"
+bias = "fc.b"
+"#;
+
+fn residual_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let t = |n: &str, s: Vec<usize>, seed: u32| {
+        let len = s.iter().product();
+        (n.to_string(), s, values(len, seed))
+    };
+    let mut v = vec![
+        t("c1.w", vec![4, 2, 3, 3], 1),
+        t("bn.w", vec![4], 2),
+        t("bn.b", vec![4], 3),
+        t("bn.m", vec![4], 4),
+        t("bn.v", vec![4], 5),
+        t("c2.w", vec![4, 4, 1, 1], 6),
+        t("c2.b", vec![4], 7),
+        t("gn.w", vec![4], 8),
+        t("gn.b", vec![4], 9),
+        t("fc.w", vec![5, 4], 10),
+        t("fc.b", vec![5], 11),
+    ];
+    for x in &mut v[4].2 {
+        *x = x.abs() + 0.2;
+    }
+    v
+}
+
+fn input(n: usize, shape: [usize; 3], seed: u32) -> Array4<f32> {
+    Array4::from_shape_vec(
+        (n, shape[0], shape[1], shape[2]),
+        values(n * shape.iter().product::<usize>(), seed),
+    )
+    .unwrap()
+    .mapv(|v| v * 4.0)
+}
+
+#[test]
+fn networks_match_naive_interpreter() {
+    let d = tempfile::tempdir().unwrap();
+    for (toml, tensors) in [
+        (SMALL_TOML, small_tensors()),
+        (RESIDUAL_TOML, residual_tensors()),
+    ] {
+        let p = write_model(d.path(), "m", toml, &tensors);
+        let model = Model::load(&p).unwrap();
+        for net in [
+            Network::from_model(&model),
+            Network::from_model_float(&model),
+        ] {
+            // 70 examples: two full chunks and a partial one.
+            let x = input(70, net.input_shape(), 3);
+            let logits = net.forward(x.view());
+            let reference = reference_forward(&model, &net, x.view());
+            assert_close(logits.as_slice().unwrap(), &reference, 1e-4);
+            // Each example alone gives the same logits (no cross-talk between examples or chunks).
+            for i in [0, 33, 69] {
+                let one = net.forward(x.slice(ndarray::s![i..i + 1, .., .., ..]));
+                assert_eq!(one.row(0), logits.row(i));
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_weights_are_decoded_from_the_image() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", SMALL_TOML, &small_tensors());
+    let model = Model::load(&p).unwrap();
+    let net = Network::from_model(&model);
+    let float = Network::from_model_float(&model);
+    for id in 0..model.param_tensors().len() {
+        let mut want = vec![0.0; model.param_tensors()[id].len];
+        model.quantized(id).dequantize_into(&mut want);
+        assert_eq!(net.weights(id), want.as_slice());
+        // 8-bit RQuant error is at most about one step of the (clipped) range.
+        for (q, f) in net.weights(id).iter().zip(float.weights(id)) {
+            assert!((q - f.clamp(-0.5, 0.5)).abs() < 0.01, "{q} vs {f}");
+        }
+    }
+}
+
+#[test]
+fn set_weights_redecodes_only_changed_tensors_and_matches_rebuild() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", RESIDUAL_TOML, &residual_tensors());
+    let model = Model::load(&p).unwrap();
+    let mut net = Network::from_model(&model);
+    let mut image = model.memory_image().to_vec();
+    let fc = model.param_id("fc.w").unwrap();
+    let r = model.image_range(fc);
+    for b in &mut image[r.clone()] {
+        *b ^= 0x80;
+    }
+    // Declaring only an untouched tensor leaves fc.w stale.
+    net.set_weights_from_image(&model, &image, Some(&[0]))
+        .unwrap();
+    assert_eq!(net.weights(fc), Network::from_model(&model).weights(fc));
+    net.set_weights_from_image(&model, &image, Some(&[fc]))
+        .unwrap();
+    let mut full = Network::from_model(&model);
+    full.set_weights_from_image(&model, &image, None).unwrap();
+    assert_eq!(net.weights(fc), full.weights(fc));
+    assert_ne!(net.weights(fc), Network::from_model(&model).weights(fc));
+    let x = input(5, net.input_shape(), 1);
+    assert_eq!(net.forward(x.view()), full.forward(x.view()));
+    assert!(net
+        .set_weights_from_image(&model, &image[1..], None)
+        .is_err());
+    assert!(net
+        .set_weights_from_image(&model, &image, Some(&[99]))
+        .is_err());
+}
+
+#[test]
+fn deterministic_across_thread_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", RESIDUAL_TOML, &residual_tensors());
+    let model = Model::load(&p).unwrap();
+    let net = Network::from_model(&model);
+    let x = input(100, net.input_shape(), 9);
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| net.forward(x.view()))
+    };
+    assert_eq!(run(1), run(3));
+}
+
+#[test]
+fn robust_error_follows_the_paper_definition() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", SMALL_TOML, &small_tensors());
+    let model = Model::load(&p).unwrap();
+    let mut net = Network::from_model(&model);
+    let x = input(200, net.input_shape(), 5);
+    let clean_pred = net.predict(x.view()).unwrap();
+    // Labels: the clean prediction for even examples, another class for odd ones (50% clean error).
+    let labels: Vec<u8> = clean_pred
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            if i % 2 == 0 {
+                p as u8
+            } else {
+                (p as u8 + 1) % 3
+            }
+        })
+        .collect();
+    let ev = Evaluator::new(&net, x.view(), &labels).unwrap();
+    assert_eq!(ev.clean().wrong, 100);
+    assert!((ev.clean_error_pct() - 50.0).abs() < 1e-12);
+    // No corruption: RErr = Err.
+    let mut scratch = model.memory_image().to_vec();
+    let r = ev
+        .robust_with(&model, &mut net, &mut scratch, |_| Some(vec![]))
+        .unwrap();
+    assert_eq!((r.wrong, r.flipped), (100, 0));
+    // Corrupting the last layer's bias: count independently which clean-right examples change.
+    let fcb = model.param_id("fc.bias").unwrap();
+    let range = model.image_range(fcb);
+    let r = ev
+        .robust_with(&model, &mut net, &mut scratch, |img| {
+            img[range.start] ^= 0x80;
+            img[range.start + 1] ^= 0x7f;
+            Some(vec![fcb])
+        })
+        .unwrap();
+    let mut bad = model.memory_image().to_vec();
+    bad[range.start] ^= 0x80;
+    bad[range.start + 1] ^= 0x7f;
+    let mut faulty = Network::from_model(&model);
+    faulty.set_weights_from_image(&model, &bad, None).unwrap();
+    let fp = faulty.predict(x.view()).unwrap();
+    let expected_wrong = (0..200)
+        .filter(|&i| clean_pred[i] != labels[i] as u16 || fp[i] != labels[i] as u16)
+        .count();
+    assert_eq!(r.wrong, expected_wrong);
+    assert_eq!(r.flipped, expected_wrong - 100);
+    // The scratch image and the network are clean again.
+    assert_eq!(scratch, model.memory_image());
+    assert_eq!(net.predict(x.view()).unwrap(), clean_pred);
+    // Bad labels are refused.
+    assert!(Evaluator::new(&net, x.view(), &labels[1..]).is_err());
+    let mut l2 = labels.clone();
+    l2[0] = 7;
+    assert!(Evaluator::new(&net, x.view(), &l2).is_err());
+}

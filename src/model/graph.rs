@@ -1,0 +1,287 @@
+//! Shape inference over a manifest's layers: resolves each layer's inputs and checks every shape, so that the engine
+//! can trust the graph. Value ids: 0 is the network input, `i + 1` is the output of layer `i`.
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use super::manifest::{Layer, LayerKind, Manifest};
+use super::ModelError;
+
+/// Per-example shape of a value flowing through the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Feature maps: channels, height, width.
+    Chw(usize, usize, usize),
+    /// A feature vector (after `flatten`, `global_avgpool` or `linear`).
+    Flat(usize),
+}
+
+impl Shape {
+    /// Number of values per example.
+    pub fn numel(self) -> usize {
+        match self {
+            Shape::Chw(c, h, w) => c * h * w,
+            Shape::Flat(f) => f,
+        }
+    }
+
+    /// Channels (for a flat vector: its length, as PyTorch's normalization layers on (N, C) inputs).
+    pub fn channels(self) -> usize {
+        match self {
+            Shape::Chw(c, _, _) => c,
+            Shape::Flat(f) => f,
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Chw(c, h, w) => write!(f, "{c}x{h}x{w}"),
+            Shape::Flat(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The resolved graph: for each layer, its input value ids and its output shape.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub input_shape: Shape,
+    /// Input value ids of layer `i` (0 = network input, `j + 1` = output of layer `j`).
+    pub inputs: Vec<Vec<usize>>,
+    /// Output shape of layer `i`.
+    pub shapes: Vec<Shape>,
+}
+
+impl Graph {
+    /// Shape of value `v` (0 = network input).
+    pub fn value_shape(&self, v: usize) -> Shape {
+        if v == 0 {
+            self.input_shape
+        } else {
+            self.shapes[v - 1]
+        }
+    }
+
+    /// Number of logits the network produces.
+    pub fn outputs(&self) -> usize {
+        self.shapes.last().map_or(0, |s| s.numel())
+    }
+}
+
+/// Output size of a sliding window: `floor((n + 2·pad - k) / stride) + 1`, `None` when the window does not fit.
+pub fn window_out(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    (n + 2 * pad).checked_sub(k).map(|r| r / stride + 1)
+}
+
+/// Expected tensor shapes of a layer: (tensor name, shape).
+pub fn expected_tensors(kind: &LayerKind) -> Vec<(&str, Vec<usize>)> {
+    match kind {
+        LayerKind::Conv2d {
+            in_channels,
+            out_channels,
+            kernel,
+            weight,
+            bias,
+            ..
+        } => {
+            let mut v = vec![(
+                weight.as_str(),
+                vec![*out_channels, *in_channels, kernel[0], kernel[1]],
+            )];
+            v.extend(bias.as_deref().map(|b| (b, vec![*out_channels])));
+            v
+        }
+        LayerKind::Linear {
+            in_features,
+            out_features,
+            weight,
+            bias,
+        } => {
+            let mut v = vec![(weight.as_str(), vec![*out_features, *in_features])];
+            v.extend(bias.as_deref().map(|b| (b, vec![*out_features])));
+            v
+        }
+        LayerKind::GroupNorm {
+            channels,
+            weight,
+            bias,
+            ..
+        } => vec![
+            (weight.as_str(), vec![*channels]),
+            (bias.as_str(), vec![*channels]),
+        ],
+        LayerKind::BatchNorm {
+            channels,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            ..
+        } => [weight, bias, running_mean, running_var]
+            .into_iter()
+            .map(|n| (n.as_str(), vec![*channels]))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Resolves inputs and infers every shape; errors name the manifest file and the layer.
+pub fn build_graph(m: &Manifest, path: &Path) -> Result<Graph, ModelError> {
+    let [c, h, w] = m.input.shape;
+    let input_shape = Shape::Chw(c, h, w);
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    ids.insert("input", 0);
+    let mut g = Graph {
+        input_shape,
+        inputs: Vec::with_capacity(m.layers.len()),
+        shapes: Vec::with_capacity(m.layers.len()),
+    };
+    for (i, layer) in m.layers.iter().enumerate() {
+        let ctx = format!(
+            "layers[{i}] (\"{}\", {})",
+            layer.name,
+            layer.kind.type_name()
+        );
+        let err = |msg: String| ModelError::manifest(path, &ctx, msg);
+        let resolve = |name: &str| -> Result<usize, ModelError> {
+            ids.get(name).copied().ok_or_else(|| {
+                err(format!(
+                    "input \"{name}\" is not the network input or an earlier layer"
+                ))
+            })
+        };
+        let inputs: Vec<usize> = match &layer.kind {
+            LayerKind::Add { inputs } => vec![resolve(&inputs[0])?, resolve(&inputs[1])?],
+            _ => vec![match &layer.input {
+                Some(n) => resolve(n)?,
+                None => i,
+            }],
+        };
+        let x = g.value_shape(inputs[0]);
+        let out = infer(layer, x, &inputs, &g).map_err(err)?;
+        g.inputs.push(inputs);
+        g.shapes.push(out);
+        ids.insert(layer.name.as_str(), i + 1);
+    }
+    let last = *g.shapes.last().expect("manifest has at least one layer");
+    match last {
+        Shape::Flat(n) => {
+            let classes = m.input.classes.len();
+            if classes != 0 && classes != n {
+                return Err(ModelError::manifest(
+                    path,
+                    "input.classes",
+                    format!("lists {classes} classes but the last layer produces {n} logits"),
+                ));
+            }
+        }
+        s => {
+            return Err(ModelError::manifest(
+                path,
+                "layers",
+                format!("the last layer must produce a flat logit vector, it produces {s} (add flatten/linear)"),
+            ))
+        }
+    }
+    Ok(g)
+}
+
+fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, String> {
+    let need_chw = |what: &str| -> Result<(usize, usize, usize), String> {
+        match x {
+            Shape::Chw(c, h, w) => Ok((c, h, w)),
+            s => Err(format!(
+                "{what} needs C x H x W feature maps, its input is a flat vector of {s}"
+            )),
+        }
+    };
+    let window = |h: usize,
+                  w: usize,
+                  k: [usize; 2],
+                  s: [usize; 2],
+                  p: [usize; 2]|
+     -> Result<(usize, usize), String> {
+        match (
+            window_out(h, k[0], s[0], p[0]),
+            window_out(w, k[1], s[1], p[1]),
+        ) {
+            (Some(oh), Some(ow)) => Ok((oh, ow)),
+            _ => Err(format!(
+                "kernel {k:?} with padding {p:?} does not fit the {h}x{w} input"
+            )),
+        }
+    };
+    Ok(match &layer.kind {
+        LayerKind::Conv2d {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            ..
+        } => {
+            let (c, h, w) = need_chw("conv2d")?;
+            if c != *in_channels {
+                return Err(format!(
+                    "in_channels = {in_channels} but its input has {c} channels ({x})"
+                ));
+            }
+            let (oh, ow) = window(h, w, *kernel, *stride, *padding)?;
+            Shape::Chw(*out_channels, oh, ow)
+        }
+        LayerKind::Linear {
+            in_features,
+            out_features,
+            ..
+        } => match x {
+            Shape::Flat(f) if f == *in_features => Shape::Flat(*out_features),
+            Shape::Flat(f) => {
+                return Err(format!(
+                    "in_features = {in_features} but its input has {f} features"
+                ))
+            }
+            s => {
+                return Err(format!(
+                    "linear needs a flat input, its input is {s} (add a flatten layer)"
+                ))
+            }
+        },
+        LayerKind::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        }
+        | LayerKind::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let (c, h, w) = need_chw("pooling")?;
+            let (oh, ow) = window(h, w, *kernel, *stride, *padding)?;
+            Shape::Chw(c, oh, ow)
+        }
+        LayerKind::GlobalAvgPool => {
+            let (c, _, _) = need_chw("global_avgpool")?;
+            Shape::Flat(c)
+        }
+        LayerKind::Flatten => Shape::Flat(x.numel()),
+        LayerKind::Add { .. } => {
+            let y = g.value_shape(inputs[1]);
+            if x != y {
+                return Err(format!("adds outputs of different shapes {x} and {y}"));
+            }
+            x
+        }
+        LayerKind::GroupNorm { channels, .. } | LayerKind::BatchNorm { channels, .. } => {
+            if x.channels() != *channels {
+                return Err(format!(
+                    "channels = {channels} but its input has {} channels ({x})",
+                    x.channels()
+                ));
+            }
+            x
+        }
+        LayerKind::Relu | LayerKind::Identity | LayerKind::Dropout => x,
+    })
+}

@@ -1,0 +1,273 @@
+use super::*;
+
+/// A small CNN manifest: conv(1->2, 3x3, pad 1) + GN + relu + maxpool + flatten + linear(2*2*2 -> 3).
+pub(crate) const SMALL_TOML: &str = r#"
+format = "accelsim-model"
+version = 1
+name = "small"
+weights = "small.safetensors"
+
+[input]
+shape = [1, 4, 4]
+mean = [0.5]
+std = [0.25]
+dataset = "mnist"
+classes = ["a", "b", "c"]
+
+[quantization]
+bits = 8
+granularity = "layer"
+symmetric = false
+signed = false
+rounding = true
+w_max = 0.5
+
+[training]
+method = "clipping"
+p_train = 0.0
+clean_error_pct = 12.5
+
+[[layers]]
+name = "conv1"
+type = "conv2d"
+in_channels = 1
+out_channels = 2
+kernel = [3, 3]
+padding = [1, 1]
+weight = "conv1.weight"
+bias = "conv1.bias"
+
+[[layers]]
+name = "gn1"
+type = "groupnorm"
+groups = 1
+channels = 2
+weight = "gn1.weight"
+bias = "gn1.bias"
+
+[[layers]]
+name = "relu1"
+type = "relu"
+
+[[layers]]
+name = "pool1"
+type = "maxpool2d"
+kernel = [2, 2]
+
+[[layers]]
+name = "flat"
+type = "flatten"
+
+[[layers]]
+name = "fc"
+type = "linear"
+in_features = 8
+out_features = 3
+weight = "fc.weight"
+bias = "fc.bias"
+"#;
+
+/// Deterministic pseudo-random values in [-0.4, 0.4].
+pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let x = (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed.wrapping_mul(40503))
+                >> 8;
+            (x % 1000) as f32 / 1000.0 * 0.8 - 0.4
+        })
+        .collect()
+}
+
+pub(crate) fn small_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    vec![
+        ("conv1.weight".into(), vec![2, 1, 3, 3], values(18, 1)),
+        ("conv1.bias".into(), vec![2], values(2, 2)),
+        ("gn1.weight".into(), vec![2], values(2, 3)),
+        ("gn1.bias".into(), vec![2], values(2, 4)),
+        ("fc.weight".into(), vec![3, 8], values(24, 5)),
+        ("fc.bias".into(), vec![3], values(3, 6)),
+    ]
+}
+
+/// Writes `stem.toml` and `stem.safetensors` into `dir`, returns the manifest path.
+pub(crate) fn write_model(
+    dir: &Path,
+    stem: &str,
+    toml: &str,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> PathBuf {
+    let toml = toml.replace("small.safetensors", &format!("{stem}.safetensors"));
+    let mp = dir.join(format!("{stem}.toml"));
+    std::fs::write(&mp, toml).unwrap();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
+    write_f32_safetensors(&dir.join(format!("{stem}.safetensors")), &refs).unwrap();
+    mp
+}
+
+fn load_err(toml: &str, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", toml, tensors);
+    Model::load(&p).unwrap_err().to_string()
+}
+
+#[test]
+fn loads_small_model_in_memory_order() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "small", SMALL_TOML, &small_tensors());
+    let m = Model::load(&p).unwrap();
+    let names: Vec<&str> = m.param_tensors().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "gn1.weight",
+            "gn1.bias",
+            "fc.weight",
+            "fc.bias"
+        ]
+    );
+    let offs: Vec<usize> = m.param_tensors().iter().map(|t| t.offset).collect();
+    assert_eq!(offs, [0, 18, 20, 22, 24, 48]);
+    assert_eq!(m.num_params(), 51);
+    assert_eq!(m.memory_bits(), 51 * 8);
+    assert_eq!(m.graph().outputs(), 3);
+    assert_eq!(m.graph().shapes[3], Shape::Chw(2, 2, 2));
+    assert_eq!(
+        m.tensors_containing(&[0, 17, 18, 50, 51, 1000]),
+        vec![0, 1, 5]
+    );
+    assert_eq!(m.float_param(4), values(24, 5).as_slice());
+    assert_eq!(m.manifest().training.method, "clipping");
+}
+
+#[test]
+fn rejects_bad_manifests_with_named_keys() {
+    let t = small_tensors();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            SMALL_TOML.replace("version = 1", "version = 2"),
+            "unsupported model format version 2",
+        ),
+        (
+            SMALL_TOML.replace("format = \"accelsim-model\"", "format = \"onnx\""),
+            "format",
+        ),
+        (
+            SMALL_TOML.replace("type = \"relu\"", "type = \"gelu\""),
+            "unknown layer type \"gelu\"",
+        ),
+        (
+            SMALL_TOML.replace("padding = [1, 1]", "paddin = [1, 1]"),
+            "paddin",
+        ),
+        (
+            SMALL_TOML.replace("in_features = 8", "in_features = 9"),
+            "in_features = 9",
+        ),
+        (
+            SMALL_TOML.replace("bits = 8", "bits = 9"),
+            "quantization.bits",
+        ),
+        (
+            SMALL_TOML.replace("granularity = \"layer\"", "granularity = \"row\""),
+            "granularity",
+        ),
+        (
+            SMALL_TOML.replace("method = \"clipping\"", "method = \"magic\""),
+            "training.method",
+        ),
+        (
+            SMALL_TOML.replace("name = \"relu1\"", "name = \"gn1\""),
+            "layers[2].name",
+        ),
+        (
+            SMALL_TOML.replace("classes = [\"a\", \"b\", \"c\"]", "classes = [\"a\"]"),
+            "input.classes",
+        ),
+        (
+            SMALL_TOML.replace("groups = 1", "groups = 3"),
+            "does not divide",
+        ),
+        (
+            SMALL_TOML.replace("[[layers]]\nname = \"flat\"\ntype = \"flatten\"\n", ""),
+            "add a flatten layer",
+        ),
+        (
+            SMALL_TOML.replace("type = \"relu\"", "type = \"relu\"\ninput = \"nope\""),
+            "\"nope\"",
+        ),
+        ("version = [".to_string(), "not valid TOML"),
+    ];
+    for (toml, want) in cases {
+        let e = load_err(&toml, &t);
+        assert!(e.contains(want), "expected {want:?} in: {e}");
+        assert!(e.contains("m.toml"), "file not named: {e}");
+        assert!(!e.contains('\n'), "multi-line error: {e}");
+    }
+}
+
+#[test]
+fn rejects_bad_tensors_with_named_tensor() {
+    let mut missing = small_tensors();
+    missing.remove(1);
+    let e = load_err(SMALL_TOML, &missing);
+    assert!(e.contains("\"conv1.bias\"") && e.contains("missing"), "{e}");
+
+    let mut shape = small_tensors();
+    shape[4].1 = vec![8, 3];
+    let e = load_err(SMALL_TOML, &shape);
+    assert!(
+        e.contains("\"fc.weight\"") && e.contains("shape [8, 3]"),
+        "{e}"
+    );
+
+    let mut extra = small_tensors();
+    extra.push(("fc.wieght".into(), vec![1], vec![0.0]));
+    let e = load_err(SMALL_TOML, &extra);
+    assert!(
+        e.contains("\"fc.wieght\"") && e.contains("not referenced"),
+        "{e}"
+    );
+
+    let mut nan = small_tensors();
+    nan[0].2[3] = f32::NAN;
+    let e = load_err(SMALL_TOML, &nan);
+    assert!(
+        e.contains("\"conv1.weight\"") && e.contains("not finite"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rejects_truncated_and_missing_weight_files() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "t", SMALL_TOML, &small_tensors());
+    let w = d.path().join("t.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&w, &bytes[..cut]).unwrap();
+        let e = Model::load(&p).unwrap_err().to_string();
+        assert!(e.contains("t.safetensors"), "{e}");
+    }
+    let mut corrupt = bytes.clone();
+    corrupt[10] = b'{';
+    corrupt[11] = b'}';
+    std::fs::write(&w, &corrupt).unwrap();
+    assert!(Model::load(&p).is_err());
+    std::fs::remove_file(&w).unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot read") && e.contains("t.safetensors"),
+        "{e}"
+    );
+    let e = Model::load(d.path().join("nope.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.toml"), "{e}");
+}
