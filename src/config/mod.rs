@@ -274,7 +274,7 @@ impl HwConfig {
         check_u(o, "weight_sram.rows", w.rows, 1, 65536)?;
         check_u(o, "weight_sram.columns", w.columns, 1, 4096)?;
         check_u(o, "weight_sram.word_bits", w.word_bits, 8, 512)?;
-        if w.columns % w.word_bits != 0 {
+        if !w.columns.is_multiple_of(w.word_bits) {
             return Err(range_err(
                 o,
                 "weight_sram.word_bits",
