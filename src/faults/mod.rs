@@ -99,3 +99,6 @@ impl BitErrorRates {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

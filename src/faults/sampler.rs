@@ -64,7 +64,7 @@ pub fn ladder_threshold(k: usize) -> f64 {
     ladder().t.get(k).copied().unwrap_or(0.0)
 }
 
-/// k*: the last level with t_k ≥ p. Bits whose highest mark is below k* have u ≥ t_{k*+1}... ≥ p, so only
+/// k*: the last level with t_k ≥ p. Bits whose highest mark is below k* have u ≥ t_{k*} ≥ p, so only
 /// levels k* and above are enumerated. `None` for p ≤ 0 (no bit can flip).
 fn boundary_level(p: f64) -> Option<usize> {
     if p.is_nan() || p <= 0.0 {
