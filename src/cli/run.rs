@@ -1,9 +1,275 @@
-//! `accelsim run` (placeholder until its issue lands).
+//! `accelsim run`: one model on the accelerator at one supply voltage — faults in the stored weights, clean and
+//! faulty test error, cycles, energy per inference and savings against the nominal voltage.
+//!
+//! Defaults (the bare `accelsim run --hw 14nm_sram.toml --vdd 0.85` works): the shipped RandBET 8-bit
+//! Fashion-MNIST model, the config's `fault_profile` (chip1 for 14nm_sram), Fashion-MNIST from
+//! /usr/share/datasets/fashion-mnist, 4 mapping offsets × 1 seed, all 10000 test images. See docs/run-and-sweep.md.
+use std::path::PathBuf;
+
+use serde::Serialize;
+
 use super::{CliError, CliResult};
+use crate::config::HwConfig;
+use crate::sweep::core::{mean_std, SeriesRunner};
+use crate::sweep::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, PointCost};
+use crate::sweep::SweepError;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Hardware config: a name in hw_configs/ (`14nm_sram` or `14nm_sram.toml`) or a path.
+    #[arg(long, default_value = "14nm_sram")]
+    pub hw: String,
+    /// Supply voltage of the scaled rails (the weight SRAM by default), volts.
+    #[arg(long, required_unless_present = "list_hw")]
+    pub vdd: Option<f64>,
+    /// Model manifest: a name in models/ or a path [default: fmnist-cnn-randbet-8b].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Fault map: a name in sram_profiles/ (`chip1`), a path, or `uniform` (random bit errors at the measured
+    /// BER of the voltage) [default: the config's fault_profile].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Replace the profile (given or default) by uniform random bit errors at per-bit probability P
+    /// (e.g. 0.01 = 1%); the voltage then only sets the energy.
+    #[arg(long, value_name = "P")]
+    pub ber: Option<f64>,
+    /// Weight-to-memory mapping offsets averaged over (profiles) or random chips (uniform errors).
+    #[arg(long, default_value_t = 4)]
+    pub offsets: u32,
+    /// Seeds per offset for transient cells (profiles) or extra random chips (uniform errors).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u32,
+    /// Data folder of the model's data set [default: /usr/share/datasets/fashion-mnist for Fashion-MNIST].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Evaluate only the first N test images [default: all].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// List the shipped hardware configs and exit.
+    #[arg(long)]
+    pub list_hw: bool,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err(CliError::internal("`accelsim run` is not implemented yet"))
+/// What `run` reports (also its `--json` form; units in the key names).
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub hw: String,
+    pub model: String,
+    pub method: String,
+    pub bits: u32,
+    pub weights: u64,
+    pub faults: String,
+    pub vdd_v: f64,
+    pub vdd_rel: f64,
+    pub nominal_v: f64,
+    pub samples: u32,
+    pub test_images: usize,
+    /// Measured bit error rate of the stored weights (flipped bits / (W·m)), mean over samples.
+    pub ber: f64,
+    pub flipped_bits_mean: f64,
+    pub clean_error_pct: f64,
+    pub faulty_error_pct: f64,
+    pub faulty_error_std_pct: f64,
+    pub faulty_error_per_sample_pct: Vec<f64>,
+    pub cycles: u64,
+    pub latency_us: f64,
+    pub utilization_pct: f64,
+    pub energy_pj: f64,
+    pub energy_breakdown_pj: crate::energy::EnergyBreakdown,
+    pub nominal_energy_pj: f64,
+    pub energy_saving_pct: f64,
+    pub weight_sram_energy_pj: f64,
+    pub weight_sram_saving_pct: f64,
+}
+
+fn user(e: impl std::fmt::Display) -> CliError {
+    CliError::user(e.to_string())
+}
+
+fn sweep_err(e: SweepError) -> CliError {
+    if e.is_user() {
+        CliError::user(e.to_string())
+    } else {
+        CliError::internal(e.to_string())
+    }
+}
+
+pub fn run(args: Args) -> CliResult {
+    if args.list_hw {
+        for p in HwConfig::list_shipped() {
+            let name = p
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match HwConfig::load(&p) {
+                Ok(hw) => println!("{name}\t{}", hw.name),
+                Err(e) => println!("{name}\t(invalid: {e})"),
+            }
+        }
+        return Ok(());
+    }
+    let report = compute(&args)?;
+    if args.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print_text(&report);
+    }
+    Ok(())
+}
+
+/// Runs the whole pipeline for `args` (library-level so tests can call it without parsing output).
+pub fn compute(args: &Args) -> Result<RunReport, CliError> {
+    let vdd_v = args
+        .vdd
+        .ok_or_else(|| CliError::user("--vdd is required"))?;
+    let hw = HwConfig::load_named(&args.hw).map_err(user)?;
+    let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
+    if args.offsets == 0 || args.offsets > 1024 {
+        return Err(CliError::user(format!(
+            "--offsets {} is out of range; allowed 1..=1024",
+            args.offsets
+        )));
+    }
+    if args.seeds == 0 || args.seeds > 1024 {
+        return Err(CliError::user(format!(
+            "--seeds {} is out of range; allowed 1..=1024",
+            args.seeds
+        )));
+    }
+    if args.limit == Some(0) {
+        return Err(CliError::user(
+            "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
+        ));
+    }
+    let model_path =
+        scenario::resolve_model(args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL))
+            .map_err(sweep_err)?;
+    let spec = match (args.ber, &args.profile, &hw.fault_profile) {
+        (Some(p), _, _) => {
+            if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+                return Err(CliError::user(format!(
+                    "--ber {p} is not a per-bit probability; allowed 0..=1 (e.g. 0.01 for 1%)"
+                )));
+            }
+            FaultSpec::FixedUniform { p }
+        }
+        (None, Some(name), _) => FaultSpec::resolve(name).map_err(sweep_err)?,
+        (None, None, Some(name)) => FaultSpec::resolve(name).map_err(sweep_err)?,
+        (None, None, None) => FaultSpec::MeasuredUniform,
+    };
+    spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;
+    let mut data = DataCache::new(args.data.clone(), args.limit);
+    let mut loaded = LoadedModel::load(&model_path, &mut data).map_err(sweep_err)?;
+    let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
+    let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
+    let faults = scenario::fault_source(&spec, &hw, &loaded, args.offsets, args.seeds, vdd_v)
+        .map_err(sweep_err)?;
+    let samples = args.offsets * args.seeds;
+    let clean: Vec<u8> = loaded.model.memory_image().to_vec();
+    let (name, method, bits, weights, test_images) = (
+        loaded.name.clone(),
+        loaded.method.clone(),
+        loaded.bits,
+        loaded.weights(),
+        loaded.test_images,
+    );
+    let mut runner = SeriesRunner::new(&mut loaded, &clean).map_err(sweep_err)?;
+    let mut errors = Vec::new();
+    let mut flips = Vec::new();
+    for s in 0..samples {
+        let r = runner
+            .run_sample(faults.as_ref(), s, &[vdd_v], || {})
+            .map_err(sweep_err)?;
+        errors.push(r.error_pct[0]);
+        flips.push(r.flipped_bits[0] as f64);
+    }
+    let (faulty_error_pct, faulty_error_std_pct) = mean_std(&errors);
+    let flipped_bits_mean = flips.iter().sum::<f64>() / flips.len() as f64;
+    Ok(RunReport {
+        hw: hw.name.clone(),
+        model: name,
+        method,
+        bits,
+        weights,
+        faults: spec.name(),
+        vdd_v,
+        vdd_rel,
+        nominal_v: hw.voltage.nominal_v,
+        samples,
+        test_images,
+        ber: flipped_bits_mean / (weights as f64 * bits as f64),
+        flipped_bits_mean,
+        clean_error_pct: runner.clean_error_pct(),
+        faulty_error_pct,
+        faulty_error_std_pct,
+        faulty_error_per_sample_pct: errors,
+        cycles: at.cycles,
+        latency_us: at.latency_us,
+        utilization_pct: cost.stats.utilization_pct,
+        energy_pj: at.energy_pj,
+        energy_breakdown_pj: at.breakdown,
+        nominal_energy_pj: cost.nominal.total_pj,
+        energy_saving_pct: at.energy_saving_pct,
+        weight_sram_energy_pj: at.weight_sram_energy_pj,
+        weight_sram_saving_pct: at.weight_sram_saving_pct,
+    })
+}
+
+fn pj(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.3} µJ", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.2} nJ", x / 1e3)
+    } else {
+        format!("{x:.1} pJ")
+    }
+}
+
+fn print_text(r: &RunReport) {
+    let b = &r.energy_breakdown_pj;
+    println!(
+        "accelsim run: {} ({}, {}-bit, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
+        r.model, r.method, r.bits, r.weights, r.hw, r.vdd_v, r.vdd_rel, r.nominal_v
+    );
+    println!(
+        "  faults           {} ({} samples: mapping offsets x seeds)",
+        r.faults, r.samples
+    );
+    println!(
+        "  bit error rate   {:.3e} of stored weight bits ({:.1} flipped bits on average)",
+        r.ber, r.flipped_bits_mean
+    );
+    println!(
+        "  clean error      {:.2}% ({} test images)",
+        r.clean_error_pct, r.test_images
+    );
+    println!(
+        "  faulty error     {:.2}% ± {:.2} (mean ± std over {} samples; clean-or-faulty mistakes)",
+        r.faulty_error_pct, r.faulty_error_std_pct, r.samples
+    );
+    println!(
+        "  cycles           {} per inference, latency {:.2} µs, array utilization {:.1}%",
+        r.cycles, r.latency_us, r.utilization_pct
+    );
+    println!("  energy           {} per inference", pj(r.energy_pj));
+    println!(
+        "    weight SRAM    {} dynamic + {} leakage",
+        pj(b.weight_sram_dynamic_pj),
+        pj(b.weight_sram_leakage_pj)
+    );
+    println!("    act. buffers   {}", pj(b.act_sram_pj));
+    println!("    MACs           {}", pj(b.mac_pj));
+    println!("    DRAM           {}", pj(b.dram_pj));
+    println!(
+        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V ({} per inference)",
+        r.energy_saving_pct,
+        r.weight_sram_saving_pct,
+        r.nominal_v,
+        pj(r.nominal_energy_pj)
+    );
 }

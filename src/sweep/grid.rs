@@ -1,4 +1,5 @@
-//! Voltage grids: `START:STOP:STEP` (inclusive of both ends, in volts) or a comma list `0.9,0.85,0.8`.
+//! Voltage grids: a comma list of voltages and `START:STOP:STEP` ranges (both ends inclusive), in volts, e.g.
+//! `0.75:1.0:0.025,1.1,1.15` or `0.9,0.85,0.8`.
 use super::SweepError;
 
 /// Largest number of points a grid may have (a typo such as a step of 0.0001 should fail, not run for days).
@@ -21,35 +22,31 @@ pub fn parse_voltage_grid(spec: &str) -> Result<Vec<f64>, SweepError> {
         }
         Ok(v)
     };
-    let mut out: Vec<f64> = if spec.contains(':') {
-        let parts: Vec<&str> = spec.split(':').collect();
-        if parts.len() != 3 {
-            return Err(bad(
-                "expected START:STOP:STEP (volts) or a comma list".into()
-            ));
+    let mut out: Vec<f64> = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.contains(':') {
+            let parts: Vec<&str> = item.split(':').collect();
+            if parts.len() != 3 {
+                return Err(bad(format!("`{item}`: expected START:STOP:STEP (volts)")));
+            }
+            let (a, b) = (parse(parts[0])?, parse(parts[1])?);
+            let step: f64 = parts[2]
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("step `{}` is not a number", parts[2].trim())))?;
+            if !step.is_finite() || step <= 0.0 {
+                return Err(bad(format!("step {step} must be > 0")));
+            }
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let n = ((hi - lo) / step + 1e-9).floor() as usize + 1;
+            if n + out.len() > MAX_GRID_POINTS {
+                return Err(bad(format!("more than {MAX_GRID_POINTS} points")));
+            }
+            out.extend((0..n).map(|i| hi - i as f64 * step));
+        } else {
+            out.push(parse(item)?);
         }
-        let (a, b) = (parse(parts[0])?, parse(parts[1])?);
-        let step: f64 = parts[2]
-            .trim()
-            .parse()
-            .map_err(|_| bad(format!("step `{}` is not a number", parts[2].trim())))?;
-        if !step.is_finite() || step <= 0.0 {
-            return Err(bad(format!("step {step} must be > 0")));
-        }
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let n = ((hi - lo) / step + 1e-9).floor() as usize + 1;
-        if n > MAX_GRID_POINTS {
-            return Err(bad(format!(
-                "{n} points exceed the limit of {MAX_GRID_POINTS}"
-            )));
-        }
-        (0..n).map(|i| hi - i as f64 * step).collect()
-    } else {
-        spec.split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(parse)
-            .collect::<Result<_, _>>()?
-    };
+    }
     for v in out.iter_mut() {
         *v = (*v * 1e6).round() / 1e6;
     }
@@ -84,6 +81,10 @@ mod tests {
         assert_eq!(parse_voltage_grid("0.8, 0.9,0.8").unwrap(), vec![0.9, 0.8]);
         assert_eq!(parse_voltage_grid("0.85").unwrap(), vec![0.85]);
         assert_eq!(parse_voltage_grid("0.7:0.9:0.01").unwrap().len(), 21);
+        assert_eq!(
+            parse_voltage_grid("0.8:0.9:0.05, 1.15,0.9").unwrap(),
+            vec![1.15, 0.9, 0.85, 0.8]
+        );
     }
 
     #[test]

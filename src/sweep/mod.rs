@@ -9,12 +9,14 @@
 //!
 //! See docs/run-and-sweep.md.
 pub mod core;
+pub mod driver;
 pub mod grid;
+pub mod scenario;
 pub mod state;
 
 use std::path::PathBuf;
 
-/// Errors of the sweep layer. `Grid`, `Fingerprint` and `State` are user errors (exit 2 at the CLI).
+/// Errors of the sweep layer. All but `Eval` are user errors (exit 2 at the CLI; see [`SweepError::is_user`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     #[error("bad voltage grid `{spec}`: {msg}")]
@@ -36,6 +38,17 @@ pub enum SweepError {
         #[source]
         source: std::io::Error,
     },
+    /// A user input problem (missing model, data or profile, voltage out of range); the message names it.
+    #[error("{0}")]
+    Input(String),
+    /// An internal failure while evaluating (not the user's fault).
     #[error("{0}")]
     Eval(String),
+}
+
+impl SweepError {
+    /// Whether the error is the user's to fix (bad input) rather than an internal failure.
+    pub fn is_user(&self) -> bool {
+        !matches!(self, SweepError::Eval(_))
+    }
 }

@@ -24,6 +24,8 @@ pub struct UnitResult {
     pub profile: String,
     pub sample: u32,
     pub clean_error_pct: f64,
+    /// Test images evaluated.
+    pub test_images: u32,
     /// Flipped stored bits at each voltage.
     pub flipped_bits: Vec<u64>,
     /// Faulty (clean-or-faulty) test error at each voltage, percent.
@@ -181,6 +183,7 @@ mod tests {
             profile: "chip1".into(),
             sample,
             clean_error_pct: 9.0,
+            test_images: 100,
             flipped_bits: vec![0, 3],
             error_pct: vec![9.0, 9.5],
         }

@@ -1,0 +1,529 @@
+//! The real-world side of `run` and `sweep`: loading models with their test data into an
+//! [`ImageEvaluator`](super::core::ImageEvaluator), and the fault sources (profiled SRAM chips through the weight
+//! mapping, or uniform random bit errors) as [`FaultSource`](super::core::FaultSource)s.
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::core::ImageEvaluator;
+use super::SweepError;
+use crate::data::{self, Dataset, DatasetKind};
+use crate::engine::{Evaluator, Network};
+use crate::model::Model;
+
+/// Folder of the shipped models.
+pub const MODEL_DIR: &str = "models";
+/// The model `run` uses when `--model` is not given: the shipped RandBET 8-bit Fashion-MNIST CNN.
+pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
+
+/// Finds a model manifest: a bare name is looked up as `models/NAME.toml` (current directory, then the source
+/// tree), else the path is taken as given.
+pub fn resolve_model(name_or_path: &str) -> Result<PathBuf, SweepError> {
+    crate::config::resolve_in(MODEL_DIR, name_or_path, "toml").map_err(|searched| {
+        SweepError::Input(format!(
+            "model `{name_or_path}` not found (searched: {searched}); shipped models live in models/"
+        ))
+    })
+}
+
+/// The shipped model manifests (`models/*.toml` in the current directory, else in the source tree), sorted.
+pub fn list_shipped_models() -> Vec<PathBuf> {
+    for dir in [
+        PathBuf::from(MODEL_DIR),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL_DIR),
+    ] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            if !v.is_empty() {
+                v.sort();
+                return v;
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Test sets shared between models of the same data set (loaded once per kind).
+#[derive(Debug, Default)]
+pub struct DataCache {
+    dir: Option<PathBuf>,
+    limit: Option<usize>,
+    sets: HashMap<DatasetKind, Dataset>,
+}
+
+impl DataCache {
+    /// `dir`: the data folder (`None`: the default for the data set); `limit`: first N test images.
+    pub fn new(dir: Option<PathBuf>, limit: Option<usize>) -> Self {
+        DataCache {
+            dir,
+            limit,
+            sets: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
+        if !self.sets.contains_key(&kind) {
+            let ds = data::load_test_split(kind, self.dir.as_deref(), self.limit)
+                .map_err(|e| SweepError::Input(e.to_string()))?;
+            self.sets.insert(kind, ds);
+        }
+        Ok(&self.sets[&kind])
+    }
+}
+
+/// A model with its network (decoded weights) and the robust-error evaluator on its test set.
+pub struct LoadedModel {
+    pub model: Model,
+    pub net: Network,
+    pub eval: Evaluator,
+    /// Manifest name.
+    pub name: String,
+    /// Training method from the manifest.
+    pub method: String,
+    /// Bits per stored weight.
+    pub bits: u32,
+    /// Test images evaluated.
+    pub test_images: usize,
+}
+
+impl LoadedModel {
+    /// Loads the manifest at `path` and its test set (data set named by `[input] dataset`, default
+    /// Fashion-MNIST), and evaluates the clean network once.
+    pub fn load(path: &Path, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
+        let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
+        let m = model.manifest();
+        let ds_name = m
+            .input
+            .dataset
+            .clone()
+            .unwrap_or_else(|| "fashion-mnist".into());
+        let kind = DatasetKind::parse(&ds_name).ok_or_else(|| {
+            SweepError::Input(format!(
+                "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
+                path.display(),
+                DatasetKind::ALL.map(|k| k.name()).join(", ")
+            ))
+        })?;
+        if model.bytes_per_value() != 1 {
+            return Err(SweepError::Input(format!(
+                "{}: [quantization] bits = {} signed: run/sweep support codes of at most 8 bits",
+                path.display(),
+                model.bits()
+            )));
+        }
+        let ds = data.get(kind)?;
+        let inputs = ds
+            .normalized(&m.input.mean, &m.input.std)
+            .map_err(|e| SweepError::Input(format!("{}: {e}", path.display())))?;
+        let net = Network::from_model(&model);
+        let eval = Evaluator::new(&net, inputs.view(), &ds.labels)
+            .map_err(|e| SweepError::Input(format!("{}: {e}", path.display())))?;
+        Ok(LoadedModel {
+            name: m.name.clone(),
+            method: m.training.method.clone(),
+            bits: model.bits(),
+            test_images: ds.len(),
+            model,
+            net,
+            eval,
+        })
+    }
+
+    /// Stored weight elements (W).
+    pub fn weights(&self) -> u64 {
+        self.model
+            .param_tensors()
+            .iter()
+            .map(|p| p.len as u64)
+            .sum()
+    }
+}
+
+impl ImageEvaluator for LoadedModel {
+    fn tensor_ranges(&self) -> Vec<Range<usize>> {
+        (0..self.model.param_tensors().len())
+            .map(|id| self.model.image_range(id))
+            .collect()
+    }
+
+    fn clean_error_pct(&mut self) -> Result<f64, SweepError> {
+        Ok(self.eval.clean_error_pct())
+    }
+
+    fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError> {
+        self.net
+            .set_weights_from_image(&self.model, image, Some(changed))
+            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        let r = self
+            .eval
+            .robust(&self.net)
+            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        Ok(r.rerr_pct())
+    }
+}
+
+/// The systolic layers (conv2d and linear, batch 1) of a model, for the cycle and energy models. Other layers
+/// (pooling, normalization, activations) are not mapped onto the array; their parameters still live in the
+/// weight SRAM and still see faults.
+pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, SweepError> {
+    use crate::model::{LayerKind, Shape};
+    use crate::systolic::{Layer, OfmapRounding};
+    let graph = model.graph();
+    let mut out = Vec::new();
+    let err = |name: &str, e: crate::systolic::LayerError| {
+        SweepError::Input(format!("{}: layer `{name}`: {e}", model.path().display()))
+    };
+    for (i, layer) in model.manifest().layers.iter().enumerate() {
+        match &layer.kind {
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                let input = graph.inputs[i].first().copied().unwrap_or(0);
+                let (h, w) = match graph.value_shape(input) {
+                    Shape::Chw(_, h, w) => (h, w),
+                    Shape::Flat(_) => (1, 1),
+                };
+                out.push(
+                    Layer::scalesim_conv(
+                        &layer.name,
+                        (h + 2 * padding[0]) as u64,
+                        (w + 2 * padding[1]) as u64,
+                        kernel[0] as u64,
+                        kernel[1] as u64,
+                        *in_channels as u64,
+                        *out_channels as u64,
+                        stride[0] as u64,
+                        stride[1] as u64,
+                        OfmapRounding::Floor,
+                    )
+                    .map_err(|e| err(&layer.name, e))?,
+                );
+            }
+            LayerKind::Linear {
+                in_features,
+                out_features,
+                ..
+            } => out.push(
+                Layer::linear(&layer.name, 1, *in_features as u64, *out_features as u64)
+                    .map_err(|e| err(&layer.name, e))?,
+            ),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Cycles and energy of one inference of a model on a hardware config, at any voltage.
+#[derive(Debug, Clone)]
+pub struct CostModel {
+    pub stats: crate::systolic::NetworkStats,
+    pub energy: crate::energy::EnergyModel,
+    pub nominal: crate::energy::EnergyBreakdown,
+}
+
+/// Cost of one inference at one voltage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PointCost {
+    pub cycles: u64,
+    pub latency_us: f64,
+    pub breakdown: crate::energy::EnergyBreakdown,
+    pub energy_pj: f64,
+    /// Weight-SRAM dynamic + leakage energy.
+    pub weight_sram_energy_pj: f64,
+    /// Saving of the total energy against the nominal voltage, percent.
+    pub energy_saving_pct: f64,
+    /// Saving of the weight-SRAM energy against the nominal voltage, percent.
+    pub weight_sram_saving_pct: f64,
+}
+
+impl CostModel {
+    /// Simulates the model's layers on the config's systolic array once (cycles and accesses do not depend on
+    /// the voltage) and builds the config's energy model.
+    pub fn new(hw: &crate::config::HwConfig, model: &Model) -> Result<CostModel, SweepError> {
+        use crate::systolic::{simulate_network, BufferParams};
+        let origin = &hw.origin;
+        let layers = systolic_layers(model)?;
+        let array = hw
+            .systolic
+            .array_params()
+            .map_err(|e| SweepError::Input(format!("{origin}: [systolic] {e}")))?;
+        let buffers =
+            BufferParams::from_hw(hw).map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        let stats = simulate_network(&layers, &array, &buffers, model.bits())
+            .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        let energy = crate::energy::EnergyModel::new(hw)
+            .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        let nominal = energy
+            .nominal_energy(&stats)
+            .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        Ok(CostModel {
+            stats,
+            energy,
+            nominal,
+        })
+    }
+
+    /// Cost at supply voltage `vdd_v`.
+    pub fn at(&self, vdd_v: f64) -> Result<PointCost, SweepError> {
+        let b = self
+            .energy
+            .energy_per_inference(&self.stats, vdd_v)
+            .map_err(|e| SweepError::Input(e.to_string()))?;
+        let w = |e: &crate::energy::EnergyBreakdown| {
+            e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj
+        };
+        let saving = |a: f64, n: f64| if n > 0.0 { (1.0 - a / n) * 100.0 } else { 0.0 };
+        Ok(PointCost {
+            cycles: self.stats.total_cycles,
+            latency_us: self.stats.latency_s * 1e6,
+            energy_pj: b.total_pj,
+            weight_sram_energy_pj: w(&b),
+            energy_saving_pct: saving(b.total_pj, self.nominal.total_pj),
+            weight_sram_saving_pct: saving(w(&b), w(&self.nominal)),
+            breakdown: b,
+        })
+    }
+}
+
+/// Where the bit errors of a run or sweep come from.
+#[derive(Debug, Clone)]
+pub enum FaultSpec {
+    /// A fault map in `sram_profiles/` (profiled or generated chip), mapped through the weight mapping with
+    /// several offsets; transient cells drawn per seed.
+    Profile {
+        /// Short name shown in reports (`chip1`).
+        name: String,
+        path: PathBuf,
+        profile: std::sync::Arc<crate::sram::FaultProfile>,
+    },
+    /// Uniform random bit errors at the paper's measured average BER for the voltage (domain.md §2.3).
+    MeasuredUniform,
+    /// Uniform random bit errors at a fixed per-bit probability `p` (`run --ber`); the voltage then only sets
+    /// the energy.
+    FixedUniform { p: f64 },
+}
+
+impl FaultSpec {
+    /// Resolves `name_or_path`: `uniform` (the measured BER curve) or a profile name/path.
+    pub fn resolve(name_or_path: &str) -> Result<FaultSpec, SweepError> {
+        if name_or_path == "uniform" {
+            return Ok(FaultSpec::MeasuredUniform);
+        }
+        let path = crate::sram::FaultProfile::resolve(name_or_path)
+            .map_err(|e| SweepError::Input(e.to_string()))?;
+        let profile =
+            crate::sram::FaultProfile::load(&path).map_err(|e| SweepError::Input(e.to_string()))?;
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = file
+            .strip_suffix(".sramprof.gz")
+            .or_else(|| file.strip_suffix(".sramprof"))
+            .unwrap_or(&file)
+            .to_string();
+        Ok(FaultSpec::Profile {
+            name,
+            path,
+            profile: std::sync::Arc::new(profile),
+        })
+    }
+
+    /// Name in reports: the profile name, `uniform` or `uniform_p=<p>`.
+    pub fn name(&self) -> String {
+        match self {
+            FaultSpec::Profile { name, .. } => name.clone(),
+            FaultSpec::MeasuredUniform => "uniform".into(),
+            FaultSpec::FixedUniform { p } => format!("uniform_p={p}"),
+        }
+    }
+
+    /// Checks that the profile covers `vdd_rel` (one-line user error naming the profile and its range).
+    pub fn check_vdd_rel(&self, vdd_rel: f64) -> Result<(), SweepError> {
+        match self {
+            FaultSpec::Profile { profile, .. } => profile
+                .check_vdd_rel(vdd_rel)
+                .map_err(|e| SweepError::Input(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Offsets (in bits) of the weight→memory mappings averaged over: `count` evenly spaced starting points in the
+/// weight SRAM, each a multiple of `bits · word_bits` (hence of the weight width, and word aligned), the first
+/// one at the config's `offset_bits`.
+pub fn mapping_offsets_bits(hw: &crate::config::HwConfig, bits: u32, count: u32) -> Vec<u64> {
+    let total = hw.weight_sram.total_bits();
+    let quantum = bits as u64 * hw.weight_sram.word_bits as u64;
+    let base = hw.weight_sram.offset_bits;
+    (0..count as u64)
+        .map(|i| {
+            let raw = i * total / count.max(1) as u64;
+            (base + raw / quantum * quantum) % total
+        })
+        .collect()
+}
+
+/// Number of bits that differ between two images (the flipped stored bits).
+pub fn differing_bits(a: &[u8], b: &[u8]) -> u64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x ^ y).count_ones() as u64)
+        .sum()
+}
+
+/// Fault source of a profile: `mappings.len()` weight→memory offsets × `seeds` transient seeds.
+struct ProfileFaults {
+    profile: std::sync::Arc<crate::sram::FaultProfile>,
+    mappings: Vec<crate::sram::WeightMapping>,
+    seeds: u32,
+    vmin_v: f64,
+}
+
+impl super::core::FaultSource for ProfileFaults {
+    fn faulty_image(
+        &self,
+        sample: u32,
+        vdd_v: f64,
+        clean: &[u8],
+        out: &mut [u8],
+    ) -> Result<u64, SweepError> {
+        let mapping = &self.mappings[(sample / self.seeds) as usize % self.mappings.len()];
+        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64;
+        let pattern =
+            crate::sram::fault_pattern_at(&self.profile, mapping, clean, vdd_v / self.vmin_v, seed)
+                .map_err(|e| SweepError::Input(e.to_string()))?;
+        out.copy_from_slice(clean);
+        pattern
+            .apply_u8(out)
+            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        Ok(differing_bits(clean, out))
+    }
+}
+
+/// Uniform random bit errors, nested across rates for each chip (seed): one [`crate::faults::NestedSampler`] per
+/// sample, built when the sample starts and kept while its voltages are evaluated.
+struct UniformFaults {
+    /// Fixed rate (`--ber`), or `None` for the measured BER curve of the voltage.
+    fixed_p: Option<f64>,
+    p_max: f64,
+    bits: u8,
+    vmin_v: f64,
+    current: std::sync::Mutex<Option<(u32, crate::faults::NestedSampler)>>,
+}
+
+impl UniformFaults {
+    fn p_at(&self, vdd_v: f64) -> f64 {
+        self.fixed_p
+            .unwrap_or_else(|| crate::sram::measured_ber(vdd_v / self.vmin_v))
+            .clamp(0.0, self.p_max)
+    }
+}
+
+impl super::core::FaultSource for UniformFaults {
+    fn faulty_image(
+        &self,
+        sample: u32,
+        vdd_v: f64,
+        clean: &[u8],
+        out: &mut [u8],
+    ) -> Result<u64, SweepError> {
+        out.copy_from_slice(clean);
+        let p = self.p_at(vdd_v);
+        if p <= 0.0 {
+            return Ok(0);
+        }
+        let mut guard = self
+            .current
+            .lock()
+            .map_err(|_| SweepError::Eval("fault sampler lock poisoned".into()))?;
+        if guard.as_ref().is_none_or(|(s, _)| *s != sample) {
+            let sampler = crate::faults::NestedSampler::new(
+                clean.len() as u64,
+                self.bits,
+                self.p_max,
+                UNIFORM_SEED_BASE + sample as u64,
+            )
+            .map_err(|e| SweepError::Input(e.to_string()))?;
+            *guard = Some((sample, sampler));
+        }
+        let (_, sampler) = guard.as_ref().expect("sampler set above");
+        let pattern = sampler
+            .pattern(clean, crate::faults::BitErrorRates::uniform(p))
+            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        pattern
+            .apply_u8(out)
+            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        Ok(differing_bits(clean, out))
+    }
+}
+
+/// First seed of the random chips for uniform bit errors (the paper evaluates seeds 100..149, domain.md §2.1).
+pub const UNIFORM_SEED_BASE: u64 = 100;
+/// First seed of the transient-cell draws of profiles.
+pub const TRANSIENT_SEED_BASE: u64 = 1000;
+
+/// Builds the fault source of `spec` for `model` on `hw`: `offsets` weight→memory mappings × `seeds` seeds for
+/// transient cells (profiles), or `offsets × seeds` random chips (uniform errors, seeds 100, 101, ... as the
+/// paper's evaluation, domain.md §2.1). `min_vdd_v` is the lowest voltage that will be asked for (it bounds
+/// the rates the uniform sampler prepares).
+pub fn fault_source(
+    spec: &FaultSpec,
+    hw: &crate::config::HwConfig,
+    model: &LoadedModel,
+    offsets: u32,
+    seeds: u32,
+    min_vdd_v: f64,
+) -> Result<Box<dyn super::core::FaultSource>, SweepError> {
+    let bits = u8::try_from(model.bits)
+        .ok()
+        .filter(|b| (1..=8).contains(b))
+        .ok_or_else(|| {
+            SweepError::Input(format!(
+                "{}: {}-bit codes do not fit the u8 memory image",
+                model.name, model.bits
+            ))
+        })?;
+    let vmin_v = hw.voltage.vmin_v;
+    match spec {
+        FaultSpec::Profile { profile, .. } => {
+            let mappings = mapping_offsets_bits(hw, model.bits, offsets.max(1))
+                .into_iter()
+                .map(|off| {
+                    crate::sram::WeightMapping::new(&hw.weight_sram, bits, model.weights(), off)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))?;
+            Ok(Box::new(ProfileFaults {
+                profile: profile.clone(),
+                mappings,
+                seeds: seeds.max(1),
+                vmin_v,
+            }))
+        }
+        FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
+            let fixed_p = match spec {
+                FaultSpec::FixedUniform { p } => Some(*p),
+                _ => None,
+            };
+            let p_max = fixed_p
+                .unwrap_or_else(|| crate::sram::measured_ber(min_vdd_v / vmin_v))
+                .clamp(0.0, 1.0);
+            Ok(Box::new(UniformFaults {
+                fixed_p,
+                p_max,
+                bits,
+                vmin_v,
+                current: std::sync::Mutex::new(None),
+            }))
+        }
+    }
+}
