@@ -185,4 +185,33 @@ fn user_errors_are_one_line_with_exit_code_2() {
             "{args:?}: {err}"
         );
     }
+    // An out-of-range [systolic] key names the file, the key and the allowed range.
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("hw_configs/14nm_sram.toml"),
+    )
+    .unwrap();
+    let (head, tail) = good.split_once("[systolic]").unwrap();
+    let broken = format!(
+        "{head}[systolic]{}",
+        tail.replacen("rows = 16", "rows = 0", 1)
+    );
+    let cfg = write(dir.path(), "broken.toml", &broken);
+    let out = bin()
+        .args([
+            "cycles",
+            "--topology",
+            "hw_configs/topologies/fmnist_cnn.csv",
+            "--hw",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("broken.toml")
+            && err.contains("[systolic] rows = 0")
+            && err.contains("1..=65536"),
+        "{err}"
+    );
 }

@@ -72,7 +72,8 @@ impl SystolicConfig {
         Ok(())
     }
 
-    /// The PE array for the cycle model (errors as [`SystolicConfig::validate`]).
+    /// The PE array for the cycle model (errors as [`SystolicConfig::validate`]: already prefixed with
+    /// `[systolic]`).
     pub fn array_params(&self) -> Result<ArrayParams, String> {
         self.validate()?;
         ArrayParams::new(self.rows, self.cols, self.dataflow, self.clock_mhz)

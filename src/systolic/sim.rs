@@ -70,6 +70,9 @@ pub enum SimError {
         value: String,
         allowed: &'static str,
     },
+    /// A hardware config section failed its own validation (the message names the key and range).
+    #[error("{0}")]
+    Config(String),
 }
 
 fn out_of_range(name: &'static str, value: impl ToString, allowed: &'static str) -> SimError {
@@ -314,9 +317,7 @@ impl BufferParams {
     /// The buffers of a hardware config: `[activation_sram]` capacities, `[weight_sram]` layout and
     /// `[systolic] act_bits`, `dram_bytes_per_cycle`.
     pub fn from_hw(hw: &crate::config::HwConfig) -> Result<Self, SimError> {
-        hw.systolic
-            .validate()
-            .map_err(|e| out_of_range("[systolic]", e, "see docs/systolic.md"))?;
+        hw.systolic.validate().map_err(SimError::Config)?;
         Self::new(
             hw.activation_sram.ifmap_kib as u64 * 1024,
             hw.activation_sram.ofmap_kib as u64 * 1024,
