@@ -215,3 +215,81 @@ fn user_errors_are_one_line_with_exit_code_2() {
         "{err}"
     );
 }
+
+/// Cross-check against SCALE-Sim v3.0.0 (PyPI `scalesim`, run once by hand on `hw_configs/topologies/fmnist_cnn.csv`
+/// with a 16x16 array, 4 MiB buffers and 1000 words/cycle so that it never stalls; values copied from its
+/// COMPUTE_REPORT.csv / DETAILED_ACCESS_REPORT.csv). Conventions, see docs/systolic.md: SCALE-Sim's "Total Cycles"
+/// is the index of the last cycle (ours counts cycles, so ours = its + 1), and its `os` OFMAP writes add
+/// `R + C` per fold.
+#[test]
+fn matches_scalesim_v3_on_the_fmnist_cnn() {
+    // (dataflow, [(total cycles, ifmap reads, filter reads, ofmap writes); 4 layers]) as SCALE-Sim printed them.
+    let reference: [(&str, [(u64, u64, u64, u64); 4]); 3] = [
+        (
+            "ws",
+            [
+                (829, 7056, 144, 12544),
+                (4355, 56448, 4608, 56448),
+                (18423, 6272, 100352, 6272),
+                (187, 64, 640, 40),
+            ],
+        ),
+        (
+            "os",
+            [
+                (1910, 7056, 7056, 14112),
+                (4523, 56448, 59904, 7104),
+                (6391, 6272, 100352, 192),
+                (93, 64, 640, 42),
+            ],
+        ),
+        (
+            "is",
+            [
+                (3037, 7056, 7056, 12544),
+                (9125, 28224, 59904, 56448),
+                (10779, 1568, 100352, 6272),
+                (223, 64, 640, 40),
+            ],
+        ),
+    ];
+    for (df, layers) in reference {
+        let rows = cycles_json(&[
+            "--topology",
+            "hw_configs/topologies/fmnist_cnn.csv",
+            "--array",
+            "16x16",
+            "--dataflow",
+            df,
+            "--scalesim-ofmap",
+        ]);
+        for (r, (cycles, ifmap, filter, ofmap)) in rows.iter().zip(layers) {
+            let folds = r["row_folds"].as_u64().unwrap() * r["col_folds"].as_u64().unwrap();
+            let os_quirk = if df == "os" { folds * (16 + 16) } else { 0 };
+            assert_eq!(
+                r["compute_cycles"].as_u64(),
+                Some(cycles + 1),
+                "{df} {}",
+                r["layer"]
+            );
+            assert_eq!(
+                r["input_sram_reads"].as_u64(),
+                Some(ifmap),
+                "{df} {}",
+                r["layer"]
+            );
+            assert_eq!(
+                r["weight_sram_reads"].as_u64(),
+                Some(filter),
+                "{df} {}",
+                r["layer"]
+            );
+            assert_eq!(
+                r["output_sram_writes"].as_u64().unwrap() + os_quirk,
+                ofmap,
+                "{df} {}",
+                r["layer"]
+            );
+        }
+    }
+}
