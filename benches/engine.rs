@@ -1,0 +1,189 @@
+//! Inference throughput of the engine on the companion's Fashion-MNIST CNN (`cnn-small`, docs/training.md) with
+//! random weights, at 1 and 2 rayon threads, next to PyTorch's CPU throughput on the same graph measured by
+//! `training/scripts/bench_torch.py` (when `training/.venv` with torch exists).
+//!
+//! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch).
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use accelsim::engine::Network;
+use accelsim::model::{write_f32_safetensors, Model};
+use ndarray::Array4;
+use rand::{Rng, SeedableRng};
+
+const TOML: &str = r#"format = "accelsim-model"
+version = 1
+name = "cnn-small-random"
+weights = "cnn.safetensors"
+[input]
+shape = [1, 28, 28]
+mean = [0.2860]
+std = [0.3530]
+dataset = "fashion-mnist"
+[quantization]
+bits = 8
+granularity = "layer"
+symmetric = false
+signed = false
+rounding = true
+w_max = 0.1
+[[layers]]
+name = "conv1"
+type = "conv2d"
+in_channels = 1
+out_channels = 16
+kernel = [3, 3]
+padding = [1, 1]
+weight = "conv1.weight"
+[[layers]]
+name = "gn1"
+type = "groupnorm"
+groups = 8
+channels = 16
+weight = "gn1.weight"
+bias = "gn1.bias"
+[[layers]]
+name = "relu1"
+type = "relu"
+[[layers]]
+name = "pool1"
+type = "maxpool2d"
+kernel = [2, 2]
+[[layers]]
+name = "conv2"
+type = "conv2d"
+in_channels = 16
+out_channels = 32
+kernel = [3, 3]
+padding = [1, 1]
+weight = "conv2.weight"
+[[layers]]
+name = "gn2"
+type = "groupnorm"
+groups = 16
+channels = 32
+weight = "gn2.weight"
+bias = "gn2.bias"
+[[layers]]
+name = "relu2"
+type = "relu"
+[[layers]]
+name = "pool2"
+type = "maxpool2d"
+kernel = [2, 2]
+[[layers]]
+name = "flatten"
+type = "flatten"
+[[layers]]
+name = "fc1"
+type = "linear"
+in_features = 1568
+out_features = 64
+weight = "fc1.weight"
+bias = "fc1.bias"
+[[layers]]
+name = "relu3"
+type = "relu"
+[[layers]]
+name = "fc2"
+type = "linear"
+in_features = 64
+out_features = 10
+weight = "fc2.weight"
+bias = "fc2.bias"
+"#;
+
+fn build_model(dir: &Path) -> Model {
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+    let shapes: [(&str, Vec<usize>); 8] = [
+        ("conv1.weight", vec![16, 1, 3, 3]),
+        ("gn1.weight", vec![16]),
+        ("gn1.bias", vec![16]),
+        ("conv2.weight", vec![32, 16, 3, 3]),
+        ("gn2.weight", vec![32]),
+        ("gn2.bias", vec![32]),
+        ("fc1.weight", vec![64, 1568]),
+        ("fc1.bias", vec![64]),
+    ];
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let len = s.iter().product();
+            let v = (0..len).map(|_| rng.gen_range(-0.1f32..0.1)).collect();
+            (n.to_string(), s, v)
+        })
+        .collect();
+    tensors.push(("fc2.weight".into(), vec![10, 64], (0..640).map(|_| rng.gen_range(-0.1f32..0.1)).collect()));
+    tensors.push(("fc2.bias".into(), vec![10], vec![0.0; 10]));
+    let refs: Vec<(&str, &[usize], &[f32])> =
+        tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    write_f32_safetensors(&dir.join("cnn.safetensors"), &refs).expect("write bench weights");
+    std::fs::write(dir.join("cnn.toml"), TOML).expect("write bench manifest");
+    Model::load(dir.join("cnn.toml")).expect("load bench model")
+}
+
+/// Best-of-`reps` images/s of `net.predict` on `x` with `threads` rayon threads.
+fn throughput(net: &Network, x: &Array4<f32>, threads: usize, reps: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+    let n = x.shape()[0] as f64;
+    pool.install(|| {
+        let _ = net.predict(x.view()).expect("warm-up");
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let p = net.predict(x.view()).expect("predict");
+                std::hint::black_box(p);
+                n / t.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    })
+}
+
+fn torch_figures(images: usize) -> Option<(f64, f64)> {
+    if std::env::var_os("ENGINE_BENCH_NO_TORCH").is_some() {
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = root.join("training/.venv/bin/python");
+    let script = root.join("training/scripts/bench_torch.py");
+    if !py.exists() || !script.exists() {
+        println!("PyTorch: skipped (no training/.venv or bench_torch.py)");
+        return None;
+    }
+    let out = Command::new(py).arg(script).arg("--images").arg(images.to_string()).output().ok()?;
+    if !out.status.success() {
+        println!("PyTorch: skipped ({})", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed"));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
+    Some((v["images_per_s_1"].as_f64()?, v["images_per_s_2"].as_f64()?))
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with `--bench` absent; keep that fast.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let images: usize = std::env::var("ENGINE_BENCH_IMAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 256 } else { 4096 });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = build_model(dir.path());
+    let net = Network::from_model(&model);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
+    let x = Array4::from_shape_fn((images, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
+    let reps = if quick { 1 } else { 5 };
+    let r1 = throughput(&net, &x, 1, reps);
+    let r2 = throughput(&net, &x, 2, reps);
+    println!("engine cnn-small (Fashion-MNIST CNN, {} params, random weights), {images} images, best of {reps}:", model.num_params());
+    println!("  accelsim  1 thread : {r1:>10.0} images/s");
+    println!("  accelsim  2 threads: {r2:>10.0} images/s  (x{:.2} over 1 thread)", r2 / r1);
+    if quick {
+        return;
+    }
+    if let Some((t1, t2)) = torch_figures(images) {
+        println!("  PyTorch   1 thread : {t1:>10.0} images/s   accelsim/PyTorch = {:.2}", r1 / t1);
+        println!("  PyTorch   2 threads: {t2:>10.0} images/s   accelsim/PyTorch = {:.2}", r2 / t2);
+    }
+}
