@@ -224,7 +224,8 @@ fn user_errors_are_one_line_with_exit_code_2() {
 #[test]
 fn matches_scalesim_v3_on_the_fmnist_cnn() {
     // (dataflow, [(total cycles, ifmap reads, filter reads, ofmap writes); 4 layers]) as SCALE-Sim printed them.
-    let reference: [(&str, [(u64, u64, u64, u64); 4]); 3] = [
+    type Counts = (u64, u64, u64, u64);
+    let reference: [(&str, [Counts; 4]); 3] = [
         (
             "ws",
             [
