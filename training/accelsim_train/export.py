@@ -62,6 +62,10 @@ _LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tupl
 }
 
 
+# Top-level manifest keys; `format`, `version` and `weights` are optional here (filled in by write_model).
+_TOP_KEYS = ("format", "version", "name", "weights", "input", "quantization", "training", "layers")
+
+
 class ExportError(ValueError):
     """A manifest or tensor that accelsim would refuse; the message names the key or tensor."""
 
@@ -98,6 +102,13 @@ def validate(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
     for key in ("name", "input", "quantization", "layers"):
         if key not in manifest:
             raise ExportError(f"manifest: missing key {key!r}")
+    for key in manifest:
+        if key not in _TOP_KEYS:
+            raise ExportError(f"manifest: unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})")
+    if manifest.get("format", FORMAT) != FORMAT:
+        raise ExportError(f"format: must be {FORMAT!r}, got {manifest['format']!r}")
+    if manifest.get("version", VERSION) != VERSION:
+        raise ExportError(f"version: this exporter writes version {VERSION}, got {manifest['version']!r}")
     inp = manifest["input"]
     shape = inp.get("shape")
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(x, int) and x > 0 for x in shape)):
