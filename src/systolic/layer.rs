@@ -14,8 +14,12 @@
 //! `H_padded − R`; [`OfmapRounding::ScaleSim`] reproduces that for cross-checks (see docs/systolic.md).
 use serde::Serialize;
 
-/// Largest accepted value of any single layer dimension (keeps every product well inside `u64`).
+/// Largest accepted value of any single layer dimension.
 pub const MAX_DIM: u64 = 1 << 24;
+
+/// Largest accepted MAC count (and input size) of one layer, 2^36 ≈ 6.9·10^10: keeps every derived count in
+/// `u64` (network totals saturate instead of wrapping).
+pub const MAX_MACS: u64 = 1 << 36;
 
 /// Errors building a [`Layer`]: a dimension out of range. Messages name the layer and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +41,7 @@ pub enum LayerError {
         filter: u64,
         input: u64,
     },
-    #[error("layer `{layer}`: too large (M·N·K overflows 64-bit counters)")]
+    #[error("layer `{layer}`: too large (more than 2^36 MACs or input elements)")]
     TooLarge { layer: String },
 }
 
@@ -250,14 +254,30 @@ impl Layer {
     }
 
     fn check_products(self) -> Result<Layer, LayerError> {
-        let d = self.gemm_dims();
-        let ok =
-            d.m.checked_mul(d.n)
-                .and_then(|x| x.checked_mul(d.k))
-                .and_then(|x| x.checked_mul(4))
-                .is_some()
-                && self.ifmap_elems().checked_mul(d.n).is_some();
-        if ok {
+        // Recompute the products in u128 so that no intermediate can overflow, then bound them so that every
+        // count the simulator derives (at most ~2^19 · MACs, see docs/systolic.md) fits in u64.
+        let (e, f) = self.ofmap_hw();
+        let (m, n, k, ifmap) = match self.shape {
+            LayerShape::Conv {
+                batch,
+                ifmap_h,
+                ifmap_w,
+                filter_h,
+                filter_w,
+                channels,
+                num_filters,
+                ..
+            } => (
+                batch as u128 * e as u128 * f as u128,
+                num_filters as u128,
+                channels as u128 * filter_h as u128 * filter_w as u128,
+                batch as u128 * ifmap_h as u128 * ifmap_w as u128 * channels as u128,
+            ),
+            LayerShape::Gemm { m, n, k } => {
+                (m as u128, n as u128, k as u128, m as u128 * k as u128)
+            }
+        };
+        if m * n * k <= MAX_MACS as u128 && ifmap <= MAX_MACS as u128 {
             Ok(self)
         } else {
             Err(LayerError::TooLarge { layer: self.name })

@@ -128,5 +128,39 @@ mod tests {
             prop_assert_eq!(tally.iter().sum::<u64>(), net.weight_sram_word_reads);
             prop_assert_eq!(tally.iter().filter(|&&n| n > 0).count() as u64, net.weight_arrays_used);
         }
+
+        /// Any dimensions, array, layout and placement: either a typed error or numbers, never a panic
+        /// (overflow included, debug arithmetic checks on).
+        #[test]
+        fn never_panics_on_extreme_inputs(
+            dims in proptest::collection::vec(
+                prop_oneof![
+                    1 => Just(0u64),
+                    4 => 1u64..4,
+                    1 => Just(1 << 24),
+                    1 => Just((1 << 24) + 1),
+                    4 => 1u64..100_000,
+                ],
+                9,
+            ),
+            r in prop_oneof![1u64..4, Just(65536u64)], c in prop_oneof![1u64..4, Just(65536u64)],
+            df in 0usize..3, bits in 1u32..=32, base in prop_oneof![Just(None), any::<u64>().prop_map(Some), Just(Some(u64::MAX)), Just(Some(u64::MAX - 100))],
+            interleaved: bool,
+        ) {
+            let conv = Layer::scalesim_conv(
+                "c", dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7],
+                crate::systolic::OfmapRounding::ScaleSim,
+            );
+            let gemm = Layer::gemm("g", dims[0], dims[5], dims[8]);
+            let array = ArrayParams::new(r, c, Dataflow::ALL[df], 1000.0).unwrap();
+            let layout = WeightLayout::new(64, 512, 4, 8, interleaved, 7).unwrap();
+            let buffers = BufferParams::new(65536, 65536, 8, 12.8, layout).unwrap();
+            for layer in [conv, gemm].into_iter().flatten() {
+                let layer = match base { Some(b) => layer.with_weight_base_slot(b), None => layer };
+                let net = simulate_network(&[layer.clone(), layer], &array, &buffers, bits).unwrap();
+                prop_assert!(net.total_cycles >= net.compute_cycles);
+                prop_assert!(net.macs > 0);
+            }
+        }
     }
 }

@@ -231,7 +231,14 @@ impl WeightLayout {
     /// proportional to the number of arrays touched (not the number of words).
     fn add_reads(&self, start: u64, end: u64, passes: u64, per_array: &mut [u64]) {
         let total = self.total_words();
-        let mut w = start;
+        // Whole wraps of the memory read every word of every array once.
+        let full = (end - start) / total;
+        if full > 0 {
+            for n in per_array.iter_mut() {
+                *n = n.saturating_add(full * self.words_per_array * passes);
+            }
+        }
+        let mut w = start + full * total;
         while w < end {
             // Stay within one wrap of the memory.
             let wrap_end = (w / total + 1) * total;
@@ -482,7 +489,7 @@ pub fn simulate_layer(
         .weight_base_slot
         .unwrap_or_else(|| w.first_slot(weight_bits));
     let k = w.slots_per_word(weight_bits);
-    let words = (base + layer.weight_count()).div_ceil(k) - base / k;
+    let words = base.saturating_add(layer.weight_count()).div_ceil(k) - base / k;
     let io = LayerIo {
         input_from_dram: true,
         output_to_dram: true,
@@ -525,7 +532,7 @@ pub fn simulate_layer_io(
     let wl = &buffers.weights;
     let slots = wl.slots_per_word(weight_bits);
     let first_word = io.weight_base_slot / slots;
-    let end_word = (io.weight_base_slot + weights).div_ceil(slots);
+    let end_word = io.weight_base_slot.saturating_add(weights).div_ceil(slots);
     let weight_words = end_word - first_word;
     let weight_sram_word_reads = weight_words * weight_passes;
     let input_sram_reads = d.m * d.k * ifmap_passes;
@@ -641,7 +648,7 @@ pub fn simulate_network(
     let mut prev_spilled = true;
     for (i, layer) in layers.iter().enumerate() {
         let base = layer.weight_base_slot.unwrap_or(next);
-        let end = base + layer.weight_count();
+        let end = base.saturating_add(layer.weight_count());
         let last = i + 1 == layers.len();
         let output_to_dram = last || !ofmap_fits(layer) || !ifmap_fits(&layers[i + 1]);
         let io = LayerIo {
@@ -664,15 +671,15 @@ fn network_totals(
     buffers: &BufferParams,
     weight_bits: u32,
 ) -> NetworkStats {
-    let sum = |f: fn(&LayerStats) -> u64| layers.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&LayerStats) -> u64| layers.iter().map(f).fold(0u64, u64::saturating_add);
     let macs = sum(|l| l.macs);
     let compute_cycles = sum(|l| l.compute_cycles);
     let stall_cycles = sum(|l| l.stall_cycles);
-    let total_cycles = compute_cycles + stall_cycles;
+    let total_cycles = compute_cycles.saturating_add(stall_cycles);
     let mut per_array = vec![0u64; buffers.weights.arrays() as usize];
     for l in &layers {
         for a in &l.weight_array_reads {
-            per_array[a.array as usize] += a.word_reads;
+            per_array[a.array as usize] = per_array[a.array as usize].saturating_add(a.word_reads);
         }
     }
     let pes = (array.rows * array.cols) as f64;
