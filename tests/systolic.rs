@@ -144,6 +144,31 @@ fn resnet20_runs_at_three_dataflows() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("layer,m,n,k,macs,compute_cycles"));
     assert_eq!(text.lines().count(), 5);
+    // --vdd adds the energy breakdown; at the nominal voltage nothing is saved.
+    let energy = |vdd: &str| {
+        let out = bin()
+            .args([
+                "cycles",
+                "--topology",
+                "hw_configs/topologies/fmnist_cnn.csv",
+                "--vdd",
+                vdd,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(energy("1.15").contains("savings vs nominal: total 0.00 %, weight SRAM 0.00 %"));
+    let low = energy("0.85");
+    assert!(
+        low.contains("weight_sram_dynamic") && !low.contains("total 0.00 %"),
+        "{low}"
+    );
 }
 
 #[test]
@@ -174,6 +199,12 @@ fn user_errors_are_one_line_with_exit_code_2() {
             "hw_configs/topologies/fmnist_cnn.csv".into(),
             "--hw".into(),
             "no_such_hw".into(),
+        ],
+        vec![
+            "--topology".into(),
+            "hw_configs/topologies/fmnist_cnn.csv".into(),
+            "--vdd".into(),
+            "0.1".into(),
         ],
     ];
     for args in cases {

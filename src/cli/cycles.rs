@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
-//!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--json | --csv]
+//!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--json | --csv | --vdd V]
 //! ```
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
+use crate::energy::EnergyModel;
 use crate::systolic::{
     read_topology, simulate_network, ArrayParams, BufferParams, Dataflow, NetworkStats,
     OfmapRounding,
@@ -36,6 +37,10 @@ pub struct Args {
     /// for a like-for-like comparison with SCALE-Sim on strided layers.
     #[arg(long)]
     pub scalesim_ofmap: bool,
+    /// Also print the energy per inference at this supply voltage (volts; rails per the config's
+    /// `[voltage] scaled_rails`) with its breakdown and the savings against `nominal_v` (text output only).
+    #[arg(long, value_name = "V", conflicts_with_all = ["json", "csv"])]
+    pub vdd: Option<f64>,
     /// Print a JSON list with one object per layer (every per-layer statistic, per-array weight reads included).
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -97,7 +102,11 @@ pub fn run(args: Args) -> CliResult {
     } else if args.csv {
         csv_report(&net)
     } else {
-        text_report(&net, &hw)
+        let mut t = text_report(&net, &hw);
+        if let Some(vdd) = args.vdd {
+            t.push_str(&energy_report(&net, &hw, vdd)?);
+        }
+        t
     };
     print!("{out}");
     Ok(())
@@ -134,6 +143,47 @@ pub fn csv_report(net: &NetworkStats) -> String {
         );
     }
     s
+}
+
+fn energy_report(net: &NetworkStats, hw: &HwConfig, vdd_v: f64) -> Result<String, CliError> {
+    hw.check_vdd(vdd_v)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let user = |e: crate::energy::EnergyError| CliError::user(format!("{}: {e}", hw.origin));
+    let model = EnergyModel::new(hw).map_err(user)?;
+    let at = model.energy_per_inference(net, vdd_v).map_err(user)?;
+    let nominal = model.nominal_energy(net).map_err(user)?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "energy per inference (pJ) at {vdd_v} V vs nominal {} V (scaled rails: {}):",
+        hw.voltage.nominal_v,
+        serde_json::to_string(&hw.voltage.scaled_rails).unwrap_or_default()
+    );
+    for (name, a, n) in [
+        (
+            "weight_sram_dynamic",
+            at.weight_sram_dynamic_pj,
+            nominal.weight_sram_dynamic_pj,
+        ),
+        (
+            "weight_sram_leakage",
+            at.weight_sram_leakage_pj,
+            nominal.weight_sram_leakage_pj,
+        ),
+        ("act_sram", at.act_sram_pj, nominal.act_sram_pj),
+        ("mac", at.mac_pj, nominal.mac_pj),
+        ("dram", at.dram_pj, nominal.dram_pj),
+        ("total", at.total_pj, nominal.total_pj),
+    ] {
+        let _ = writeln!(s, "  {name:<20} {a:>14.1} {n:>14.1}");
+    }
+    let _ = writeln!(
+        s,
+        "savings vs nominal: total {:.2} %, weight SRAM {:.2} %",
+        model.savings_pct(net, vdd_v).map_err(user)?,
+        model.weight_sram_savings_pct(net, vdd_v).map_err(user)?
+    );
+    Ok(s)
 }
 
 fn text_report(net: &NetworkStats, hw: &HwConfig) -> String {
