@@ -114,6 +114,7 @@ def _add_eval(sub):
     e.add_argument("--data", default=None)
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--json", default=None, help="also write the full result (every chip) to this JSON file")
+    e.add_argument("--cache", default=None, help="reuse/store results in DIR (keyed by model files, p, seeds, limit)")
 
     t = sub.add_parser("table", help="the README robustness table for several models (markdown)")
     t.add_argument("models", nargs="+")
@@ -123,6 +124,7 @@ def _add_eval(sub):
     t.add_argument("--data", default=None)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", default=None, help="write the markdown table (and NAME.json beside it) here")
+    t.add_argument("--cache", default=None, help="reuse/store per-model results in DIR (see eval --cache)")
 
     r = sub.add_parser("replay", help="apply a fault-pattern file written by the simulator and report the errors")
     r.add_argument("model")
@@ -149,6 +151,36 @@ def _test_set(a, limit=None):
     return x, y
 
 
+def _evaluate_cached(a, m, x, y):
+    """(clean error, robust results) of a loaded model, reusing a cached result for identical inputs."""
+    import hashlib
+    import json
+
+    from . import evaluate as ev
+
+    key = None
+    if a.cache:
+        h = hashlib.sha256()
+        h.update(m.path.read_bytes())
+        h.update((m.path.parent / m.manifest.get("weights", "")).read_bytes())
+        h.update(json.dumps([a.p, a.seeds, a.limit, len(y)]).encode())
+        key = h.hexdigest()
+        f = Path(a.cache) / f"{m.path.stem}.rerr.json"
+        if f.exists():
+            doc = json.loads(f.read_text())
+            if doc.get("key") == key:
+                return doc["clean_error_pct"], {float(p): s for p, s in doc["robust_error_pct"].items()}
+    clean = ev.clean_error(m, x, y)
+    res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True)
+    if key is not None:
+        Path(a.cache).mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "clean_error_pct": clean,
+                                   "robust_error_pct": {str(p): s for p, s in res.items()}}))
+        tmp.replace(f)
+    return clean, res
+
+
 def cmd_eval(a) -> int:
     import json
 
@@ -156,8 +188,7 @@ def cmd_eval(a) -> int:
 
     m = ev.load_model(a.model)
     x, y = _test_set(a)
-    clean = ev.clean_error(m, x, y)
-    res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True)
+    clean, res = _evaluate_cached(a, m, x, y)
     print(f"{m.path.stem}: clean error {clean:.2f}% ({len(y)} images); RErr on {min(a.limit, len(y))} images, "
           f"{len(a.seeds)} chips")
     for p, s in res.items():
@@ -181,8 +212,7 @@ def cmd_table(a) -> int:
     rows += [head, "|" + "---|" * (6 + len(a.p))]
     for stem in a.models:
         m = ev.load_model(stem)
-        clean = ev.clean_error(m, x, y)
-        res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True)
+        clean, res = _evaluate_cached(a, m, x, y)
         tr = m.manifest.get("training", {})
         w_max = m.scheme.w_max if m.scheme.w_max is not None else "-"
         cells = " | ".join(f"{s['mean']:.2f} ± {s['std']:.2f}" for s in res.values())

@@ -173,6 +173,21 @@ def test_cli_train_tiny_run_and_resume(tmp_path, capsys):
     r = run_cli(capsys, *args)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.toml").exists() and (tmp_path / "m.safetensors").exists()
-    r = run_cli(capsys, "eval", str(tmp_path / "m"), "--data", str(tmp_path), "--seeds", "1-3", "--p", "0.01")
+    ev_args = ("eval", str(tmp_path / "m"), "--data", str(tmp_path), "--seeds", "1-3", "--p", "0.01", "--cache",
+               str(tmp_path / "cache"))
+    r = run_cli(capsys, *ev_args)
     assert r.returncode == 0, r.stderr
     assert "p=0.01:" in r.stdout
+    first = r.stdout
+    # a second identical evaluation comes from the cache (robust_errors is not called again)
+    import accelsim_train.evaluate as ev
+
+    def boom(*a, **k):
+        raise AssertionError("cache not used")
+
+    orig, ev.robust_errors = ev.robust_errors, boom
+    try:
+        r = run_cli(capsys, *ev_args)
+    finally:
+        ev.robust_errors = orig
+    assert r.returncode == 0 and r.stdout == first
