@@ -145,3 +145,214 @@ pub fn chip_fault_pattern_at(
         entries: fault_entries(profile, mapping, cells, None, transient_seed)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Mapping, WeightSramConfig};
+    use crate::sram::profile::ProfileMeta;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn sram(banks: u32, apb: u32, mapping: Mapping) -> WeightSramConfig {
+        WeightSramConfig {
+            banks,
+            arrays_per_bank: apb,
+            rows: 4,
+            columns: 16,
+            word_bits: 16,
+            mapping,
+            offset_bits: 0,
+        }
+    }
+
+    /// Obviously-right reference: walk every element bit, find its physical cell, look the profile cell up.
+    fn reference(
+        p: &FaultProfile,
+        m: &WeightMapping,
+        image: &[u8],
+        vdd_rel: f64,
+        seed: u64,
+    ) -> Vec<u8> {
+        let by_cell: HashMap<u32, FailingCell> = p.cells().iter().map(|c| (c.cell, *c)).collect();
+        let cpa = (p.meta.rows * p.meta.columns) as u64;
+        let mut out = image.to_vec();
+        for (e, v) in out.iter_mut().enumerate() {
+            for bit in 0..m.bits() {
+                let addr = m.cell_of(e as u64, bit).unwrap();
+                let phys = m.cell_index(addr);
+                let prof_cell =
+                    ((addr.array as u64 % p.meta.arrays as u64) * cpa + phys % cpa) as u32;
+                let Some(c) = by_cell.get(&prof_cell) else {
+                    continue;
+                };
+                if vdd_rel >= c.fail_vdd_rel {
+                    continue;
+                }
+                if c.p_access < 1.0 && access_draw(seed, phys, e as u64) >= c.p_access {
+                    continue;
+                }
+                match c.kind {
+                    FailureKind::ReadsOne => *v |= 1 << bit,
+                    FailureKind::ReadsZero => *v &= !(1 << bit),
+                    FailureKind::Flips => *v ^= 1 << bit,
+                }
+            }
+        }
+        out
+    }
+
+    fn arb_profile(arrays: u32) -> impl Strategy<Value = FaultProfile> {
+        let cells = arrays as usize * 64;
+        proptest::collection::btree_map(
+            0..cells as u32,
+            (0.76f64..1.0, 0u8..3, prop_oneof![Just(1.0), Just(0.5)]),
+            0..40,
+        )
+        .prop_map(move |m| {
+            let cells = m
+                .into_iter()
+                .map(|(cell, (v, k, p))| FailingCell {
+                    cell,
+                    fail_vdd_rel: v,
+                    kind: [
+                        FailureKind::ReadsOne,
+                        FailureKind::ReadsZero,
+                        FailureKind::Flips,
+                    ][k as usize],
+                    p_access: p,
+                })
+                .collect();
+            let meta = ProfileMeta {
+                name: "prop".into(),
+                source: String::new(),
+                style: None,
+                seed: None,
+                arrays,
+                rows: 4,
+                columns: 16,
+                floor_vdd_rel: 0.75,
+            };
+            FaultProfile::new(meta, cells).unwrap()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matches_dense_reference(
+            profile in arb_profile(3),
+            banks in 1u32..3,
+            apb in 1u32..4,
+            il in any::<bool>(),
+            bits in 1u8..=8,
+            n in 1u64..200,
+            off in 0u64..40,
+            vdd in 0.75f64..1.0,
+            seed in any::<u64>(),
+            image_seed in any::<u64>(),
+        ) {
+            let cfg = sram(banks, apb, if il { Mapping::BankInterleaved } else { Mapping::Linear });
+            let off_bits = (off % (cfg.total_bits() / bits as u64)) * bits as u64;
+            let m = WeightMapping::new(&cfg, bits, n, off_bits).unwrap();
+            let mask = ((1u16 << bits) - 1) as u8;
+            let image: Vec<u8> = (0..n).map(|i| (splitmix64(image_seed ^ i) as u8) & mask).collect();
+            let want = reference(&profile, &m, &image, vdd, seed);
+
+            let pat = fault_pattern_at(&profile, &m, &image, vdd, seed).unwrap();
+            let mut got = image.clone();
+            pat.apply_u8(&mut got).unwrap();
+            prop_assert_eq!(&got, &want);
+            // Only real errors are kept: the fault count equals the differing bits.
+            let diff: u32 = image.iter().zip(&want).map(|(a, b)| (a ^ b).count_ones()).sum();
+            prop_assert_eq!(pat.fault_count(), diff as u64);
+
+            let chip = chip_fault_pattern_at(&profile, &m, vdd, seed).unwrap();
+            let mut got2 = image.clone();
+            chip.apply_u8(&mut got2).unwrap();
+            prop_assert_eq!(&got2, &want);
+
+            // Incremental: faults at a higher voltage plus the newly failing cells give the same result.
+            let hi = (vdd + 0.1).min(1.0);
+            let mut inc = fault_entries(&profile, &m, profile.failing_at(hi).unwrap(), None, seed).unwrap();
+            inc.extend(fault_entries(&profile, &m, profile.newly_failing(hi, vdd).unwrap(), None, seed).unwrap());
+            let mut got3 = image.clone();
+            for e in inc {
+                let v = &mut got3[e.index as usize];
+                *v = ((*v ^ e.flip as u8) & !(e.set0 as u8)) | e.set1 as u8;
+            }
+            prop_assert_eq!(&got3, &want);
+        }
+    }
+
+    #[test]
+    fn transient_faults_follow_their_probability_and_seed() {
+        // One transient cell (p_access = 0.5) in a 1-array profile tiled under a long model: each tile is an
+        // independent access, so about half of the tiles see the fault.
+        let meta = ProfileMeta {
+            name: "t".into(),
+            source: String::new(),
+            style: None,
+            seed: None,
+            arrays: 1,
+            rows: 4,
+            columns: 16,
+            floor_vdd_rel: 0.75,
+        };
+        let cell = FailingCell {
+            cell: 0,
+            fail_vdd_rel: 0.9,
+            kind: FailureKind::Flips,
+            p_access: 0.5,
+        };
+        let p = FaultProfile::new(meta, vec![cell]).unwrap();
+        let cfg = sram(1, 1, Mapping::Linear);
+        let m = WeightMapping::new(&cfg, 8, 8 * 20_000, 0).unwrap();
+        let a = chip_fault_pattern_at(&p, &m, 0.8, 1).unwrap();
+        let b = chip_fault_pattern_at(&p, &m, 0.8, 1).unwrap();
+        let c = chip_fault_pattern_at(&p, &m, 0.8, 2).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let k = a.entries.len() as f64;
+        assert!((k - 10_000.0).abs() < 5.0 * 50.0, "{k} of 20000 tiles");
+        assert!(chip_fault_pattern_at(&p, &m, 0.95, 1)
+            .unwrap()
+            .entries
+            .is_empty());
+    }
+
+    #[test]
+    fn geometry_and_image_checked() {
+        let meta = ProfileMeta {
+            name: "t".into(),
+            source: String::new(),
+            style: None,
+            seed: None,
+            arrays: 1,
+            rows: 8,
+            columns: 16,
+            floor_vdd_rel: 0.75,
+        };
+        let p = FaultProfile::new(meta, vec![]).unwrap();
+        let m = WeightMapping::new(&sram(1, 1, Mapping::Linear), 8, 4, 0).unwrap();
+        assert!(fault_pattern_at(&p, &m, &[0; 4], 0.8, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("4x16"));
+        let m2 = WeightMapping::new(
+            &WeightSramConfig {
+                rows: 8,
+                ..sram(1, 1, Mapping::Linear)
+            },
+            8,
+            4,
+            0,
+        )
+        .unwrap();
+        assert!(fault_pattern_at(&p, &m2, &[0; 3], 0.8, 0).is_err());
+        assert!(fault_pattern_at(&p, &m2, &[0; 4], 0.5, 0).is_err());
+        assert!(fault_pattern_at(&p, &m2, &[0; 4], 0.8, 0)
+            .unwrap()
+            .entries
+            .is_empty());
+    }
+}

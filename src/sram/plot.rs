@@ -85,7 +85,7 @@ pub fn draw_map_png(
     let root = BitMapBackend::new(out, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
     let caption = format!(
-        "{} at vdd_rel {vdd_rel}: BER {:.4}% (0→1 {:.4}%, 1→0 {:.4}%)",
+        "{} at vdd_rel {vdd_rel}: BER {:.4}% (0→1 {:.4}%, 1→0 {:.4}%); pale = transient",
         m.name,
         stats.ber * 100.0,
         stats.p01 * 100.0,
@@ -108,7 +108,8 @@ pub fn draw_map_png(
             seg.array0 + seg.arrays - 1
         ))
         .y_desc("row")
-        .y_label_formatter(&|y| format!("{}", row0 as f64 + nrows as f64 - y))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{:.0}", row0 as f64 + nrows as f64 - y))
         .draw()
         .map_err(|e| draw_err(e.to_string()))?;
     let cells_per_array = m.rows as u64 * m.columns as u64;
@@ -140,7 +141,7 @@ pub fn draw_map_png(
                 Rectangle::new([(x, y), (x + 1.0, y + 1.0)], colour(k, p).filled())
             }))
             .map_err(|e| draw_err(e.to_string()))?
-            .label(format!("{label}; pale = transient"))
+            .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], col.filled()));
     }
     // Array boundaries.

@@ -287,7 +287,7 @@ impl FaultProfile {
         let bytes = if path.to_string_lossy().ends_with(".gz") {
             let mut enc = flate2::GzBuilder::new()
                 .mtime(0)
-                .write(Vec::new(), flate2::Compression::best());
+                .write(Vec::new(), flate2::Compression::default());
             enc.write_all(text.as_bytes()).map_err(io)?;
             enc.finish().map_err(io)?
         } else {
