@@ -114,10 +114,16 @@ fn build_model(dir: &Path) -> Model {
             (n.to_string(), s, v)
         })
         .collect();
-    tensors.push(("fc2.weight".into(), vec![10, 64], (0..640).map(|_| rng.gen_range(-0.1f32..0.1)).collect()));
+    tensors.push((
+        "fc2.weight".into(),
+        vec![10, 64],
+        (0..640).map(|_| rng.gen_range(-0.1f32..0.1)).collect(),
+    ));
     tensors.push(("fc2.bias".into(), vec![10], vec![0.0; 10]));
-    let refs: Vec<(&str, &[usize], &[f32])> =
-        tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
     write_f32_safetensors(&dir.join("cnn.safetensors"), &refs).expect("write bench weights");
     std::fs::write(dir.join("cnn.toml"), TOML).expect("write bench manifest");
     Model::load(dir.join("cnn.toml")).expect("load bench model")
@@ -125,7 +131,10 @@ fn build_model(dir: &Path) -> Model {
 
 /// Best-of-`reps` images/s of `net.predict` on `x` with `threads` rayon threads.
 fn throughput(net: &Network, x: &Array4<f32>, threads: usize, reps: usize) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool");
     let n = x.shape()[0] as f64;
     pool.install(|| {
         let _ = net.predict(x.view()).expect("warm-up");
@@ -151,9 +160,20 @@ fn torch_figures(images: usize) -> Option<(f64, f64)> {
         println!("PyTorch: skipped (no training/.venv or bench_torch.py)");
         return None;
     }
-    let out = Command::new(py).arg(script).arg("--images").arg(images.to_string()).output().ok()?;
+    let out = Command::new(py)
+        .arg(script)
+        .arg("--images")
+        .arg(images.to_string())
+        .output()
+        .ok()?;
     if !out.status.success() {
-        println!("PyTorch: skipped ({})", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed"));
+        println!(
+            "PyTorch: skipped ({})",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+        );
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -178,12 +198,21 @@ fn main() {
     let r2 = throughput(&net, &x, 2, reps);
     println!("engine cnn-small (Fashion-MNIST CNN, {} params, random weights), {images} images, best of {reps}:", model.num_params());
     println!("  accelsim  1 thread : {r1:>10.0} images/s");
-    println!("  accelsim  2 threads: {r2:>10.0} images/s  (x{:.2} over 1 thread)", r2 / r1);
+    println!(
+        "  accelsim  2 threads: {r2:>10.0} images/s  (x{:.2} over 1 thread)",
+        r2 / r1
+    );
     if quick {
         return;
     }
     if let Some((t1, t2)) = torch_figures(images) {
-        println!("  PyTorch   1 thread : {t1:>10.0} images/s   accelsim/PyTorch = {:.2}", r1 / t1);
-        println!("  PyTorch   2 threads: {t2:>10.0} images/s   accelsim/PyTorch = {:.2}", r2 / t2);
+        println!(
+            "  PyTorch   1 thread : {t1:>10.0} images/s   accelsim/PyTorch = {:.2}",
+            r1 / t1
+        );
+        println!(
+            "  PyTorch   2 threads: {t2:>10.0} images/s   accelsim/PyTorch = {:.2}",
+            r2 / t2
+        );
     }
 }

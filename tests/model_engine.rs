@@ -46,11 +46,17 @@ fn golden_logits_match_pytorch() {
     let q = Network::from_model(&model).forward(x.view());
     let diff = (&q - &got).mapv(f32::abs).fold(0.0f32, |m, v| m.max(*v));
     let scale = got.mapv(f32::abs).fold(0.0f32, |m, v| m.max(*v));
-    assert!(diff < 0.1 * scale, "quantized logits drift {diff} vs scale {scale}");
+    assert!(
+        diff < 0.1 * scale,
+        "quantized logits drift {diff} vs scale {scale}"
+    );
 }
 
 fn accelsim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_accelsim")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_accelsim"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -64,7 +70,10 @@ fn model_show_text_and_json() {
     let f = f.to_str().unwrap();
     let (code, out, err) = accelsim(&["model", "show", f]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("golden-cnn") && out.contains("groupnorm") && out.contains("weight memory"), "{out}");
+    assert!(
+        out.contains("golden-cnn") && out.contains("groupnorm") && out.contains("weight memory"),
+        "{out}"
+    );
     let (code, out, err) = accelsim(&["model", "show", f, "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -80,7 +89,10 @@ fn model_show_text_and_json() {
     // Errors: one line, exit 2.
     let (code, _, err) = accelsim(&["model", "show", "/nonexistent/m.toml"]);
     assert_eq!(code, 2);
-    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
 }
 
 fn idx(dims: &[u32], payload: &[u8]) -> Vec<u8> {
@@ -165,9 +177,20 @@ bias = "fc.bias"
     // Wrong dataset shape and missing data: one-line user errors.
     let (code, _, err) = accelsim(&["eval", "--model", m, "--data", data, "--dataset", "cifar10"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = accelsim(&["eval", "--model", m, "--data", "/nonexistent", "--dataset", "fashion-mnist"]);
+    let (code, _, err) = accelsim(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        "/nonexistent",
+        "--dataset",
+        "fashion-mnist",
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("apt-get install dataset-fashion-mnist"), "{err}");
+    assert!(
+        err.contains("apt-get install dataset-fashion-mnist"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
@@ -175,8 +198,13 @@ bias = "fc.bias"
 #[test]
 fn real_fashion_mnist_when_present() {
     let dir = Path::new(data::DEFAULT_FASHION_MNIST_DIR);
-    if !dir.join("t10k-images-idx3-ubyte.gz").exists() && !dir.join("t10k-images-idx3-ubyte").exists() {
-        eprintln!("SKIPPED real_fashion_mnist_when_present: {} not installed", dir.display());
+    if !dir.join("t10k-images-idx3-ubyte.gz").exists()
+        && !dir.join("t10k-images-idx3-ubyte").exists()
+    {
+        eprintln!(
+            "SKIPPED real_fashion_mnist_when_present: {} not installed",
+            dir.display()
+        );
         return;
     }
     let ds = data::load_test_split(DatasetKind::FashionMnist, None, None).unwrap();
@@ -187,7 +215,12 @@ fn real_fashion_mnist_when_present() {
         counts[l as usize] += 1;
     }
     assert_eq!(counts, [1000; 10]);
-    let first = data::load_test_split(DatasetKind::FashionMnist, None, Some(data::PAPER_TEST_IMAGES)).unwrap();
+    let first = data::load_test_split(
+        DatasetKind::FashionMnist,
+        None,
+        Some(data::PAPER_TEST_IMAGES),
+    )
+    .unwrap();
     assert_eq!(first.len(), 9000);
     assert_eq!(first.labels[..], ds.labels[..9000]);
     let mean = ds.images.iter().map(|&p| p as f64).sum::<f64>() / ds.images.len() as f64 / 255.0;

@@ -211,6 +211,9 @@ pub fn relu(x: &mut [f32]) {
 /// Max pooling (padding acts as -inf) or average pooling (padding counts as zeros, divisor kh·kw as PyTorch's
 /// `count_include_pad=True`). `out` is batch x c x oh x ow.
 pub fn pool2d(x: &[f32], batch: usize, g: &Window, max: bool, out: &mut [f32]) {
+    if max && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
+        return max_pool_2x2(x, batch, g, out);
+    }
     let inv = 1.0 / (g.kh * g.kw) as f32;
     for (plane, o) in x[..batch * g.in_len()]
         .chunks_exact(g.h * g.w)
@@ -243,6 +246,56 @@ pub fn pool2d(x: &[f32], batch: usize, g: &Window, max: bool, out: &mut [f32]) {
             }
         }
     }
+}
+
+/// `max` that propagates NaN (as PyTorch's max pooling).
+#[inline(always)]
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The common 2x2, stride 2, unpadded max pooling (every window lies inside the map).
+fn max_pool_2x2(x: &[f32], batch: usize, g: &Window, out: &mut [f32]) {
+    for (plane, o) in x[..batch * g.in_len()]
+        .chunks_exact(g.h * g.w)
+        .zip(out.chunks_exact_mut(g.out_hw()))
+    {
+        for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+            let r0 = &plane[2 * oy * g.w..2 * oy * g.w + 2 * g.ow];
+            let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * g.ow];
+            for ((v, a), b) in orow
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                *v = nan_max(nan_max(a[0], a[1]), nan_max(b[0], b[1]));
+            }
+        }
+    }
+}
+
+/// Sum and sum of squares in f64, with 8 independent accumulators (vectorizable, deterministic).
+fn sum_sumsq(x: &[f32]) -> (f64, f64) {
+    let mut s = [0.0f64; 8];
+    let mut q = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            let v = c[i] as f64;
+            s[i] += v;
+            q[i] += v * v;
+        }
+    }
+    for (i, &v) in rest.iter().enumerate() {
+        s[i] += v as f64;
+        q[i] += v as f64 * v as f64;
+    }
+    (s.iter().sum(), q.iter().sum())
 }
 
 /// Global average pooling: batch x c x hw → batch x c.
@@ -281,8 +334,11 @@ pub fn group_norm(
         for g in 0..groups {
             let start = (b * c + g * cg) * hw;
             let gx = &mut x[start..start + cg * hw];
-            let mean = gx.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = gx.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            // One pass in f64: var = E[x²] - mean² (f64 leaves ~9 more digits than the f32 data, so the
+            // subtraction does not cancel what matters).
+            let (sum, sumsq) = sum_sumsq(gx);
+            let mean = sum / n;
+            let var = (sumsq / n - mean * mean).max(0.0);
             let inv_std = 1.0 / (var + eps as f64).sqrt();
             for (j, ch) in gx.chunks_exact_mut(hw).enumerate() {
                 let ci = g * cg + j;

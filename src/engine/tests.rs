@@ -660,3 +660,29 @@ fn robust_error_follows_the_paper_definition() {
     l2[0] = 7;
     assert!(Evaluator::new(&net, x.view(), &l2).is_err());
 }
+
+#[test]
+fn max_pool_2x2_fast_path_matches_naive_and_propagates_nan() {
+    for (h, w) in [(4, 4), (5, 7), (2, 3), (28, 28)] {
+        let g = Window {
+            c: 3,
+            h,
+            w,
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+            ph: 0,
+            pw: 0,
+            oh: h / 2,
+            ow: w / 2,
+        };
+        let mut x = values(2 * g.in_len(), h as u32);
+        let mut out = vec![f32::NAN; 2 * g.c * g.out_hw()];
+        kernels::pool2d(&x, 2, &g, true, &mut out);
+        assert_eq!(out, naive_pool(&x, 2, &g, true));
+        x[w + 1] = f32::NAN;
+        kernels::pool2d(&x, 2, &g, true, &mut out);
+        assert!(out[0].is_nan());
+    }
+}
