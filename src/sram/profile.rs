@@ -450,13 +450,6 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
     if first {
         return Err(perr(o, 1, "empty file"));
     }
-    if table_line == 0 {
-        return Err(perr(
-            o,
-            0,
-            format!("missing the cell table header `{CELL_HEADER}` (truncated file?)"),
-        ));
-    }
     let get = |k: &str| -> Result<(usize, &str), SramError> {
         fields
             .get(k)
@@ -486,6 +479,13 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
             format!(
                 "unsupported format version {version}; this build reads version {FORMAT_VERSION}"
             ),
+        ));
+    }
+    if table_line == 0 {
+        return Err(perr(
+            o,
+            0,
+            format!("missing the cell table header `{CELL_HEADER}` (truncated file?)"),
         ));
     }
     let meta = ProfileMeta {
