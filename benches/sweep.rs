@@ -6,7 +6,8 @@
 //! Both paths must give identical errors (checked here); the bench prints both wall times and their ratio.
 //!
 //! Uses the shipped RandBET model and chip1 (falls back to uniform errors at the measured BER when chip1 is not
-//! shipped) on the first `ACCELSIM_BENCH_IMAGES` (default 1000) Fashion-MNIST test images.
+//! shipped) on the first `ACCELSIM_BENCH_IMAGES` (default 1000) Fashion-MNIST test images; override the model
+//! and profile with `ACCELSIM_BENCH_MODEL` and `ACCELSIM_BENCH_PROFILE`.
 use std::time::Instant;
 
 use accelsim::config::HwConfig;
@@ -19,7 +20,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let model_path = match scenario::resolve_model(scenario::DEFAULT_MODEL) {
+    let model_name =
+        std::env::var("ACCELSIM_BENCH_MODEL").unwrap_or_else(|_| scenario::DEFAULT_MODEL.into());
+    let model_path = match scenario::resolve_model(&model_name) {
         Ok(p) => p,
         Err(e) => {
             println!("sweep bench skipped: {e}");
@@ -27,7 +30,8 @@ fn main() {
         }
     };
     let hw = HwConfig::load_named("14nm_sram").expect("shipped hw config");
-    let spec = FaultSpec::resolve("chip1").unwrap_or(FaultSpec::MeasuredUniform);
+    let profile = std::env::var("ACCELSIM_BENCH_PROFILE").unwrap_or_else(|_| "chip1".into());
+    let spec = FaultSpec::resolve(&profile).unwrap_or(FaultSpec::MeasuredUniform);
     let grid = parse_voltage_grid(accelsim::cli::sweep::DEFAULT_GRID).unwrap();
     let min_v = grid.iter().copied().fold(f64::INFINITY, f64::min);
     let samples = 2u32;
@@ -84,7 +88,10 @@ fn main() {
         runner.stats
     };
     let t_ours = t1.elapsed().as_secs_f64();
-    assert_eq!(naive, ours, "incremental and naive sweeps disagree");
+    if naive != ours {
+        eprintln!("naive: {naive:?}\nours:  {ours:?}");
+        panic!("incremental and naive sweeps disagree");
+    }
     println!(
         "naive: {:.3} s ({} inferences) | incremental: {:.3} s ({} inferences, {} fault-free, {} reused, {} tensors re-decoded)",
         t_naive,

@@ -405,6 +405,55 @@ fn sweep_is_monotone_resumable_and_fingerprinted() {
     }
     let csv_before = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
 
+    // The sweep's incremental path gives the same numbers as independent `run`s at single points (the second
+    // profile of a model and the second model are the cases where state left over from earlier work could leak).
+    for (model, profile, vdd) in [
+        (&w.model, "uniform", 0.85),
+        (&w.model4, "chipx", 0.8),
+        (&w.model4, "uniform", 0.9),
+    ] {
+        let prof = if profile == "uniform" {
+            PathBuf::from("uniform")
+        } else {
+            w.profile.clone()
+        };
+        let o = bin()
+            .args([
+                "run",
+                "--json",
+                "--offsets",
+                "2",
+                "--vdd",
+                &vdd.to_string(),
+                "--model",
+            ])
+            .arg(model)
+            .arg("--profile")
+            .arg(&prof)
+            .arg("--data")
+            .arg(w.data())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let name = model.file_stem().unwrap().to_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.model == name && r.profile == profile && r.vdd_v == vdd)
+            .unwrap();
+        assert_eq!(
+            j["faulty_error_pct"].as_f64().unwrap(),
+            row.faulty_error_pct,
+            "{name}/{profile}@{vdd}"
+        );
+        let ber = j["ber"].as_f64().unwrap();
+        assert!(
+            (ber - row.ber).abs() <= 1e-12 * row.ber.abs(),
+            "{name}/{profile}@{vdd}: {ber} vs {}",
+            row.ber
+        );
+    }
+
     // Resume: nothing left to compute, identical CSV.
     let again = sweep(&w, &out, grid);
     assert!(again.status.success());

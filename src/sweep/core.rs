@@ -33,6 +33,8 @@ pub trait ImageEvaluator {
     fn tensor_ranges(&self) -> Vec<Range<usize>>;
     /// Clean test error (percent) of the quantized model.
     fn clean_error_pct(&mut self) -> Result<f64, SweepError>;
+    /// Loads every tensor of `image` (whatever the previous calls left loaded).
+    fn reset(&mut self, image: &[u8]) -> Result<(), SweepError>;
     /// Loads `image`, where only the tensors listed in `changed` (indices into [`Self::tensor_ranges`]) differ
     /// from the image loaded by the previous call (the clean image before the first call), and returns the
     /// faulty test error in percent (clean-or-faulty mistakes, domain.md §3).
@@ -74,7 +76,8 @@ pub struct SeriesRunner<'a, E: ImageEvaluator> {
 }
 
 impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
-    /// Creates a runner over `eval`, whose network must hold the weights of `clean`. Computes the clean error.
+    /// Creates a runner over `eval`: loads the clean image into it (an earlier runner may have left faulty
+    /// weights behind) and computes the clean error.
     pub fn new(eval: &'a mut E, clean: &'a [u8]) -> Result<Self, SweepError> {
         let ranges = eval.tensor_ranges();
         if let Some(r) = ranges
@@ -86,6 +89,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
                 clean.len()
             )));
         }
+        eval.reset(clean)?;
         let clean_error_pct = eval.clean_error_pct()?;
         Ok(SeriesRunner {
             eval,
@@ -269,6 +273,10 @@ pub(crate) mod testkit {
         fn clean_error_pct(&mut self) -> Result<f64, SweepError> {
             Ok(Self::error_of(&self.decoded))
         }
+        fn reset(&mut self, image: &[u8]) -> Result<(), SweepError> {
+            self.decoded.copy_from_slice(image);
+            Ok(())
+        }
         fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError> {
             let ranges = self.tensor_ranges();
             for &i in changed {
@@ -322,6 +330,39 @@ mod tests {
             prop_assert_eq!(
                 runner.stats.points,
                 runner.stats.inferences + runner.stats.clean_points + runner.stats.reused_points
+            );
+        }
+    }
+
+    #[test]
+    fn consecutive_runners_on_one_evaluator_agree_with_naive() {
+        // A second runner (next fault profile of the same model) starts while the evaluator still holds the
+        // first runner's last faulty image: it must reload the clean weights.
+        let clean = clean_image(300, 3);
+        let grid = [0.9, 0.8, 0.7];
+        let mut eval = ToyEval::new(&clean, 16);
+        let strong = NestedUniform {
+            v_min: 0.95,
+            p_per_volt: 0.2,
+        };
+        let weak = NestedUniform {
+            v_min: 0.75,
+            p_per_volt: 0.05,
+        };
+        SeriesRunner::new(&mut eval, &clean)
+            .unwrap()
+            .run_sample(&strong, 0, &grid, || {})
+            .unwrap();
+        let res = SeriesRunner::new(&mut eval, &clean)
+            .unwrap()
+            .run_sample(&weak, 1, &grid, || {})
+            .unwrap();
+        let mut naive = ToyEval::new(&clean, 16);
+        for (k, &v) in grid.iter().enumerate() {
+            assert_eq!(
+                res.error_pct[k],
+                naive_point(&mut naive, &weak, &clean, 1, v).unwrap().1,
+                "at {v} V"
             );
         }
     }

@@ -153,6 +153,12 @@ impl ImageEvaluator for LoadedModel {
         Ok(self.eval.clean_error_pct())
     }
 
+    fn reset(&mut self, image: &[u8]) -> Result<(), SweepError> {
+        self.net
+            .set_weights_from_image(&self.model, image, None)
+            .map_err(|e| SweepError::Eval(e.to_string()))
+    }
+
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError> {
         self.net
             .set_weights_from_image(&self.model, image, Some(changed))
