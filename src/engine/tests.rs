@@ -686,3 +686,18 @@ fn max_pool_2x2_fast_path_matches_naive_and_propagates_nan() {
         assert!(out[0].is_nan());
     }
 }
+
+#[test]
+fn group_norm_simd_dispatch_is_bit_identical_to_baseline() {
+    let (b, c, hw, groups) = (3, 8, 37, 4);
+    let x: Vec<f32> = values(b * c * hw, 42)
+        .iter()
+        .map(|v| v * 5.0 - 1.0)
+        .collect();
+    let (w, bias) = (values(c, 1), values(c, 2));
+    let mut fast = x.clone();
+    kernels::group_norm(&mut fast, b, c, hw, groups, 1e-5, &w, &bias, true);
+    let mut base = x.clone();
+    kernels::group_norm_baseline(&mut base, b, c, hw, groups, 1e-5, &w, &bias, true);
+    assert_eq!(fast, base);
+}
