@@ -271,3 +271,59 @@ fn rejects_truncated_and_missing_weight_files() {
         .to_string();
     assert!(e.contains("nope.toml"), "{e}");
 }
+
+/// Writes the small model plus `fc.bias:codes` with the given dtype and bytes.
+fn write_with_codes(dir: &Path, dtype: safetensors::Dtype, codes: &[u8]) -> PathBuf {
+    let mp = dir.join("c.toml");
+    std::fs::write(
+        &mp,
+        SMALL_TOML.replace("small.safetensors", "c.safetensors"),
+    )
+    .unwrap();
+    let tensors = small_tensors();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    views.push((
+        "fc.bias:codes".into(),
+        safetensors::tensor::TensorView::new(dtype, vec![3], codes).unwrap(),
+    ));
+    safetensors::serialize_to_file(views, &None, &dir.join("c.safetensors")).unwrap();
+    mp
+}
+
+#[test]
+fn stored_codes_are_cross_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "small", SMALL_TOML, &small_tensors());
+    let ours = Model::load(&p).unwrap();
+    let id = ours.param_id("fc.bias").unwrap();
+    let good = ours.memory_image()[ours.image_range(id)].to_vec();
+    let m = Model::load(write_with_codes(d.path(), safetensors::Dtype::U8, &good)).unwrap();
+    assert_eq!(m.memory_image(), ours.memory_image());
+    let mut bad = good.clone();
+    bad[2] ^= 1;
+    let e = Model::load(write_with_codes(d.path(), safetensors::Dtype::U8, &bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"fc.bias:codes\"")
+            && e.contains("1 code(s) differ")
+            && e.contains("element 2"),
+        "{e}"
+    );
+    let e = Model::load(write_with_codes(d.path(), safetensors::Dtype::I8, &good))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dtype I8"), "{e}");
+}
