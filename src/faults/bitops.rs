@@ -95,7 +95,7 @@ pub fn unpack_bits<C: Code>(xs: &[C], bits: u32) -> Result<Vec<u8>, FaultError> 
 /// Packs LSB-first bits (each 0 or 1) into elements of `bits` stored bits (the higher bits are 0).
 pub fn pack_bits<C: Code>(bit_values: &[u8], bits: u32) -> Result<Vec<C>, FaultError> {
     check_width::<C>(bits)?;
-    if bit_values.len() % bits as usize != 0 {
+    if !bit_values.len().is_multiple_of(bits as usize) {
         return Err(FaultError::LengthMismatch {
             left: bit_values.len(),
             right: bit_values.len() / bits as usize * bits as usize,

@@ -32,7 +32,7 @@ pub const CHUNK_ELEMENTS: usize = 1 << 18;
 const QUARTER_OCTAVE: [f64; 4] = [
     1.0,
     0.840_896_415_253_714_5,
-    0.707_106_781_186_547_6,
+    std::f64::consts::FRAC_1_SQRT_2,
     0.594_603_557_501_360_5,
 ];
 
@@ -76,7 +76,8 @@ fn boundary_level(p: f64) -> Option<usize> {
     Some(n.saturating_sub(1).min(LADDER_LEVELS - 1))
 }
 
-/// Whether a bit whose highest mark is at level k, with in-level uniform h, has u < p.
+/// Whether a bit whose highest mark is at level k, with in-level uniform h, has u < p (the same comparisons as
+/// `chunk_marks`, so the nested sampler and the direct sampler agree exactly).
 #[inline(always)]
 fn decide(k: usize, h: f64, p: f64) -> bool {
     let t = &ladder().t;
@@ -131,7 +132,7 @@ impl Keys {
 
 /// Calls `f(pos)` for each marked position (ascending) of the level-`k` stream over `n` bits.
 #[inline(always)]
-fn for_each_mark(rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
+fn for_each_mark(lad: &Ladder, rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
     if k == 0 {
         // r_0 = 1: every bit is in S_0.
         for pos in 0..n {
@@ -139,16 +140,18 @@ fn for_each_mark(rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
         }
         return;
     }
-    let scale = ladder().inv_log[k];
+    let scale = lad.inv_log[k];
     let mut pos = 0u64;
     loop {
         // U in (0, 1]; gap = floor(ln U / ln(1 - r)) ~ Geometric(r) (failures before the first success).
+        // The quotient is >= 0, so the integer conversion below is the floor.
         let u = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-        let gap = (u.ln() * scale).floor();
-        if gap >= (n - pos) as f64 {
+        let gap = u.ln() * scale;
+        // i64 conversions are single instructions on x86-64 (n < 2^63 always: chunks are small).
+        if gap >= (n - pos) as i64 as f64 {
             return;
         }
-        pos += gap as u64;
+        pos += gap as i64 as u64;
         f(pos);
         pos += 1;
         if pos >= n {
@@ -157,9 +160,71 @@ fn for_each_mark(rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
     }
 }
 
-/// The flips of one chunk as sorted, unique local bit positions (bit = local_element·m + b).
-/// `value_bit(pos)` reads the stored bit at a local position (only called when p01 ≠ p10).
-fn chunk_flips(
+/// Calls `emit(pos)` for every flipping local bit position of one chunk (bit = local_element·m + b), level by
+/// level; a bit marked at several levels may be emitted more than once (callers dedupe with a sort or by
+/// OR-ing into masks). `value_bit(pos)` reads the stored bit (only called when p01 ≠ p10). Returns the number
+/// of levels that emitted something.
+#[inline(always)]
+fn chunk_marks(
+    keys: &Keys,
+    chunk: u64,
+    first_bit: u64,
+    n_bits: u64,
+    rates: BitErrorRates,
+    value_bit: impl Fn(u64) -> bool,
+    mut emit: impl FnMut(u64),
+) -> usize {
+    let Some(kstar) = boundary_level(rates.max()) else {
+        return 0;
+    };
+    let lad = ladder();
+    let uniform = rates.p01 == rates.p10;
+    let mut levels_used = 0;
+    for k in kstar..LADDER_LEVELS {
+        let (tk, tk1) = (lad.t[k], lad.t[k + 1]);
+        let mut rng = keys.rng(k, chunk);
+        let mut any = false;
+        if uniform {
+            let p = rates.p01;
+            if tk <= p {
+                // Every mark of this level has u < t_k <= p.
+                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
+                    emit(pos);
+                    any = true;
+                });
+            } else if tk1 < p {
+                // The boundary level: u = t_{k+1} + (t_k - t_{k+1})·h decides.
+                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
+                    if tk1 + (tk - tk1) * keys.h(first_bit + pos) < p {
+                        emit(pos);
+                        any = true;
+                    }
+                });
+            }
+        } else {
+            for_each_mark(lad, &mut rng, k, n_bits, |pos| {
+                let p = if value_bit(pos) { rates.p10 } else { rates.p01 };
+                if tk <= p || (tk1 < p && tk1 + (tk - tk1) * keys.h(first_bit + pos) < p) {
+                    emit(pos);
+                    any = true;
+                }
+            });
+        }
+        levels_used += any as usize;
+    }
+    levels_used
+}
+
+/// Whether a chunk expects enough flips that a dense per-element mask beats sorting the positions.
+#[inline]
+fn use_mask(rates: BitErrorRates, m: u32, elements: usize) -> bool {
+    // Sorting costs tens of ns per flip, the mask two cheap passes over the chunk: measured (benches/faults.rs),
+    // masks win above about one flip per 256 codes.
+    elements >= 1024 && rates.max() * m as f64 * 256.0 > 1.0
+}
+
+/// The flips of one chunk as sorted, unique local bit positions.
+fn chunk_flips_sorted(
     keys: &Keys,
     chunk: u64,
     first_bit: u64,
@@ -169,35 +234,47 @@ fn chunk_flips(
     out: &mut Vec<u64>,
 ) {
     out.clear();
-    let Some(kstar) = boundary_level(rates.max()) else {
-        return;
-    };
-    let uniform = rates.p01 == rates.p10;
-    let mut levels_used = 0;
-    for k in kstar..LADDER_LEVELS {
-        let before = out.len();
-        let mut rng = keys.rng(k, chunk);
-        for_each_mark(&mut rng, k, n_bits, |pos| {
-            let p = if uniform {
-                rates.p01
-            } else if value_bit(pos) {
-                rates.p10
-            } else {
-                rates.p01
-            };
-            if decide(k, keys.h(first_bit + pos), p) {
-                out.push(pos);
-            }
-        });
-        if out.len() > before {
-            levels_used += 1;
-        }
-    }
-    if levels_used > 1 {
+    let used = chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+        out.push(pos)
+    });
+    if used > 1 {
         // Each level's run is sorted; the stable sort merges runs. A bit marked at several levels flips once.
         out.sort();
         out.dedup();
     }
+}
+
+/// The flips of one chunk OR-ed into per-element masks (`masks` is cleared first); returns the number of
+/// distinct flipped bits.
+fn chunk_flips_masks<C: Code>(
+    keys: &Keys,
+    chunk: u64,
+    first_bit: u64,
+    m: u32,
+    rates: BitErrorRates,
+    value_bit: impl Fn(u64) -> bool,
+    masks: &mut [C],
+) -> usize {
+    masks.fill(C::from_bits(0));
+    let n_bits = masks.len() as u64 * m as u64;
+    let mut count = 0usize;
+    let mut set = |e: usize, b: u64| {
+        let old = masks[e].to_bits();
+        let new = old | 1 << b;
+        count += (new != old) as usize;
+        masks[e] = C::from_bits(new);
+    };
+    if m == 8 {
+        chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+            set((pos >> 3) as usize, pos & 7)
+        });
+    } else {
+        let mm = m as u64;
+        chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+            set((pos / mm) as usize, pos % mm)
+        });
+    }
+    count
 }
 
 fn check_bits<C: Code>(bits: u8) -> Result<u32, FaultError> {
@@ -250,22 +327,35 @@ pub fn try_sample_bit_errors<C: Code>(
     let parts: Vec<Vec<FaultEntry>> = codes
         .par_chunks(CHUNK_ELEMENTS)
         .enumerate()
-        .map_init(Vec::new, |buf, (c, chunk_codes)| {
-            let first_element = (c * CHUNK_ELEMENTS) as u64;
-            let n_bits = chunk_codes.len() as u64 * m as u64;
-            chunk_flips(
-                &keys,
-                c as u64,
-                first_element * m as u64,
-                n_bits,
-                rates,
-                |pos| stored_bit(chunk_codes, m, pos),
-                buf,
-            );
-            let mut entries = Vec::new();
-            push_entries(first_element, m, buf, &mut entries);
-            entries
-        })
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, masks): &mut (Vec<u64>, Vec<C>), (c, chunk_codes)| {
+                let first_element = (c * CHUNK_ELEMENTS) as u64;
+                let first_bit = first_element * m as u64;
+                let value_bit = |pos| stored_bit(chunk_codes, m, pos);
+                let mut entries = Vec::new();
+                if use_mask(rates, m, chunk_codes.len()) {
+                    masks.resize(chunk_codes.len(), C::from_bits(0));
+                    chunk_flips_masks(&keys, c as u64, first_bit, m, rates, value_bit, masks);
+                    for (i, mask) in masks.iter().enumerate() {
+                        let mask = mask.to_bits();
+                        if mask != 0 {
+                            entries.push(FaultEntry {
+                                index: first_element + i as u64,
+                                flip: mask,
+                                set0: 0,
+                                set1: 0,
+                            });
+                        }
+                    }
+                } else {
+                    let n_bits = chunk_codes.len() as u64 * m as u64;
+                    chunk_flips_sorted(&keys, c as u64, first_bit, n_bits, rates, value_bit, buf);
+                    push_entries(first_element, m, buf, &mut entries);
+                }
+                entries
+            },
+        )
         .collect();
     Ok(FaultPattern {
         bits,
@@ -287,24 +377,39 @@ pub fn try_inject_bit_errors<C: Code>(
     let count = codes
         .par_chunks_mut(CHUNK_ELEMENTS)
         .enumerate()
-        .map_init(Vec::new, |buf, (c, chunk_codes)| {
-            let first_element = (c * CHUNK_ELEMENTS) as u64;
-            let n_bits = chunk_codes.len() as u64 * m as u64;
-            {
-                let view: &[C] = chunk_codes;
-                chunk_flips(
-                    &keys,
-                    c as u64,
-                    first_element * m as u64,
-                    n_bits,
-                    rates,
-                    |pos| stored_bit(view, m, pos),
-                    buf,
-                );
-            }
-            apply_local_flips(chunk_codes, m, buf);
-            buf.len()
-        })
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, masks): &mut (Vec<u64>, Vec<C>), (c, chunk_codes)| {
+                let first_element = (c * CHUNK_ELEMENTS) as u64;
+                let first_bit = first_element * m as u64;
+                if use_mask(rates, m, chunk_codes.len()) {
+                    masks.resize(chunk_codes.len(), C::from_bits(0));
+                    let flips;
+                    {
+                        let view: &[C] = chunk_codes;
+                        let value_bit = |pos| stored_bit(view, m, pos);
+                        flips = chunk_flips_masks(
+                            &keys, c as u64, first_bit, m, rates, value_bit, masks,
+                        );
+                    }
+                    for (x, &mask) in chunk_codes.iter_mut().zip(masks.iter()) {
+                        *x = C::from_bits(x.to_bits() ^ mask.to_bits());
+                    }
+                    flips
+                } else {
+                    let n_bits = chunk_codes.len() as u64 * m as u64;
+                    {
+                        let view: &[C] = chunk_codes;
+                        let value_bit = |pos| stored_bit(view, m, pos);
+                        chunk_flips_sorted(
+                            &keys, c as u64, first_bit, n_bits, rates, value_bit, buf,
+                        );
+                    }
+                    apply_local_flips(chunk_codes, m, buf);
+                    buf.len()
+                }
+            },
+        )
         .sum();
     Ok(count)
 }
@@ -420,7 +525,7 @@ impl NestedSampler {
                 if let Some(kstar) = boundary_level(p_max) {
                     for k in kstar..LADDER_LEVELS {
                         let mut rng = keys.rng(k, c);
-                        for_each_mark(&mut rng, k, n_el * m, |pos| {
+                        for_each_mark(ladder(), &mut rng, k, n_el * m, |pos| {
                             marks.push(Candidate {
                                 bit: first_bit + pos,
                                 level: k as u16,

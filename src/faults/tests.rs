@@ -404,9 +404,9 @@ fn flips_are_uniform_over_bit_positions_and_elements() {
         let mut per_bit = [0f64; 6];
         let mut per_bucket = [0f64; 64];
         for e in &pat.entries {
-            for b in 0..m as usize {
+            for (b, count) in per_bit.iter_mut().enumerate() {
                 if e.flip >> b & 1 == 1 {
-                    per_bit[b] += 1.0;
+                    *count += 1.0;
                     per_bucket[(e.index as usize * 64) / n_el] += 1.0;
                 }
             }

@@ -21,7 +21,7 @@ pub fn quantize_dequantize(values: &[f32], shape: &[usize], cfg: &QuantConfig) -
         Granularity::Channel if !shape.is_empty() => shape[0],
         _ => 1,
     };
-    let group_len = if groups == 0 { 0 } else { n / groups };
+    let group_len = n.checked_div(groups).unwrap_or(0);
     let mut codes = Vec::with_capacity(n);
     let mut deq = Vec::with_capacity(n);
     let mut ranges = Vec::new();
