@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_GRID)]
     pub grid: String,
     /// Weight-to-memory mapping offsets per profile (random chips for `uniform`).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub offsets: u32,
     /// Seeds per offset (transient cells; extra random chips for `uniform`).
     #[arg(long, default_value_t = 1)]
@@ -40,9 +40,9 @@ pub struct Args {
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Evaluate only the first N test images [default: 2000].
-    #[arg(long, value_name = "N", default_value_t = 2000)]
-    pub limit: usize,
+    /// Evaluate only the first N test images [default: all].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
@@ -77,7 +77,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
             )));
         }
     }
-    if args.limit == 0 {
+    if args.limit == Some(0) {
         return Err(CliError::user("--limit 0 is out of range; allowed 1.."));
     }
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
@@ -116,7 +116,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         offsets: args.offsets,
         seeds: args.seeds,
         data_dir: args.data.clone(),
-        limit: Some(args.limit),
+        limit: args.limit,
     })
 }
 
@@ -184,8 +184,8 @@ pub fn run(args: Args) -> CliResult {
     for p in &summary.points {
         match &p.safe {
             Some(r) => println!(
-                "  {:8} {:28} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}%",
-                p.profile, p.model, r.vdd_v, r.faulty_error_pct, r.energy_saving_pct
+                "  {:8} {:28} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%)",
+                p.profile, p.model, r.vdd_v, r.faulty_error_pct, r.energy_saving_pct, r.weight_sram_saving_pct
             ),
             None => println!(
                 "  {:8} {:28} above tolerance at every voltage",

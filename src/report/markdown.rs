@@ -154,15 +154,15 @@ pub fn render(ctx: &ReportContext, summary: &Summary, tolerance_pts: f64) -> Str
     );
     let _ = writeln!(
         s,
-        "| profile | model | bits | method | clean error (%) | error at nominal (%) | lowest safe V (V) | V/V_min | error there (%) | BER there | energy/inference there | energy saved (%) |"
+        "| profile | model | bits | method | clean error (%) | error at nominal (%) | lowest safe V (V) | V/V_min | error there (%) | BER there | energy/inference there | energy saved (%) | weight-SRAM energy saved (%) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in &summary.points {
         match &p.safe {
             Some(row) => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} ± {:.2} | {:.2e} | {} | {:.1} |",
+                    "| {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} ± {:.2} | {:.2e} | {} | {:.1} | {:.1} |",
                     p.profile,
                     p.model,
                     p.bits,
@@ -175,13 +175,14 @@ pub fn render(ctx: &ReportContext, summary: &Summary, tolerance_pts: f64) -> Str
                     row.faulty_error_std_pct,
                     row.ber,
                     fmt_energy(row.energy_pj),
-                    row.energy_saving_pct
+                    row.energy_saving_pct,
+                    row.weight_sram_saving_pct
                 );
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {:.2} | {:.2} | — (above tolerance at every swept voltage) | — | — | — | — | 0.0 |",
+                    "| {} | {} | {} | {} | {:.2} | {:.2} | — (above tolerance at every swept voltage) | — | — | — | — | 0.0 | 0.0 |",
                     p.profile, p.model, p.bits, p.method, p.clean_error_pct, p.nominal_error_pct
                 );
             }

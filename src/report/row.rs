@@ -46,6 +46,9 @@ pub struct SweepRow {
     pub weight_sram_energy_pj: f64,
     /// Saving of the total energy per inference against the nominal voltage (percent).
     pub energy_saving_pct: f64,
+    /// Saving of the weight-SRAM energy per inference against the nominal voltage (percent): the quantity the
+    /// paper's savings figures refer to (domain.md §2.3).
+    pub weight_sram_saving_pct: f64,
 }
 
 /// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
@@ -124,6 +127,7 @@ pub(crate) mod synthetic {
                         energy_pj: energy,
                         weight_sram_energy_pj: 0.5 * e_nom * vdd_rel * vdd_rel,
                         energy_saving_pct: 100.0 * (1.0 - energy / e_nom),
+                        weight_sram_saving_pct: 100.0 * (1.0 - vdd_rel * vdd_rel),
                     });
                 }
             }

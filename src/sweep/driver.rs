@@ -242,6 +242,7 @@ pub fn run_sweep(
                     energy_pj: at.energy_pj,
                     weight_sram_energy_pj: at.weight_sram_energy_pj,
                     energy_saving_pct: at.energy_saving_pct,
+                    weight_sram_saving_pct: at.weight_sram_saving_pct,
                 });
             }
         }
