@@ -203,3 +203,32 @@ fn shipped_config_and_profiles_make_the_user_example_land_where_errors_matter() 
     let lower_idx: std::collections::HashSet<u64> = lower.entries.iter().map(|e| e.index).collect();
     assert!(pat.entries.iter().all(|e| lower_idx.contains(&e.index)));
 }
+
+/// Timing smoke test (ignored by default; prints, asserts nothing about time):
+/// `cargo test --release --test sram -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_of_profile_load_and_fault_application() {
+    let cfg = HwConfig::load_named("14nm_sram").unwrap();
+    let t = std::time::Instant::now();
+    let profile = FaultProfile::load(&FaultProfile::resolve("chip2").unwrap()).unwrap();
+    println!(
+        "load chip2 ({} cells): {:?}",
+        profile.cells().len(),
+        t.elapsed()
+    );
+    let n = 1_000_000u64; // 1M 8-bit weights: 8 Mbit on a 1 Mbit SRAM = 8 tiles
+    let mapping = WeightMapping::new(&cfg.weight_sram, 8, n, 0).unwrap();
+    let image: Vec<u8> = (0..n)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    for v in [0.917, 0.875, 0.833, 0.75] {
+        let t = std::time::Instant::now();
+        let pat = sram::fault_pattern_at(&profile, &mapping, &image, v, 1).unwrap();
+        println!(
+            "vdd_rel {v}: {} wrong bits in {:?}",
+            pat.fault_count(),
+            t.elapsed()
+        );
+    }
+}

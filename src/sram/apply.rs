@@ -10,6 +10,7 @@ use super::mapping::WeightMapping;
 use super::profile::{FailingCell, FailureKind, FaultProfile};
 use super::SramError;
 use crate::faults::{FaultEntry, FaultPattern};
+use rayon::slice::ParallelSliceMut;
 
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -99,7 +100,9 @@ pub fn fault_entries(
             a += profile_arrays;
         }
     }
-    out.sort_unstable_by_key(|e| e.index);
+    // Entries of one element come from different bits, so merging them with OR is order-independent: the
+    // (parallel, unstable) sort keeps the result deterministic.
+    out.par_sort_unstable_by_key(|e| e.index);
     let mut merged: Vec<FaultEntry> = Vec::with_capacity(out.len());
     for e in out {
         match merged.last_mut() {
