@@ -1,13 +1,28 @@
 //! The `accelsim` binary: a thin shell over the library's `cli` module.
+use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() {
     let cli = match accelsim::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout with exit 0 and usage errors to stderr with exit 2.
-            e.exit();
-        }
+        Err(e) => match e.kind() {
+            // Help and version go to stdout with exit code 0, as clap does.
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            // Usage errors: one line on stderr, exit code 2 (the project's rule for user errors).
+            _ => {
+                let rendered = e.render().to_string();
+                let first = rendered
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                eprintln!("error: {first} (see 'accelsim --help')");
+                std::process::exit(2);
+            }
+        },
     };
     if let Err(err) = accelsim::cli::dispatch(cli) {
         eprintln!("error: {}", err.message());
