@@ -71,8 +71,12 @@ impl Graph {
 
 /// Output size of a sliding window: `floor((n + 2·pad - k) / stride) + 1`, `None` when the window does not fit.
 pub fn window_out(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    (n + 2 * pad).checked_sub(k).map(|r| r / stride + 1)
+    let padded = pad.checked_mul(2)?.checked_add(n)?;
+    padded.checked_sub(k).map(|r| r / stride.max(1) + 1)
 }
+
+/// Largest number of values per example any layer may produce (guards against absurd manifests).
+pub const MAX_VALUES_PER_EXAMPLE: usize = 1 << 28;
 
 /// Expected tensor shapes of a layer: (tensor name, shape).
 pub fn expected_tensors(kind: &LayerKind) -> Vec<(&str, Vec<usize>)> {
@@ -160,6 +164,19 @@ pub fn build_graph(m: &Manifest, path: &Path) -> Result<Graph, ModelError> {
         };
         let x = g.value_shape(inputs[0]);
         let out = infer(layer, x, &inputs, &g).map_err(err)?;
+        let dims = match out {
+            Shape::Chw(c, h, w) => vec![c, h, w],
+            Shape::Flat(f) => vec![f],
+        };
+        if dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|n| n > MAX_VALUES_PER_EXAMPLE)
+        {
+            return Err(err(format!(
+                "output {dims:?} exceeds {MAX_VALUES_PER_EXAMPLE} values per example"
+            )));
+        }
         g.inputs.push(inputs);
         g.shapes.push(out);
         ids.insert(layer.name.as_str(), i + 1);

@@ -435,6 +435,17 @@ fn one_line(s: &str) -> String {
 
 fn validate_input(input: &InputSpec, path: &Path) -> Result<(), ModelError> {
     let [c, h, w] = input.shape;
+    let too_big = [c, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_none_or(|n| n > super::graph::MAX_VALUES_PER_EXAMPLE);
+    if too_big {
+        return Err(ModelError::manifest(
+            path,
+            "input.shape",
+            format!("{:?} is too large", input.shape),
+        ));
+    }
     if c == 0 || h == 0 || w == 0 {
         return Err(ModelError::manifest(
             path,
@@ -523,6 +534,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
     })?;
     let input = take_str(&mut t, "input")?;
     let ctx = format!("layers[{i}] (\"{name}\", {ty})");
+    check_value_kinds(&t, path, &ctx)?;
     fn de<T: serde::de::DeserializeOwned>(
         t: toml::Table,
         path: &Path,
@@ -685,6 +697,41 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         ));
     }
     Ok(Layer { name, input, kind })
+}
+
+/// Checks the kind of every known layer key before serde sees it, so that a wrong value names its key
+/// (`layers[3] ("conv2", conv2d).padding: expected two non-negative integers, found [-1, 1]`).
+fn check_value_kinds(t: &toml::Table, path: &Path, ctx: &str) -> Result<(), ModelError> {
+    use toml::Value;
+    let uint = |v: &Value| matches!(v, Value::Integer(i) if *i >= 0);
+    for (k, v) in t {
+        let (ok, want) = match k.as_str() {
+            "in_channels" | "out_channels" | "in_features" | "out_features" | "groups"
+            | "channels" => (uint(v), "a non-negative integer"),
+            "kernel" | "stride" | "padding" => (
+                matches!(v, Value::Array(a) if a.len() == 2 && a.iter().all(uint)),
+                "two non-negative integers",
+            ),
+            "eps" | "p" => (matches!(v, Value::Float(_) | Value::Integer(_)), "a number"),
+            "reparameterized" => (matches!(v, Value::Boolean(_)), "true or false"),
+            "weight" | "bias" | "running_mean" | "running_var" => {
+                (matches!(v, Value::String(_)), "a tensor name")
+            }
+            "inputs" => (
+                matches!(v, Value::Array(a) if a.len() == 2 && a.iter().all(|x| x.is_str())),
+                "two layer names",
+            ),
+            _ => (true, ""),
+        };
+        if !ok {
+            return Err(ModelError::manifest(
+                path,
+                &format!("{ctx}.{k}"),
+                format!("expected {want}, found {v}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_eps(eps: f32, path: &Path, ctx: &str) -> Result<(), ModelError> {

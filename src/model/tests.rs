@@ -203,6 +203,18 @@ fn rejects_bad_manifests_with_named_keys() {
             "\"nope\"",
         ),
         ("version = [".to_string(), "not valid TOML"),
+        (
+            SMALL_TOML.replace("padding = [1, 1]", "padding = [9223372036854775807, 1]"),
+            "does not fit",
+        ),
+        (
+            SMALL_TOML.replace("out_channels = 2", "out_channels = 4000000000"),
+            "exceeds",
+        ),
+        (
+            SMALL_TOML.replace("in_features = 8", "in_features = -8"),
+            "in_features",
+        ),
     ];
     for (toml, want) in cases {
         let e = load_err(&toml, &t);
