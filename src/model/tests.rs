@@ -339,3 +339,22 @@ fn stored_codes_are_cross_checked() {
         .to_string();
     assert!(e.contains("dtype I8"), "{e}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random single-character edits of a valid manifest never panic the loader.
+    #[test]
+    fn manifest_edits_never_panic(pos in 0usize..2000, ch in proptest::sample::select(vec!['0', '9', '-', '"', '[', ']', '=', 'x', '\n', ' '])) {
+        let mut chars: Vec<char> = SMALL_TOML.chars().collect();
+        let i = pos % chars.len();
+        chars[i] = ch;
+        let text: String = chars.into_iter().collect();
+        let d = tempfile::tempdir().unwrap();
+        let p = write_model(d.path(), "m", &text, &small_tensors());
+        if let Err(e) = Model::load(&p) {
+            let msg = e.to_string();
+            proptest::prop_assert!(!msg.contains('\n'), "multi-line error: {}", msg);
+        }
+    }
+}
