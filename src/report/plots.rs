@@ -2,7 +2,8 @@
 //!
 //! - [`error_vs_voltage`]: faulty test error (mean ± std over samples) against the weight-SRAM voltage, one line
 //!   per model, one panel per fault profile;
-//! - [`energy_vs_voltage`]: energy per inference against voltage, one line per model;
+//! - [`energy_vs_voltage`]: total and weight-SRAM energy per inference against voltage, one line per distinct
+//!   curve (models with identical energy, e.g. the same network at the same bit width, share a line);
 //! - [`tradeoff`]: the accuracy–energy trade-off, every (model, voltage) point of a profile with the Pareto front
 //!   (lowest error for at most that energy) across models.
 use plotters::coord::Shift;
@@ -249,8 +250,10 @@ where
         .label_style(("sans-serif", 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    for (i, model) in models.iter().enumerate() {
-        // Energy does not depend on the fault profile: draw the first profile's series of each model.
+    // Energy does not depend on the fault profile (take each model's first profile), and models with the same
+    // layers and bit width have identical curves: draw each distinct curve once, labelled with all its models.
+    let mut curves: Vec<(Vec<String>, Vec<&SweepRow>)> = Vec::new();
+    for model in &models {
         let Some(profile) = rows
             .iter()
             .find(|r| &r.model == model)
@@ -259,20 +262,35 @@ where
             continue;
         };
         let s = series(rows, model, &profile);
+        let same = |a: &[&SweepRow]| {
+            a.len() == s.len()
+                && a.iter().zip(&s).all(|(x, y)| {
+                    x.vdd_v == y.vdd_v
+                        && x.energy_pj == y.energy_pj
+                        && x.weight_sram_energy_pj == y.weight_sram_energy_pj
+                })
+        };
+        match curves.iter_mut().find(|(_, c)| same(c)) {
+            Some((names, _)) => names.push(model.clone()),
+            None => curves.push((vec![model.clone()], s)),
+        }
+    }
+    for (i, (names, s)) in curves.iter().enumerate() {
         let c = color(i);
+        let label = names.join(", ");
         chart
             .draw_series(LineSeries::new(
                 s.iter().map(|r| (r.vdd_v, r.energy_pj / div)),
                 c.stroke_width(2),
             ))?
-            .label(format!("{model}: total"))
+            .label(format!("{label}: total"))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2)));
         chart
             .draw_series(LineSeries::new(
                 s.iter().map(|r| (r.vdd_v, r.weight_sram_energy_pj / div)),
                 c.mix(0.5).stroke_width(1),
             ))?
-            .label(format!("{model}: weight SRAM"))
+            .label(format!("{label}: weight SRAM"))
             .legend(move |(x, y)| {
                 PathElement::new([(x, y), (x + 18, y)], c.mix(0.5).stroke_width(1))
             });
