@@ -79,6 +79,35 @@ fn generate_is_reproducible_and_stats_json_has_the_documented_keys() {
 }
 
 #[test]
+fn pattern_file_matches_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.safetensors");
+    let o = accelsim(&[
+        "profile",
+        "pattern",
+        "chip3",
+        "--bits",
+        "4",
+        "--elements",
+        "300000",
+        "--vdd-rel",
+        "0.82",
+        "--seed",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = accelsim::faults::FaultPattern::read(&out).unwrap();
+    let cfg = HwConfig::load_named("14nm_sram").unwrap();
+    let profile = FaultProfile::load(&FaultProfile::resolve("chip3").unwrap()).unwrap();
+    let mapping = WeightMapping::new(&cfg.weight_sram, 4, 300_000, 0).unwrap();
+    let want = sram::chip_fault_pattern_at(&profile, &mapping, 0.82, 4).unwrap();
+    assert_eq!(read, want);
+    assert!(!want.entries.is_empty());
+}
+
+#[test]
 fn show_draws_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("map.png");

@@ -17,6 +17,36 @@ pub enum ProfileCommand {
     Stats(StatsArgs),
     /// Draw a segment of the map (cells failing at a voltage, coloured by kind) to a PNG.
     Show(ShowArgs),
+    /// Write the chip's active faults at a voltage, mapped onto N weights, as a fault-pattern file for replay
+    /// (`accelsim inject --replay`).
+    Pattern(PatternArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PatternArgs {
+    /// Profile file, or a name in sram_profiles/ (e.g. chip1).
+    pub file: String,
+    /// Hardware config (name in hw_configs/ or path): weight SRAM geometry and mapping.
+    #[arg(long, default_value = "14nm_sram")]
+    pub hw: String,
+    /// Bits per stored weight (m).
+    #[arg(long)]
+    pub bits: u8,
+    /// Number of weights (elements in memory order).
+    #[arg(long)]
+    pub elements: u64,
+    /// Voltage relative to V_min.
+    #[arg(long)]
+    pub vdd_rel: f64,
+    /// Start offset in bits (default: the config's weight_sram.offset_bits).
+    #[arg(long)]
+    pub offset_bits: Option<u64>,
+    /// Seed of the transient-fault draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output fault-pattern file (safetensors, docs/faults.md).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -159,6 +189,37 @@ pub fn run(args: Args) -> CliResult {
                     );
                 }
             }
+            Ok(())
+        }
+        ProfileCommand::Pattern(a) => {
+            let p = load(&a.file)?;
+            let hw = crate::config::HwConfig::load_named(&a.hw)
+                .map_err(|e| CliError::user(e.to_string()))?;
+            let offset = a.offset_bits.unwrap_or(hw.weight_sram.offset_bits);
+            let mapping = sram::WeightMapping::new(&hw.weight_sram, a.bits, a.elements, offset)
+                .map_err(user)?;
+            let pat = sram::chip_fault_pattern_at(&p, &mapping, a.vdd_rel, a.seed).map_err(user)?;
+            let meta: std::collections::BTreeMap<String, String> = [
+                ("source", "accelsim profile pattern".to_string()),
+                ("profile", p.meta.name.clone()),
+                ("hw", hw.name.clone()),
+                ("vdd_rel", a.vdd_rel.to_string()),
+                ("offset_bits", offset.to_string()),
+                ("seed", a.seed.to_string()),
+                ("elements", a.elements.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            pat.write_with_metadata(&a.out, &meta)
+                .map_err(|e| CliError::user(e.to_string()))?;
+            eprintln!(
+                "wrote {} ({} faulty bits in {} weights, {} tile(s))",
+                a.out.display(),
+                pat.fault_count(),
+                pat.entries.len(),
+                mapping.tiles()
+            );
             Ok(())
         }
         ProfileCommand::Show(a) => {
