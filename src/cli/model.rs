@@ -118,12 +118,15 @@ fn show(a: ShowArgs) -> CliResult {
         println!("normalize   mean {:?}, std {:?}", m.input.mean, m.input.std);
     }
     println!("quantized   {}", q.describe());
+    let recorded = match (t.clean_error_pct, t.test_images) {
+        (Some(e), Some(n)) => format!("clean error {e:.2}% on {n} test images"),
+        (Some(e), None) => format!("clean error {e:.2}%"),
+        _ => "clean error not recorded".to_string(),
+    };
     println!(
-        "training    method {}, p_train {}, clean error {} on {} test images{}{}",
+        "training    method {}, p_train {}, {recorded}{}{}",
         t.method,
         t.p_train,
-        t.clean_error_pct.map_or("-".into(), |e| format!("{e:.2}%")),
-        t.test_images.map_or("-".into(), |n| n.to_string()),
         t.epochs.map_or(String::new(), |e| format!(", {e} epochs")),
         t.seed.map_or(String::new(), |s| format!(", seed {s}")),
     );
