@@ -105,7 +105,7 @@ def test_randbet_update_matches_the_formula():
         expect[n] = w - cfg.lr * (g + cfg.momentum * g)  # first Nesterov step: buf = g, update = g + mu * buf
     opt = T.make_optimizer(m, cfg)
     out_c, out_p, _ = T.train_step(m, opt, cfg, s, x, y, True, gen)
-    assert out_c == pytest.approx(float(lc), rel=1e-6) and out_p == pytest.approx(float(lp), rel=1e-6)
+    assert out_c == pytest.approx(float(lc.detach()), rel=1e-6) and out_p == pytest.approx(float(lp.detach()), rel=1e-6)
     for n, p in m.named_parameters():
         assert torch.allclose(p.detach(), expect[n], atol=1e-7, rtol=1e-5), n
 
