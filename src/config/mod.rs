@@ -34,6 +34,9 @@ pub enum ConfigError {
         value: String,
         allowed: String,
     },
+    /// A `[systolic]` or `[energy]` key out of range (the section's own validator words the message).
+    #[error("{origin}: {message}")]
+    Section { origin: String, message: String },
     #[error("hardware config `{name}` not found (searched: {searched}); shipped configs live in hw_configs/")]
     NotFound { name: String, searched: String },
 }
@@ -313,6 +316,12 @@ impl HwConfig {
                     "a profile name or path (omit the key for uniform random errors)",
                 ));
             }
+        }
+        for section in [self.systolic.validate(), self.energy.validate()] {
+            section.map_err(|message| ConfigError::Section {
+                origin: o.to_string(),
+                message,
+            })?;
         }
         Ok(())
     }
