@@ -260,7 +260,7 @@ impl CostModel {
         let array = hw
             .systolic
             .array_params()
-            .map_err(|e| SweepError::Input(format!("{origin}: [systolic] {e}")))?;
+            .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let buffers =
             BufferParams::from_hw(hw).map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let stats = simulate_network(&layers, &array, &buffers, model.bits())
