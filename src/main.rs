@@ -2,7 +2,26 @@
 use clap::error::ErrorKind;
 use clap::Parser;
 
+/// Restores the default SIGPIPE action so that `accelsim ... | head` ends quietly like other Unix tools instead of
+/// panicking on a closed stdout (Rust ignores SIGPIPE by default).
+#[cfg(unix)]
+fn reset_sigpipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: called once at start-up before any other thread exists; installs the default disposition.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
+
 fn main() {
+    reset_sigpipe();
     let cli = match accelsim::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
