@@ -371,22 +371,29 @@ impl HwConfig {
 
     /// The shipped configs (`hw_configs/*.toml` in the current directory, else in the crate directory), sorted.
     pub fn list_shipped() -> Vec<PathBuf> {
-        let mut dirs = vec![PathBuf::from(HW_CONFIG_DIR)];
-        dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(HW_CONFIG_DIR));
-        for d in dirs {
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                let mut v: Vec<PathBuf> = rd
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect();
-                if !v.is_empty() {
-                    v.sort();
-                    return v;
-                }
+        list_shipped_tomls(HW_CONFIG_DIR)
+    }
+}
+
+/// The `*.toml` files of a shipped folder (`hw_configs`, `models`): the folder in the current directory if it
+/// holds any, else the one in the crate's source tree; sorted.
+pub fn list_shipped_tomls(dir_name: &str) -> Vec<PathBuf> {
+    for dir in [
+        PathBuf::from(dir_name),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(dir_name),
+    ] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            if !v.is_empty() {
+                v.sort();
+                return v;
             }
         }
-        Vec::new()
     }
+    Vec::new()
 }
 
 /// Shared lookup used for configs and profiles: returns the first existing candidate, or the list searched.

@@ -28,22 +28,7 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf, SweepError> {
 
 /// The shipped model manifests (`models/*.toml` in the current directory, else in the source tree), sorted.
 pub fn list_shipped_models() -> Vec<PathBuf> {
-    for dir in [
-        PathBuf::from(MODEL_DIR),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL_DIR),
-    ] {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            if !v.is_empty() {
-                v.sort();
-                return v;
-            }
-        }
-    }
-    Vec::new()
+    crate::config::list_shipped_tomls(MODEL_DIR)
 }
 
 /// Test sets shared between models of the same data set (loaded once per kind).
