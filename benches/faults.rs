@@ -55,47 +55,17 @@ fn dense_baseline(codes: &mut [u8], p: f32, seed: u64) -> usize {
     flips
 }
 
-/// CPU time used so far by all threads of this process, in seconds (Linux `/proc/self/task/*/schedstat`,
-/// nanoseconds); NaN where unavailable. On a loaded machine wall times include waiting for a core, CPU times
-/// do not: the bench prints both.
-fn cpu_s() -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return f64::NAN;
-    };
-    let mut ns = 0u64;
-    for task in dir.flatten() {
-        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += s
-                .split_whitespace()
-                .next()
-                .and_then(|x| x.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 * 1e-9
-}
-
-/// Best (minimum) wall time of `reps` runs of `f`, in seconds, the minimum CPU time (all threads) of a run, and
-/// the last result.
-fn best_cpu<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
+/// Best (minimum) wall time of `reps` runs of `f`, in seconds, and the last result.
+fn best<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut t_best = f64::INFINITY;
-    let mut c_best = f64::INFINITY;
     let mut last = None;
     for _ in 0..reps {
-        let c = cpu_s();
         let t = Instant::now();
         let r = f();
         t_best = t_best.min(t.elapsed().as_secs_f64());
-        c_best = c_best.min(cpu_s() - c);
         last = Some(r);
     }
-    (t_best, c_best, last.expect("reps > 0"))
-}
-
-/// Best (minimum) wall time of `reps` runs of `f`, in seconds, and the last result.
-fn best<T>(reps: usize, f: impl FnMut() -> T) -> (f64, T) {
-    let (t, _, r) = best_cpu(reps, f);
-    (t, r)
+    (t_best, last.expect("reps > 0"))
 }
 
 fn main() {
@@ -136,18 +106,18 @@ fn main() {
     );
     for p in [1e-4f64, 1e-3, 1e-2] {
         // ACCELSIM_BENCH_SKIP_DENSE=1 skips the slow baseline (for profiling ours); its ratios then print NaN.
-        let (t_dense, c_dense) = if std::env::var("ACCELSIM_BENCH_SKIP_DENSE").is_ok() {
-            (f64::NAN, f64::NAN)
+        let t_dense = if std::env::var("ACCELSIM_BENCH_SKIP_DENSE").is_ok() {
+            f64::NAN
         } else {
-            let (t, c, _) = best_cpu(2, || {
+            best(2, || {
                 buf.copy_from_slice(&codes);
                 dense_baseline(&mut buf, p as f32, 7)
-            });
-            (t, c)
+            })
+            .0
         };
         let rates = BitErrorRates::uniform(p);
         // Ours = copy the clean codes + inject in place (what a sweep does per chip and rate).
-        let (t_ours, c_ours, flips) = best_cpu(5, || {
+        let (t_ours, flips) = best(5, || {
             buf.copy_from_slice(&codes);
             try_inject_bit_errors(&mut buf, 8, rates, 7).unwrap()
         });
@@ -183,12 +153,6 @@ fn main() {
             extra_inject as f64 / n as f64,
         );
         println!(
-            "         cpu time (all threads): dense {:.2} ms, ours {:.3} ms, dense/ours {:.1}x (load-independent work ratio)",
-            c_dense * 1e3,
-            c_ours * 1e3,
-            c_dense / c_ours
-        );
-        println!(
             "         extra memory: in-place inject {:.2} MB ({:.2} B/flip); pattern {:.2} MB ({:.2} B/flip); codes {:.1} MB",
             extra_inject as f64 / 1e6,
             extra_inject as f64 / flips.max(1) as f64,
@@ -199,5 +163,4 @@ fn main() {
     }
     println!("targets (issue 2): dense/ours >= 30x at 1e-2, >= 150x at 1e-3; ours <= 3x copy at 1e-4; extra memory <= 1.5x codes + flips");
     println!("ours = copy + inject with all rayon threads; ours1t = the same on one thread; inject = in place without the copy");
-    println!("wall times are the best of 2 (dense) / 5 (ours) runs; on a loaded machine prefer the cpu-time ratios");
 }

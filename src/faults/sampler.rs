@@ -17,6 +17,8 @@
 
 use std::sync::OnceLock;
 
+use rand::RngCore;
+use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
 use super::{BitErrorRates, Code, FaultEntry, FaultError, FaultPattern};
@@ -39,11 +41,6 @@ struct Ladder {
     t: [f64; LADDER_LEVELS + 1],
     /// 1 / ln(1 - r_k), the geometric-gap scale of each level (unused for r_0 = 1).
     inv_log: [f64; LADDER_LEVELS],
-    /// Tables of [`ln_unit`]: for i = 0..128, the centre c_i of the i-th of 128 equal slices of the mantissa
-    /// range [1, 2) (halved for i ≥ 64, so the reduced argument lies in [0.75, 1.5)), ln c_i and 1 / c_i.
-    ln_c: [f64; 128],
-    inv_c: [f64; 128],
-    c: [f64; 128],
 }
 
 fn ladder() -> &'static Ladder {
@@ -58,44 +55,8 @@ fn ladder() -> &'static Ladder {
             let r = (t[k] - t[k + 1]) / (1.0 - t[k + 1]);
             inv_log[k] = 1.0 / (-r).ln_1p();
         }
-        let (mut ln_c, mut inv_c, mut c) = ([0.0f64; 128], [0.0f64; 128], [0.0f64; 128]);
-        for i in 0..128 {
-            let centre = 1.0 + (i as f64 + 0.5) / 128.0;
-            c[i] = if i >= 64 { centre * 0.5 } else { centre };
-            ln_c[i] = c[i].ln();
-            inv_c[i] = 1.0 / c[i];
-        }
-        Ladder {
-            t,
-            inv_log,
-            ln_c,
-            inv_c,
-            c,
-        }
+        Ladder { t, inv_log }
     })
-}
-
-/// ln U for U = (⌊x / 2^11⌋ + 1)·2^-53 ∈ (0, 1], the 53-bit uniform of a random word x, without libm (the same
-/// IEEE-754 operations, hence the same result, on every platform). U = 2^E·m with m ∈ [1, 2) is reduced to
-/// m' = m (or m/2 for m ≥ 1.5, E + 1), ln U = E'·ln 2 + ln c_i + ln(1 + d), d = (m' - c_i)/c_i with c_i the
-/// centre of m's 1/128 slice, so |d| ≤ 1/192 and the degree-7 series of ln(1 + d) is exact to < 1e-20 absolute.
-/// Error (tested): ≤ 2 ulp of the result, or ≤ 1e-18 absolute near U = 1 (1% of U's own 2^-53 grid there).
-#[inline(always)]
-fn ln_unit(lad: &Ladder, x: u64) -> f64 {
-    let v = ((x >> 11) + 1) as f64; // exact: 1 ..= 2^53
-    let bits = v.to_bits();
-    let i = ((bits >> 45) & 127) as usize;
-    let half = (i >> 6) as i64; // 1 when m ≥ 1.5
-    let e = ((bits >> 52) & 0x7ff) as i64 - 1023 - 53 + half;
-    // m' = m·2^-half: same mantissa, exponent 0 or -1.
-    let m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | ((1023 - half as u64) << 52));
-    // m and c_i lie in the same binade, so m - c_i is exact.
-    let d = (m - lad.c[i]) * lad.inv_c[i];
-    let p = d
-        * (1.0
-            + d * (-0.5
-                + d * (1.0 / 3.0 + d * (-0.25 + d * (0.2 + d * (-1.0 / 6.0 + d * (1.0 / 7.0)))))));
-    e as f64 * std::f64::consts::LN_2 + (lad.ln_c[i] + p)
 }
 
 /// The ladder threshold t_k (t_k = 2^(-k/4) for k < [`LADDER_LEVELS`], 0 beyond).
@@ -160,44 +121,23 @@ impl Keys {
     }
 
     /// The Bernoulli stream of `level` over chunk `chunk`.
-    fn rng(&self, level: usize, chunk: u64) -> StreamRng {
+    fn rng(&self, level: usize, chunk: u64) -> Pcg64 {
         let a = mix64(
             self.stream ^ ((level as u64) << 48) ^ mix64(chunk.wrapping_add(0x632B_E59B_D9B4_E019)),
         );
-        StreamRng {
-            state: mix64(a ^ 0xD1B5_4A32_D192_ED03),
-        }
+        let b = mix64(a ^ 0xD1B5_4A32_D192_ED03);
+        Pcg64::new(((a as u128) << 64) | b as u128, (mix64(b) as u128) << 1 | 1)
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a Weyl sequence through the [`mix64`] finaliser; passes BigCrush,
-/// one add and two multiplies per word, no serial multiply chain (unlike a 128-bit PCG). Each (seed, level,
-/// chunk) stream starts at its own hashed 64-bit state; streams draw at most ~2^21 words, so two of them
-/// overlapping has probability below 1e-6 over a whole model.
-struct StreamRng {
-    state: u64,
-}
-
-impl StreamRng {
-    #[inline(always)]
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.state)
-    }
-}
-
-/// Gaps drawn per batch: independent draws, so the CPU overlaps their hashing and logarithms.
-const GAP_BATCH: usize = 8;
-
-/// Replaces `out` with the marked positions (ascending) of the level-`k` stream over `n` bits (n ≤ 2^32).
-/// Gaps are drawn in batches of [`GAP_BATCH`]; draws left over after the end of the chunk are discarded (the
-/// stream belongs to this level and chunk only, so the marks are the same as drawing one at a time).
+/// Calls `f(pos)` for each marked position (ascending) of the level-`k` stream over `n` bits.
 #[inline(always)]
-fn level_marks(lad: &Ladder, rng: &mut StreamRng, k: usize, n: u64, out: &mut Vec<u32>) {
-    out.clear();
+fn for_each_mark(lad: &Ladder, rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
     if k == 0 {
         // r_0 = 1: every bit is in S_0.
-        out.extend(0..n as u32);
+        for pos in 0..n {
+            f(pos);
+        }
         return;
     }
     let scale = lad.inv_log[k];
@@ -205,54 +145,25 @@ fn level_marks(lad: &Ladder, rng: &mut StreamRng, k: usize, n: u64, out: &mut Ve
     loop {
         // U in (0, 1]; gap = floor(ln U / ln(1 - r)) ~ Geometric(r) (failures before the first success).
         // The quotient is >= 0, so the integer conversion below is the floor.
-        let mut gaps = [0.0f64; GAP_BATCH];
-        for g in gaps.iter_mut() {
-            *g = ln_unit(lad, rng.next_u64()) * scale;
+        let u = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+        let gap = u.ln() * scale;
+        // i64 conversions are single instructions on x86-64 (n < 2^63 always: chunks are small).
+        if gap >= (n - pos) as i64 as f64 {
+            return;
         }
-        for &gap in &gaps {
-            // i64 conversions are single instructions on x86-64 (n < 2^63 always: chunks are small).
-            if gap >= (n - pos) as i64 as f64 {
-                return;
-            }
-            pos += gap as i64 as u64;
-            out.push(pos as u32);
-            pos += 1;
-            if pos >= n {
-                return;
-            }
+        pos += gap as i64 as u64;
+        f(pos);
+        pos += 1;
+        if pos >= n {
+            return;
         }
     }
 }
 
-/// Where [`chunk_marks`] reads stored bits from and sends flipping positions to.
-trait MarkSink {
-    /// The stored value of local bit `pos` (only asked when p01 ≠ p10). May answer wrongly for a bit that was
-    /// already emitted (an in-place sink has flipped it): such a bit flips anyway.
-    fn value_bit(&self, pos: u64) -> bool;
-    /// Local bit `pos` flips (possibly emitted again from another level).
-    fn emit(&mut self, pos: u64);
-}
-
-/// A [`MarkSink`] from two closures.
-struct FnSink<V, E> {
-    value: V,
-    emit: E,
-}
-
-impl<V: Fn(u64) -> bool, E: FnMut(u64)> MarkSink for FnSink<V, E> {
-    #[inline(always)]
-    fn value_bit(&self, pos: u64) -> bool {
-        (self.value)(pos)
-    }
-    #[inline(always)]
-    fn emit(&mut self, pos: u64) {
-        (self.emit)(pos)
-    }
-}
-
-/// Emits every flipping local bit position of one chunk (bit = local_element·m + b) into `sink`, level by
-/// level; a bit marked at several levels may be emitted more than once (sinks dedupe by sorting, by OR-ing into
-/// masks, or with a seen-mask). Returns the number of levels that emitted something.
+/// Calls `emit(pos)` for every flipping local bit position of one chunk (bit = local_element·m + b), level by
+/// level; a bit marked at several levels may be emitted more than once (callers dedupe with a sort or by
+/// OR-ing into masks). `value_bit(pos)` reads the stored bit (only called when p01 ≠ p10). Returns the number
+/// of levels that emitted something.
 #[inline(always)]
 fn chunk_marks(
     keys: &Keys,
@@ -260,8 +171,8 @@ fn chunk_marks(
     first_bit: u64,
     n_bits: u64,
     rates: BitErrorRates,
-    sink: &mut impl MarkSink,
-    buf: &mut Vec<u32>,
+    value_bit: impl Fn(u64) -> bool,
+    mut emit: impl FnMut(u64),
 ) -> usize {
     let Some(kstar) = boundary_level(rates.max()) else {
         return 0;
@@ -272,42 +183,32 @@ fn chunk_marks(
     for k in kstar..LADDER_LEVELS {
         let (tk, tk1) = (lad.t[k], lad.t[k + 1]);
         let mut rng = keys.rng(k, chunk);
-        level_marks(lad, &mut rng, k, n_bits, buf);
-        if buf.is_empty() {
-            continue;
-        }
         let mut any = false;
         if uniform {
             let p = rates.p01;
             if tk <= p {
                 // Every mark of this level has u < t_k <= p.
-                for &pos in buf.iter() {
-                    sink.emit(pos as u64);
-                }
-                any = true;
+                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
+                    emit(pos);
+                    any = true;
+                });
             } else if tk1 < p {
                 // The boundary level: u = t_{k+1} + (t_k - t_{k+1})·h decides.
-                for &pos in buf.iter() {
-                    let pos = pos as u64;
+                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
                     if tk1 + (tk - tk1) * keys.h(first_bit + pos) < p {
-                        sink.emit(pos);
+                        emit(pos);
                         any = true;
                     }
-                }
+                });
             }
         } else {
-            for &pos in buf.iter() {
-                let pos = pos as u64;
-                let p = if sink.value_bit(pos) {
-                    rates.p10
-                } else {
-                    rates.p01
-                };
+            for_each_mark(lad, &mut rng, k, n_bits, |pos| {
+                let p = if value_bit(pos) { rates.p10 } else { rates.p01 };
                 if tk <= p || (tk1 < p && tk1 + (tk - tk1) * keys.h(first_bit + pos) < p) {
-                    sink.emit(pos);
+                    emit(pos);
                     any = true;
                 }
-            }
+            });
         }
         levels_used += any as usize;
     }
@@ -333,19 +234,9 @@ fn chunk_flips_sorted(
     out: &mut Vec<u64>,
 ) {
     out.clear();
-    let mut sink = FnSink {
-        value: value_bit,
-        emit: |pos| out.push(pos),
-    };
-    let used = chunk_marks(
-        keys,
-        chunk,
-        first_bit,
-        n_bits,
-        rates,
-        &mut sink,
-        &mut Vec::new(),
-    );
+    let used = chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+        out.push(pos)
+    });
     if used > 1 {
         // Each level's run is sorted; the stable sort merges runs. A bit marked at several levels flips once.
         out.sort();
@@ -374,34 +265,14 @@ fn chunk_flips_masks<C: Code>(
         masks[e] = C::from_bits(new);
     };
     if m == 8 {
-        let mut sink = FnSink {
-            value: value_bit,
-            emit: |pos| set((pos >> 3) as usize, pos & 7),
-        };
-        chunk_marks(
-            keys,
-            chunk,
-            first_bit,
-            n_bits,
-            rates,
-            &mut sink,
-            &mut Vec::new(),
-        );
+        chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+            set((pos >> 3) as usize, pos & 7)
+        });
     } else {
         let mm = m as u64;
-        let mut sink = FnSink {
-            value: value_bit,
-            emit: |pos| set((pos / mm) as usize, pos % mm),
-        };
-        chunk_marks(
-            keys,
-            chunk,
-            first_bit,
-            n_bits,
-            rates,
-            &mut sink,
-            &mut Vec::new(),
-        );
+        chunk_marks(keys, chunk, first_bit, n_bits, rates, value_bit, |pos| {
+            set((pos / mm) as usize, pos % mm)
+        });
     }
     count
 }
@@ -492,109 +363,6 @@ pub fn try_sample_bit_errors<C: Code>(
     })
 }
 
-/// In-place injection into one chunk of codes: each emitted bit is xored in once; `seen` remembers the bits
-/// already flipped (it is all zero between chunks: the touched elements, listed in `touched`, are cleared
-/// after the chunk). Work O(marks), no pass over the chunk unless it is dense.
-struct InPlaceSink<'a, C: Code> {
-    codes: &'a mut [C],
-    seen: &'a mut [C],
-    touched: &'a mut Vec<u32>,
-    m: u64,
-    /// log2(m) when m is a power of two (shift instead of a division).
-    shift: Option<u32>,
-    count: usize,
-}
-
-impl<C: Code> InPlaceSink<'_, C> {
-    #[inline(always)]
-    fn split(&self, pos: u64) -> (usize, u32) {
-        match self.shift {
-            Some(s) => ((pos >> s) as usize, 1 << (pos & (self.m - 1))),
-            None => ((pos / self.m) as usize, 1 << (pos % self.m)),
-        }
-    }
-
-    /// Clears `seen` for the next chunk.
-    fn finish(&mut self) -> usize {
-        let n = self.codes.len();
-        if self.touched.len() > n / 16 {
-            self.seen[..n].fill(C::from_bits(0));
-        } else {
-            for &e in self.touched.iter() {
-                self.seen[e as usize] = C::from_bits(0);
-            }
-        }
-        self.touched.clear();
-        self.count
-    }
-}
-
-/// Dense chunks: the emitted bits are OR-ed into `masks` (zero before), then one pass xors them into the codes,
-/// counts them and zeroes the masks again. The codes are only read while marking, so `value_bit` is exact.
-struct MaskSink<'a, C: Code> {
-    codes: &'a mut [C],
-    masks: &'a mut [C],
-    m: u64,
-    shift: Option<u32>,
-    /// Distinct bits set so far (counted here: `count_ones` in the xor pass is a software popcount on
-    /// baseline x86-64, slower than the whole injection).
-    count: usize,
-}
-
-impl<C: Code> MaskSink<'_, C> {
-    #[inline(always)]
-    fn split(&self, pos: u64) -> (usize, u32) {
-        match self.shift {
-            Some(s) => ((pos >> s) as usize, 1 << (pos & (self.m - 1))),
-            None => ((pos / self.m) as usize, 1 << (pos % self.m)),
-        }
-    }
-
-    fn finish(&mut self) -> usize {
-        for (x, mask) in self.codes.iter_mut().zip(self.masks.iter_mut()) {
-            *x = C::from_bits(x.to_bits() ^ mask.to_bits());
-            *mask = C::from_bits(0);
-        }
-        self.count
-    }
-}
-
-impl<C: Code> MarkSink for MaskSink<'_, C> {
-    #[inline(always)]
-    fn value_bit(&self, pos: u64) -> bool {
-        let (e, bit) = self.split(pos);
-        self.codes[e].to_bits() & bit != 0
-    }
-    #[inline(always)]
-    fn emit(&mut self, pos: u64) {
-        let (e, bit) = self.split(pos);
-        let old = self.masks[e].to_bits();
-        self.count += (old & bit == 0) as usize;
-        self.masks[e] = C::from_bits(old | bit);
-    }
-}
-
-impl<C: Code> MarkSink for InPlaceSink<'_, C> {
-    #[inline(always)]
-    fn value_bit(&self, pos: u64) -> bool {
-        let (e, bit) = self.split(pos);
-        self.codes[e].to_bits() & bit != 0
-    }
-    #[inline(always)]
-    fn emit(&mut self, pos: u64) {
-        let (e, bit) = self.split(pos);
-        let s = self.seen[e].to_bits();
-        if s & bit == 0 {
-            if s == 0 {
-                self.touched.push(e as u32);
-            }
-            self.seen[e] = C::from_bits(s | bit);
-            self.codes[e] = C::from_bits(self.codes[e].to_bits() ^ bit);
-            self.count += 1;
-        }
-    }
-}
-
 /// Injects random bit errors at `rates` into `codes` in place (m = `bits`), returns the number of flipped bits.
 /// Same flips as [`try_sample_bit_errors`] followed by [`FaultPattern::apply`], without building the pattern.
 pub fn try_inject_bit_errors<C: Code>(
@@ -605,50 +373,65 @@ pub fn try_inject_bit_errors<C: Code>(
 ) -> Result<usize, FaultError> {
     let m = check_bits::<C>(bits)?;
     rates.validate()?;
-    if rates.max() <= 0.0 {
-        return Ok(0);
-    }
     let keys = Keys::new(seed);
-    let shift = m.is_power_of_two().then(|| m.trailing_zeros());
-    let dense = use_mask(rates, m, CHUNK_ELEMENTS.min(codes.len()));
     let count = codes
         .par_chunks_mut(CHUNK_ELEMENTS)
         .enumerate()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(seen, touched, buf): &mut (Vec<C>, Vec<u32>, Vec<u32>), (c, chunk_codes)| {
-                if seen.len() < chunk_codes.len() {
-                    seen.resize(chunk_codes.len(), C::from_bits(0));
-                }
-                let first_bit = (c * CHUNK_ELEMENTS) as u64 * m as u64;
-                let n_bits = chunk_codes.len() as u64 * m as u64;
-                if dense {
-                    let len = chunk_codes.len();
-                    let mut sink = MaskSink {
-                        codes: chunk_codes,
-                        masks: &mut seen[..len],
-                        m: m as u64,
-                        shift,
-                        count: 0,
-                    };
-                    chunk_marks(&keys, c as u64, first_bit, n_bits, rates, &mut sink, buf);
-                    sink.finish()
+            || (Vec::new(), Vec::new()),
+            |(buf, masks): &mut (Vec<u64>, Vec<C>), (c, chunk_codes)| {
+                let first_element = (c * CHUNK_ELEMENTS) as u64;
+                let first_bit = first_element * m as u64;
+                if use_mask(rates, m, chunk_codes.len()) {
+                    masks.resize(chunk_codes.len(), C::from_bits(0));
+                    let flips;
+                    {
+                        let view: &[C] = chunk_codes;
+                        let value_bit = |pos| stored_bit(view, m, pos);
+                        flips = chunk_flips_masks(
+                            &keys, c as u64, first_bit, m, rates, value_bit, masks,
+                        );
+                    }
+                    for (x, &mask) in chunk_codes.iter_mut().zip(masks.iter()) {
+                        *x = C::from_bits(x.to_bits() ^ mask.to_bits());
+                    }
+                    flips
                 } else {
-                    let mut sink = InPlaceSink {
-                        codes: chunk_codes,
-                        seen,
-                        touched,
-                        m: m as u64,
-                        shift,
-                        count: 0,
-                    };
-                    chunk_marks(&keys, c as u64, first_bit, n_bits, rates, &mut sink, buf);
-                    sink.finish()
+                    let n_bits = chunk_codes.len() as u64 * m as u64;
+                    {
+                        let view: &[C] = chunk_codes;
+                        let value_bit = |pos| stored_bit(view, m, pos);
+                        chunk_flips_sorted(
+                            &keys, c as u64, first_bit, n_bits, rates, value_bit, buf,
+                        );
+                    }
+                    apply_local_flips(chunk_codes, m, buf);
+                    buf.len()
                 }
             },
         )
         .sum();
     Ok(count)
+}
+
+/// XORs sorted unique local bit positions into a chunk of codes.
+#[inline]
+fn apply_local_flips<C: Code>(codes: &mut [C], m: u32, flips: &[u64]) {
+    match m {
+        8 => {
+            for &pos in flips {
+                let c = &mut codes[(pos >> 3) as usize];
+                *c = C::from_bits(c.to_bits() ^ (1 << (pos & 7)));
+            }
+        }
+        _ => {
+            let m = m as u64;
+            for &pos in flips {
+                let c = &mut codes[(pos / m) as usize];
+                *c = C::from_bits(c.to_bits() ^ (1 << (pos % m)));
+            }
+        }
+    }
 }
 
 /// The flips of random bit errors at `rates` on `codes` for `seed` (see [`try_sample_bit_errors`]).
@@ -740,14 +523,14 @@ impl NestedSampler {
                 let first_bit = first_element * m;
                 let mut marks: Vec<Candidate> = Vec::new();
                 if let Some(kstar) = boundary_level(p_max) {
-                    let mut buf = Vec::new();
                     for k in kstar..LADDER_LEVELS {
                         let mut rng = keys.rng(k, c);
-                        level_marks(ladder(), &mut rng, k, n_el * m, &mut buf);
-                        marks.extend(buf.iter().map(|&pos| Candidate {
-                            bit: first_bit + pos as u64,
-                            level: k as u16,
-                        }));
+                        for_each_mark(ladder(), &mut rng, k, n_el * m, |pos| {
+                            marks.push(Candidate {
+                                bit: first_bit + pos,
+                                level: k as u16,
+                            })
+                        });
                     }
                 }
                 // Keep each bit once, at its highest level (smallest u).
@@ -900,56 +683,5 @@ impl NestedSampler {
         let n = p.flip_count() as usize;
         p.apply(codes)?;
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod ln_tests {
-    use super::*;
-
-    /// `ln_unit` against libm's `ln` on random words and the edges of its range (U = 2^-53, U near 0.75, 1.5
-    /// slice boundaries, U = 1): error within 2 ulp of the result, or 1e-18 absolute near U = 1 (1% of the
-    /// 2^-53 grid of U there).
-    #[test]
-    fn ln_unit_matches_libm() {
-        let lad = ladder();
-        let check = |x: u64| {
-            let u = ((x >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-            let want = u.ln();
-            let got = ln_unit(lad, x);
-            let tol = (want.abs() * 4.5e-16).max(1e-18);
-            assert!(
-                (got - want).abs() <= tol,
-                "x = {x:#x}: u = {u}, ln = {want}, ln_unit = {got}"
-            );
-        };
-        let mut z = 12345u64;
-        for _ in 0..2_000_000 {
-            z = mix64(z.wrapping_add(0x9E37_79B9_7F4A_7C15));
-            check(z);
-            // Also small U (many leading zeros).
-            check(z >> (z % 64));
-        }
-        for v in [
-            0u64,
-            1,
-            2,
-            3,
-            (1 << 53) - 1,
-            (1 << 53) - 2,
-            1 << 52,
-            3 << 51,
-            (3 << 51) - 1,
-        ] {
-            check(v << 11);
-            check((v << 11) | 0x7ff);
-        }
-        for s in 0..128u64 {
-            let v = (1u64 << 52) | (s << 45);
-            for dv in [0u64, 1, 2] {
-                check((v + dv) << 11);
-                check((v - dv) << 11);
-            }
-        }
     }
 }
