@@ -8,7 +8,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use accelsim::faults::{try_inject_bit_errors, try_sample_bit_errors, BitErrorRates};
+use accelsim::faults::{
+    try_inject_bit_errors, try_inject_bit_errors_into, try_sample_bit_errors, BitErrorRates,
+};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -33,23 +35,24 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 /// The reference's method, done as cheaply as that method allows: for each code, 8 uniform f32 draws, each
-/// compared with p, packed into a flip mask and xored in. Materialised per block (not the reference's
-/// 32 bytes per code at once) and single-threaded like `torch.rand` on one generator.
-fn dense_baseline(codes: &mut [u8], p: f32, seed: u64) -> usize {
+/// compared with p, packed into a flip mask and xored into the copy of the code in `out` (the copy is fused
+/// with the injection, as ours is). Materialised per block (not the reference's 32 bytes per code at once)
+/// and single-threaded like `torch.rand` on one generator.
+fn dense_baseline(clean: &[u8], out: &mut [u8], p: f32, seed: u64) -> usize {
     let mut rng = Pcg64::seed_from_u64(seed);
     let mut u = vec![0f32; 8 * 4096];
     let mut flips = 0usize;
-    for block in codes.chunks_mut(4096) {
-        for x in u[..8 * block.len()].iter_mut() {
+    for (src, dst) in clean.chunks(4096).zip(out.chunks_mut(4096)) {
+        for x in u[..8 * src.len()].iter_mut() {
             *x = rng.gen::<f32>();
         }
-        for (i, c) in block.iter_mut().enumerate() {
+        for (i, (c, o)) in src.iter().zip(dst.iter_mut()).enumerate() {
             let mut mask = 0u8;
             for b in 0..8 {
                 mask |= ((u[8 * i + b] < p) as u8) << b;
             }
             flips += mask.count_ones() as usize;
-            *c ^= mask;
+            *o = c ^ mask;
         }
     }
     flips
@@ -109,22 +112,16 @@ fn main() {
         let t_dense = if std::env::var("ACCELSIM_BENCH_SKIP_DENSE").is_ok() {
             f64::NAN
         } else {
-            best(2, || {
-                buf.copy_from_slice(&codes);
-                dense_baseline(&mut buf, p as f32, 7)
-            })
-            .0
+            best(2, || dense_baseline(&codes, &mut buf, p as f32, 7)).0
         };
         let rates = BitErrorRates::uniform(p);
-        // Ours = copy the clean codes + inject in place (what a sweep does per chip and rate).
-        let (t_ours, flips) = best(5, || {
-            buf.copy_from_slice(&codes);
-            try_inject_bit_errors(&mut buf, 8, rates, 7).unwrap()
+        // Ours = the faulty copy of the clean codes (what a sweep needs per chip and rate): fused copy + inject.
+        let (t_ours, flips) = best(7, || {
+            try_inject_bit_errors_into(&codes, &mut buf, 8, rates, 7).unwrap()
         });
         let (t_ours1, _) = one.install(|| {
             best(3, || {
-                buf.copy_from_slice(&codes);
-                try_inject_bit_errors(&mut buf, 8, rates, 7).unwrap()
+                try_inject_bit_errors_into(&codes, &mut buf, 8, rates, 7).unwrap()
             })
         });
         let (t_inject, _) = best(5, || try_inject_bit_errors(&mut buf, 8, rates, 7).unwrap());
@@ -162,5 +159,5 @@ fn main() {
         );
     }
     println!("targets (issue 2): dense/ours >= 30x at 1e-2, >= 150x at 1e-3; ours <= 3x copy at 1e-4; extra memory <= 1.5x codes + flips");
-    println!("ours = copy + inject with all rayon threads; ours1t = the same on one thread; inject = in place without the copy");
+    println!("ours = faulty copy of the clean codes (fused copy + inject) on all rayon threads; ours1t = the same on one thread; inject = in place, no copy");
 }

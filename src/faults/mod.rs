@@ -19,8 +19,8 @@ pub use code::{low_mask, Code};
 pub use pattern::{FaultEntry, FaultPattern, PATTERN_FORMAT, PATTERN_VERSION};
 pub use sampler::{
     inject_bit_errors, inject_bit_errors_u8, ladder_threshold, sample_bit_errors,
-    sample_bit_errors_u8, try_inject_bit_errors, try_sample_bit_errors, Candidate, NestedSampler,
-    CHUNK_ELEMENTS, LADDER_LEVELS,
+    sample_bit_errors_u8, try_inject_bit_errors, try_inject_bit_errors_into, try_sample_bit_errors,
+    Candidate, NestedSampler, CHUNK_ELEMENTS, LADDER_LEVELS,
 };
 
 use std::path::PathBuf;

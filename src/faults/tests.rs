@@ -165,6 +165,11 @@ proptest! {
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(flips as u64, pat.flip_count());
         prop_assert_eq!(hamming_distance(&codes, &a).unwrap(), pat.flip_count());
+        // The fused copy + inject writes the same codes into a buffer full of garbage and leaves `codes` alone.
+        let mut c = vec![0xA5u8; n];
+        let flips_into = try_inject_bit_errors_into(&codes, &mut c, bits, rates, seed).unwrap();
+        prop_assert_eq!(&a, &c);
+        prop_assert_eq!(flips_into, flips);
         let ns = NestedSampler::new(n as u64, bits, 0.3, seed).unwrap();
         prop_assert_eq!(&ns.pattern(&codes, rates).unwrap(), &pat);
     }
@@ -539,7 +544,9 @@ fn deterministic_across_thread_counts_and_runs() {
             let mut a = codes.clone();
             try_inject_bit_errors(&mut a, 7, rates, 123).unwrap();
             let ns = NestedSampler::new(codes.len() as u64, 7, 0.05, 123).unwrap();
-            (pat, a, ns.candidates().to_vec())
+            let mut b = vec![0u8; codes.len()];
+            try_inject_bit_errors_into(&codes, &mut b, 7, rates, 123).unwrap();
+            (pat, a, ns.candidates().to_vec(), b)
         })
     };
     let one = run(1);
@@ -547,6 +554,8 @@ fn deterministic_across_thread_counts_and_runs() {
     assert_eq!(one.0, two.0);
     assert_eq!(one.1, two.1);
     assert_eq!(one.2, two.2);
+    assert_eq!(one.3, two.3);
+    assert_eq!(one.3, one.1);
     assert_eq!(run(2).0, one.0);
     // A different seed gives a different pattern.
     assert_ne!(try_sample_bit_errors(&codes, 7, rates, 124).unwrap(), one.0);
@@ -597,6 +606,24 @@ fn invalid_inputs_are_errors_or_saturate() {
         try_inject_bit_errors(&mut codes, 9, BitErrorRates::uniform(0.1), 0),
         Err(FaultError::InvalidBits { .. })
     ));
+    let mut short = vec![0u8; 99];
+    assert!(matches!(
+        try_inject_bit_errors_into(&codes, &mut short, 8, BitErrorRates::uniform(0.1), 0),
+        Err(FaultError::LengthMismatch {
+            left: 100,
+            right: 99
+        })
+    ));
+    assert!(matches!(
+        try_inject_bit_errors_into(
+            &codes,
+            &mut codes.clone(),
+            8,
+            BitErrorRates::uniform(f64::NAN),
+            0
+        ),
+        Err(FaultError::InvalidRate { .. })
+    ));
     // The unchecked entry points never panic.
     assert_eq!(
         inject_bit_errors_u8(&mut codes, 8, BitErrorRates::uniform(f64::NAN), 0),
@@ -630,4 +657,15 @@ fn wide_codes_flip_all_their_bits() {
         }
     }
     assert!(per_bit[31] > 150 && per_bit[0] > 150, "{per_bit:?}");
+    // The fused copy + inject agrees on wide signed codes with non-zero values and asymmetric rates.
+    let clean: Vec<i16> = (0..3000).map(|i| sampler_test_mix(i) as i16).collect();
+    let rates = BitErrorRates::new(0.02, 0.2).unwrap();
+    let mut in_place = clean.clone();
+    let n = try_inject_bit_errors(&mut in_place, 13, rates, 8).unwrap();
+    let mut out = vec![-1i16; clean.len()];
+    assert_eq!(
+        try_inject_bit_errors_into(&clean, &mut out, 13, rates, 8).unwrap(),
+        n
+    );
+    assert_eq!(out, in_place);
 }
