@@ -438,7 +438,7 @@ pub fn try_inject_bit_errors_into<C: Code>(
 
 /// Bytes of codes per block of [`for_each_flip_blocked`]: small enough that the codes, their copy or mask and
 /// the streams' state stay in the L1 data cache while the flips of the block land.
-const BLOCK_BYTES: usize = 8192;
+const BLOCK_BYTES: usize = 16384;
 
 /// Receives the flips of one chunk block by block (see [`for_each_flip_blocked`]).
 trait BlockSink {
@@ -524,14 +524,15 @@ impl<C: Code> BlockSink for MaskSink<'_, C> {
     #[inline(always)]
     fn flip(&mut self, e: usize, b: u32) {
         let mk = &mut self.mask[e - self.lo];
-        *mk = C::from_bits(mk.to_bits() | 1 << b);
+        let (old, new) = (mk.to_bits(), mk.to_bits() | 1 << b);
+        // Count each bit once (a bit marked at several levels is reported once per level).
+        self.count += (new != old) as usize;
+        *mk = C::from_bits(new);
     }
     #[inline(always)]
     fn end(&mut self, lo: usize, hi: usize) {
         for (x, mk) in self.codes[lo..hi].iter_mut().zip(self.mask.iter()) {
-            let mk = mk.to_bits();
-            self.count += mk.count_ones() as usize;
-            *x = C::from_bits(x.to_bits() ^ mk);
+            *x = C::from_bits(x.to_bits() ^ mk.to_bits());
         }
     }
     #[inline(always)]
@@ -695,6 +696,9 @@ fn for_each_flip_blocked<S: BlockSink>(
         sink.begin(lo, hi);
         let end_bit = hi as u64 * m as u64;
         for slot in streams.iter_mut() {
+            if slot.next >= end_bit {
+                continue;
+            }
             // Work on a local copy so the stream's state stays in registers through the block.
             let mut s = slot.clone();
             while s.next < end_bit {
