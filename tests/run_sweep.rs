@@ -246,6 +246,19 @@ fn run_reports_faults_accuracy_cycles_energy() {
     let b = run_json(&w, &["--vdd", "1.15", "--ber", "0.05"]);
     let ber = b["ber"].as_f64().unwrap();
     assert!((ber - 0.05).abs() < 0.01, "ber {ber}");
+    // --skip leaves out the first images: 64 images = 40 skipped + 24 evaluated.
+    let all = run_json(&w, &["--vdd", "1.15"]);
+    let tail = run_json(&w, &["--vdd", "1.15", "--skip", "40"]);
+    assert_eq!(all["test_images"], 64);
+    assert_eq!(tail["test_images"], 24);
+    assert_eq!(tail["first_test_image"], 40);
+    let head = run_json(&w, &["--vdd", "1.15", "--limit", "40"]);
+    // The clean mistakes of the whole set split exactly into those of the first 40 and of the last 24.
+    let mistakes = |v: &serde_json::Value| {
+        (v["clean_error_pct"].as_f64().unwrap() * v["test_images"].as_f64().unwrap() / 100.0)
+            .round()
+    };
+    assert_eq!(mistakes(&all), mistakes(&head) + mistakes(&tail));
     // Text output works too.
     let out = bin()
         .args(["run", "--hw", "14nm_sram", "--vdd", "0.9", "--model"])
@@ -314,6 +327,10 @@ fn user_errors_are_one_line_exit_2() {
     assert_user_error(
         base(&["--vdd", "0.9", "--model", model, "--ber", "2"]),
         "--ber",
+    );
+    assert_user_error(
+        base(&["--vdd", "0.9", "--model", model, "--skip", "64"]),
+        "--skip 64",
     );
     let sweep = bin()
         .args([

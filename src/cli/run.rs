@@ -42,7 +42,11 @@ pub struct Args {
     /// Data folder of the model's data set [default: /usr/share/datasets/fashion-mnist for Fashion-MNIST].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Evaluate only the first N test images [default: all].
+    /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the last 1000 Fashion-MNIST test
+    /// images, the paper's held-out validation images) [default: 0].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: usize,
+    /// Evaluate only the first N test images (after `--skip`) [default: all].
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Print one JSON object instead of text.
@@ -67,6 +71,8 @@ pub struct RunReport {
     pub nominal_v: f64,
     pub samples: u32,
     pub test_images: usize,
+    /// Index of the first evaluated test image (`--skip`).
+    pub first_test_image: usize,
     /// Measured bit error rate of the stored weights (flipped bits / (W·m)), mean over samples.
     pub ber: f64,
     pub flipped_bits_mean: f64,
@@ -163,7 +169,7 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         (None, None, None) => FaultSpec::MeasuredUniform,
     };
     spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;
-    let mut data = DataCache::new(args.data.clone(), args.limit);
+    let mut data = DataCache::new(args.data.clone(), args.limit).skipping(args.skip);
     let mut loaded = LoadedModel::load(&model_path, &mut data).map_err(sweep_err)?;
     let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
     let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
@@ -202,6 +208,7 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         nominal_v: hw.voltage.nominal_v,
         samples,
         test_images,
+        first_test_image: args.skip,
         ber: flipped_bits_mean / (weights as f64 * bits as f64),
         flipped_bits_mean,
         clean_error_pct: runner.clean_error_pct(),
@@ -244,8 +251,13 @@ fn print_text(r: &RunReport) {
         "  bit error rate   {:.3e} of stored weight bits ({:.1} flipped bits on average)",
         r.ber, r.flipped_bits_mean
     );
+    let from = if r.first_test_image > 0 {
+        format!(" from #{}", r.first_test_image)
+    } else {
+        String::new()
+    };
     println!(
-        "  clean error      {:.2}% ({} test images)",
+        "  clean error      {:.2}% ({} test images{from})",
         r.clean_error_pct, r.test_images
     );
     println!(

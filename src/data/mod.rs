@@ -140,6 +140,17 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// The data set without its first `n` images (`n` ≤ `len()`).
+    pub fn without_first(self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            kind: self.kind,
+            images: self.images.slice(ndarray::s![n.., .., .., ..]).to_owned(),
+            labels: self.labels[n..].to_vec(),
+            classes: self.classes,
+        }
+    }
+
     /// True when the split holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()

@@ -35,6 +35,7 @@ pub fn list_shipped_models() -> Vec<PathBuf> {
 #[derive(Debug, Default)]
 pub struct DataCache {
     dir: Option<PathBuf>,
+    skip: usize,
     limit: Option<usize>,
     sets: HashMap<DatasetKind, Dataset>,
 }
@@ -44,15 +45,35 @@ impl DataCache {
     pub fn new(dir: Option<PathBuf>, limit: Option<usize>) -> Self {
         DataCache {
             dir,
+            skip: 0,
             limit,
             sets: HashMap::new(),
         }
     }
 
+    /// Leaves out the first `skip` test images; `limit` then counts from there (e.g. skip 9000, limit 1000:
+    /// the last 1000 Fashion-MNIST test images, which the paper's protocol holds out for validation).
+    pub fn skipping(mut self, skip: usize) -> Self {
+        self.skip = skip;
+        self
+    }
+
     fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
         if !self.sets.contains_key(&kind) {
-            let ds = data::load_test_split(kind, self.dir.as_deref(), self.limit)
+            let load_limit = self.limit.map(|l| l.saturating_add(self.skip));
+            let mut ds = data::load_test_split(kind, self.dir.as_deref(), load_limit)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
+            if self.skip > 0 {
+                if self.skip >= ds.len() {
+                    return Err(SweepError::Input(format!(
+                        "--skip {} leaves no test images: the {:?} test split has {}",
+                        self.skip,
+                        kind,
+                        ds.len()
+                    )));
+                }
+                ds = ds.without_first(self.skip);
+            }
             self.sets.insert(kind, ds);
         }
         Ok(&self.sets[&kind])
