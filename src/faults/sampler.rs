@@ -326,9 +326,8 @@ pub fn try_sample_bit_errors<C: Code>(
                 if use_mask(rates, m, chunk_codes.len()) {
                     let mut sink = PatternSink {
                         codes: chunk_codes,
-                        mask: masks,
+                        mask: BlockMask::new(masks),
                         m,
-                        lo: 0,
                         first_element,
                         entries: &mut entries,
                     };
@@ -370,13 +369,11 @@ pub fn try_inject_bit_errors<C: Code>(
                 if use_mask(rates, m, chunk_codes.len()) {
                     let mut sink = MaskSink {
                         codes: chunk_codes,
-                        mask: masks,
+                        mask: BlockMask::new(masks),
                         m,
-                        lo: 0,
-                        count: 0,
                     };
                     for_each_flip_blocked(&keys, c as u64, first_bit, rates, &mut sink);
-                    sink.count
+                    sink.mask.distinct
                 } else {
                     let n_bits = chunk_codes.len() as u64 * m as u64;
                     {
@@ -442,20 +439,30 @@ const BLOCK_BYTES: usize = 16384;
 
 /// Receives the flips of one chunk block by block (see [`for_each_flip_blocked`]).
 trait BlockSink {
-    /// Number of elements in the chunk.
-    fn elements(&self) -> usize;
+    type C: Code;
+    /// The chunk's stored (clean) codes, as they read before this chunk's flips.
+    fn clean(&self) -> &[Self::C];
     /// Stored bits per element.
     fn bits(&self) -> u32;
-    /// Bytes of one element in memory.
-    fn element_bytes(&self) -> usize;
     /// Called before the flips of elements `lo..hi`.
     fn begin(&mut self, lo: usize, hi: usize);
     /// Bit `b` of element `e` flips (may be called more than once for the same bit: once per marking level).
     fn flip(&mut self, e: usize, b: u32);
     /// Called after the flips of elements `lo..hi`.
     fn end(&mut self, lo: usize, hi: usize);
-    /// The stored (clean) value of bit `b` of element `e`.
-    fn value_bit(&self, e: usize, b: u32) -> bool;
+    /// Number of elements in the chunk.
+    fn elements(&self) -> usize {
+        self.clean().len()
+    }
+    /// Bytes of one element in memory.
+    fn element_bytes(&self) -> usize {
+        std::mem::size_of::<Self::C>()
+    }
+    /// The stored value of bit `b` of element `e`.
+    #[inline(always)]
+    fn value_bit(&self, e: usize, b: u32) -> bool {
+        (self.clean()[e].to_bits() >> b) & 1 == 1
+    }
 }
 
 /// Fused copy + inject: `dst = src` with flips, deduplicated against `src`.
@@ -467,14 +474,12 @@ struct CopySink<'a, C> {
 }
 
 impl<C: Code> BlockSink for CopySink<'_, C> {
-    fn elements(&self) -> usize {
-        self.src.len()
+    type C = C;
+    fn clean(&self) -> &[C] {
+        self.src
     }
     fn bits(&self) -> u32 {
         self.m
-    }
-    fn element_bytes(&self) -> usize {
-        std::mem::size_of::<C>()
     }
     #[inline(always)]
     fn begin(&mut self, lo: usize, hi: usize) {
@@ -490,30 +495,24 @@ impl<C: Code> BlockSink for CopySink<'_, C> {
     }
     #[inline(always)]
     fn end(&mut self, _lo: usize, _hi: usize) {}
-    #[inline(always)]
-    fn value_bit(&self, e: usize, b: u32) -> bool {
-        (self.src[e].to_bits() >> b) & 1 == 1
-    }
 }
 
-/// In-place injection: flips are OR-ed into a block-sized mask, which is xored into the codes at the block's end.
-struct MaskSink<'a, C> {
-    codes: &'a mut [C],
+/// The flips of one block OR-ed into per-element masks (shared by the in-place and the pattern sinks).
+struct BlockMask<'a, C> {
     mask: &'a mut Vec<C>,
-    m: u32,
+    /// First element of the block.
     lo: usize,
-    count: usize,
+    /// Distinct flipped bits so far (a bit marked at several levels is set once per level).
+    distinct: usize,
 }
 
-impl<C: Code> BlockSink for MaskSink<'_, C> {
-    fn elements(&self) -> usize {
-        self.codes.len()
-    }
-    fn bits(&self) -> u32 {
-        self.m
-    }
-    fn element_bytes(&self) -> usize {
-        std::mem::size_of::<C>()
+impl<'a, C: Code> BlockMask<'a, C> {
+    fn new(mask: &'a mut Vec<C>) -> Self {
+        BlockMask {
+            mask,
+            lo: 0,
+            distinct: 0,
+        }
     }
     #[inline(always)]
     fn begin(&mut self, lo: usize, hi: usize) {
@@ -522,59 +521,73 @@ impl<C: Code> BlockSink for MaskSink<'_, C> {
         self.mask.resize(hi - lo, C::from_bits(0));
     }
     #[inline(always)]
-    fn flip(&mut self, e: usize, b: u32) {
+    fn set(&mut self, e: usize, b: u32) {
         let mk = &mut self.mask[e - self.lo];
         let (old, new) = (mk.to_bits(), mk.to_bits() | 1 << b);
-        // Count each bit once (a bit marked at several levels is reported once per level).
-        self.count += (new != old) as usize;
+        self.distinct += (new != old) as usize;
         *mk = C::from_bits(new);
-    }
-    #[inline(always)]
-    fn end(&mut self, lo: usize, hi: usize) {
-        for (x, mk) in self.codes[lo..hi].iter_mut().zip(self.mask.iter()) {
-            *x = C::from_bits(x.to_bits() ^ mk.to_bits());
-        }
-    }
-    #[inline(always)]
-    fn value_bit(&self, e: usize, b: u32) -> bool {
-        // Flips are only xored in at the block's end, so the codes still hold the stored values.
-        (self.codes[e].to_bits() >> b) & 1 == 1
     }
 }
 
-/// Pattern building: flips are OR-ed into a block-sized mask, whose non-zero entries become pattern entries.
+/// In-place injection: the block's mask is xored into the codes at the block's end (so until then the codes
+/// still hold the stored values that `clean` reports).
+struct MaskSink<'a, C> {
+    codes: &'a mut [C],
+    mask: BlockMask<'a, C>,
+    m: u32,
+}
+
+impl<C: Code> BlockSink for MaskSink<'_, C> {
+    type C = C;
+    fn clean(&self) -> &[C] {
+        self.codes
+    }
+    fn bits(&self) -> u32 {
+        self.m
+    }
+    #[inline(always)]
+    fn begin(&mut self, lo: usize, hi: usize) {
+        self.mask.begin(lo, hi);
+    }
+    #[inline(always)]
+    fn flip(&mut self, e: usize, b: u32) {
+        self.mask.set(e, b);
+    }
+    #[inline(always)]
+    fn end(&mut self, lo: usize, hi: usize) {
+        for (x, mk) in self.codes[lo..hi].iter_mut().zip(self.mask.mask.iter()) {
+            *x = C::from_bits(x.to_bits() ^ mk.to_bits());
+        }
+    }
+}
+
+/// Pattern building: the non-zero entries of the block's mask become pattern entries.
 struct PatternSink<'a, C> {
     codes: &'a [C],
-    mask: &'a mut Vec<C>,
+    mask: BlockMask<'a, C>,
     m: u32,
-    lo: usize,
     first_element: u64,
     entries: &'a mut Vec<FaultEntry>,
 }
 
 impl<C: Code> BlockSink for PatternSink<'_, C> {
-    fn elements(&self) -> usize {
-        self.codes.len()
+    type C = C;
+    fn clean(&self) -> &[C] {
+        self.codes
     }
     fn bits(&self) -> u32 {
         self.m
     }
-    fn element_bytes(&self) -> usize {
-        std::mem::size_of::<C>()
-    }
     #[inline(always)]
     fn begin(&mut self, lo: usize, hi: usize) {
-        self.lo = lo;
-        self.mask.clear();
-        self.mask.resize(hi - lo, C::from_bits(0));
+        self.mask.begin(lo, hi);
     }
     #[inline(always)]
     fn flip(&mut self, e: usize, b: u32) {
-        let mk = &mut self.mask[e - self.lo];
-        *mk = C::from_bits(mk.to_bits() | 1 << b);
+        self.mask.set(e, b);
     }
     fn end(&mut self, lo: usize, _hi: usize) {
-        for (i, mk) in self.mask.iter().enumerate() {
+        for (i, mk) in self.mask.mask.iter().enumerate() {
             let flip = mk.to_bits();
             if flip != 0 {
                 self.entries.push(FaultEntry {
@@ -585,10 +598,6 @@ impl<C: Code> BlockSink for PatternSink<'_, C> {
                 });
             }
         }
-    }
-    #[inline(always)]
-    fn value_bit(&self, e: usize, b: u32) -> bool {
-        (self.codes[e].to_bits() >> b) & 1 == 1
     }
 }
 
