@@ -12,8 +12,9 @@
 #
 # Environment: EPOCHS (default 15), TRAIN_SEEDS (default "1 2 3"), DATA (Fashion-MNIST IDX dir), PY (python),
 # SEEDS (PyTorch evaluation chips, default 100-124), MODELS (output dir, default models), ACCELSIM (simulator
-# binary, default target/release/accelsim), SKIP_EVAL=1 skips step 3.
-# Resumable: rerunning continues every candidate from its last epoch checkpoint (training/runs/NAME/ckpt.pt) and
+# binary, default target/release/accelsim), RUNS (checkpoints, logs and candidates, default training/runs),
+# TRAIN_ARGS (extra `train` flags, e.g. "--train-limit 2000" for a quick smoke run), SKIP_EVAL=1 skips step 3.
+# Resumable: rerunning continues every candidate from its last epoch checkpoint (RUNS/NAME-sSEED/ckpt.pt) and
 # skips finished ones.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,7 @@ DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SEEDS=${SEEDS:-100-124}
 MODELS=${MODELS:-models}
 ACCELSIM=${ACCELSIM:-target/release/accelsim}
-LOGS=training/runs
+LOGS=${RUNS:-training/runs}
 CAND=$LOGS/candidates
 mkdir -p "$CAND" "$MODELS"
 export PYTHONPATH=training${PYTHONPATH:+:$PYTHONPATH}
@@ -46,9 +47,9 @@ train_one() {
     return 0
   fi
   echo "$(date +%T) start $cand (log $LOGS/$cand.log)"
-  # shellcheck disable=SC2086  # args is a list of flags
+  # shellcheck disable=SC2086  # args and TRAIN_ARGS are lists of flags
   if "$PY" -m accelsim_train train --epochs "$EPOCHS" --data "$DATA" --seed "$seed" --out "$CAND/$cand" \
-    --no-progress $args >"$LOGS/$cand.log" 2>&1; then
+    --ckpt "$LOGS/$cand/ckpt.pt" --no-progress $args ${TRAIN_ARGS:-} >"$LOGS/$cand.log" 2>&1; then
     echo "$(date +%T) done  $cand: $(tail -n 2 "$LOGS/$cand.log" | head -n 1)"
   else
     echo "$(date +%T) FAILED $cand: see $LOGS/$cand.log" >&2
@@ -137,7 +138,7 @@ done
 mv "$table.tmp" "$table"
 
 if [ "${SKIP_EVAL:-0}" != 1 ]; then
-  "$PY" -m accelsim_train table --data "$DATA" --seeds "$SEEDS" --threads 2 --cache training/runs/eval --out "$MODELS/robustness.md" \
+  "$PY" -m accelsim_train table --data "$DATA" --seeds "$SEEDS" --threads 2 --cache "$LOGS/eval" --out "$MODELS/robustness.md" \
     "$MODELS/fmnist-cnn-normal-8b" "$MODELS/fmnist-cnn-rquant-8b" "$MODELS/fmnist-cnn-clipping-8b" \
     "$MODELS/fmnist-cnn-randbet-8b" "$MODELS/fmnist-cnn-randbet-4b"
 fi
