@@ -78,17 +78,18 @@ fn boundary_level(p: f64) -> Option<usize> {
     Some(n.saturating_sub(1).min(LADDER_LEVELS - 1))
 }
 
-/// Whether a bit whose highest mark is at level k, with in-level uniform h, has u < p (the same comparisons as
-/// `chunk_marks`, so the nested sampler and the direct sampler agree exactly).
+/// Whether a bit whose highest mark is at level k, with in-level uniform h, has u < p. Every sampler decides
+/// through this one function, so the nested sampler and the direct samplers agree exactly. `h` is only
+/// computed on the level that straddles p.
 #[inline(always)]
-fn decide(k: usize, h: f64, p: f64) -> bool {
+fn decide(k: usize, p: f64, h: impl FnOnce() -> f64) -> bool {
     let t = &ladder().t;
     if t[k] <= p {
         true
     } else if t[k + 1] >= p {
         false
     } else {
-        t[k + 1] + (t[k] - t[k + 1]) * h < p
+        t[k + 1] + (t[k] - t[k + 1]) * h() < p
     }
 }
 
@@ -157,28 +158,13 @@ fn gap_within(gap: f64, remaining: u64) -> Option<u64> {
     }
 }
 
-/// Calls `f(pos)` for each marked position (ascending) of the level-`k` stream over `n` bits.
+/// Calls `f(pos)` for each marked position (ascending) of the level-`k` stream of `chunk` over `n` bits.
 #[inline(always)]
-fn for_each_mark(lad: &Ladder, rng: &mut Pcg64, k: usize, n: u64, mut f: impl FnMut(u64)) {
-    if k == 0 {
-        // r_0 = 1: every bit is in S_0.
-        for pos in 0..n {
-            f(pos);
-        }
-        return;
-    }
-    let scale = lad.gap_scale[k];
-    let mut pos = 0u64;
-    loop {
-        let Some(gap) = gap_within(draw_gap(rng, scale), n - pos) else {
-            return;
-        };
-        pos += gap;
-        f(pos);
-        pos += 1;
-        if pos >= n {
-            return;
-        }
+fn for_each_mark(keys: &Keys, k: usize, chunk: u64, n: u64, mut f: impl FnMut(u64)) {
+    let mut s = LevelStream::new(keys, k, chunk, n);
+    while s.next != u64::MAX {
+        f(s.next);
+        s.advance();
     }
 }
 
@@ -199,39 +185,18 @@ fn chunk_marks(
     let Some(kstar) = boundary_level(rates.max()) else {
         return 0;
     };
-    let lad = ladder();
-    let uniform = rates.p01 == rates.p10;
     let mut levels_used = 0;
     for k in kstar..LADDER_LEVELS {
-        let (tk, tk1) = (lad.t[k], lad.t[k + 1]);
-        let mut rng = keys.rng(k, chunk);
+        let Some(rule) = LevelRule::at(k, rates) else {
+            continue;
+        };
         let mut any = false;
-        if uniform {
-            let p = rates.p01;
-            if tk <= p {
-                // Every mark of this level has u < t_k <= p.
-                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
-                    emit(pos);
-                    any = true;
-                });
-            } else if tk1 < p {
-                // The boundary level: u = t_{k+1} + (t_k - t_{k+1})·h decides.
-                for_each_mark(lad, &mut rng, k, n_bits, |pos| {
-                    if tk1 + (tk - tk1) * keys.h(first_bit + pos) < p {
-                        emit(pos);
-                        any = true;
-                    }
-                });
+        for_each_mark(keys, k, chunk, n_bits, |pos| {
+            if rule.flips(k, rates, || keys.h(first_bit + pos), || value_bit(pos)) {
+                emit(pos);
+                any = true;
             }
-        } else {
-            for_each_mark(lad, &mut rng, k, n_bits, |pos| {
-                let p = if value_bit(pos) { rates.p10 } else { rates.p01 };
-                if tk <= p || (tk1 < p && tk1 + (tk - tk1) * keys.h(first_bit + pos) < p) {
-                    emit(pos);
-                    any = true;
-                }
-            });
-        }
+        });
         levels_used += any as usize;
     }
     levels_used
@@ -604,16 +569,52 @@ impl<C: Code> BlockSink for PatternSink<'_, C> {
 /// How the marks of one level decide whether a bit flips.
 #[derive(Clone, Copy)]
 enum LevelRule {
-    /// Every mark flips (t_k ≤ p).
+    /// Every mark flips (uniform rate p ≥ t_k).
     All,
-    /// The boundary level of a uniform rate p: flips iff t_{k+1} + (t_k - t_{k+1})·h < p.
-    Boundary { tk: f64, tk1: f64, p: f64 },
-    /// Direction-dependent rates: p = p10 for a stored 1, p01 for a stored 0, then as in `decide`.
-    Direction { tk: f64, tk1: f64 },
+    /// The level that straddles a uniform rate p: `decide` with the bit's h.
+    Boundary(f64),
+    /// Direction-dependent rates: `decide` with p10 for a stored 1, p01 for a stored 0.
+    Direction,
 }
 
-/// One ladder level's Bernoulli stream over a chunk, producing its marked positions in ascending order on demand:
-/// exactly the sequence `for_each_mark` produces (same draws, same gaps).
+impl LevelRule {
+    /// The rule of level k at `rates`; `None` when no mark of the level can flip (uniform p ≤ t_{k+1}).
+    fn at(k: usize, rates: BitErrorRates) -> Option<Self> {
+        let t = &ladder().t;
+        if rates.p01 != rates.p10 {
+            Some(LevelRule::Direction)
+        } else if t[k] <= rates.p01 {
+            Some(LevelRule::All)
+        } else if t[k + 1] < rates.p01 {
+            Some(LevelRule::Boundary(rates.p01))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a mark of level k flips; `h` gives the bit's in-level uniform, `stored_one` its stored value
+    /// (each only evaluated when needed).
+    #[inline(always)]
+    fn flips(
+        self,
+        k: usize,
+        rates: BitErrorRates,
+        h: impl FnOnce() -> f64,
+        stored_one: impl FnOnce() -> bool,
+    ) -> bool {
+        match self {
+            LevelRule::All => true,
+            LevelRule::Boundary(p) => decide(k, p, h),
+            LevelRule::Direction => {
+                let p = if stored_one() { rates.p10 } else { rates.p01 };
+                decide(k, p, h)
+            }
+        }
+    }
+}
+
+/// One ladder level's Bernoulli stream over a chunk, producing its marked positions in ascending order on demand
+/// (the same draws and gaps whoever walks it: `for_each_mark` or the blocked driver).
 #[derive(Clone)]
 struct LevelStream {
     rng: Pcg64,
@@ -622,18 +623,16 @@ struct LevelStream {
     n: u64,
     /// The next marked position, `u64::MAX` once exhausted.
     next: u64,
-    rule: LevelRule,
 }
 
 impl LevelStream {
-    fn new(keys: &Keys, k: usize, chunk: u64, n: u64, rule: LevelRule) -> Self {
+    fn new(keys: &Keys, k: usize, chunk: u64, n: u64) -> Self {
         let mut s = LevelStream {
             rng: keys.rng(k, chunk),
             k,
             scale: ladder().gap_scale[k],
             n,
             next: 0,
-            rule,
         };
         s.next = s.mark_from(0);
         s
@@ -673,28 +672,15 @@ fn for_each_flip_blocked<S: BlockSink>(
 ) {
     let (len, m) = (sink.elements(), sink.bits());
     let n_bits = len as u64 * m as u64;
-    let mut streams: Vec<LevelStream> = Vec::new();
+    let mut streams: Vec<(LevelStream, LevelRule)> = Vec::new();
     if let Some(kstar) = boundary_level(rates.max()) {
-        let lad = ladder();
-        let uniform = rates.p01 == rates.p10;
         for k in kstar..LADDER_LEVELS {
-            let (tk, tk1) = (lad.t[k], lad.t[k + 1]);
-            let rule = if !uniform {
-                LevelRule::Direction { tk, tk1 }
-            } else if tk <= rates.p01 {
-                LevelRule::All
-            } else if tk1 < rates.p01 {
-                LevelRule::Boundary {
-                    tk,
-                    tk1,
-                    p: rates.p01,
-                }
-            } else {
+            let Some(rule) = LevelRule::at(k, rates) else {
                 continue;
             };
-            let s = LevelStream::new(keys, k, chunk, n_bits, rule);
+            let s = LevelStream::new(keys, k, chunk, n_bits);
             if s.next != u64::MAX {
-                streams.push(s);
+                streams.push((s, rule));
             }
         }
     }
@@ -704,7 +690,7 @@ fn for_each_flip_blocked<S: BlockSink>(
         let hi = (lo + block_elems).min(len);
         sink.begin(lo, hi);
         let end_bit = hi as u64 * m as u64;
-        for slot in streams.iter_mut() {
+        for (slot, rule) in streams.iter_mut() {
             if slot.next >= end_bit {
                 continue;
             }
@@ -717,20 +703,12 @@ fn for_each_flip_blocked<S: BlockSink>(
                 } else {
                     ((pos / m as u64) as usize, (pos % m as u64) as u32)
                 };
-                let flips = match s.rule {
-                    LevelRule::All => true,
-                    LevelRule::Boundary { tk, tk1, p } => {
-                        tk1 + (tk - tk1) * keys.h(first_bit + pos) < p
-                    }
-                    LevelRule::Direction { tk, tk1 } => {
-                        let p = if sink.value_bit(e, b) {
-                            rates.p10
-                        } else {
-                            rates.p01
-                        };
-                        tk <= p || (tk1 < p && tk1 + (tk - tk1) * keys.h(first_bit + pos) < p)
-                    }
-                };
+                let flips = rule.flips(
+                    s.k,
+                    rates,
+                    || keys.h(first_bit + pos),
+                    || sink.value_bit(e, b),
+                );
                 if flips {
                     sink.flip(e, b);
                 }
@@ -739,7 +717,7 @@ fn for_each_flip_blocked<S: BlockSink>(
             *slot = s;
         }
         sink.end(lo, hi);
-        streams.retain(|s| s.next != u64::MAX);
+        streams.retain(|(s, _)| s.next != u64::MAX);
         lo = hi;
     }
 }
@@ -854,8 +832,7 @@ impl NestedSampler {
                 let mut marks: Vec<Candidate> = Vec::new();
                 if let Some(kstar) = boundary_level(p_max) {
                     for k in kstar..LADDER_LEVELS {
-                        let mut rng = keys.rng(k, c);
-                        for_each_mark(ladder(), &mut rng, k, n_el * m, |pos| {
+                        for_each_mark(&keys, k, c, n_el * m, |pos| {
                             marks.push(Candidate {
                                 bit: first_bit + pos,
                                 level: k as u16,
@@ -934,7 +911,7 @@ impl NestedSampler {
                 } else {
                     rates.p01
                 };
-                decide(c.level as usize, keys.h(c.bit), p)
+                decide(c.level as usize, p, || keys.h(c.bit))
             })
             .map(|c| c.bit)
             .collect())
@@ -975,7 +952,7 @@ impl NestedSampler {
             } else {
                 rates.p01
             };
-            if decide(c.level as usize, keys.h(c.bit), p) {
+            if decide(c.level as usize, p, || keys.h(c.bit)) {
                 flips.push(pos);
             }
         }
