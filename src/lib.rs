@@ -10,6 +10,7 @@ pub mod energy;
 pub mod engine;
 pub mod error;
 pub mod faults;
+pub mod fsutil;
 pub mod model;
 pub mod npy;
 pub mod quant;

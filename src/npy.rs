@@ -426,13 +426,13 @@ pub fn to_bytes(arr: &NpyArray) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Writes `arr` to `path`.
+/// Writes `arr` to `path` (atomically).
 pub fn write(path: &Path, arr: &NpyArray) -> Result<(), NpyError> {
     let bytes = to_bytes(arr).map_err(|msg| NpyError::Format {
         path: path.to_path_buf(),
         msg,
     })?;
-    std::fs::write(path, bytes).map_err(|source| NpyError::Io {
+    crate::fsutil::write_atomic(path, &bytes).map_err(|source| NpyError::Io {
         path: path.to_path_buf(),
         source,
     })

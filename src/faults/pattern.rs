@@ -138,7 +138,8 @@ impl FaultPattern {
     }
 
     /// Writes the pattern as safetensors (docs/faults.md): tensors `index` (I64), `flip`, `set0`, `set1` (U32),
-    /// metadata `format`, `version`, `bits`.
+    /// metadata `format`, `version`, `bits`. Atomic, and the same pattern always gives the same bytes (canonical
+    /// header).
     pub fn write(&self, path: &Path) -> Result<(), FaultError> {
         self.write_with_metadata(path, &BTreeMap::new())
     }
@@ -191,7 +192,8 @@ impl FaultPattern {
         ];
         let bytes =
             safetensors::serialize(tensors, &Some(meta)).map_err(|e| fmt_err(e.to_string()))?;
-        std::fs::write(path, bytes).map_err(|source| FaultError::Io {
+        let bytes = crate::fsutil::canonical_safetensors(&bytes).map_err(fmt_err)?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| FaultError::Io {
             path: path.to_path_buf(),
             source,
         })

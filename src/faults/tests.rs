@@ -220,6 +220,16 @@ fn pattern_file_round_trip_with_metadata() {
     assert_eq!(m["seed"], "42");
     assert_eq!(m["bits"], "4");
     assert_eq!(m["format"], PATTERN_FORMAT);
+    // The same pattern and metadata always give the same bytes (the metadata is a hash map inside the
+    // safetensors crate; the header is written in canonical form).
+    meta.insert("p01".to_string(), "0.01".to_string());
+    meta.insert("source".to_string(), "chip1".to_string());
+    p.write_with_metadata(&path, &meta).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    for _ in 0..8 {
+        p.write_with_metadata(&path, &meta).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+    }
     // Empty pattern round-trips too.
     let e = FaultPattern::new(8);
     e.write(&path).unwrap();

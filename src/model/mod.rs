@@ -364,10 +364,12 @@ pub fn write_f32_safetensors(
             .map_err(|e| ModelError::tensor(path, name, format!("{e:?}")))?;
         views.push((name.to_string(), view));
     }
-    safetensors::serialize_to_file(views, &None, path).map_err(|e| ModelError::Weights {
+    let cannot_write = |msg: String| ModelError::Weights {
         file: path.to_path_buf(),
-        msg: format!("cannot write: {e:?}"),
-    })
+        msg: format!("cannot write: {msg}"),
+    };
+    let bytes = safetensors::serialize(views, &None).map_err(|e| cannot_write(format!("{e:?}")))?;
+    crate::fsutil::write_atomic(path, &bytes).map_err(|e| cannot_write(e.to_string()))
 }
 
 #[cfg(test)]

@@ -26,25 +26,13 @@ pub enum ReportError {
     Empty,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling file is written, flushed and renamed over `path`, so a
-/// reader (or a resumed sweep) never sees a half-written file.
+/// Writes `bytes` to `path` atomically ([`crate::fsutil::write_atomic`]): a reader or a resumed sweep never sees a
+/// half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    use std::io::Write;
-    let io = |source| ReportError::Io {
+    crate::fsutil::write_atomic(path, bytes).map_err(|source| ReportError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 pub mod markdown;
 pub mod plots;

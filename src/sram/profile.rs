@@ -293,7 +293,7 @@ impl FaultProfile {
         } else {
             text.into_bytes()
         };
-        std::fs::write(path, bytes).map_err(io)
+        crate::fsutil::write_atomic(path, &bytes).map_err(io)
     }
 
     /// The text form (cells in cell-index order; voltages with 4 decimals).
