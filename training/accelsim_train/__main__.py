@@ -125,6 +125,8 @@ def _add_eval(sub):
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", default=None, help="write the markdown table (and NAME.json beside it) here")
     t.add_argument("--cache", default=None, help="reuse/store per-model results in DIR (see eval --cache)")
+    t.add_argument("--paired-ref", default=None, metavar="MODEL",
+                   help="also tabulate every model's RErr minus this model's (one of MODELS) on the same chips")
 
     r = sub.add_parser("replay", help="apply a fault-pattern file written by the simulator and report the errors")
     r.add_argument("model")
@@ -157,12 +159,13 @@ def _evaluate_cached(a, m, x, y):
     import json
 
     from . import evaluate as ev
+    from .export import canonical_safetensors
 
     key = None
-    if a.cache:
+    if a.cache:  # keyed by the model's content: the manifest and the weights with their header in canonical form
         h = hashlib.sha256()
         h.update(m.path.read_bytes())
-        h.update((m.path.parent / m.manifest.get("weights", "")).read_bytes())
+        h.update(canonical_safetensors((m.path.parent / m.manifest.get("weights", "")).read_bytes()))
         h.update(json.dumps([a.p, a.seeds, a.limit, len(y)]).encode())
         key = h.hexdigest()
         f = Path(a.cache) / f"{m.path.stem}.rerr.json"
@@ -206,7 +209,9 @@ def cmd_table(a) -> int:
     from . import evaluate as ev
 
     x, y = _test_set(a)
-    rows, full = [], {}
+    if a.paired_ref is not None and a.paired_ref not in a.models:
+        raise ValueError(f"--paired-ref: '{a.paired_ref}' is not one of the listed models")
+    rows, full, per_chip, doc_extra = [], {}, {}, {}
     head = "| model | bits | method | w_max | p_train | Err % | " + " | ".join(
         f"RErr p={100 * p:g}% " for p in a.p) + "|"
     rows += [head, "|" + "---|" * (6 + len(a.p))]
@@ -219,16 +224,33 @@ def cmd_table(a) -> int:
         rows.append(f"| {m.path.stem} | {m.scheme.bits} | {tr.get('method', '?')} | {w_max} | "
                     f"{tr.get('p_train', 0):g} | {clean:.2f} | {cells} |")
         full[m.path.stem] = {"clean_error_pct": clean, "robust_error_pct": {str(p): s for p, s in res.items()}}
+        per_chip[stem] = (m.path.stem, res)
         print(rows[-1], flush=True)
     note = (f"Err on all {len(y)} test images; RErr = clean or faulty prediction wrong, first {min(a.limit, len(y))} "
             f"test images, mean ± std over {len(a.seeds)} chips (seeds {a.seeds[0]}..{a.seeds[-1]}), "
             "uniform random bit errors on the stored bits (PyTorch companion, `python -m accelsim_train table`).")
     text = "\n".join(rows) + "\n\n" + note + "\n"
+    if a.paired_ref is not None:
+        ref_name, ref = per_chip[a.paired_ref]
+        prow = ["| model | " + " | ".join(f"ΔRErr p={100 * p:g}% " for p in a.p) + "|", "|" + "---|" * (1 + len(a.p))]
+        paired = {}
+        for stem in a.models:
+            name, res = per_chip[stem]
+            if stem == a.paired_ref:
+                continue
+            d = {p: ev.paired_difference(res[p]["values"], ref[p]["values"]) for p in a.p}
+            paired[name] = {str(p): s for p, s in d.items()}
+            prow.append(f"| {name} | " + " | ".join(
+                f"{s['mean']:+.2f} [{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}]" for s in d.values()) + " |")
+        text += ("\n" + "\n".join(prow) + "\n\n" + f"ΔRErr = the model's RErr minus {ref_name}'s on the same chip, "
+                 f"mean [95% interval of the mean] over the {len(a.seeds)} chips, in percentage points; "
+                 f"negative = more robust than {ref_name}.\n")
+        doc_extra = {"paired_ref": ref_name, "paired_difference_pct": paired}
     print()
     print(text)
     if a.out:
         Path(a.out).write_text(text)
-        Path(a.out).with_suffix(".json").write_text(json.dumps({"seeds": a.seeds, "models": full}, indent=1))
+        Path(a.out).with_suffix(".json").write_text(json.dumps({"seeds": a.seeds, "models": full} | doc_extra, indent=1))
     return 0
 
 

@@ -199,6 +199,17 @@ def summarize(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
 
 
+def paired_difference(values: list[float], ref_values: list[float]) -> dict:
+    """Summary of values[i] - ref_values[i] over chips i (same seeds): the paired comparison of two models.
+
+    Both models see chip i's uniforms, so the chip-to-chip variation common to both cancels and the interval
+    is much narrower than the two separate intervals suggest.
+    """
+    if len(values) != len(ref_values):
+        raise ValueError(f"paired difference needs the same chips: {len(values)} vs {len(ref_values)} values")
+    return summarize([float(a) - float(b) for a, b in zip(values, ref_values)])
+
+
 def clean_error(model: LoadedModel, x, y) -> float:
     return 100.0 * float((predict(model, model.dequantized(), x) != y).float().mean())
 

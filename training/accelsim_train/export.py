@@ -31,12 +31,14 @@ simulator. The TOML is written by hand: no toml package is needed.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 FORMAT = "accelsim-model"
 VERSION = 1
@@ -240,7 +242,35 @@ def write_model(out_stem: str | os.PathLike[str], manifest: dict[str, Any], tens
     d = os.path.dirname(stem)
     if d:
         os.makedirs(d, exist_ok=True)
-    save_file(out, st_path, metadata={"format": FORMAT, "version": str(VERSION)})
-    with open(toml_path, "w", encoding="utf-8") as f:
-        f.write(manifest_toml(manifest, os.path.basename(st_path)))
+    _write_atomic(st_path, canonical_safetensors(save(out, metadata={"format": FORMAT, "version": str(VERSION)})))
+    _write_atomic(toml_path, manifest_toml(manifest, os.path.basename(st_path)).encode("utf-8"))
     return toml_path, st_path
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """The same safetensors file with its JSON header in one canonical form (sorted keys, no spaces).
+
+    The safetensors library writes the header from a hash map, so the order of the ``__metadata__`` entries
+    differs between runs and the same model would export to different bytes. Data offsets are relative to the
+    end of the header, so rewriting the header leaves the tensor data untouched. The header is padded with
+    spaces to a multiple of 8 bytes, as the library does.
+    """
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path``: a killed export leaves the old file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,6 +1,7 @@
 """IDX reader, model export/import round trip, manifest graph, evaluation statistics, fault-pattern replay, CLI."""
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,17 @@ def test_export_import_round_trip(tmp_path):
     for n in lm.param_names:
         assert torch.equal(lm.codes[n], mem.codes[n]) and torch.equal(lm.floats[n], mem.floats[n])
     assert torch.equal(lm.forward(x, lm.dequantized()), mem.forward(x, mem.dequantized()))
+    # the same model exports to the same bytes every time (the library's header order is a hash-map order),
+    # with a header in canonical form and no temporary files left behind
+    first = (paths[0].read_bytes(), paths[1].read_bytes())
+    for i in range(8):
+        again = export_trained(res.model, res.cfg, 12.5, 64, tmp_path / "m")
+        assert (again[0].read_bytes(), again[1].read_bytes()) == first, f"export {i + 2} differs"
+    n = int.from_bytes(first[1][:8], "little")
+    header = json.loads(first[1][8 : 8 + n])
+    assert first[1][8 : 8 + n].rstrip(b" ") == json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    assert n % 8 == 0 and header["__metadata__"] == {"format": "accelsim-model", "version": "1"}
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["m.safetensors", "m.toml"]
     # the loader refuses codes that do not match the weights
     from safetensors.numpy import load_file, save_file
 
@@ -87,6 +99,19 @@ def test_summary_statistics():
     half = 2.5706 * s["std"] / np.sqrt(6)  # t(0.975, 5)
     assert s["ci95"][1] - s["mean"] == pytest.approx(half, rel=2e-3)
     assert evaluate.t_quantile_975(1000) == pytest.approx(1.9623, abs=1e-3)
+
+
+def test_paired_difference_is_the_summary_of_per_chip_differences():
+    a, ref = [10.0, 11.0, 13.0, 10.5], [10.5, 11.0, 14.0, 11.5]
+    d = evaluate.paired_difference(a, ref)
+    assert d["n"] == 4 and d["mean"] == pytest.approx(-0.625)
+    assert d["std"] == pytest.approx(np.std([-0.5, 0.0, -1.0, -1.0], ddof=1))
+    half = 3.1824 * d["std"] / 2.0  # t(0.975, 3) / sqrt(4)
+    assert d["ci95"] == pytest.approx([-0.625 - half, -0.625 + half], rel=1e-3)
+    # the common chip-to-chip spread cancels: the paired interval is narrower than either model's own
+    assert d["std"] < evaluate.summarize(a)["std"] and d["std"] < evaluate.summarize(ref)["std"]
+    with pytest.raises(ValueError, match="same chips"):
+        evaluate.paired_difference(a, ref[:3])
 
 
 def test_robust_error_counts_clean_or_faulty_and_is_nested():
@@ -191,3 +216,25 @@ def test_cli_train_tiny_run_and_resume(tmp_path, capsys):
     finally:
         ev.robust_errors = orig
     assert r.returncode == 0 and r.stdout == first
+    # the robustness table with a paired comparison against one of its models
+    out = tmp_path / "table.md"
+    tab = ("table", str(tmp_path / "m"), str(tmp_path / "m2"), "--data", str(tmp_path), "--seeds", "1-3", "--p",
+           "0.01,0.2", "--paired-ref", str(tmp_path / "m"), "--out", str(out))
+    import shutil
+
+    for ext in (".toml", ".safetensors"):
+        shutil.copy(tmp_path / f"m{ext}", tmp_path / f"m2{ext}")
+    text = (tmp_path / "m2.toml").read_text().replace('"m.safetensors"', '"m2.safetensors"')
+    (tmp_path / "m2.toml").write_text(text)
+    r = run_cli(capsys, *tab)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["paired_ref"] == "m" and list(doc["paired_difference_pct"]) == ["m2"]
+    for p in ("0.01", "0.2"):  # the same weights on the same chips: every per-chip difference is exactly 0
+        d = doc["paired_difference_pct"]["m2"][p]
+        assert d["mean"] == 0.0 and d["std"] == 0.0
+    assert "| m2 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in out.read_text()
+    r = run_cli(capsys, *tab[:-4], "--paired-ref", "nope")
+    assert r.returncode == 2 and "--paired-ref: 'nope' is not one of the listed models" in r.stderr
