@@ -199,7 +199,9 @@ def cmd_eval(a) -> int:
     if a.json:
         out = {"model": str(m.path), "clean_error_pct": clean, "seeds": a.seeds,
                "robust_error_pct": {str(p): s for p, s in res.items()}}
-        Path(a.json).write_text(json.dumps(out, indent=1))
+        from .export import write_atomic
+
+        write_atomic(a.json, json.dumps(out, indent=1).encode())
     return 0
 
 
@@ -249,8 +251,11 @@ def cmd_table(a) -> int:
     print()
     print(text)
     if a.out:
-        Path(a.out).write_text(text)
-        Path(a.out).with_suffix(".json").write_text(json.dumps({"seeds": a.seeds, "models": full} | doc_extra, indent=1))
+        from .export import write_atomic
+
+        write_atomic(a.out, text.encode())
+        doc = {"seeds": a.seeds, "models": full} | doc_extra
+        write_atomic(str(Path(a.out).with_suffix(".json")), json.dumps(doc, indent=1).encode())
     return 0
 
 

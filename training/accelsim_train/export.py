@@ -242,8 +242,8 @@ def write_model(out_stem: str | os.PathLike[str], manifest: dict[str, Any], tens
     d = os.path.dirname(stem)
     if d:
         os.makedirs(d, exist_ok=True)
-    _write_atomic(st_path, canonical_safetensors(save(out, metadata={"format": FORMAT, "version": str(VERSION)})))
-    _write_atomic(toml_path, manifest_toml(manifest, os.path.basename(st_path)).encode("utf-8"))
+    write_atomic(st_path, canonical_safetensors(save(out, metadata={"format": FORMAT, "version": str(VERSION)})))
+    write_atomic(toml_path, manifest_toml(manifest, os.path.basename(st_path)).encode("utf-8"))
     return toml_path, st_path
 
 
@@ -262,8 +262,9 @@ def canonical_safetensors(raw: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it over ``path``: a killed export leaves the old file."""
+    path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
