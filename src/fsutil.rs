@@ -40,9 +40,9 @@ pub fn canonical_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .and_then(|n| n.checked_add(8))
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| format!("header length {n} exceeds the file"))?;
-    // serde_json's default map is a BTreeMap: serializing a Value sorts every object's keys.
     let header: serde_json::Value =
         serde_json::from_slice(&bytes[8..end]).map_err(|e| format!("header is not JSON: {e}"))?;
+    let header = sorted_keys(header);
     let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     text.resize(text.len().next_multiple_of(8), b' ');
     let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
@@ -50,6 +50,22 @@ pub fn canonical_safetensors(bytes: &[u8]) -> Result<Vec<u8>, String> {
     out.extend_from_slice(&text);
     out.extend_from_slice(&bytes[end..]);
     Ok(out)
+}
+
+/// `v` with the keys of every object in sorted order, whichever map type serde_json was built with (its
+/// `preserve_order` feature keeps insertion order, and another crate may switch it on).
+fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted_keys).collect())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
