@@ -159,7 +159,7 @@ def _evaluate_cached(a, m, x, y):
     import json
 
     from . import evaluate as ev
-    from .export import canonical_safetensors
+    from .export import canonical_safetensors, write_atomic
 
     key = None
     if a.cache:  # keyed by the model's content: the manifest and the weights with their header in canonical form
@@ -177,10 +177,8 @@ def _evaluate_cached(a, m, x, y):
     res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True)
     if key is not None:
         Path(a.cache).mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "clean_error_pct": clean,
-                                   "robust_error_pct": {str(p): s for p, s in res.items()}}))
-        tmp.replace(f)
+        write_atomic(f, json.dumps({"key": key, "clean_error_pct": clean,
+                                    "robust_error_pct": {str(p): s for p, s in res.items()}}).encode())
     return clean, res
 
 
@@ -188,6 +186,7 @@ def cmd_eval(a) -> int:
     import json
 
     from . import evaluate as ev
+    from .export import write_atomic
 
     m = ev.load_model(a.model)
     x, y = _test_set(a)
@@ -199,8 +198,6 @@ def cmd_eval(a) -> int:
     if a.json:
         out = {"model": str(m.path), "clean_error_pct": clean, "seeds": a.seeds,
                "robust_error_pct": {str(p): s for p, s in res.items()}}
-        from .export import write_atomic
-
         write_atomic(a.json, json.dumps(out, indent=1).encode())
     return 0
 
@@ -209,6 +206,7 @@ def cmd_table(a) -> int:
     import json
 
     from . import evaluate as ev
+    from .export import write_atomic
 
     x, y = _test_set(a)
     if a.paired_ref is not None and a.paired_ref not in a.models:
@@ -251,8 +249,6 @@ def cmd_table(a) -> int:
     print()
     print(text)
     if a.out:
-        from .export import write_atomic
-
         write_atomic(a.out, text.encode())
         doc = {"seeds": a.seeds, "models": full} | doc_extra
         write_atomic(str(Path(a.out).with_suffix(".json")), json.dumps(doc, indent=1).encode())

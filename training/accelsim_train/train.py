@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,10 +204,14 @@ def quantized_error(model, scheme, x, y, batch: int = 1000) -> float:
 
 
 def atomic_save(obj, path: Path) -> None:
+    import io
+
+    from .export import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
