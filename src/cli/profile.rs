@@ -11,7 +11,7 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ProfileCommand {
-    /// Generate a synthetic chip calibrated to the measured BER-vs-voltage curve (domain.md §2.3).
+    /// Generate a synthetic chip calibrated to the measured BER-vs-voltage curve (docs/sram-profiles.md#measured-ber).
     Generate(GenerateArgs),
     /// Print BER, 0→1 / 1→0 and persistent rates and column clustering at given voltages.
     Stats(StatsArgs),

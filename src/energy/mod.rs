@@ -1,13 +1,13 @@
 //! Energy per inference from the systolic model's access counts, at a chosen supply voltage
-//! (docs/energy.md; domain.md §2.3 and §7).
+//! (docs/energy.md, which gives the paper's law and the published figures).
 //!
 //! Components of one inference (`stats` from [`crate::systolic::simulate_network`]):
 //! * weight-SRAM dynamic: `(word_reads · E_read + word_writes · E_write) · s(V)`, energies given at `V_min`,
-//!   `s(V) = (V/V_min)²` (the paper's Spectre result, domain.md §2.3) or a configured table; writes happen only
+//!   `s(V) = (V/V_min)²` (the paper's Spectre result, docs/energy.md) or a configured table; writes happen only
 //!   when weights must be reloaded because the model does not fit;
 //! * weight-SRAM leakage: `bits · P_bit(V_min) · exp((V − V_min)/v_e) · latency`, over the arrays that hold
 //!   weights (unused arrays assumed power-gated); `v_e = 0.28 V / ln 4.8 ≈ 0.1785 V` reproduces Yang & Murmann's
-//!   28 nm measurement of 4.8× lower leakage for −280 mV (domain.md §7);
+//!   28 nm measurement of 4.8× lower leakage for −280 mV (docs/energy.md#published-figures);
 //! * activation buffers: `(input reads + output writes + partial-sum reads) · act_bytes · E_byte · (V/V_nom)²`
 //!   (`E_byte` given at the SRAM nominal voltage `nominal_v`);
 //! * MACs: `macs · E_mac · (V/V_logic)²`;
@@ -251,7 +251,7 @@ impl EnergyModel {
     }
 
     /// Weight-SRAM (dynamic + leakage) energy saved at `vdd_v` against the nominal voltage, percent — the
-    /// quantity the paper's "20–30 % savings" refer to (domain.md §2.3).
+    /// quantity the paper's "20–30 % savings" refer to (docs/energy.md#paper-energy-model).
     pub fn weight_sram_savings_pct(
         &self,
         stats: &NetworkStats,

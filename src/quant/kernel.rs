@@ -9,7 +9,7 @@ use super::{GroupRange, QuantConfig, Rounding, EPS};
 /// Encoder/decoder for one group of one tensor: the scheme's constants and the group's clean range.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GroupCodec {
-    /// Clipping bound (domain.md §1.3), applied to the input before encoding.
+    /// Clipping bound (docs/quantization.md#clipping), applied to the input before encoding.
     w_max: Option<f32>,
     symmetric: bool,
     signed: bool,
@@ -127,7 +127,7 @@ impl GroupCodec {
         self.delta
     }
 
-    /// Encodes one float into a code in the storage range (domain.md §1.2; docs/quantization.md).
+    /// Encodes one float into a code in the storage range (docs/quantization.md#normative-arithmetic).
     #[inline(always)]
     pub fn encode(&self, w: f32) -> i64 {
         let wc = match self.w_max {

@@ -1,7 +1,7 @@
 //! Fault-map profiles: per-cell failure voltage, failure kind and persistence (docs/sram-profiles.md).
 //!
 //! A cell with failure voltage `v_f` (relative to V_min) fails at every `vdd_rel < v_f`, so the failing sets are
-//! nested across voltage (domain.md §2.2). A persistent cell (`p_access = 1`) fails on every access; a transient
+//! nested across voltage (docs/sram-profiles.md#paper-chips). A persistent cell (`p_access = 1`) fails on every access; a transient
 //! one with probability `p_access` per access. Only cells with `v_f` above the profile's floor are stored.
 use super::SramError;
 use serde::Serialize;

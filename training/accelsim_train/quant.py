@@ -1,6 +1,6 @@
 """Fixed-point quantization of parameter tensors, bit for bit identical to the Rust side (src/quant).
 
-Follows ../shared/domain.md §1.2 and the normative arithmetic of the foundation issue. Every operation is a single
+Follows the paper's schemes (docs/quantization.md#paper-schemes) and the normative arithmetic of the foundation issue. Every operation is a single
 float32 operation on a torch float32 tensor; constants are float32 tensors, never python floats, so that nothing is
 silently computed in float64 or fused.
 
@@ -107,7 +107,7 @@ def _group_reduce(x: torch.Tensor, granularity: str, op: str) -> torch.Tensor:
 
 
 def clip(w: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
-    """Step 0: wc = clamp(w, -w_max, w_max) (domain.md §1.3), or w itself when no bound is set."""
+    """Step 0: wc = clamp(w, -w_max, w_max) (docs/quantization.md#clipping), or w itself when no bound is set."""
     w = w.detach().to(torch.float32)
     if scheme.w_max is None:
         return w
@@ -208,7 +208,7 @@ def fake_quant(w: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
 
 
 def code_bits_mask(scheme: QuantScheme) -> int:
-    """The m stored bits (LSB first); the 8 - m high bits of a uint8 code are never used (domain.md §1.2)."""
+    """The m stored bits (LSB first); the 8 - m high bits of a uint8 code are never used (docs/quantization.md#low-precision-storage)."""
     return (1 << scheme.bits) - 1
 
 
@@ -236,7 +236,7 @@ def random_flip_mask(
 ) -> torch.Tensor:
     """Per-element int64 XOR mask: bit j (LSB first, j < m) set iff u_ij < p with u ~ U(0,1)^(numel x m).
 
-    One uniform per (weight, bit) as in domain.md §2.1, so for a fixed u the flips at p' <= p are a subset of those at p.
+    One uniform per (weight, bit) as in docs/faults.md#paper-model, so for a fixed u the flips at p' <= p are a subset of those at p.
     """
     if u is None:
         u = torch.rand((numel, bits), generator=generator)
