@@ -216,6 +216,7 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
+                    .and_then(|l| l.with_zero_padding(padding[0] as u64, padding[1] as u64))
                     .map_err(|e| err(&layer.name, e))?,
                 );
             }
