@@ -166,6 +166,11 @@ mod tests {
             word_bits: 16,
             mapping,
             offset_bits: 0,
+            ecc: Default::default(),
+            ecc_data_bits: 64,
+            interleave: 1,
+            due: Default::default(),
+            ecc_decoder_latency_cycles: 1,
         }
     }
 

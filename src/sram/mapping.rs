@@ -280,6 +280,11 @@ mod tests {
             word_bits,
             mapping,
             offset_bits: 0,
+            ecc: Default::default(),
+            ecc_data_bits: 64,
+            interleave: 1,
+            due: Default::default(),
+            ecc_decoder_latency_cycles: 1,
         }
     }
 
