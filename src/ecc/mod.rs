@@ -15,7 +15,7 @@ pub mod parity;
 pub mod secded;
 
 #[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,7 @@
 //! docs/sram-profiles.md; the physics and numbers are in domain.md §2.2/§2.3.
 pub mod apply;
 pub mod curve;
+pub mod ecc_faults;
 pub mod generate;
 pub mod mapping;
 pub mod plot;
