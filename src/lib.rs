@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod ecc;
 pub mod energy;
 pub mod engine;
 pub mod error;
