@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayView4, Axis};
 
-mod cifar;
-mod idx;
+pub mod cifar;
+pub mod idx;
 
 /// Debian's location of Fashion-MNIST (package `dataset-fashion-mnist`), the default `--data` folder.
 pub const DEFAULT_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -239,10 +239,19 @@ fn not_found(kind: DatasetKind, dir: &Path, missing: String) -> DataError {
     }
 }
 
+/// A dataset file, at most [`MAX_DATASET_BYTES`](crate::limits::MAX_DATASET_BYTES) bytes.
 fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        file: path.to_path_buf(),
-        source,
+    crate::limits::read_file(path, crate::limits::MAX_DATASET_BYTES, "dataset file").map_err(|e| {
+        match e {
+            crate::limits::ReadError::Io(source) => DataError::Io {
+                file: path.to_path_buf(),
+                source,
+            },
+            crate::limits::ReadError::TooLarge(msg) => DataError::Format {
+                file: path.to_path_buf(),
+                msg,
+            },
+        }
     })
 }
 

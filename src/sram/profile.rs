@@ -133,11 +133,12 @@ pub struct FaultProfile {
     cells: Vec<FailingCell>,
 }
 
+/// A profile error; control characters quoted from the file are escaped so the message stays on one line.
 fn perr(origin: &str, line: usize, msg: impl Into<String>) -> SramError {
     SramError::Profile {
         origin: origin.to_string(),
         line,
-        msg: msg.into(),
+        msg: crate::limits::printable(&msg.into()),
     }
 }
 
