@@ -75,7 +75,7 @@ fn locate(path: &str, message: &str, line: usize) -> TomlProblem {
         let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or("");
         let msg = match expected {
             "there are no fields" => "unknown key; this table takes no keys".to_string(),
-            e if e.is_empty() => "unknown key".to_string(),
+            "" => "unknown key".to_string(),
             e => format!("unknown key; {e}"),
         };
         (Some(path.to_string()), msg)
