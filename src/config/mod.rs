@@ -6,6 +6,7 @@
 pub mod ecc;
 pub mod energy;
 pub mod systolic;
+pub mod toml_error;
 
 pub use ecc::{DuePolicy, EccScheme};
 
@@ -24,11 +25,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}:{line}: {message}")]
-    Parse {
+    /// Not TOML, a wrong value type, a missing or unknown key: `FILE: key `voltage.vmin_v`: expected a float,
+    /// found a string "abc" (line 15)`.
+    #[error("{origin}: {problem}")]
+    Toml {
         origin: String,
-        line: usize,
-        message: String,
+        problem: toml_error::TomlProblem,
     },
     #[error("{origin}: key `{key}` = {value} is out of range; allowed {allowed}")]
     Range {
@@ -326,11 +328,20 @@ impl HwConfig {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
+        let origin = path.display().to_string();
+        let io = |source| ConfigError::Io {
+            path: origin.clone(),
             source,
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        };
+        let bytes =
+            crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "hardware config")
+                .map_err(|e| match e {
+                crate::limits::ReadError::Io(e) => io(e),
+                crate::limits::ReadError::TooLarge(m) => io(std::io::Error::other(m)),
+            })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| io(std::io::Error::other("not UTF-8 text")))?;
+        Self::from_toml_str(&text, &origin)
     }
 
     /// Finds (see [`HwConfig::resolve`]) and loads a config.
@@ -340,28 +351,11 @@ impl HwConfig {
 
     /// Parses and validates TOML text; `origin` names the source in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<HwConfig, ConfigError> {
-        let mut cfg: HwConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            // Name the enclosing table: toml's message names the key but not its section.
-            let table = e
-                .span()
-                .and_then(|s| {
-                    text[..s.start.min(text.len())]
-                        .lines()
-                        .rev()
-                        .find(|l| l.trim_start().starts_with('['))
-                        .map(|l| format!(" (in {})", l.trim()))
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
+        let mut cfg: HwConfig =
+            toml_error::from_toml_str(text).map_err(|problem| ConfigError::Toml {
                 origin: origin.to_string(),
-                line,
-                message: format!("{}{table}", e.message().replace('\n', " ").trim()),
-            }
-        })?;
+                problem,
+            })?;
         cfg.origin = origin.to_string();
         cfg.validate()?;
         Ok(cfg)
