@@ -10,6 +10,7 @@
 //! See docs/run-and-sweep.md.
 pub mod core;
 pub mod driver;
+pub mod ecc_source;
 pub mod grid;
 pub mod scenario;
 pub mod state;
