@@ -316,11 +316,11 @@ fn one_two_and_three_errors_per_codeword_decode_as_secded_must() {
     let mut best = f32::INFINITY;
     for c in 0..=255u8 {
         let mut v = vec![0f32; 36];
-        q.dequantize_u8_into(&vec![c; 36], &mut v).unwrap();
+        q.dequantize_u8_into(&[c; 36], &mut v).unwrap();
         best = best.min(v[0].abs());
     }
     let mut vz = vec![0f32; 36];
-    q.dequantize_u8_into(&vec![z; 36], &mut vz).unwrap();
+    q.dequantize_u8_into(&[z; 36], &mut vz).unwrap();
     assert_eq!(
         vz[0].abs(),
         best,
