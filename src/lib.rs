@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod fsutil;
+pub mod limits;
 pub mod model;
 pub mod npy;
 pub mod quant;

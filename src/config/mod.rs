@@ -2,7 +2,7 @@
 //!
 //! A config is read once with serde (`deny_unknown_fields` everywhere), range-checked by [`HwConfig::validate`],
 //! and trusted by the rest of the code afterwards. Every error names the file, the key and the allowed range.
-//! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in domain.md §2.2.
+//! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in docs/sram-profiles.md#paper-chips.
 pub mod ecc;
 pub mod energy;
 pub mod systolic;
@@ -48,7 +48,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rail {
-    /// The weight SRAM (the only scaled rail in the paper, domain.md §2.3).
+    /// The weight SRAM (the only scaled rail in the paper, docs/energy.md#paper-energy-model).
     WeightSram,
     /// The activation (ifmap/ofmap) buffers.
     ActivationSram,
@@ -71,7 +71,7 @@ pub enum Mapping {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoltageConfig {
-    /// V_min: the lowest voltage at which the weight SRAM has no bit errors (domain.md §2.2). `vdd_rel = vdd/vmin`.
+    /// V_min: the lowest voltage at which the weight SRAM has no bit errors (docs/sram-profiles.md#paper-chips). `vdd_rel = vdd/vmin`.
     pub vmin_v: f64,
     /// Nominal (guardbanded) supply voltage of the SRAM rails; unscaled rails run here.
     pub nominal_v: f64,
@@ -211,7 +211,7 @@ pub struct HwConfig {
     #[serde(default)]
     pub energy: energy::EnergyConfig,
     /// Default fault map (a file in `sram_profiles/` or a path); `None` means uniform random bit errors at the
-    /// measured BER of domain.md §2.3.
+    /// measured BER (docs/sram-profiles.md#measured-ber).
     #[serde(default)]
     pub fault_profile: Option<String>,
     /// Where this config was read from (not a TOML key).
@@ -452,7 +452,7 @@ impl HwConfig {
         Ok(())
     }
 
-    /// Voltage relative to V_min: `vdd_v / vmin_v` (domain.md §2.2 normalizes every BER to V_min).
+    /// Voltage relative to V_min: `vdd_v / vmin_v` (the paper normalizes every BER to V_min, docs/sram-profiles.md#paper-chips).
     pub fn vdd_rel(&self, vdd_v: f64) -> f64 {
         vdd_v / self.voltage.vmin_v
     }

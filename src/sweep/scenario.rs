@@ -58,18 +58,24 @@ impl DataCache {
         self
     }
 
-    fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
+    /// The test split of `kind` after `--skip` and `--limit` (loaded once).
+    pub fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
         if !self.sets.contains_key(&kind) {
             let load_limit = self.limit.map(|l| l.saturating_add(self.skip));
             let mut ds = data::load_test_split(kind, self.dir.as_deref(), load_limit)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
             if self.skip > 0 {
                 if self.skip >= ds.len() {
+                    let dir = self.dir.as_ref().map_or_else(
+                        || data::DEFAULT_FASHION_MNIST_DIR.to_string(),
+                        |d| d.display().to_string(),
+                    );
                     return Err(SweepError::Input(format!(
-                        "--skip {} leaves no test images: the {:?} test split has {}",
+                        "--skip {} leaves no test images: the {} test split in {dir} has {}; allowed 0..={}",
                         self.skip,
-                        kind,
-                        ds.len()
+                        kind.name(),
+                        ds.len(),
+                        ds.len() - 1
                     )));
                 }
                 ds = ds.without_first(self.skip);
@@ -78,6 +84,30 @@ impl DataCache {
         }
         Ok(&self.sets[&kind])
     }
+
+    /// Content fingerprint and image count of the split of `kind` that will be evaluated
+    /// ([`Dataset::content_sha256`]: the images actually used, independent of the folder's path).
+    pub fn fingerprint(&mut self, kind: DatasetKind) -> Result<(String, usize), SweepError> {
+        let ds = self.get(kind)?;
+        Ok((ds.content_sha256(), ds.len()))
+    }
+}
+
+/// The data set a model is evaluated on: its manifest's `[input] dataset` (default Fashion-MNIST).
+pub fn dataset_kind(model: &Model) -> Result<DatasetKind, SweepError> {
+    let ds_name = model
+        .manifest()
+        .input
+        .dataset
+        .clone()
+        .unwrap_or_else(|| "fashion-mnist".into());
+    DatasetKind::parse(&ds_name).ok_or_else(|| {
+        SweepError::Input(format!(
+            "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
+            model.path().display(),
+            DatasetKind::ALL.map(|k| k.name()).join(", ")
+        ))
+    })
 }
 
 /// A model with its network (decoded weights) and the robust-error evaluator on its test set.
@@ -101,18 +131,7 @@ impl LoadedModel {
     pub fn load(path: &Path, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
         let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
         let m = model.manifest();
-        let ds_name = m
-            .input
-            .dataset
-            .clone()
-            .unwrap_or_else(|| "fashion-mnist".into());
-        let kind = DatasetKind::parse(&ds_name).ok_or_else(|| {
-            SweepError::Input(format!(
-                "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
-                path.display(),
-                DatasetKind::ALL.map(|k| k.name()).join(", ")
-            ))
-        })?;
+        let kind = dataset_kind(&model)?;
         if model.bytes_per_value() != 1 {
             return Err(SweepError::Input(format!(
                 "{}: [quantization] bits = {} signed: run/sweep support codes of at most 8 bits",
@@ -216,6 +235,7 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
+                    .and_then(|l| l.with_zero_padding(padding[0] as u64, padding[1] as u64))
                     .map_err(|e| err(&layer.name, e))?,
                 );
             }
@@ -328,7 +348,7 @@ pub enum FaultSpec {
         path: PathBuf,
         profile: std::sync::Arc<crate::sram::FaultProfile>,
     },
-    /// Uniform random bit errors at the paper's measured average BER for the voltage (domain.md §2.3).
+    /// Uniform random bit errors at the paper's measured average BER for the voltage (docs/sram-profiles.md#measured-ber).
     MeasuredUniform,
     /// Uniform random bit errors at a fixed per-bit probability `p` (`run --ber`); the voltage then only sets
     /// the energy.
@@ -359,6 +379,15 @@ impl FaultSpec {
             path,
             profile: std::sync::Arc::new(profile),
         })
+    }
+
+    /// Content key ([`super::unit::UnitKey::faults`]): a hash of the profile file's bytes, or `uniform` /
+    /// `uniform_p=<p>` (the rule itself is the content).
+    pub fn content_key(&self) -> Result<String, SweepError> {
+        match self {
+            FaultSpec::Profile { path, .. } => super::unit::file_key("accelsim-profile", path),
+            other => Ok(other.name()),
+        }
     }
 
     /// Name in reports: the profile name, `uniform` or `uniform_p=<p>`.
@@ -490,14 +519,14 @@ impl super::core::FaultSource for UniformFaults {
     }
 }
 
-/// First seed of the random chips for uniform bit errors (the paper evaluates seeds 100..149, domain.md §2.1).
+/// First seed of the random chips for uniform bit errors (the paper evaluates seeds 100..149, docs/faults.md#paper-model).
 pub const UNIFORM_SEED_BASE: u64 = 100;
 /// First seed of the transient-cell draws of profiles.
 pub const TRANSIENT_SEED_BASE: u64 = 1000;
 
 /// Builds the fault source of `spec` for `model` on `hw`: `offsets` weight→memory mappings × `seeds` seeds for
 /// transient cells (profiles), or `offsets × seeds` random chips (uniform errors, seeds 100, 101, ... as the
-/// paper's evaluation, domain.md §2.1). `min_vdd_v` is the lowest voltage that will be asked for (it bounds
+/// paper's evaluation, docs/faults.md#paper-model). `min_vdd_v` is the lowest voltage that will be asked for (it bounds
 /// the rates the uniform sampler prepares).
 pub fn fault_source(
     spec: &FaultSpec,
