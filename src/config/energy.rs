@@ -38,6 +38,9 @@ pub struct EnergyConfig {
     pub act_sram_pj_per_byte: f64,
     /// DRAM energy per bit transferred, pJ, `[0, 10000]`.
     pub dram_pj_per_bit: f64,
+    /// Energy of one two-input gate evaluation of the ECC encoder/decoder logic at the logic voltage, fJ,
+    /// `[0, 1000]`; multiplied by each code's gate count (docs/ecc.md, "Costs").
+    pub ecc_gate_energy_fj: f64,
 }
 
 impl Default for EnergyConfig {
@@ -53,6 +56,7 @@ impl Default for EnergyConfig {
             leakage_v_per_efold: 0.1785,
             act_sram_pj_per_byte: 0.14,
             dram_pj_per_bit: 8.0,
+            ecc_gate_energy_fj: 0.071,
         }
     }
 }
@@ -87,6 +91,7 @@ impl EnergyConfig {
             ),
             ("act_sram_pj_per_byte", self.act_sram_pj_per_byte, 1000.0),
             ("dram_pj_per_bit", self.dram_pj_per_bit, 10000.0),
+            ("ecc_gate_energy_fj", self.ecc_gate_energy_fj, 1000.0),
         ];
         for (key, v, max) in pj {
             if !(v.is_finite() && (0.0..=max).contains(&v)) {

@@ -14,6 +14,7 @@
 //! See docs/run-and-sweep.md.
 pub mod core;
 pub mod driver;
+pub mod ecc_source;
 pub mod grid;
 pub mod lock;
 pub mod plan;

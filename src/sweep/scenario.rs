@@ -256,8 +256,11 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
 /// Cycles and energy of one inference of a model on a hardware config, at any voltage.
 #[derive(Debug, Clone)]
 pub struct CostModel {
+    /// Cycles and accesses, with the ECC decoder's latency when the config has ECC.
     pub stats: crate::systolic::NetworkStats,
     pub energy: crate::energy::EnergyModel,
+    /// The reference of every saving: the same accelerator **without ECC** at its nominal voltage, so ECC's
+    /// costs show up in the savings (docs/ecc.md).
     pub nominal: crate::energy::EnergyBreakdown,
 }
 
@@ -268,17 +271,18 @@ pub struct PointCost {
     pub latency_us: f64,
     pub breakdown: crate::energy::EnergyBreakdown,
     pub energy_pj: f64,
-    /// Weight-SRAM dynamic + leakage energy.
+    /// Weight-SRAM dynamic + leakage energy, plus the ECC codec logic.
     pub weight_sram_energy_pj: f64,
-    /// Saving of the total energy against the nominal voltage, percent.
+    /// Saving of the total energy against the nominal voltage without ECC, percent.
     pub energy_saving_pct: f64,
-    /// Saving of the weight-SRAM energy against the nominal voltage, percent.
+    /// Saving of the weight-SRAM energy against the nominal voltage without ECC, percent.
     pub weight_sram_saving_pct: f64,
 }
 
 impl CostModel {
     /// Simulates the model's layers on the config's systolic array once (cycles and accesses do not depend on
-    /// the voltage) and builds the config's energy model.
+    /// the voltage; an ECC decoder adds `ecc_decoder_latency_cycles` per fold) and builds the config's energy
+    /// model (with the ECC costs of `[weight_sram] ecc`).
     pub fn new(hw: &crate::config::HwConfig, model: &Model) -> Result<CostModel, SweepError> {
         use crate::systolic::{simulate_network, BufferParams};
         let origin = &hw.origin;
@@ -289,12 +293,22 @@ impl CostModel {
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let buffers =
             BufferParams::from_hw(hw).map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
-        let stats = simulate_network(&layers, &array, &buffers, model.bits())
+        let plain = simulate_network(&layers, &array, &buffers, model.bits())
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        let ecc = hw.weight_sram.ecc != crate::config::EccScheme::None;
+        let stats = if ecc {
+            plain
+                .clone()
+                .with_decoder_latency(hw.weight_sram.ecc_decoder_latency_cycles as u64)
+        } else {
+            plain.clone()
+        };
         let energy = crate::energy::EnergyModel::new(hw)
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let nominal = energy
-            .nominal_energy(&stats)
+            .clone()
+            .with_ecc(None)
+            .nominal_energy(&plain)
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         Ok(CostModel {
             stats,
@@ -309,9 +323,7 @@ impl CostModel {
             .energy
             .energy_per_inference(&self.stats, vdd_v)
             .map_err(|e| SweepError::Input(e.to_string()))?;
-        let w = |e: &crate::energy::EnergyBreakdown| {
-            e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj
-        };
+        let w = |e: &crate::energy::EnergyBreakdown| e.weight_sram_total_pj();
         let saving = |a: f64, n: f64| if n > 0.0 { (1.0 - a / n) * 100.0 } else { 0.0 };
         Ok(PointCost {
             cycles: self.stats.total_cycles,
@@ -534,15 +546,46 @@ pub fn fault_source(
             ))
         })?;
     let vmin_v = hw.voltage.vmin_v;
+    let mappings = || -> Result<Vec<crate::sram::WeightMapping>, SweepError> {
+        mapping_offsets_bits(hw, model.bits, offsets.max(1))
+            .into_iter()
+            .map(|off| crate::sram::WeightMapping::new(&hw.weight_sram, bits, model.weights(), off))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))
+    };
+    if let Some(layout) = crate::ecc::EccLayout::from_config(&hw.weight_sram) {
+        let zero = std::sync::Arc::new(super::ecc_source::zero_codes(&model.model)?);
+        let due = hw.weight_sram.due;
+        return match spec {
+            FaultSpec::Profile { profile, .. } => {
+                Ok(Box::new(super::ecc_source::ProfileEccFaults::new(
+                    profile.clone(),
+                    &layout,
+                    &mappings()?,
+                    seeds,
+                    vmin_v,
+                    due,
+                    zero,
+                )?))
+            }
+            FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
+                let fixed_p = match spec {
+                    FaultSpec::FixedUniform { p } => Some(*p),
+                    _ => None,
+                };
+                let p_max = fixed_p
+                    .unwrap_or_else(|| crate::sram::measured_ber(min_vdd_v / vmin_v))
+                    .clamp(0.0, 1.0);
+                let first = mappings()?.swap_remove(0);
+                Ok(Box::new(super::ecc_source::UniformEccFaults::new(
+                    fixed_p, p_max, &first, &layout, vmin_v, due, zero,
+                )?))
+            }
+        };
+    }
     match spec {
         FaultSpec::Profile { profile, .. } => {
-            let mappings = mapping_offsets_bits(hw, model.bits, offsets.max(1))
-                .into_iter()
-                .map(|off| {
-                    crate::sram::WeightMapping::new(&hw.weight_sram, bits, model.weights(), off)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))?;
+            let mappings = mappings()?;
             Ok(Box::new(ProfileFaults {
                 profile: profile.clone(),
                 mappings,
