@@ -41,6 +41,9 @@ pub struct SweepSpec {
     pub grid_v: Vec<f64>,
     pub offsets: u32,
     pub seeds: u32,
+    /// The sweep seed (`--seed`, default 0): shifts every random seed of every unit
+    /// ([`scenario::seed_offset`]).
+    pub seed: u32,
     pub data_dir: Option<PathBuf>,
     /// Leave out the first N test images (`--skip`).
     pub skip: usize,
@@ -361,8 +364,15 @@ fn compute_units(
                 )));
             }
             bar.set_message(format!("{} / {}", pm.name, f.name));
-            let source =
-                scenario::fault_source(&f.spec, &spec.hw, lm, spec.offsets, spec.seeds, min_v)?;
+            let source = scenario::fault_source_seeded(
+                &f.spec,
+                &spec.hw,
+                lm,
+                spec.offsets,
+                spec.seeds,
+                min_v,
+                spec.seed,
+            )?;
             let clean = lm.model.memory_image().to_vec();
             let mut runner = SeriesRunner::new(lm, &clean)?;
             for s in pending {

@@ -6,7 +6,7 @@
 //! everything a unit's result depends on:
 //! - the hardware config file's bytes,
 //! - every model's and fault source's content key (names too, since they label the rows),
-//! - the grid, `--offsets`, `--seeds`,
+//! - the grid, `--offsets`, `--seeds`, `--seed`,
 //! - every test split's **content** ([`crate::data::Dataset::content_sha256`]: shape and the bytes of the images
 //!   used after `--skip`/`--limit`) and size, never its folder's path: passing the default folder explicitly
 //!   is the same configuration, and replacing the images in a folder is a different one.
@@ -89,6 +89,7 @@ struct FingerprintInput<'a> {
     grid_v: &'a [f64],
     offsets: u32,
     seeds: u32,
+    seed: u32,
     data: Vec<DataPrint>,
 }
 
@@ -245,6 +246,7 @@ impl Plan {
             grid_v: &spec.grid_v,
             offsets: spec.offsets,
             seeds: spec.seeds,
+            seed: spec.seed,
             data: prints,
         };
         expect.fingerprint = fingerprint(&input);
