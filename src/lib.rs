@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod fsutil;
+pub mod locate;
 pub mod model;
 pub mod npy;
 pub mod quant;
