@@ -267,6 +267,51 @@ impl EnergyModel {
         })
     }
 
+    /// The energy of one inference split over the layers of `stats`, in layer order: each layer's own accesses,
+    /// MACs and DRAM bytes, and the leakage of the network's powered weight arrays during the layer's cycles
+    /// (`bits_powered · P_leak · total_cycles / clock`). Every term of [`energy_per_inference`] is linear in
+    /// those counts and the latency, so the layers sum to the network's breakdown.
+    ///
+    /// [`energy_per_inference`]: Self::energy_per_inference
+    pub fn per_layer_energy(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+    ) -> Result<Vec<EnergyBreakdown>, EnergyError> {
+        stats
+            .layers
+            .iter()
+            .map(|l| {
+                let one = NetworkStats {
+                    dataflow: stats.dataflow,
+                    rows: stats.rows,
+                    cols: stats.cols,
+                    clock_mhz: stats.clock_mhz,
+                    weight_bits: stats.weight_bits,
+                    weight_arrays_used: stats.weight_arrays_used,
+                    macs: l.macs,
+                    compute_cycles: l.compute_cycles,
+                    stall_cycles: l.stall_cycles,
+                    total_cycles: l.total_cycles,
+                    latency_s: l.total_cycles as f64 / (stats.clock_mhz * 1e6),
+                    utilization_pct: l.utilization_pct,
+                    weight_sram_reads: l.weight_sram_reads,
+                    weight_sram_word_reads: l.weight_sram_word_reads,
+                    weight_sram_word_writes: l.weight_sram_word_writes,
+                    input_sram_reads: l.input_sram_reads,
+                    output_sram_writes: l.output_sram_writes,
+                    output_sram_reads: l.output_sram_reads,
+                    dram_reads_bytes: l.dram_reads_bytes,
+                    dram_writes_bytes: l.dram_writes_bytes,
+                    weight_words: l.weight_words,
+                    per_array_weight_word_reads: Vec::new(),
+                    layers: Vec::new(),
+                };
+                self.energy_per_inference(&one, vdd_v)
+            })
+            .collect()
+    }
+
     /// The per-operation energies in force at `vdd_v`, one row per component (for reports).
     pub fn table(&self, vdd_v: f64) -> Result<Vec<EnergyTableRow>, EnergyError> {
         Self::check_vdd(vdd_v)?;
