@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
+use crate::locate::Shipped;
 use crate::report::markdown::DEFAULT_TOLERANCE_PTS;
 use crate::sweep::driver::{command_line, run_sweep_with, shell_quote, RunOptions, SweepSpec};
 use crate::sweep::grid::parse_voltage_grid;
 use crate::sweep::merge::{self, ShardStates};
-use crate::sweep::scenario::{self, FaultSpec};
+use crate::sweep::scenario;
 use crate::sweep::unit::{Shard, MAX_SHARDS};
 use crate::sweep::SweepError;
 
@@ -40,21 +41,25 @@ pub struct Args {
     /// Voltage grid in volts: comma list of values and START:STOP:STEP ranges.
     #[arg(long, default_value = DEFAULT_GRID)]
     pub grid: String,
-    /// Weight-to-memory mapping offsets per profile (random chips for `uniform`).
-    #[arg(long, default_value_t = 3)]
+    /// Weight-to-memory mapping offsets per profile (random chips for `uniform`), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true,
+          value_parser = super::values::int_in(1u32, 1024))]
     pub offsets: u32,
-    /// Seeds per offset (transient cells; extra random chips for `uniform`).
-    #[arg(long, default_value_t = 1)]
+    /// Seeds per offset (transient cells; extra random chips for `uniform`), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
     /// Fashion-MNIST test images) [default: 0].
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::values::count_from(0))]
     pub skip: usize,
-    /// Evaluate only the first N test images (after `--skip`) [default: all].
-    #[arg(long, value_name = "N")]
+    /// Evaluate only the first N test images (N >= 1) [default: all].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = super::values::count_from(1))]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
     #[arg(long, default_value = "reports")]
@@ -62,8 +67,9 @@ pub struct Args {
     /// Discard a previous sweep's state in --out instead of resuming it.
     #[arg(long)]
     pub fresh: bool,
-    /// Error tolerance in percentage points over the normal model at nominal voltage, for the report.
-    #[arg(long, default_value_t = DEFAULT_TOLERANCE_PTS)]
+    /// Error tolerance in percentage points over the normal model at nominal voltage, for the report (0..=100).
+    #[arg(long, value_name = "PTS", default_value_t = DEFAULT_TOLERANCE_PTS, allow_negative_numbers = true,
+          value_parser = super::values::float_where(|t| (0.0..=100.0).contains(&t), "0..=100 percentage points"))]
     pub tolerance: f64,
     /// No progress bar.
     #[arg(long)]
@@ -148,7 +154,7 @@ fn sweep_err(e: SweepError) -> CliError {
 
 /// Builds the sweep specification from the arguments (all user errors are one line).
 pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
-    let hw_path = HwConfig::resolve(&args.hw).map_err(|e| CliError::user(e.to_string()))?;
+    let hw_path = super::locate_flag(Shipped::HwConfig, "--hw", &args.hw)?;
     let hw = HwConfig::load(&hw_path).map_err(|e| CliError::user(e.to_string()))?;
     let grid_v = parse_voltage_grid(&args.grid).map_err(sweep_err)?;
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
@@ -180,16 +186,15 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     } else {
         args.models
             .iter()
-            .map(|m| scenario::resolve_model(m.trim()))
-            .collect::<Result<_, _>>()
-            .map_err(sweep_err)?
+            .map(|m| super::locate_flag(Shipped::Model, "--models", m.trim()))
+            .collect::<Result<_, _>>()?
     };
     let faults = args
         .profiles
         .iter()
-        .map(|p| FaultSpec::resolve(p.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sweep_err)?;
+        .map(|p| super::fault_spec("--profiles", p.trim(), &hw))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::check_data_dir(args.data.as_deref())?;
     Ok(SweepSpec {
         hw,
         hw_path,

@@ -120,7 +120,7 @@ impl SweepSpec {
         for &v in &self.grid_v {
             let rel = self
                 .hw
-                .check_vdd(v)
+                .check_vdd_flag("--grid", v)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
             for f in &self.faults {
                 f.check_vdd_rel(rel)?;

@@ -16,19 +16,17 @@ pub const MODEL_DIR: &str = "models";
 /// The model `run` uses when `--model` is not given: the shipped RandBET 8-bit Fashion-MNIST CNN.
 pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
 
-/// Finds a model manifest: a bare name is looked up as `models/NAME.toml` (current directory, then the source
-/// tree), else the path is taken as given.
+/// Finds a model manifest by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a
+/// bare name is looked up in `models/`, and a bare name that is also a different file in the current directory
+/// is refused as ambiguous.
 pub fn resolve_model(name_or_path: &str) -> Result<PathBuf, SweepError> {
-    crate::config::resolve_in(MODEL_DIR, name_or_path, "toml").map_err(|searched| {
-        SweepError::Input(format!(
-            "model `{name_or_path}` not found (searched: {searched}); shipped models live in models/"
-        ))
-    })
+    crate::locate::locate(crate::locate::Shipped::Model, name_or_path)
+        .map_err(|e| SweepError::Input(e.to_string()))
 }
 
 /// The shipped model manifests (`models/*.toml` in the current directory, else in the source tree), sorted.
 pub fn list_shipped_models() -> Vec<PathBuf> {
-    crate::config::list_shipped_tomls(MODEL_DIR)
+    crate::locate::list_shipped(crate::locate::Shipped::Model)
 }
 
 /// Test sets shared between models of the same data set (loaded once per kind).
