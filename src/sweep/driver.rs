@@ -189,10 +189,10 @@ fn check_other_states(
         if path == own {
             continue;
         }
-        let Ok(file) = StateFile::read(&path) else {
+        let Some(found) = StateFile::peek_fingerprint(&path) else {
             continue;
         };
-        if file.fingerprint != fingerprint {
+        if found != fingerprint {
             if fresh {
                 std::fs::remove_file(&path).map_err(|source| SweepError::Io {
                     path: path.clone(),
@@ -201,7 +201,7 @@ fn check_other_states(
             } else {
                 return Err(SweepError::Fingerprint {
                     path,
-                    found: file.fingerprint,
+                    found,
                     expected: fingerprint.to_string(),
                 });
             }
