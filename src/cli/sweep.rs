@@ -21,13 +21,13 @@ pub const DEFAULT_PROFILES: &str = "chip1,chip2";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Hardware config: a name in hw_configs/ or a path.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
     /// Models: comma-separated names in models/ or paths [default: every shipped model].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Fault maps: comma-separated names in sram_profiles/, paths, or `uniform` (measured BER curve).
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_PROFILES)]
+    #[arg(long, value_name = "PROFILE,...", value_delimiter = ',', default_value = DEFAULT_PROFILES)]
     pub profiles: Vec<String>,
     /// Voltage grid in volts: comma list of values and START:STOP:STEP ranges.
     #[arg(long, default_value = DEFAULT_GRID)]
@@ -41,14 +41,14 @@ pub struct Args {
           value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Evaluate only the first N test images (N >= 1) [default: all].
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = super::values::count_from(1))]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
-    #[arg(long, default_value = "reports")]
+    #[arg(long, value_name = "DIR", default_value = "reports")]
     pub out: PathBuf,
     /// Discard a previous sweep's state in --out instead of resuming it.
     #[arg(long)]
