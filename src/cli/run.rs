@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{values, CliError, CliResult};
-use crate::config::HwConfig;
+use crate::config::{EccScheme, HwConfig};
 use crate::locate::Shipped;
 use crate::sweep::core::{mean_std, SeriesRunner};
 use crate::sweep::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, PointCost};
@@ -56,6 +56,15 @@ pub struct Args {
     /// Evaluate only the first N test images (after `--skip`; N >= 1) [default: all].
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::count_from(1))]
     pub limit: Option<usize>,
+    /// Protection of the weight SRAM's words: none, parity or secded (docs/ecc.md) [default: the config's
+    /// `[weight_sram] ecc`, none for the shipped configs]. The code size, interleaving and DUE policy come from
+    /// the config.
+    #[arg(long, value_name = "SCHEME", value_parser = parse_ecc)]
+    pub ecc: Option<EccScheme>,
+    /// Also write the weight codes as the accelerator reads them at this voltage (first sample; after ECC
+    /// decoding and the DUE policy) to PATH: a uint8 .npy in memory order, one code per weight.
+    #[arg(long, value_name = "PATH")]
+    pub image_out: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +105,34 @@ pub struct RunReport {
     pub energy_saving_pct: f64,
     pub weight_sram_energy_pj: f64,
     pub weight_sram_saving_pct: f64,
+    /// Protection of the weight SRAM: `none`, `parity` or `secded`.
+    pub ecc: String,
+    /// The code, e.g. `secded(72,64)` (`none` without ECC).
+    pub ecc_code: String,
+    /// Codewords bit-interleaved per row group (1 = none).
+    pub ecc_interleave: u32,
+    /// Policy for detected-uncorrectable words: `zero` or `keep`.
+    pub ecc_due: String,
+    /// Codewords holding weights (at the first mapping offset; 0 without ECC).
+    pub ecc_codewords: u64,
+    /// Codewords whose errors the decoder corrected, mean over samples.
+    pub ecc_corrected_words: f64,
+    /// Codewords flagged uncorrectable (DUE), mean over samples.
+    pub ecc_detected_words: f64,
+    /// Codewords delivered wrong without a flag (undetected or miscorrected), mean over samples.
+    pub ecc_silent_words: f64,
+    /// Cycles the ECC decoder adds per inference (included in `cycles`).
+    pub ecc_decoder_cycles: u64,
+}
+
+/// Parses `--ecc` (one scheme).
+pub fn parse_ecc(s: &str) -> Result<EccScheme, String> {
+    EccScheme::parse(s.trim()).ok_or_else(|| {
+        format!(
+            "`{s}` is not an ECC scheme; allowed {}",
+            EccScheme::ALL.map(|e| e.name()).join(", ")
+        )
+    })
 }
 
 fn user(e: impl std::fmt::Display) -> CliError {
@@ -140,7 +177,12 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let vdd_v = args
         .vdd
         .ok_or_else(|| CliError::user("--vdd is required"))?;
-    let hw = super::load_hw("--hw", &args.hw)?;
+    let mut hw = super::load_hw("--hw", &args.hw)?;
+    if let Some(ecc) = args.ecc {
+        hw = hw
+            .with_ecc(ecc)
+            .map_err(|e| CliError::user(format!("--ecc {ecc}: {e}")))?;
+    }
     let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
     super::check_data_dir(args.data.as_deref())?;
     // Also checked by the flags' value parsers; repeated for callers that build `Args` themselves.
@@ -204,13 +246,43 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let mut runner = SeriesRunner::new(&mut loaded, &clean).map_err(sweep_err)?;
     let mut errors = Vec::new();
     let mut flips = Vec::new();
+    let mut ecc_sum = [0u64; 3];
     for s in 0..samples {
         let r = runner
             .run_sample(faults.as_ref(), s, &[vdd_v], || {})
             .map_err(sweep_err)?;
         errors.push(r.error_pct[0]);
         flips.push(r.flipped_bits[0] as f64);
+        let c = r.ecc[0];
+        for (acc, v) in ecc_sum.iter_mut().zip([c.corrected, c.detected, c.silent]) {
+            *acc += v;
+        }
     }
+    let ecc_mean = |i: usize| ecc_sum[i] as f64 / samples as f64;
+    if let Some(path) = &args.image_out {
+        let mut img = vec![0u8; clean.len()];
+        faults
+            .faulty_read(0, vdd_v, &clean, &mut img)
+            .map_err(sweep_err)?;
+        let arr = crate::npy::NpyArray {
+            shape: vec![img.len()],
+            data: crate::npy::NpyData::U8(img),
+        };
+        crate::npy::write(path, &arr).map_err(|e| CliError::user(format!("--image-out: {e}")))?;
+    }
+    let w = &hw.weight_sram;
+    let layout = crate::ecc::EccLayout::from_config(w);
+    let ecc_codewords = match &layout {
+        Some(l) => {
+            let off = scenario::mapping_offsets_bits(&hw, bits, 1)[0];
+            let m = crate::sram::WeightMapping::new(w, bits as u8, weights, off)
+                .map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
+            crate::sram::ecc_faults::CodewordMap::new(&m, l)
+                .map_err(|e| CliError::internal(e.to_string()))?
+                .codeword_count()
+        }
+        None => 0,
+    };
     let (faulty_error_pct, faulty_error_std_pct) = mean_std(&errors);
     let flipped_bits_mean = flips.iter().sum::<f64>() / flips.len() as f64;
     Ok(RunReport {
@@ -241,6 +313,17 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         energy_saving_pct: at.energy_saving_pct,
         weight_sram_energy_pj: at.weight_sram_energy_pj,
         weight_sram_saving_pct: at.weight_sram_saving_pct,
+        ecc: w.ecc.name().into(),
+        ecc_code: layout
+            .as_ref()
+            .map_or_else(|| "none".into(), |l| l.code().name()),
+        ecc_interleave: if layout.is_some() { w.interleave } else { 1 },
+        ecc_due: w.due.name().into(),
+        ecc_codewords,
+        ecc_corrected_words: ecc_mean(0),
+        ecc_detected_words: ecc_mean(1),
+        ecc_silent_words: ecc_mean(2),
+        ecc_decoder_cycles: cost.stats.ecc_decoder_cycles,
     })
 }
 
@@ -277,6 +360,19 @@ fn print_text(r: &RunReport) {
         "  clean error      {:.2}% ({} test images{from})",
         r.clean_error_pct, r.test_images
     );
+    if r.ecc != "none" {
+        println!(
+            "  ECC              {} on {} codewords (interleave {}, detected words: {}): corrected {:.1}, \
+             detected {:.1}, silent {:.1} words (mean per sample)",
+            r.ecc_code,
+            r.ecc_codewords,
+            r.ecc_interleave,
+            r.ecc_due,
+            r.ecc_corrected_words,
+            r.ecc_detected_words,
+            r.ecc_silent_words
+        );
+    }
     println!(
         "  faulty error     {:.2}% ± {:.2} (mean ± std over {} samples; clean-or-faulty mistakes)",
         r.faulty_error_pct, r.faulty_error_std_pct, r.samples
@@ -286,19 +382,29 @@ fn print_text(r: &RunReport) {
         r.cycles, r.latency_us, r.utilization_pct
     );
     println!("  energy           {} per inference", pj(r.energy_pj));
-    println!(
-        "    weight SRAM    {} dynamic + {} leakage",
-        pj(b.weight_sram_dynamic_pj),
-        pj(b.weight_sram_leakage_pj)
-    );
+    if r.ecc == "none" {
+        println!(
+            "    weight SRAM    {} dynamic + {} leakage",
+            pj(b.weight_sram_dynamic_pj),
+            pj(b.weight_sram_leakage_pj)
+        );
+    } else {
+        println!(
+            "    weight SRAM    {} dynamic + {} leakage (check bits included) + {} ECC codec",
+            pj(b.weight_sram_dynamic_pj),
+            pj(b.weight_sram_leakage_pj),
+            pj(b.ecc_logic_pj)
+        );
+    }
     println!("    act. buffers   {}", pj(b.act_sram_pj));
     println!("    MACs           {}", pj(b.mac_pj));
     println!("    DRAM           {}", pj(b.dram_pj));
     println!(
-        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V ({} per inference)",
+        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V{} ({} per inference)",
         r.energy_saving_pct,
         r.weight_sram_saving_pct,
         r.nominal_v,
+        if r.ecc == "none" { "" } else { " without ECC" },
         pj(r.nominal_energy_pj)
     );
 }
