@@ -276,6 +276,19 @@ pub fn run(args: Args) -> CliResult {
         }
         ProfileCommand::Show(a) => {
             let p = load(&a.file)?;
+            let m = &p.meta;
+            for (first_flag, first, n_flag, n, total, unit) in [
+                ("--array", a.array, "--arrays", a.arrays, m.arrays, "arrays"),
+                ("--row", a.row, "--rows", a.rows, m.rows, "rows"),
+            ] {
+                if u64::from(first) + u64::from(n) > u64::from(total) {
+                    return Err(CliError::user(format!(
+                        "{first_flag} {first} {n_flag} {n} is outside profile {}, which has {total} {unit}: \
+                         allowed {first_flag} + {n_flag} <= {total}",
+                        p.origin()
+                    )));
+                }
+            }
             let seg = MapSegment {
                 array0: a.array,
                 arrays: a.arrays,

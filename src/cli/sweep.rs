@@ -30,13 +30,13 @@ pub struct Args {
     #[command(subcommand)]
     pub action: Option<Action>,
     /// Hardware config: a name in hw_configs/ or a path.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
     /// Models: comma-separated names in models/ or paths [default: every shipped model].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Fault maps: comma-separated names in sram_profiles/, paths, or `uniform` (measured BER curve).
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_PROFILES)]
+    #[arg(long, value_name = "PROFILE,...", value_delimiter = ',', default_value = DEFAULT_PROFILES)]
     pub profiles: Vec<String>,
     /// Voltage grid in volts: comma list of values and START:STOP:STEP ranges.
     #[arg(long, default_value = DEFAULT_GRID)]
@@ -50,7 +50,7 @@ pub struct Args {
           value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
     /// Fashion-MNIST test images) [default: 0].
@@ -62,7 +62,7 @@ pub struct Args {
           value_parser = super::values::count_from(1))]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
-    #[arg(long, default_value = "reports")]
+    #[arg(long, value_name = "DIR", default_value = "reports")]
     pub out: PathBuf,
     /// Discard a previous sweep's state in --out instead of resuming it.
     #[arg(long)]
