@@ -764,3 +764,203 @@ fn mutations_cover_truncation_and_header_bytes() {
     assert_eq!(mutate(b"abcd", &[Edit::Duplicate(1, 2)], 4), b"abcbcd");
     assert!(mutate(b"", &[Edit::Set(3, 1), Edit::Delete(0, 3)], 4).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The cases, driven through the binary: exit code 2 and one line naming the file, the key and the range
+
+fn accelsim(args: &[&str]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_accelsim"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run accelsim");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn expect_user_error(args: &[&str], needles: &[&str]) {
+    let (code, err) = accelsim(args);
+    assert_eq!(code, Some(2), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{args:?}: not one line: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in {err}");
+    }
+}
+
+#[test]
+fn bad_files_through_the_binary_give_one_line_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let s = |p: &Path| p.display().to_string();
+    // A model manifest edited in place next to a copy of its tensors.
+    let manifest = String::from_utf8(read("models/fmnist-cnn-normal-8b.toml")).unwrap();
+    let weights = read("models/fmnist-cnn-normal-8b.safetensors");
+    std::fs::write(dir.join("fmnist-cnn-normal-8b.safetensors"), &weights).unwrap();
+    let model = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        s(&p)
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            model(
+                "mean.toml",
+                manifest.replace("mean = [0.286]", "mean = [nan]"),
+            ),
+            vec!["mean.toml", "key `input.mean`", "NaN", "[-1000, 1000]"],
+        ),
+        (
+            model(
+                "inf.toml",
+                manifest.replace("mean = [0.286]", "mean = [inf]"),
+            ),
+            vec!["key `input.mean`", "inf"],
+        ),
+        (
+            model(
+                "err.toml",
+                manifest.replace("clean_error_pct = 8.24", "clean_error_pct = nan"),
+            ),
+            vec!["key `training.clean_error_pct`", "[0, 100]"],
+        ),
+        (
+            model("type.toml", manifest.replace("bits = 8", "bits = \"8\"")),
+            vec![
+                "type.toml",
+                "key `quantization.bits`: expected a non-negative integer, found a string \"8\"",
+            ],
+        ),
+    ];
+    for (path, needles) in &cases {
+        expect_user_error(&["model", "show", path], needles);
+    }
+    assert!(manifest.contains("mean = [0.286]") && manifest.contains("clean_error_pct = 8.24"));
+
+    // A tensors file whose header claims more data than the file holds.
+    let mut cut = weights.clone();
+    cut.truncate(weights.len() / 2);
+    let sub = dir.join("cut");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("fmnist-cnn-normal-8b.safetensors"), &cut).unwrap();
+    std::fs::write(sub.join("m.toml"), &manifest).unwrap();
+    expect_user_error(
+        &["model", "show", &s(&sub.join("m.toml"))],
+        &[
+            "fmnist-cnn-normal-8b.safetensors",
+            "data_offsets",
+            "truncated",
+        ],
+    );
+
+    // A hardware config with a wrong type and with a NaN.
+    let hw = String::from_utf8(read("hw_configs/14nm_sram.toml")).unwrap();
+    for (name, text, needles) in [
+        (
+            "type.toml",
+            hw.replacen("vmin_v = 1.0", "vmin_v = \"1.0\"", 1),
+            vec!["key `voltage.vmin_v`: expected a float, found a string"],
+        ),
+        (
+            "nan.toml",
+            hw.replacen("vmin_v = 1.0", "vmin_v = nan", 1),
+            vec!["key `voltage.vmin_v` = NaN is out of range; allowed 0.2..=2 V"],
+        ),
+    ] {
+        let p = dir.join(format!("hw-{name}"));
+        std::fs::write(&p, text).unwrap();
+        expect_user_error(
+            &[
+                "cycles",
+                "--topology",
+                "hw_configs/topologies/fmnist_cnn.csv",
+                "--hw",
+                &s(&p),
+            ],
+            &needles,
+        );
+    }
+
+    // A .npy whose shape claims 2^62 elements, and a pattern file cut short.
+    let mut npy_bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904,), }\n";
+    npy_bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    npy_bytes.extend_from_slice(dict.as_bytes());
+    npy_bytes.extend_from_slice(&[0; 16]);
+    let big = dir.join("big.npy");
+    std::fs::write(&big, &npy_bytes).unwrap();
+    let out = s(&dir.join("out.npy"));
+    expect_user_error(
+        &[
+            "inject",
+            "--input",
+            &s(&big),
+            "--bits",
+            "8",
+            "--p",
+            "0.01",
+            "--seed",
+            "1",
+            "--output",
+            &out,
+        ],
+        &["big.npy", "truncated data"],
+    );
+    let codes = dir.join("codes.npy");
+    npy::write(
+        &codes,
+        &NpyArray {
+            shape: vec![4000],
+            data: NpyData::U8(vec![7; 4000]),
+        },
+    )
+    .unwrap();
+    let pat = small_pattern_file();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &pat[..pat.len() - 5]).unwrap();
+    expect_user_error(
+        &[
+            "inject",
+            "--input",
+            &s(&codes),
+            "--bits",
+            "8",
+            "--replay",
+            &s(&cut),
+            "--output",
+            &out,
+        ],
+        &["cut.safetensors", "truncated"],
+    );
+
+    // Fashion-MNIST files whose IDX header claims 2^32 x 2^32 x 2^32 images (gzip).
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte.gz"),
+        gzip(&idx(&[u32::MAX; 3], &[0; 64])),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("t10k-labels-idx1-ubyte.gz"),
+        gzip(&idx(&[4], &[0, 1, 2, 3])),
+    )
+    .unwrap();
+    expect_user_error(
+        &[
+            "eval",
+            "--model",
+            "models/fmnist-cnn-normal-8b.toml",
+            "--data",
+            &s(&data),
+        ],
+        &[
+            "t10k-images-idx3-ubyte.gz",
+            "declare more than the 2 GiB limit",
+        ],
+    );
+}
