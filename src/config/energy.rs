@@ -1,12 +1,12 @@
 //! `[energy]` section of the hardware config: energy per operation/access and how the weight SRAM's energy
-//! follows its supply voltage (docs/energy.md, domain.md §2.3 and §7).
+//! follows its supply voltage (docs/energy.md, with the paper's law and the published figures).
 use serde::{Deserialize, Serialize};
 
 /// How the weight SRAM's dynamic energy per access scales with its voltage `V` (relative to `V_min`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SramScaling {
-    /// `E(V) = E(V_min) · (V / V_min)²` — the paper's Spectre simulation (domain.md §2.3).
+    /// `E(V) = E(V_min) · (V / V_min)²` — the paper's Spectre simulation (docs/energy.md#paper-energy-model).
     #[default]
     Quadratic,
     /// Piecewise-linear interpolation of `weight_sram_table` (`[V/V_min, E(V)/E(V_min)]` points).
@@ -38,6 +38,9 @@ pub struct EnergyConfig {
     pub act_sram_pj_per_byte: f64,
     /// DRAM energy per bit transferred, pJ, `[0, 10000]`.
     pub dram_pj_per_bit: f64,
+    /// Energy of one two-input gate evaluation of the ECC encoder/decoder logic at the logic voltage, fJ,
+    /// `[0, 1000]`; multiplied by each code's gate count (docs/ecc.md, "Costs").
+    pub ecc_gate_energy_fj: f64,
 }
 
 impl Default for EnergyConfig {
@@ -53,11 +56,12 @@ impl Default for EnergyConfig {
             leakage_v_per_efold: 0.1785,
             act_sram_pj_per_byte: 0.14,
             dram_pj_per_bit: 8.0,
+            ecc_gate_energy_fj: 0.071,
         }
     }
 }
 
-/// The paper's normalized SRAM energy points (domain.md §2.3), usable as `weight_sram_table`.
+/// The paper's normalized SRAM energy points (docs/sram-profiles.md#measured-ber), usable as `weight_sram_table`.
 pub const PAPER_SRAM_TABLE: [[f64; 2]; 7] = [
     [0.75, 0.5625],
     [0.792, 0.6267],
@@ -87,6 +91,7 @@ impl EnergyConfig {
             ),
             ("act_sram_pj_per_byte", self.act_sram_pj_per_byte, 1000.0),
             ("dram_pj_per_bit", self.dram_pj_per_bit, 10000.0),
+            ("ecc_gate_energy_fj", self.ecc_gate_energy_fj, 1000.0),
         ];
         for (key, v, max) in pj {
             if !(v.is_finite() && (0.0..=max).contains(&v)) {
