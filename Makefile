@@ -1,6 +1,7 @@
 # accelsim — the two README commands and their helpers.
 #   make run   : the user's example on the shipped defaults, then the default sweep into reports/
 #   make test  : every check CI runs (format, lint, Rust tests, a sharded sweep on a real one-node Slurm, Python companion tests)
+#   make fuzz  : every file reader on FUZZ_CASES (default 5000) random mutations of the shipped files each
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VPY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := target/release/accelsim
 
-.PHONY: run test deps dataset venv build rust-test py-test lint models profiles bench fixtures clean test-slurm
+.PHONY: run test deps dataset venv build rust-test py-test lint models profiles bench fixtures clean test-slurm fuzz
 
 # Fashion-MNIST from Debian (only when root and missing; otherwise explain).
 dataset:
@@ -67,6 +68,12 @@ profiles: build
 
 bench:
 	$(CARGO) bench
+
+# Property-based fuzzing of every file reader (tests/fuzz_parsers.rs): `make test` runs 40 cases per reader,
+# this target FUZZ_CASES per reader (overflow checks stay on: the test profile, not --release).
+FUZZ_CASES ?= 5000
+fuzz: dataset
+	ACCELSIM_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz_parsers -- --nocapture
 
 clean:
 	$(CARGO) clean
