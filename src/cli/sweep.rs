@@ -37,6 +37,10 @@ pub struct Args {
     /// Seeds per offset (transient cells; extra random chips for `uniform`).
     #[arg(long, default_value_t = 1)]
     pub seeds: u32,
+    /// ECC schemes to sweep, an axis: comma-separated `none`, `parity`, `secded` (e.g. `none,secded`; docs/ecc.md)
+    /// [default: the config's `[weight_sram] ecc`]. Code size, interleaving and DUE policy come from the config.
+    #[arg(long, value_name = "SCHEMES", value_delimiter = ',', value_parser = super::run::parse_ecc)]
+    pub ecc: Vec<crate::config::EccScheme>,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -121,6 +125,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         grid_v,
         offsets: args.offsets,
         seeds: args.seeds,
+        ecc: args.ecc.clone(),
         data_dir: args.data.clone(),
         skip: args.skip,
         limit: args.limit,
@@ -154,6 +159,16 @@ pub fn invocation(args: &Args) -> Vec<String> {
     }
     if args.seeds != 1 {
         push("--seeds", args.seeds.to_string());
+    }
+    if !args.ecc.is_empty() {
+        push(
+            "--ecc",
+            args.ecc
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if let Some(d) = &args.data {
         push("--data", d.display().to_string());
