@@ -246,6 +246,7 @@ fn merge_many() {
         offsets: per_series.min(1024),
         seeds: per_series.div_ceil(1024),
         seed: 0,
+        ecc: Vec::new(),
         data_dir: None,
         skip: 0,
         limit: Some(1000),
@@ -283,6 +284,7 @@ fn merge_many() {
                     error_pct: (0..spec.grid_v.len())
                         .map(|i| 8.5 + i as f64 * 0.25 + (k.sample % 7) as f64 * 0.01)
                         .collect(),
+                    ecc_words: Vec::new(),
                 }
             })
             .collect();

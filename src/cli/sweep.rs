@@ -49,6 +49,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
           value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
+    /// ECC schemes to sweep, an axis: comma-separated `none`, `parity`, `secded` (e.g. `none,secded`; docs/ecc.md)
+    /// [default: the config's `[weight_sram] ecc`]. Code size, interleaving and DUE policy come from the config.
+    #[arg(long, value_name = "SCHEMES", value_delimiter = ',', value_parser = super::run::parse_ecc)]
+    pub ecc: Vec<crate::config::EccScheme>,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -204,6 +208,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         offsets: args.offsets,
         seeds: args.seeds,
         seed: args.seed,
+        ecc: args.ecc.clone(),
         data_dir: args.data.clone(),
         skip: args.skip,
         limit: args.limit,
@@ -237,6 +242,16 @@ pub fn invocation(args: &Args) -> Vec<String> {
     }
     if args.seeds != 1 {
         push("--seeds", args.seeds.to_string());
+    }
+    if !args.ecc.is_empty() {
+        push(
+            "--ecc",
+            args.ecc
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if let Some(d) = &args.data {
         push("--data", d.display().to_string());

@@ -46,7 +46,7 @@ pub fn estimate(plan: &Plan, fp: &Fingerprinted, grid_len: usize, shards: u32) -
     let max_macs = plan
         .models
         .iter()
-        .map(|m| m.cost.stats.macs)
+        .flat_map(|m| m.costs.iter().map(|c| c.stats.macs))
         .max()
         .unwrap_or(0) as f64;
     let images = fp.expect.models.values().map(|v| v.1).max().unwrap_or(0) as f64;
