@@ -13,6 +13,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod model;
 pub mod npy;
+pub mod onnx;
 pub mod quant;
 pub mod report;
 pub mod sram;
