@@ -259,7 +259,8 @@ proptest! {
     fn activations_match_definitions(seed in 0u32..1000, alpha in -1.0f32..1.0, beta in -1.0f32..1.0, lo in -3.0f32..0.0, hi in 0.0f32..3.0) {
         use kernels::Activation as A;
         let x: Vec<f32> = values(257, seed).iter().map(|v| v * 20.0).collect();
-        let cases: [(A, fn(f64, f64, f64, f64, f64) -> f64); 6] = [
+        type Reference = fn(f64, f64, f64, f64, f64) -> f64;
+        let cases: [(A, Reference); 6] = [
             (A::Relu, |x, _, _, _, _| x.max(0.0)),
             (A::Clip { min: lo, max: hi }, |x, _, _, lo, hi| x.max(lo).min(hi)),
             (A::LeakyRelu { alpha }, |x, a, _, _, _| if x >= 0.0 { x } else { a * x }),

@@ -364,7 +364,7 @@ pub fn reshape_dims(from: &[usize], target: &[i64], allowzero: bool) -> R<Vec<us
     }
     let known = checked_numel(&out).ok_or("Reshape target is too large")?;
     if let Some(i) = infer {
-        if known == 0 || n % known != 0 {
+        if known == 0 || !n.is_multiple_of(known) {
             return Err(format!("cannot reshape {from:?} to {target:?}"));
         }
         out[i] = n / known;

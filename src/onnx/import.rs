@@ -872,7 +872,7 @@ impl Converter<'_> {
         }
         let known = checked_numel(&out).ok_or("Reshape target is too large")?;
         if let Some(i) = infer {
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(format!(
                     "cannot reshape per-example dims {dims:?} to {target:?}"
                 ));
