@@ -20,7 +20,8 @@ fn fixture(name: &str) -> PathBuf {
 fn opts(name: &str) -> ImportOptions {
     ImportOptions {
         name: name.into(),
-        dataset: None,
+        // The flat-input fixture needs the image shape; the others ignore it.
+        dataset: (name == "flat_input").then_some(accelsim::data::DatasetKind::Mnist),
         mean: vec![],
         std: vec![],
         quant: QuantConfig::rquant(8),
@@ -51,7 +52,9 @@ fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
 fn logits(model: &Model, name: &str, float: bool) -> (Vec<f32>, Vec<f32>) {
     let (x, shape) = npy(&fixture(&format!("{name}.input.npy")));
     let (want, wshape) = npy(&fixture(&format!("{name}.expected.npy")));
-    let x = Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), x).unwrap();
+    let [c, h, w] = model.manifest().input.shape;
+    assert_eq!(shape.iter().product::<usize>(), shape[0] * c * h * w);
+    let x = Array4::from_shape_vec((shape[0], c, h, w), x).unwrap();
     let net = if float {
         Network::from_model_float(model)
     } else {
@@ -62,7 +65,14 @@ fn logits(model: &Model, name: &str, float: bool) -> (Vec<f32>, Vec<f32>) {
     (y.iter().copied().collect(), want)
 }
 
-const GOOD: [&str; 4] = ["cnn_bn", "mobile_block", "res_group", "ext_ops"];
+const GOOD: [&str; 6] = [
+    "cnn_bn",
+    "mobile_block",
+    "res_group",
+    "ext_ops",
+    "more_ops",
+    "flat_input",
+];
 
 #[test]
 fn good_fixtures_match_onnxruntime_in_float() {
@@ -185,10 +195,40 @@ fn operators_map_onto_the_expected_layers() {
         .collect();
     // SAME_UPPER puts the odd padding after, SAME_LOWER before.
     assert_eq!(pads, [[0, 0, 1, 1], [1, 1, 0, 0]]);
+    // A BatchNormalization after a Relu cannot fold and stays; InstanceNormalization and GroupNormalization-18
+    // (per-group scale) are group norms; the MatMul weight is folded from Slice/Sqrt/Neg/Reciprocal/Mul/Reshape.
+    let m = import(d.path(), "more_ops");
+    assert_eq!(
+        kinds(&m),
+        [
+            "relu",
+            "batchnorm",
+            "groupnorm",
+            "groupnorm",
+            "maxpool2d",
+            "reshape",
+            "linear"
+        ]
+    );
+    let groups: Vec<usize> = m
+        .manifest()
+        .layers
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LayerKind::GroupNorm { groups, .. } => Some(*groups),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(groups, [4, 2]);
+    // A flat [N, 784] graph input gets the dataset's image shape and a zero-copy reshape.
+    let m = import(d.path(), "flat_input");
+    assert_eq!(m.manifest().input.shape, [1, 28, 28]);
+    assert_eq!(kinds(&m), ["reshape", "linear"]);
 }
 
 /// (fixture, substrings its error must contain).
-const REFUSALS: [(&str, &[&str]); 11] = [
+const REFUSALS: [(&str, &[&str]); 12] = [
+    ("flat_input", &["[N, 784]", "--dataset"]),
     (
         "bad_unsupported_op",
         &["node \"erf_node\"", "Erf", "opset 17", "docs/onnx.md"],
@@ -218,9 +258,11 @@ const REFUSALS: [(&str, &[&str]); 11] = [
 fn refusals_are_one_line_errors_naming_the_problem() {
     for (name, needles) in REFUSALS {
         let path = fixture(&format!("{name}.onnx"));
-        let e = import_file(&path, name, &opts(name))
-            .expect_err(name)
-            .to_string();
+        let o = ImportOptions {
+            dataset: None,
+            ..opts(name)
+        };
+        let e = import_file(&path, name, &o).expect_err(name).to_string();
         assert!(!e.contains('\n'), "{name}: multi-line error {e:?}");
         assert!(e.contains(&*path.display().to_string()), "{name}: {e}");
         for n in needles {

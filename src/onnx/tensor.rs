@@ -104,10 +104,12 @@ pub fn decode(t: &TensorProto, base_dir: &Path) -> Result<Tensor, String> {
         DataType::Double | DataType::Int64 | DataType::Uint64 => 8,
         DataType::Float16 | DataType::Bfloat16 | DataType::Int16 | DataType::Uint16 => 2,
         DataType::Int8 | DataType::Uint8 | DataType::Bool => 1,
-        _ => return Err(err(format!(
+        _ => {
+            return Err(err(format!(
             "{} tensors are not supported (float, double, float16, bfloat16 and integer types are)",
             type_name(dt)
-        ))),
+        )))
+        }
     };
     let external =
         t.data_location == Some(DataLocation::External as i32) || !t.external_data.is_empty();

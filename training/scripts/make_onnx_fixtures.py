@@ -150,6 +150,63 @@ def ext_model() -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], producer_name="make_onnx_fixtures")
 
 
+def more_ops_model() -> onnx.ModelProto:
+    """Hand-built, opset 18: standalone BatchNormalization (after a Relu, so not folded), plain
+    InstanceNormalization, GroupNormalization with per-group scale/bias (opset 18), GlobalMaxPool, MatMul whose
+    weight is folded from Slice/Sqrt/Neg/Reciprocal/Mul/Reshape, and an Add bias made by ConstantOfShape."""
+    rng = np.random.default_rng(7)
+    c = 4
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    inits = [
+        numpy_helper.from_array(f32(rng.random(c) + 0.5), "bn.scale"),
+        numpy_helper.from_array(f32(rng.normal(0, 0.1, c)), "bn.b"),
+        numpy_helper.from_array(f32(rng.normal(0, 0.3, c)), "bn.mean"),
+        numpy_helper.from_array(f32(rng.random(c) + 0.5), "bn.var"),
+        numpy_helper.from_array(f32(rng.random(c) + 0.5), "in.scale"),
+        numpy_helper.from_array(f32(rng.normal(0, 0.1, c)), "in.b"),
+        numpy_helper.from_array(f32(rng.random(2) + 0.5), "gn.scale"),
+        numpy_helper.from_array(f32(rng.normal(0, 0.1, 2)), "gn.b"),
+        numpy_helper.from_array(f32(rng.random(2 * c * 3) + 0.1), "w.raw"),  # [24]; half of it is the weight
+        numpy_helper.from_array(np.array([0], np.int64), "sl.start"),
+        numpy_helper.from_array(np.array([c * 3], np.int64), "sl.end"),
+        numpy_helper.from_array(np.array([c, 3], np.int64), "w.shape"),
+        numpy_helper.from_array(f32(4.0), "four"),
+        numpy_helper.from_array(np.array([3], np.int64), "b.shape"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("BatchNormalization", ["r", "bn.scale", "bn.b", "bn.mean", "bn.var"], ["bn"], name="bn",
+                         epsilon=1e-3),
+        helper.make_node("InstanceNormalization", ["bn", "in.scale", "in.b"], ["in"], name="instnorm"),
+        helper.make_node("GroupNormalization", ["in", "gn.scale", "gn.b"], ["gn"], name="gn18", num_groups=2),
+        helper.make_node("GlobalMaxPool", ["gn"], ["gp"], name="gmp"),
+        helper.make_node("Flatten", ["gp"], ["f"], name="flatten"),
+        helper.make_node("Slice", ["w.raw", "sl.start", "sl.end"], ["w.s"]),
+        helper.make_node("Sqrt", ["w.s"], ["w.q"]),
+        helper.make_node("Neg", ["w.q"], ["w.n"]),
+        helper.make_node("Reciprocal", ["four"], ["quarter"]),
+        helper.make_node("Mul", ["w.n", "quarter"], ["w.m"]),
+        helper.make_node("Reshape", ["w.m", "w.shape"], ["w"]),
+        helper.make_node("MatMul", ["f", "w"], ["mm"], name="matmul"),
+        helper.make_node("ConstantOfShape", ["b.shape"], ["bias"],
+                         value=numpy_helper.from_array(f32([0.5]))),
+        helper.make_node("Add", ["mm", "bias"], ["y"], name="add_bias"),
+    ]
+    g = helper.make_graph(
+        nodes, "more", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], producer_name="make_onnx_fixtures")
+
+
+def flat_input_model() -> onnx.ModelProto:
+    """A graph whose input is already flat, [N, 784] (an MLP exported after its flatten): needs --dataset."""
+    rng = np.random.default_rng(9)
+    w = numpy_helper.from_array(rng.normal(0, 0.05, (784, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")]
+    return small_graph(nodes, [w], opset=13, in_shape=("N", 784), out_shape=("N", 3), name="flat")
+
+
 def small_graph(nodes, inits, opset=17, in_shape=("N", 1, 4, 4), out_shape=("N", 4), name="bad"):
     g = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
@@ -270,6 +327,12 @@ def main():
     x = rng.random((3, 1, 7, 7), dtype=np.float32)
     np.save(os.path.join(out, "ext_ops.input.npy"), x)
     np.save(os.path.join(out, "ext_ops.expected.npy"), run_ort(m, x, path))
+    for name, m, shape in [("more_ops", more_ops_model(), (4, 5, 5)), ("flat_input", flat_input_model(), (784,))]:
+        # (onnx.checker rejects GroupNormalization-18 as deprecated; onnxruntime runs it.)
+        onnx.save(m, os.path.join(out, f"{name}.onnx"))
+        x = rng.random((3, *shape), dtype=np.float32)
+        np.save(os.path.join(out, f"{name}.input.npy"), x)
+        np.save(os.path.join(out, f"{name}.expected.npy"), run_ort(m, x))
     refusals(out)
     total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
     print(f"wrote {len(os.listdir(out))} files, {total} bytes, to {out}")
