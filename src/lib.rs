@@ -16,6 +16,7 @@ pub mod limits;
 pub mod locate;
 pub mod model;
 pub mod npy;
+pub mod onnx;
 pub mod quant;
 pub mod report;
 pub mod sram;

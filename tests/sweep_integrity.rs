@@ -206,7 +206,7 @@ fn empty_test_splits_are_user_errors() {
         .args(["--skip", "10000"]));
     assert_user_error(&o, &["--skip 10000", "allowed 0..=63"]);
     let o = run(w.sweep(&sweep_args).arg(w.path("s")).args(["--limit", "0"]));
-    assert_user_error(&o, &["--limit", "allowed 1.."]);
+    assert_user_error(&o, &["--limit", "allowed >= 1"]);
     let run_cmd = |extra: &[&str], data: &Path| {
         let mut c = bin();
         c.args([
@@ -229,7 +229,7 @@ fn empty_test_splits_are_user_errors() {
     );
     assert_user_error(
         &run_cmd(&["--limit", "0"], w.data()),
-        &["--limit", "allowed 1.."],
+        &["--limit", "allowed >= 1"],
     );
     let eval = |extra: &[&str], data: &Path| {
         let mut c = bin();

@@ -1,5 +1,7 @@
-//! `accelsim eval --model FILE [--data DIR] [--dataset NAME] [--limit N] [--json]`: the clean test error measured
-//! by the inference engine on the model's de-quantized weights.
+//! `accelsim eval --model FILE [--data DIR] [--dataset NAME] [--limit N] [--float] [--logits OUT.npy] [--json]`:
+//! the clean test error measured by the inference engine on the model's de-quantized (or, with `--float`, float)
+//! weights; `--logits` also writes the network's outputs so that an import can be checked against its framework
+//! (docs/onnx.md).
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -33,6 +35,9 @@ pub struct Args {
     /// Use the float weights from the file instead of the quantized ones (a "no quantization" baseline).
     #[arg(long)]
     pub float: bool,
+    /// Also write the network's outputs as a float32 .npy of shape [images, outputs] (row i = test image i).
+    #[arg(long, value_name = "OUT.npy")]
+    pub logits: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +106,13 @@ pub fn run(args: Args) -> CliResult {
         .map_err(|e| CliError::user(format!("{}: {e}", model_path.display())))?;
     let secs = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    if let Some(path) = &args.logits {
+        let logits = net.forward(x.view());
+        let shape = [logits.nrows(), logits.ncols()];
+        let data = logits.into_raw_vec_and_offset().0;
+        crate::npy::write_f32(path, &data, &shape)
+            .map_err(|e| CliError::user(format!("--logits {}: {e}", path.display())))?;
+    }
     let recorded = m.training.clean_error_pct;
     if args.json {
         let out = json!({

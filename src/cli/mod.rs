@@ -11,6 +11,7 @@ use crate::sweep::scenario::FaultSpec;
 pub mod clap_error;
 pub mod cycles;
 pub mod eval;
+pub mod import;
 pub mod inject;
 pub mod model;
 pub mod profile;
@@ -130,6 +131,8 @@ pub enum Command {
     Model(model::Args),
     /// Measure a model's clean test error with the inference engine.
     Eval(eval::Args),
+    /// Import an ONNX model (PyTorch, Keras via tf2onnx, ...) into the accelsim model format.
+    Import(import::Args),
     /// Generate, inspect and draw SRAM fault-map profiles.
     Profile(profile::Args),
     /// Cycle-approximate systolic-array model of a layer topology (SCALE-Sim topology CSV).
@@ -147,6 +150,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Inject(a) => inject::run(a),
         Command::Model(a) => model::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Import(a) => import::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Cycles(a) => cycles::run(a),
         Command::Run(a) => run::run(a),

@@ -148,12 +148,21 @@ fn show(a: ShowArgs) -> CliResult {
                 kernel,
                 stride,
                 padding,
+                dilation,
+                groups,
                 ..
             } => {
-                format!(
+                let mut e = format!(
                     " k{}x{} s{} p{}",
                     kernel[0], kernel[1], stride[0], padding[0]
-                )
+                );
+                if *groups > 1 {
+                    e.push_str(&format!(" g{groups}"));
+                }
+                if dilation != &[1, 1] {
+                    e.push_str(&format!(" d{}", dilation[0]));
+                }
+                e
             }
             _ => String::new(),
         };

@@ -11,8 +11,12 @@ pub struct Window {
     pub kw: usize,
     pub sh: usize,
     pub sw: usize,
+    /// Padding before the first row / column (the padding after the last only shows in `oh`/`ow`).
     pub ph: usize,
     pub pw: usize,
+    /// Dilation: kernel taps `dh` rows / `dw` columns apart (1 = dense).
+    pub dh: usize,
+    pub dw: usize,
     pub oh: usize,
     pub ow: usize,
 }
@@ -28,7 +32,28 @@ impl Window {
     }
     /// True when im2col would be the identity (1x1 kernel, stride 1, no padding).
     pub fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.ph == 0
+            && self.pw == 0
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    /// The output columns `ox` whose input column `ox·sw + off - pw` lies in `[0, w)`, for a tap at column
+    /// offset `off` (= kj·dw).
+    #[inline]
+    fn valid_ox(&self, off: usize) -> (usize, usize) {
+        let lo = (self.pw.saturating_sub(off)).div_ceil(self.sw).min(self.ow);
+        let hi = if self.w + self.pw > off {
+            ((self.w + self.pw - off - 1) / self.sw + 1).min(self.ow)
+        } else {
+            0
+        }
+        .max(lo);
+        (lo, hi)
     }
 }
 
@@ -93,7 +118,8 @@ pub fn matmul(
     }
 }
 
-/// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki - ph][ox·sw + kj - pw]` (0 outside).
+/// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
+/// (0 outside).
 pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
     let ohw = g.out_hw();
     for ci in 0..g.c {
@@ -102,17 +128,11 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
             for kj in 0..g.kw {
                 let row = ((ci * g.kh + ki) * g.kw + kj) * ohw;
                 let dst = &mut cols[row..row + ohw];
-                // Output columns whose input column ix = ox·sw + kj - pw lies in [0, w).
-                let ox_lo = (g.pw.saturating_sub(kj)).div_ceil(g.sw).min(g.ow);
-                let ox_hi = if g.w + g.pw > kj {
-                    ((g.w + g.pw - kj - 1) / g.sw + 1).min(g.ow)
-                } else {
-                    0
-                }
-                .max(ox_lo);
+                let off = kj * g.dw;
+                let (ox_lo, ox_hi) = g.valid_ox(off);
                 for oy in 0..g.oh {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
-                    let iy = (oy * g.sh + ki) as isize - g.ph as isize;
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
                     if iy < 0 || iy >= g.h as isize {
                         d.fill(0.0);
                         continue;
@@ -120,7 +140,7 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     d[..ox_lo].fill(0.0);
                     d[ox_hi..].fill(0.0);
-                    let ix0 = ox_lo * g.sw + kj - g.pw;
+                    let ix0 = ox_lo * g.sw + off - g.pw;
                     if g.sw == 1 {
                         d[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
                     } else {
@@ -134,20 +154,31 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
     }
 }
 
-/// Convolution (groups = 1, zero padding) of `batch` images: `weight` is [cout, c·kh·kw] (PyTorch layout),
-/// `out` is batch x cout x oh x ow. `cols` is scratch, grown as needed.
+/// Convolution (zero padding) of `batch` images in `groups` groups: `weight` is [cout, (c/groups)·kh·kw]
+/// (PyTorch layout), `out` is batch x cout x oh x ow. Output channel `co` of group `gi = co / (cout/groups)` sees
+/// input channels `gi·c/groups .. (gi+1)·c/groups`.
+///
+/// Dense and grouped convolutions are im2col + GEMM per group; depthwise ones (one input channel per group) run
+/// [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
     batch: usize,
     g: &Window,
     cout: usize,
+    groups: usize,
     weight: &[f32],
     bias: Option<&[f32]>,
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) {
-    let k = g.c * g.kh * g.kw;
+    let cg = g.c / groups;
+    if cg == 1 && groups > 1 {
+        return depthwise_conv2d(x, batch, g, cout, weight, bias, out);
+    }
+    let og = cout / groups;
+    let sub = Window { c: cg, ..*g };
+    let k = cg * g.kh * g.kw;
     let ohw = g.out_hw();
     if !g.is_pointwise() && cols.len() < k * ohw {
         cols.resize(k * ohw, 0.0);
@@ -155,18 +186,86 @@ pub fn conv2d(
     for b in 0..batch {
         let xi = &x[b * g.in_len()..(b + 1) * g.in_len()];
         let oi = &mut out[b * cout * ohw..(b + 1) * cout * ohw];
-        let rhs: &[f32] = if g.is_pointwise() {
-            xi
-        } else {
-            im2col(xi, g, cols);
-            &cols[..k * ohw]
-        };
         if let Some(bias) = bias {
             for (co, &bv) in bias.iter().enumerate() {
                 oi[co * ohw..(co + 1) * ohw].fill(bv);
             }
         }
-        matmul(cout, ohw, k, oi, bias.is_some(), weight, k, 1, rhs, ohw, 1);
+        for gi in 0..groups {
+            let xg = &xi[gi * sub.in_len()..(gi + 1) * sub.in_len()];
+            let rhs: &[f32] = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(xg, &sub, cols);
+                &cols[..k * ohw]
+            };
+            matmul(
+                og,
+                ohw,
+                k,
+                &mut oi[gi * og * ohw..(gi + 1) * og * ohw],
+                bias.is_some(),
+                &weight[gi * og * k..(gi + 1) * og * k],
+                k,
+                1,
+                rhs,
+                ohw,
+                1,
+            );
+        }
+    }
+}
+
+/// Depthwise convolution (groups = c, `cout = c·mult`): output channel `co` reads input channel `co / mult`
+/// with its own kh x kw filter `weight[co]`. Direct: for each tap, one scaled-row accumulation per output row
+/// (contiguous, vectorized when stride 1) — kh·kw multiply-adds per output, no im2col, no zeros.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let mult = cout / g.c;
+    let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
+    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|kj| g.valid_ox(kj * g.dw)).collect();
+    for b in 0..batch {
+        for co in 0..cout {
+            let plane = &x[(b * g.c + co / mult) * hw..][..hw];
+            let o = &mut out[(b * cout + co) * ohw..][..ohw];
+            o.fill(bias.map_or(0.0, |bv| bv[co]));
+            let wk = &weight[co * taps..(co + 1) * taps];
+            for oy in 0..g.oh {
+                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
+                for ki in 0..g.kh {
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for (kj, &(lo, hi)) in ranges.iter().enumerate() {
+                        if lo >= hi {
+                            continue;
+                        }
+                        let wv = wk[ki * g.kw + kj];
+                        let ix0 = lo * g.sw + kj * g.dw - g.pw;
+                        let dst = &mut orow[lo..hi];
+                        if g.sw == 1 {
+                            for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + (hi - lo)]) {
+                                *d += wv * v;
+                            }
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d += wv * src[ix0 + j * g.sw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -208,11 +307,123 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
-/// Max pooling (padding acts as -inf) or average pooling (padding counts as zeros, divisor kh·kw as PyTorch's
-/// `count_include_pad=True`). `out` is batch x c x oh x ow.
-pub fn pool2d(x: &[f32], batch: usize, g: &Window, max: bool, out: &mut [f32]) {
+/// Elementwise activations (ONNX / PyTorch inference semantics).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, min), max)`.
+    Clip { min: f32, max: f32 },
+    /// `x` for x ≥ 0, else `alpha·x`.
+    LeakyRelu { alpha: f32 },
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `max(0, min(1, alpha·x + beta))`.
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// `x · max(0, min(1, x/6 + 1/2))` (ONNX HardSwish; equal to PyTorch's `x·relu6(x + 3)/6` up to rounding).
+    HardSwish,
+}
+
+/// Applies `act` in place.
+pub fn activate(x: &mut [f32], act: Activation) {
+    match act {
+        Activation::Relu => relu(x),
+        Activation::Clip { min, max } => {
+            for v in x {
+                // NaN stays NaN (as torch.clamp).
+                *v = if *v < min {
+                    min
+                } else if *v > max {
+                    max
+                } else {
+                    *v
+                };
+            }
+        }
+        Activation::LeakyRelu { alpha } => {
+            for v in x {
+                if *v < 0.0 {
+                    *v *= alpha;
+                }
+            }
+        }
+        Activation::Sigmoid => {
+            for v in x {
+                *v = 1.0 / (1.0 + (-*v).exp());
+            }
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            for v in x {
+                *v = (alpha * *v + beta).clamp(0.0, 1.0);
+            }
+        }
+        Activation::HardSwish => {
+            const SIXTH: f32 = 1.0 / 6.0;
+            for v in x {
+                *v *= (*v * SIXTH + 0.5).clamp(0.0, 1.0);
+            }
+        }
+    }
+}
+
+/// Softmax of each row of `len` values in place: `exp(x - max) / Σ exp(x - max)` (sum in f64).
+pub fn softmax(x: &mut [f32], len: usize) {
+    for row in x.chunks_exact_mut(len) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+            sum += *v as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for v in row {
+            *v *= inv;
+        }
+    }
+}
+
+/// Per-channel multiply (`add = false`) or add in place on batch x c x hw values; `k.len()` is `c` or 1
+/// (scalar broadcast).
+pub fn channel_affine(x: &mut [f32], c: usize, hw: usize, k: &[f32], add: bool) {
+    for (i, plane) in x.chunks_exact_mut(hw).enumerate() {
+        let kv = if k.len() == 1 { k[0] } else { k[i % c] };
+        if add {
+            plane.iter_mut().for_each(|v| *v += kv);
+        } else {
+            plane.iter_mut().for_each(|v| *v *= kv);
+        }
+    }
+}
+
+/// Concatenation along the channels (or features): each example's output is its operands' values one after
+/// another. `parts[i]` holds `batch` examples of `lens[i]` values.
+pub fn concat(parts: &[&[f32]], lens: &[usize], batch: usize, out: &mut [f32]) {
+    let total: usize = lens.iter().sum();
+    for b in 0..batch {
+        let mut o = b * total;
+        for (p, &l) in parts.iter().zip(lens) {
+            out[o..o + l].copy_from_slice(&p[b * l..(b + 1) * l]);
+            o += l;
+        }
+    }
+}
+
+/// Max pooling (padding acts as -inf) or average pooling. Average pooling divides by kh·kw when
+/// `count_include_pad` (padding counts as zeros, PyTorch's default) and by the number of input elements in the
+/// window otherwise (ONNX's default). `out` is batch x c x oh x ow.
+pub fn pool2d(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    max: bool,
+    count_include_pad: bool,
+    out: &mut [f32],
+) {
     if max && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
         return max_pool_2x2(x, batch, g, out);
+    }
+    if !max && g.kh == g.h && g.kw == g.w && g.ph == 0 && g.pw == 0 && g.oh == 1 && g.ow == 1 {
+        return global_avgpool(x, batch, g.c, g.h * g.w, out);
     }
     let inv = 1.0 / (g.kh * g.kw) as f32;
     for (plane, o) in x[..batch * g.in_len()]
@@ -242,7 +453,13 @@ pub fn pool2d(x: &[f32], batch: usize, g: &Window, max: bool, out: &mut [f32]) {
                         };
                     }
                 }
-                o[oy * g.ow + ox] = if max { acc } else { acc * inv };
+                o[oy * g.ow + ox] = if max {
+                    acc
+                } else if count_include_pad {
+                    acc * inv
+                } else {
+                    acc / (ys.len() * xs.len()) as f32
+                };
             }
         }
     }

@@ -18,7 +18,7 @@ pub mod eval;
 pub mod kernels;
 
 pub use eval::{evaluate, CleanEval, Evaluator, RobustEval};
-use kernels::Window;
+use kernels::{Activation, Window};
 
 /// Images per work item. Fixed (not derived from the thread count) so that results do not depend on it.
 pub const CHUNK: usize = 32;
@@ -52,6 +52,7 @@ enum Op {
     Conv {
         g: Window,
         cout: usize,
+        groups: usize,
         weight: usize,
         bias: Option<usize>,
     },
@@ -61,10 +62,24 @@ enum Op {
         weight: usize,
         bias: Option<usize>,
     },
-    Relu,
+    Act(Activation),
+    Softmax {
+        len: usize,
+    },
     Pool {
         g: Window,
         max: bool,
+        count_include_pad: bool,
+    },
+    Concat {
+        lens: Vec<usize>,
+    },
+    /// Per-channel multiply (`add = false`) or add of a parameter tensor.
+    Channel {
+        c: usize,
+        hw: usize,
+        param: usize,
+        add: bool,
     },
     GlobalAvgPool {
         c: usize,
@@ -97,7 +112,12 @@ impl Op {
     fn elementwise(&self) -> bool {
         matches!(
             self,
-            Op::Relu | Op::Add | Op::GroupNorm { .. } | Op::BatchNorm { .. }
+            Op::Act(_)
+                | Op::Softmax { .. }
+                | Op::Channel { .. }
+                | Op::Add
+                | Op::GroupNorm { .. }
+                | Op::BatchNorm { .. }
         )
     }
 }
@@ -215,9 +235,10 @@ impl Network {
         let mut storage: Vec<usize> = vec![0; n + 1];
         for (i, l) in layers.iter().enumerate() {
             storage[i + 1] = match l.kind {
-                LayerKind::Flatten | LayerKind::Identity | LayerKind::Dropout => {
-                    storage[graph.inputs[i][0]]
-                }
+                LayerKind::Flatten
+                | LayerKind::Identity
+                | LayerKind::Dropout
+                | LayerKind::Reshape { .. } => storage[graph.inputs[i][0]],
                 _ => i + 1,
             };
         }
@@ -242,7 +263,7 @@ impl Network {
                 Shape::Chw(c, h, w) => (c, h, w),
                 Shape::Flat(f) => (f, 1, 1),
             };
-            let window = |k: [usize; 2], s: [usize; 2], p: [usize; 2]| {
+            let window = |k: [usize; 2], s: [usize; 2], p: [usize; 4], d: [usize; 2]| {
                 let (oh, ow) = match out_shape {
                     Shape::Chw(_, oh, ow) => (oh, ow),
                     Shape::Flat(_) => (1, 1),
@@ -257,23 +278,31 @@ impl Network {
                     sw: s[1],
                     ph: p[0],
                     pw: p[1],
+                    dh: d[0],
+                    dw: d[1],
                     oh,
                     ow,
                 }
             };
             let op = match &l.kind {
-                LayerKind::Flatten | LayerKind::Identity | LayerKind::Dropout => continue,
+                LayerKind::Flatten
+                | LayerKind::Identity
+                | LayerKind::Dropout
+                | LayerKind::Reshape { .. } => continue,
                 LayerKind::Conv2d {
                     out_channels,
                     kernel,
                     stride,
                     padding,
+                    dilation,
+                    groups,
                     weight,
                     bias,
                     ..
                 } => Op::Conv {
-                    g: window(*kernel, *stride, *padding),
+                    g: window(*kernel, *stride, *padding, *dilation),
                     cout: *out_channels,
+                    groups: *groups,
                     weight: pid(weight),
                     bias: bias.as_deref().map(pid),
                 },
@@ -288,22 +317,54 @@ impl Network {
                     weight: pid(weight),
                     bias: bias.as_deref().map(pid),
                 },
-                LayerKind::Relu => Op::Relu,
+                LayerKind::Relu => Op::Act(Activation::Relu),
+                LayerKind::Clip { min, max } => Op::Act(Activation::Clip {
+                    min: *min,
+                    max: *max,
+                }),
+                LayerKind::LeakyRelu { alpha } => Op::Act(Activation::LeakyRelu { alpha: *alpha }),
+                LayerKind::Sigmoid => Op::Act(Activation::Sigmoid),
+                LayerKind::HardSigmoid { alpha, beta } => Op::Act(Activation::HardSigmoid {
+                    alpha: *alpha,
+                    beta: *beta,
+                }),
+                LayerKind::HardSwish => Op::Act(Activation::HardSwish),
+                LayerKind::Softmax => Op::Softmax {
+                    len: out_shape.numel(),
+                },
+                LayerKind::Concat { .. } => Op::Concat {
+                    lens: ins.iter().map(|&v| graph.value_shape(v).numel()).collect(),
+                },
+                LayerKind::ChannelMul { weight, .. } => Op::Channel {
+                    c,
+                    hw: h * w,
+                    param: pid(weight),
+                    add: false,
+                },
+                LayerKind::ChannelAdd { bias, .. } => Op::Channel {
+                    c,
+                    hw: h * w,
+                    param: pid(bias),
+                    add: true,
+                },
                 LayerKind::MaxPool2d {
                     kernel,
                     stride,
                     padding,
                 } => Op::Pool {
-                    g: window(*kernel, *stride, *padding),
+                    g: window(*kernel, *stride, *padding, [1, 1]),
                     max: true,
+                    count_include_pad: true,
                 },
                 LayerKind::AvgPool2d {
                     kernel,
                     stride,
                     padding,
+                    count_include_pad,
                 } => Op::Pool {
-                    g: window(*kernel, *stride, *padding),
+                    g: window(*kernel, *stride, *padding, [1, 1]),
                     max: false,
+                    count_include_pad: *count_include_pad,
                 },
                 LayerKind::GlobalAvgPool => Op::GlobalAvgPool { c, hw: h * w },
                 LayerKind::Add { .. } => Op::Add,
@@ -359,6 +420,7 @@ impl Network {
                 && last_use[first] == i
                 && first != 0
                 && !(ins.len() == 2 && storage[ins[1]] == first);
+            // A concat may read one storage twice; every operand is released once below.
             let output = if in_place {
                 in_slots[0]
             } else {
@@ -442,6 +504,7 @@ impl Network {
                 Op::Conv {
                     g,
                     cout,
+                    groups,
                     weight,
                     bias,
                 } => kernels::conv2d(
@@ -449,6 +512,7 @@ impl Network {
                     b,
                     g,
                     *cout,
+                    *groups,
                     &self.weights[*weight],
                     bias.map(|i| self.weights[i].as_slice()),
                     &mut out,
@@ -468,7 +532,15 @@ impl Network {
                     bias.map(|i| self.weights[i].as_slice()),
                     &mut out,
                 ),
-                Op::Pool { g, max } => kernels::pool2d(src(0), b, g, *max, &mut out),
+                Op::Pool {
+                    g,
+                    max,
+                    count_include_pad,
+                } => kernels::pool2d(src(0), b, g, *max, *count_include_pad, &mut out),
+                Op::Concat { lens } => {
+                    let parts: Vec<&[f32]> = (0..lens.len()).map(src).collect();
+                    kernels::concat(&parts, lens, b, &mut out)
+                }
                 Op::GlobalAvgPool { c, hw } => {
                     kernels::global_avgpool(src(0), b, *c, *hw, &mut out)
                 }
@@ -478,7 +550,11 @@ impl Network {
                     }
                     let o = &mut out[..need];
                     match elementwise {
-                        Op::Relu => kernels::relu(o),
+                        Op::Act(a) => kernels::activate(o, *a),
+                        Op::Softmax { len } => kernels::softmax(o, *len),
+                        Op::Channel { c, hw, param, add } => {
+                            kernels::channel_affine(o, *c, *hw, &self.weights[*param], *add)
+                        }
                         Op::Add => kernels::add_assign(o, &src(1)[..need]),
                         Op::GroupNorm {
                             c,

@@ -8,31 +8,36 @@ use super::*;
 use crate::model::tests::{small_tensors, values, write_model, SMALL_TOML};
 use crate::model::{LayerKind, Model, Shape};
 
+/// Grouped, dilated convolution straight from the definition (f64 accumulation).
+#[allow(clippy::too_many_arguments)]
 fn naive_conv(
     x: &[f32],
     b: usize,
     g: &Window,
     cout: usize,
+    groups: usize,
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
+    let (cg, og) = (g.c / groups, cout / groups);
     let mut out = vec![0.0; b * cout * g.oh * g.ow];
     for n in 0..b {
         for co in 0..cout {
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let mut acc = bias.map_or(0.0, |bb| bb[co] as f64);
-                    for ci in 0..g.c {
+                    for cj in 0..cg {
+                        let ci = (co / og) * cg + cj;
                         for ki in 0..g.kh {
                             for kj in 0..g.kw {
-                                let iy = (oy * g.sh + ki) as isize - g.ph as isize;
-                                let ix = (ox * g.sw + kj) as isize - g.pw as isize;
+                                let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                                let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
                                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                     continue;
                                 }
                                 let xv =
                                     x[((n * g.c + ci) * g.h + iy as usize) * g.w + ix as usize];
-                                let wv = w[((co * g.c + ci) * g.kh + ki) * g.kw + kj];
+                                let wv = w[((co * cg + cj) * g.kh + ki) * g.kw + kj];
                                 acc += xv as f64 * wv as f64;
                             }
                         }
@@ -45,7 +50,7 @@ fn naive_conv(
     out
 }
 
-fn naive_pool(x: &[f32], b: usize, g: &Window, max: bool) -> Vec<f32> {
+fn naive_pool(x: &[f32], b: usize, g: &Window, max: bool, include_pad: bool) -> Vec<f32> {
     let mut out = vec![0.0; b * g.c * g.oh * g.ow];
     for n in 0..b {
         for c in 0..g.c {
@@ -67,7 +72,8 @@ fn naive_pool(x: &[f32], b: usize, g: &Window, max: bool) -> Vec<f32> {
                     out[((n * g.c + c) * g.oh + oy) * g.ow + ox] = if max {
                         vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32
                     } else {
-                        (vals.iter().sum::<f64>() / (g.kh * g.kw) as f64) as f32
+                        let div = if include_pad { g.kh * g.kw } else { vals.len() };
+                        (vals.iter().sum::<f64>() / div as f64) as f32
                     };
                 }
             }
@@ -124,6 +130,7 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32) {
     }
 }
 
+/// A window with dilation 1 and symmetric padding (pooling, dense convolution).
 fn window_strategy() -> impl Strategy<Value = (Window, usize, usize)> {
     (
         1usize..4,
@@ -154,12 +161,50 @@ fn window_strategy() -> impl Strategy<Value = (Window, usize, usize)> {
                         sw,
                         ph,
                         pw,
+                        dh: 1,
+                        dw: 1,
                         oh,
                         ow,
                     },
                     cout,
                     b,
                 ))
+            },
+        )
+}
+
+/// A grouped convolution: (window with dilation and asymmetric padding, cout, groups, batch).
+fn grouped_strategy() -> impl Strategy<Value = (Window, usize, usize, usize)> {
+    (
+        (1usize..4, 1usize..4, 1usize..3),
+        (1usize..10, 1usize..10),
+        (1usize..4, 1usize..4),
+        (1usize..3, 1usize..3),
+        (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+        (1usize..3, 1usize..3),
+        1usize..3,
+    )
+        .prop_filter_map(
+            "window must fit",
+            |((groups, cg, og), (h, w), (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw), b)| {
+                let oh = crate::model::graph::window_out_dilated(h, kh, sh, pt, pb, dh)?;
+                let ow = crate::model::graph::window_out_dilated(w, kw, sw, pl, pr, dw)?;
+                let g = Window {
+                    c: groups * cg,
+                    h,
+                    w,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph: pt,
+                    pw: pl,
+                    dh,
+                    dw,
+                    oh,
+                    ow,
+                };
+                Some((g, groups * og, groups, b))
             },
         )
 }
@@ -175,17 +220,95 @@ proptest! {
         let bias = with_bias.then_some(bias.as_slice());
         let mut out = vec![f32::NAN; b * cout * g.out_hw()];
         let mut cols = vec![];
-        kernels::conv2d(&x, b, &g, cout, &w, bias, &mut out, &mut cols);
-        assert_close(&out, &naive_conv(&x, b, &g, cout, &w, bias), 1e-5);
+        kernels::conv2d(&x, b, &g, cout, 1, &w, bias, &mut out, &mut cols);
+        assert_close(&out, &naive_conv(&x, b, &g, cout, 1, &w, bias), 1e-5);
+    }
+
+    /// Grouped and depthwise (one input channel per group, any multiplier) convolutions with dilation and
+    /// asymmetric padding against the definition.
+    #[test]
+    fn grouped_and_depthwise_conv_match_naive((g, cout, groups, b) in grouped_strategy(), seed in 0u32..1000, with_bias: bool) {
+        let x = values(b * g.in_len(), seed);
+        let w = values(cout * (g.c / groups) * g.kh * g.kw, seed + 1);
+        let bias = values(cout, seed + 2);
+        let bias = with_bias.then_some(bias.as_slice());
+        let mut out = vec![f32::NAN; b * cout * g.out_hw()];
+        let mut cols = vec![];
+        kernels::conv2d(&x, b, &g, cout, groups, &w, bias, &mut out, &mut cols);
+        assert_close(&out, &naive_conv(&x, b, &g, cout, groups, &w, bias), 1e-5);
+        // Depthwise of the same geometry (groups = channels).
+        let dw_w = values(cout / groups * g.c * g.kh * g.kw, seed + 3);
+        let dcout = cout / groups * g.c;
+        let dbias = values(dcout, seed + 4);
+        let dbias = with_bias.then_some(dbias.as_slice());
+        let mut out = vec![f32::NAN; b * dcout * g.out_hw()];
+        kernels::conv2d(&x, b, &g, dcout, g.c, &dw_w, dbias, &mut out, &mut cols);
+        assert_close(&out, &naive_conv(&x, b, &g, dcout, g.c, &dw_w, dbias), 1e-5);
     }
 
     #[test]
-    fn pools_match_naive((g, _cout, b) in window_strategy(), seed in 0u32..1000, max: bool) {
-        prop_assume!(g.ph * 2 <= g.kh && g.pw * 2 <= g.kw);
+    fn pools_match_naive((g, _cout, b) in window_strategy(), seed in 0u32..1000, max: bool, include_pad: bool) {
+        prop_assume!(g.ph < g.kh && g.pw < g.kw);
         let x = values(b * g.in_len(), seed);
         let mut out = vec![f32::NAN; b * g.c * g.out_hw()];
-        kernels::pool2d(&x, b, &g, max, &mut out);
-        assert_close(&out, &naive_pool(&x, b, &g, max), 1e-6);
+        kernels::pool2d(&x, b, &g, max, include_pad, &mut out);
+        assert_close(&out, &naive_pool(&x, b, &g, max, include_pad), 1e-6);
+    }
+
+    #[test]
+    fn activations_match_definitions(seed in 0u32..1000, alpha in -1.0f32..1.0, beta in -1.0f32..1.0, lo in -3.0f32..0.0, hi in 0.0f32..3.0) {
+        use kernels::Activation as A;
+        let x: Vec<f32> = values(257, seed).iter().map(|v| v * 20.0).collect();
+        type Reference = fn(f64, f64, f64, f64, f64) -> f64;
+        let cases: [(A, Reference); 6] = [
+            (A::Relu, |x, _, _, _, _| x.max(0.0)),
+            (A::Clip { min: lo, max: hi }, |x, _, _, lo, hi| x.max(lo).min(hi)),
+            (A::LeakyRelu { alpha }, |x, a, _, _, _| if x >= 0.0 { x } else { a * x }),
+            (A::Sigmoid, |x, _, _, _, _| 1.0 / (1.0 + (-x).exp())),
+            (A::HardSigmoid { alpha, beta }, |x, a, b, _, _| (a * x + b).clamp(0.0, 1.0)),
+            (A::HardSwish, |x, _, _, _, _| x * ((x + 3.0).clamp(0.0, 6.0) / 6.0)),
+        ];
+        for (act, f) in cases {
+            let mut y = x.clone();
+            kernels::activate(&mut y, act);
+            for (&yv, &xv) in y.iter().zip(&x) {
+                let r = f(xv as f64, alpha as f64, beta as f64, lo as f64, hi as f64);
+                prop_assert!((yv as f64 - r).abs() <= 1e-6 * (1.0 + r.abs()), "{act:?}: f({xv}) = {yv}, expected {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_concat_and_channel_ops_match_definitions(b in 1usize..4, c in 1usize..5, hw in 1usize..7, seed in 0u32..1000) {
+        let x: Vec<f32> = values(b * c * hw, seed).iter().map(|v| v * 30.0).collect();
+        let mut y = x.clone();
+        kernels::softmax(&mut y, c * hw);
+        for (row, xr) in y.chunks(c * hw).zip(x.chunks(c * hw)) {
+            let den: f64 = xr.iter().map(|&v| (v as f64).exp()).sum();
+            for (&p, &v) in row.iter().zip(xr) {
+                let r = (v as f64).exp() / den;
+                prop_assert!((p as f64 - r).abs() <= 1e-6 * (1.0 + r));
+            }
+        }
+        let k = values(c, seed + 1);
+        for add in [false, true] {
+            let mut y = x.clone();
+            kernels::channel_affine(&mut y, c, hw, &k, add);
+            let mut s = x.clone();
+            kernels::channel_affine(&mut s, c, hw, &k[..1], add);
+            for (i, &xv) in x.iter().enumerate() {
+                let kv = k[(i / hw) % c];
+                prop_assert_eq!(y[i], if add { xv + kv } else { xv * kv });
+                prop_assert_eq!(s[i], if add { xv + k[0] } else { xv * k[0] });
+            }
+        }
+        let other = values(b * 2 * hw, seed + 2);
+        let mut out = vec![f32::NAN; b * (c + 2) * hw];
+        kernels::concat(&[&x, &other], &[c * hw, 2 * hw], b, &mut out);
+        for n in 0..b {
+            prop_assert_eq!(&out[n * (c + 2) * hw..][..c * hw], &x[n * c * hw..][..c * hw]);
+            prop_assert_eq!(&out[n * (c + 2) * hw + c * hw..][..2 * hw], &other[n * 2 * hw..][..2 * hw]);
+        }
     }
 
     #[test]
@@ -247,7 +370,7 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
             Shape::Chw(c, h, w) => (c, h, w),
             Shape::Flat(f) => (f, 1, 1),
         };
-        let win = |k: [usize; 2], st: [usize; 2], p: [usize; 2]| {
+        let win = |k: [usize; 2], st: [usize; 2], p: [usize; 4], d: [usize; 2]| {
             let Shape::Chw(_, oh, ow) = g.shapes[i] else {
                 unreachable!()
             };
@@ -261,6 +384,8 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
                 sw: st[1],
                 ph: p[0],
                 pw: p[1],
+                dh: d[0],
+                dw: d[1],
                 oh,
                 ow,
             }
@@ -272,6 +397,8 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
                 kernel,
                 stride,
                 padding,
+                dilation,
+                groups,
                 weight,
                 bias,
                 ..
@@ -280,8 +407,9 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
                 naive_conv(
                     xin,
                     n,
-                    &win(*kernel, *stride, *padding),
+                    &win(*kernel, *stride, *padding, *dilation),
                     *out_channels,
+                    *groups,
                     &wt(weight),
                     b.as_deref(),
                 )
@@ -311,12 +439,78 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
                 kernel,
                 stride,
                 padding,
-            } => naive_pool(xin, n, &win(*kernel, *stride, *padding), true),
+            } => naive_pool(xin, n, &win(*kernel, *stride, *padding, [1, 1]), true, true),
             LayerKind::AvgPool2d {
                 kernel,
                 stride,
                 padding,
-            } => naive_pool(xin, n, &win(*kernel, *stride, *padding), false),
+                count_include_pad,
+            } => naive_pool(
+                xin,
+                n,
+                &win(*kernel, *stride, *padding, [1, 1]),
+                false,
+                *count_include_pad,
+            ),
+            LayerKind::Clip { min, max } => xin.iter().map(|v| v.max(*min).min(*max)).collect(),
+            LayerKind::LeakyRelu { alpha } => xin
+                .iter()
+                .map(|&v| if v >= 0.0 { v } else { alpha * v })
+                .collect(),
+            LayerKind::Sigmoid => xin
+                .iter()
+                .map(|&v| (1.0 / (1.0 + (-(v as f64)).exp())) as f32)
+                .collect(),
+            LayerKind::HardSigmoid { alpha, beta } => xin
+                .iter()
+                .map(|&v| (alpha * v + beta).clamp(0.0, 1.0))
+                .collect(),
+            LayerKind::HardSwish => xin
+                .iter()
+                .map(|&v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0))
+                .collect(),
+            LayerKind::Softmax => xin
+                .chunks(c * h * w)
+                .flat_map(|r| {
+                    let den: f64 = r.iter().map(|&v| (v as f64).exp()).sum();
+                    r.iter()
+                        .map(move |&v| ((v as f64).exp() / den) as f32)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            LayerKind::Concat { .. } => {
+                let lens: Vec<usize> = g.inputs[i]
+                    .iter()
+                    .map(|&v| g.value_shape(v).numel())
+                    .collect();
+                let mut out = vec![];
+                for e in 0..n {
+                    for (&v, &l) in g.inputs[i].iter().zip(&lens) {
+                        out.extend_from_slice(&vals[v][e * l..(e + 1) * l]);
+                    }
+                }
+                out
+            }
+            LayerKind::ChannelMul { weight: t, .. } | LayerKind::ChannelAdd { bias: t, .. } => {
+                let k = wt(t);
+                let add = matches!(l.kind, LayerKind::ChannelAdd { .. });
+                xin.iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        let kv = if k.len() == 1 {
+                            k[0]
+                        } else {
+                            k[(j / (h * w)) % c]
+                        };
+                        if add {
+                            v + kv
+                        } else {
+                            v * kv
+                        }
+                    })
+                    .collect()
+            }
+            LayerKind::Reshape { .. } => xin.clone(),
             LayerKind::GlobalAvgPool => xin
                 .chunks(h * w)
                 .map(|p| p.iter().sum::<f32>() / (h * w) as f32)
@@ -674,15 +868,17 @@ fn max_pool_2x2_fast_path_matches_naive_and_propagates_nan() {
             sw: 2,
             ph: 0,
             pw: 0,
+            dh: 1,
+            dw: 1,
             oh: h / 2,
             ow: w / 2,
         };
         let mut x = values(2 * g.in_len(), h as u32);
         let mut out = vec![f32::NAN; 2 * g.c * g.out_hw()];
-        kernels::pool2d(&x, 2, &g, true, &mut out);
-        assert_eq!(out, naive_pool(&x, 2, &g, true));
+        kernels::pool2d(&x, 2, &g, true, true, &mut out);
+        assert_eq!(out, naive_pool(&x, 2, &g, true, true));
         x[w + 1] = f32::NAN;
-        kernels::pool2d(&x, 2, &g, true, &mut out);
+        kernels::pool2d(&x, 2, &g, true, true, &mut out);
         assert!(out[0].is_nan());
     }
 }

@@ -71,8 +71,22 @@ impl Graph {
 
 /// Output size of a sliding window: `floor((n + 2·pad - k) / stride) + 1`, `None` when the window does not fit.
 pub fn window_out(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = pad.checked_mul(2)?.checked_add(n)?;
-    padded.checked_sub(k).map(|r| r / stride.max(1) + 1)
+    window_out_dilated(n, k, stride, pad, pad, 1)
+}
+
+/// Output size of a dilated window with padding `pad_begin`/`pad_end`:
+/// `floor((n + pad_begin + pad_end - (dilation·(k - 1) + 1)) / stride) + 1`, `None` when the window does not fit.
+pub fn window_out_dilated(
+    n: usize,
+    k: usize,
+    stride: usize,
+    pad_begin: usize,
+    pad_end: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let span = k.checked_sub(1)?.checked_mul(dilation)?.checked_add(1)?;
+    let padded = n.checked_add(pad_begin)?.checked_add(pad_end)?;
+    padded.checked_sub(span).map(|r| r / stride.max(1) + 1)
 }
 
 /// Largest number of values per example any layer may produce (guards against absurd manifests).
@@ -85,13 +99,14 @@ pub fn expected_tensors(kind: &LayerKind) -> Vec<(&str, Vec<usize>)> {
             in_channels,
             out_channels,
             kernel,
+            groups,
             weight,
             bias,
             ..
         } => {
             let mut v = vec![(
                 weight.as_str(),
-                vec![*out_channels, *in_channels, kernel[0], kernel[1]],
+                vec![*out_channels, *in_channels / groups, kernel[0], kernel[1]],
             )];
             v.extend(bias.as_deref().map(|b| (b, vec![*out_channels])));
             v
@@ -126,6 +141,8 @@ pub fn expected_tensors(kind: &LayerKind) -> Vec<(&str, Vec<usize>)> {
             .into_iter()
             .map(|n| (n.as_str(), vec![*channels]))
             .collect(),
+        LayerKind::ChannelMul { channels, weight } => vec![(weight.as_str(), vec![*channels])],
+        LayerKind::ChannelAdd { channels, bias } => vec![(bias.as_str(), vec![*channels])],
         _ => vec![],
     }
 }
@@ -157,12 +174,19 @@ pub fn build_graph(m: &Manifest, path: &Path) -> Result<Graph, ModelError> {
         };
         let inputs: Vec<usize> = match &layer.kind {
             LayerKind::Add { inputs } => vec![resolve(&inputs[0])?, resolve(&inputs[1])?],
+            LayerKind::Concat { inputs } => inputs
+                .iter()
+                .map(|n| resolve(n))
+                .collect::<Result<_, _>>()?,
             _ => vec![match &layer.input {
                 Some(n) => resolve(n)?,
                 None => i,
             }],
         };
         let x = g.value_shape(inputs[0]);
+        if matches!(layer.kind, LayerKind::Softmax) && i + 1 != m.layers.len() {
+            return Err(err("softmax is supported only as the last layer".into()));
+        }
         let out = infer(layer, x, &inputs, &g).map_err(err)?;
         let dims = match out {
             Shape::Chw(c, h, w) => vec![c, h, w],
@@ -217,15 +241,16 @@ fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, 
                   w: usize,
                   k: [usize; 2],
                   s: [usize; 2],
-                  p: [usize; 2]|
+                  p: [usize; 4],
+                  d: [usize; 2]|
      -> Result<(usize, usize), String> {
         match (
-            window_out(h, k[0], s[0], p[0]),
-            window_out(w, k[1], s[1], p[1]),
+            window_out_dilated(h, k[0], s[0], p[0], p[2], d[0]),
+            window_out_dilated(w, k[1], s[1], p[1], p[3], d[1]),
         ) {
             (Some(oh), Some(ow)) => Ok((oh, ow)),
             _ => Err(format!(
-                "kernel {k:?} with padding {p:?} does not fit the {h}x{w} input"
+                "kernel {k:?} (dilation {d:?}) with padding {p:?} does not fit the {h}x{w} input"
             )),
         }
     };
@@ -236,6 +261,7 @@ fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, 
             kernel,
             stride,
             padding,
+            dilation,
             ..
         } => {
             let (c, h, w) = need_chw("conv2d")?;
@@ -244,7 +270,7 @@ fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, 
                     "in_channels = {in_channels} but its input has {c} channels ({x})"
                 ));
             }
-            let (oh, ow) = window(h, w, *kernel, *stride, *padding)?;
+            let (oh, ow) = window(h, w, *kernel, *stride, *padding, *dilation)?;
             Shape::Chw(*out_channels, oh, ow)
         }
         LayerKind::Linear {
@@ -273,9 +299,10 @@ fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, 
             kernel,
             stride,
             padding,
+            ..
         } => {
             let (c, h, w) = need_chw("pooling")?;
-            let (oh, ow) = window(h, w, *kernel, *stride, *padding)?;
+            let (oh, ow) = window(h, w, *kernel, *stride, *padding, [1, 1])?;
             Shape::Chw(c, oh, ow)
         }
         LayerKind::GlobalAvgPool => {
@@ -299,6 +326,82 @@ fn infer(layer: &Layer, x: Shape, inputs: &[usize], g: &Graph) -> Result<Shape, 
             }
             x
         }
-        LayerKind::Relu | LayerKind::Identity | LayerKind::Dropout => x,
+        LayerKind::Relu
+        | LayerKind::Identity
+        | LayerKind::Dropout
+        | LayerKind::Clip { .. }
+        | LayerKind::LeakyRelu { .. }
+        | LayerKind::Sigmoid
+        | LayerKind::HardSigmoid { .. }
+        | LayerKind::HardSwish => x,
+        LayerKind::Softmax => match x {
+            Shape::Flat(_) => x,
+            s => {
+                return Err(format!(
+                    "softmax needs the flat logit vector, its input is {s}"
+                ))
+            }
+        },
+        LayerKind::Concat { .. } => {
+            let shapes: Vec<Shape> = inputs.iter().map(|&v| g.value_shape(v)).collect();
+            match x {
+                Shape::Chw(_, h, w) => {
+                    let mut c = 0usize;
+                    for s in &shapes {
+                        match *s {
+                            Shape::Chw(ci, hi, wi) if (hi, wi) == (h, w) => {
+                                c = c.checked_add(ci).ok_or("too many channels")?
+                            }
+                            _ => {
+                                return Err(format!(
+                                    "concatenates along the channels; operand shapes {} differ in H x W or rank",
+                                    shapes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                                ))
+                            }
+                        }
+                    }
+                    Shape::Chw(c, h, w)
+                }
+                Shape::Flat(_) => {
+                    let mut f = 0usize;
+                    for s in &shapes {
+                        match *s {
+                            Shape::Flat(fi) => f = f.checked_add(fi).ok_or("too many features")?,
+                            _ => {
+                                return Err(
+                                    "concatenates flat vectors with feature maps; reshape first"
+                                        .into(),
+                                )
+                            }
+                        }
+                    }
+                    Shape::Flat(f)
+                }
+            }
+        }
+        LayerKind::ChannelMul { channels, .. } | LayerKind::ChannelAdd { channels, .. } => {
+            if *channels != 1 && *channels != x.channels() {
+                return Err(format!(
+                    "channels = {channels} but its input has {} channels ({x}); give the input's channels or 1",
+                    x.channels()
+                ));
+            }
+            x
+        }
+        LayerKind::Reshape { shape } => {
+            let out = match shape.as_slice() {
+                [c, h, w] => Shape::Chw(*c, *h, *w),
+                [f] => Shape::Flat(*f),
+                _ => unreachable!("checked at parse"),
+            };
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n != Some(x.numel()) {
+                return Err(format!(
+                    "shape {shape:?} does not hold the {} values of its input ({x})",
+                    x.numel()
+                ));
+            }
+            out
+        }
     })
 }

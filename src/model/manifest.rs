@@ -115,12 +115,16 @@ pub struct Layer {
 /// What a layer computes, with its hyper-parameters and tensor names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerKind {
+    /// 2-D convolution; `groups` = 1 dense, = in_channels depthwise (weight [out, in/groups, kh, kw]).
     Conv2d {
         in_channels: usize,
         out_channels: usize,
         kernel: [usize; 2],
         stride: [usize; 2],
-        padding: [usize; 2],
+        /// Zero padding [top, left, bottom, right].
+        padding: [usize; 4],
+        dilation: [usize; 2],
+        groups: usize,
         weight: String,
         bias: Option<String>,
     },
@@ -134,12 +138,17 @@ pub enum LayerKind {
     MaxPool2d {
         kernel: [usize; 2],
         stride: [usize; 2],
-        padding: [usize; 2],
+        /// [top, left, bottom, right]; padding acts as -inf.
+        padding: [usize; 4],
     },
     AvgPool2d {
         kernel: [usize; 2],
         stride: [usize; 2],
-        padding: [usize; 2],
+        /// [top, left, bottom, right].
+        padding: [usize; 4],
+        /// true: the divisor is kh·kw (padding counts as zeros, PyTorch's default); false: the number of
+        /// non-padding elements in the window (ONNX's default).
+        count_include_pad: bool,
     },
     GlobalAvgPool,
     Flatten,
@@ -167,6 +176,44 @@ pub enum LayerKind {
     },
     Identity,
     Dropout,
+    /// `min(max(x, min), max)` (ReLU6: min 0, max 6).
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    /// `x` for x ≥ 0, else `alpha·x`.
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `max(0, min(1, alpha·x + beta))`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x · max(0, min(1, x/6 + 1/2))`.
+    HardSwish,
+    /// Softmax over the logits; only as the last layer.
+    Softmax,
+    /// Concatenation of earlier outputs along the channels (feature maps of equal H, W; or flat vectors).
+    Concat {
+        inputs: Vec<String>,
+    },
+    /// Per-channel (or, with `channels = 1`, scalar) multiplication: `y[c] = x[c] · weight[c]`.
+    ChannelMul {
+        channels: usize,
+        weight: String,
+    },
+    /// Per-channel (or scalar) addition: `y[c] = x[c] + bias[c]`.
+    ChannelAdd {
+        channels: usize,
+        bias: String,
+    },
+    /// A zero-copy view with another per-example shape of the same number of values (`[c, h, w]` or `[f]`).
+    Reshape {
+        shape: Vec<usize>,
+    },
 }
 
 impl LayerKind {
@@ -185,6 +232,16 @@ impl LayerKind {
             LayerKind::BatchNorm { .. } => "batchnorm",
             LayerKind::Identity => "identity",
             LayerKind::Dropout => "dropout",
+            LayerKind::Clip { .. } => "clip",
+            LayerKind::LeakyRelu { .. } => "leaky_relu",
+            LayerKind::Sigmoid => "sigmoid",
+            LayerKind::HardSigmoid { .. } => "hard_sigmoid",
+            LayerKind::HardSwish => "hard_swish",
+            LayerKind::Softmax => "softmax",
+            LayerKind::Concat { .. } => "concat",
+            LayerKind::ChannelMul { .. } => "channel_mul",
+            LayerKind::ChannelAdd { .. } => "channel_add",
+            LayerKind::Reshape { .. } => "reshape",
         }
     }
 
@@ -200,6 +257,8 @@ impl LayerKind {
             | LayerKind::BatchNorm { weight, bias, .. } => {
                 vec![weight.as_str(), bias.as_str()]
             }
+            LayerKind::ChannelMul { weight, .. } => vec![weight.as_str()],
+            LayerKind::ChannelAdd { bias, .. } => vec![bias.as_str()],
             _ => vec![],
         }
     }
@@ -218,7 +277,7 @@ impl LayerKind {
 }
 
 /// Layer types the reader knows.
-pub const LAYER_TYPES: [&str; 12] = [
+pub const LAYER_TYPES: [&str; 22] = [
     "conv2d",
     "linear",
     "relu",
@@ -231,6 +290,16 @@ pub const LAYER_TYPES: [&str; 12] = [
     "batchnorm",
     "identity",
     "dropout",
+    "clip",
+    "leaky_relu",
+    "sigmoid",
+    "hard_sigmoid",
+    "hard_swish",
+    "softmax",
+    "concat",
+    "channel_mul",
+    "channel_add",
+    "reshape",
 ];
 
 #[derive(Deserialize)]
@@ -258,12 +327,30 @@ struct ConvRaw {
     #[serde(default = "ones")]
     stride: [usize; 2],
     #[serde(default)]
-    padding: [usize; 2],
+    padding: Padding,
+    #[serde(default = "ones")]
+    dilation: [usize; 2],
     weight: String,
     #[serde(default)]
     bias: Option<String>,
-    #[serde(default)]
-    groups: Option<usize>,
+    #[serde(default = "one")]
+    groups: usize,
+}
+
+/// `padding = [ph, pw]` (both sides) or `[top, left, bottom, right]`.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+struct Padding(Vec<usize>);
+
+impl Padding {
+    fn sides(&self) -> [usize; 4] {
+        match self.0.as_slice() {
+            [] => [0; 4],
+            [h, w] => [*h, *w, *h, *w],
+            [t, l, b, r] => [*t, *l, *b, *r],
+            _ => unreachable!("checked by check_value_kinds"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -283,7 +370,60 @@ struct PoolRaw {
     #[serde(default)]
     stride: Option<[usize; 2]>,
     #[serde(default)]
-    padding: [usize; 2],
+    padding: Padding,
+    #[serde(default)]
+    count_include_pad: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClipRaw {
+    #[serde(default)]
+    min: Option<f32>,
+    #[serde(default)]
+    max: Option<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeakyReluRaw {
+    #[serde(default = "default_leaky_alpha")]
+    alpha: f32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HardSigmoidRaw {
+    #[serde(default = "default_hs_alpha")]
+    alpha: f32,
+    #[serde(default = "default_hs_beta")]
+    beta: f32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConcatRaw {
+    inputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelMulRaw {
+    channels: usize,
+    weight: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelAddRaw {
+    channels: usize,
+    bias: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReshapeRaw {
+    shape: Vec<usize>,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +473,18 @@ struct DropoutRaw {
 
 fn ones() -> [usize; 2] {
     [1, 1]
+}
+fn one() -> usize {
+    1
+}
+fn default_leaky_alpha() -> f32 {
+    0.01
+}
+fn default_hs_alpha() -> f32 {
+    0.2
+}
+fn default_hs_beta() -> f32 {
+    0.5
 }
 fn yes() -> bool {
     true
@@ -602,21 +754,33 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
     let kind = match ty.as_str() {
         "conv2d" => {
             let r: ConvRaw = de(t, path, &ctx, &about)?;
-            if r.groups.is_some_and(|g| g != 1) {
-                return Err(lerr("groups", "only groups = 1 is supported".into()));
-            }
             positive(&[
                 ("in_channels", r.in_channels),
                 ("out_channels", r.out_channels),
                 ("kernel", r.kernel[0].min(r.kernel[1])),
                 ("stride", r.stride[0].min(r.stride[1])),
+                ("dilation", r.dilation[0].min(r.dilation[1])),
+                ("groups", r.groups),
             ])?;
+            if !(r.in_channels.is_multiple_of(r.groups) && r.out_channels.is_multiple_of(r.groups))
+            {
+                return Err(ModelError::manifest(
+                    path,
+                    &format!("{ctx}.groups"),
+                    format!(
+                        "{} does not divide in_channels = {} and out_channels = {}",
+                        r.groups, r.in_channels, r.out_channels
+                    ),
+                ));
+            }
             LayerKind::Conv2d {
                 in_channels: r.in_channels,
                 out_channels: r.out_channels,
                 kernel: r.kernel,
                 stride: r.stride,
-                padding: r.padding,
+                padding: r.padding.sides(),
+                dilation: r.dilation,
+                groups: r.groups,
                 weight: r.weight,
                 bias: r.bias,
             }
@@ -641,17 +805,28 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
                 ("kernel", r.kernel[0].min(r.kernel[1])),
                 ("stride", stride[0].min(stride[1])),
             ])?;
-            if r.padding[0] > r.kernel[0] / 2 || r.padding[1] > r.kernel[1] / 2 {
+            let padding = r.padding.sides();
+            // Every window then holds at least one input element (the ONNX rule `pad < kernel`).
+            if padding[0].max(padding[2]) >= r.kernel[0]
+                || padding[1].max(padding[3]) >= r.kernel[1]
+            {
                 return Err(lerr(
                     "padding",
                     format!(
-                        "{:?} must be at most half the kernel {:?}",
-                        r.padding, r.kernel
+                        "{:?} must be smaller than the kernel {:?} on every side",
+                        r.padding.0, r.kernel
                     ),
                 ));
             }
-            let (kernel, padding) = (r.kernel, r.padding);
+            let kernel = r.kernel;
             if ty == "maxpool2d" {
+                if r.count_include_pad.is_some() {
+                    return Err(ModelError::manifest(
+                        path,
+                        &format!("{ctx}.count_include_pad"),
+                        "applies to avgpool2d only".into(),
+                    ));
+                }
                 LayerKind::MaxPool2d {
                     kernel,
                     stride,
@@ -662,6 +837,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
                     kernel,
                     stride,
                     padding,
+                    count_include_pad: r.count_include_pad.unwrap_or(true),
                 }
             }
         }
@@ -721,6 +897,86 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
             LayerKind::Dropout
         }
+        "sigmoid" | "hard_swish" | "softmax" => {
+            let _: NoKeys = de(t, path, &ctx, &about)?;
+            match ty.as_str() {
+                "sigmoid" => LayerKind::Sigmoid,
+                "hard_swish" => LayerKind::HardSwish,
+                _ => LayerKind::Softmax,
+            }
+        }
+        "clip" => {
+            let r: ClipRaw = de(t, path, &ctx, &about)?;
+            let (min, max) = (
+                r.min.unwrap_or(f32::NEG_INFINITY),
+                r.max.unwrap_or(f32::INFINITY),
+            );
+            if min.is_nan() || max.is_nan() || min > max {
+                return Err(ModelError::manifest(
+                    path,
+                    &ctx,
+                    format!("min = {min} must be <= max = {max}"),
+                ));
+            }
+            LayerKind::Clip { min, max }
+        }
+        "leaky_relu" => {
+            let r: LeakyReluRaw = de(t, path, &ctx, &about)?;
+            check_finite(&[("alpha", r.alpha)], &lerr)?;
+            LayerKind::LeakyRelu { alpha: r.alpha }
+        }
+        "hard_sigmoid" => {
+            let r: HardSigmoidRaw = de(t, path, &ctx, &about)?;
+            check_finite(&[("alpha", r.alpha), ("beta", r.beta)], &lerr)?;
+            LayerKind::HardSigmoid {
+                alpha: r.alpha,
+                beta: r.beta,
+            }
+        }
+        "concat" => {
+            let r: ConcatRaw = de(t, path, &ctx, &about)?;
+            if r.inputs.len() < 2 {
+                return Err(ModelError::manifest(
+                    path,
+                    &format!("{ctx}.inputs"),
+                    format!(
+                        "names {} layer(s); a concat needs at least 2",
+                        r.inputs.len()
+                    ),
+                ));
+            }
+            LayerKind::Concat { inputs: r.inputs }
+        }
+        "channel_mul" => {
+            let r: ChannelMulRaw = de(t, path, &ctx, &about)?;
+            positive(&[("channels", r.channels)])?;
+            LayerKind::ChannelMul {
+                channels: r.channels,
+                weight: r.weight,
+            }
+        }
+        "channel_add" => {
+            let r: ChannelAddRaw = de(t, path, &ctx, &about)?;
+            positive(&[("channels", r.channels)])?;
+            LayerKind::ChannelAdd {
+                channels: r.channels,
+                bias: r.bias,
+            }
+        }
+        "reshape" => {
+            let r: ReshapeRaw = de(t, path, &ctx, &about)?;
+            if !(r.shape.len() == 1 || r.shape.len() == 3) || r.shape.contains(&0) {
+                return Err(ModelError::manifest(
+                    path,
+                    &format!("{ctx}.shape"),
+                    format!(
+                        "{:?} must be [c, h, w] or [f] with every entry > 0",
+                        r.shape
+                    ),
+                ));
+            }
+            LayerKind::Reshape { shape: r.shape }
+        }
         other => {
             return Err(ModelError::manifest(
                 path,
@@ -732,10 +988,10 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             ))
         }
     };
-    if matches!(kind, LayerKind::Add { .. }) && input.is_some() {
+    if matches!(kind, LayerKind::Add { .. } | LayerKind::Concat { .. }) && input.is_some() {
         return Err(lerr(
             "input",
-            "an add layer names its two operands in `inputs`, not `input`".into(),
+            format!("an {ty} layer names its operands in `inputs`, not `input`"),
         ));
     }
     Ok(Layer { name, input, kind })
@@ -753,18 +1009,30 @@ fn check_value_kinds(
         let (ok, want) = match k.as_str() {
             "in_channels" | "out_channels" | "in_features" | "out_features" | "groups"
             | "channels" => (uint(v), "a non-negative integer"),
-            "kernel" | "stride" | "padding" => (
+            "kernel" | "stride" | "dilation" => (
                 matches!(v, Value::Array(a) if a.len() == 2 && a.iter().all(uint)),
                 "two non-negative integers",
             ),
-            "eps" | "p" => (matches!(v, Value::Float(_) | Value::Integer(_)), "a number"),
-            "reparameterized" => (matches!(v, Value::Boolean(_)), "true or false"),
+            "padding" => (
+                matches!(v, Value::Array(a) if (a.len() == 2 || a.len() == 4) && a.iter().all(uint)),
+                "two ([h, w]) or four ([top, left, bottom, right]) non-negative integers",
+            ),
+            "shape" => (
+                matches!(v, Value::Array(a) if a.iter().all(uint)),
+                "a list of non-negative integers",
+            ),
+            "eps" | "p" | "min" | "max" | "alpha" | "beta" => {
+                (matches!(v, Value::Float(_) | Value::Integer(_)), "a number")
+            }
+            "reparameterized" | "count_include_pad" => {
+                (matches!(v, Value::Boolean(_)), "true or false")
+            }
             "weight" | "bias" | "running_mean" | "running_var" => {
                 (matches!(v, Value::String(_)), "a tensor name")
             }
             "inputs" => (
-                matches!(v, Value::Array(a) if a.len() == 2 && a.iter().all(|x| x.is_str())),
-                "two layer names",
+                matches!(v, Value::Array(a) if a.iter().all(|x| x.is_str())),
+                "a list of layer names",
             ),
             _ => (true, ""),
         };
@@ -776,6 +1044,19 @@ fn check_value_kinds(
                     crate::limits::excerpt(&v.to_string(), 80)
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Every value finite (activation slopes and offsets).
+fn check_finite(
+    vals: &[(&str, f32)],
+    lerr: &dyn Fn(&str, String) -> ModelError,
+) -> Result<(), ModelError> {
+    for (k, v) in vals {
+        if !v.is_finite() {
+            return Err(lerr(k, format!("{v} must be finite")));
         }
     }
     Ok(())

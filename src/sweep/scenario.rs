@@ -213,6 +213,8 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                 kernel,
                 stride,
                 padding,
+                dilation,
+                groups,
                 ..
             } => {
                 let input = graph.inputs[i].first().copied().unwrap_or(0);
@@ -220,22 +222,35 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                     Shape::Chw(_, h, w) => (h, w),
                     Shape::Flat(_) => (1, 1),
                 };
-                out.push(
-                    Layer::scalesim_conv(
-                        &layer.name,
-                        (h + 2 * padding[0]) as u64,
-                        (w + 2 * padding[1]) as u64,
+                // A dilated kernel spans d·(k - 1) + 1 input rows/columns but is still the GEMM with
+                // K = C·kh·kw: it is given to the array model as a dense kernel on an IFMAP shrunk by the extra
+                // span, which yields the real output size (docs/systolic.md).
+                let span = |k: usize, d: usize| (k - 1) * d + 1;
+                let (sh, sw) = (span(kernel[0], dilation[0]), span(kernel[1], dilation[1]));
+                let (ph, pw) = (padding[0] + padding[2], padding[1] + padding[3]);
+                // Each group is an independent GEMM on the array (docs/systolic.md, grouped convolutions).
+                for gi in 0..*groups {
+                    let name = if *groups == 1 {
+                        layer.name.clone()
+                    } else {
+                        format!("{}[g{gi}]", layer.name)
+                    };
+                    let l = Layer::scalesim_conv(
+                        &name,
+                        (h + ph + kernel[0]).saturating_sub(sh) as u64,
+                        (w + pw + kernel[1]).saturating_sub(sw) as u64,
                         kernel[0] as u64,
                         kernel[1] as u64,
-                        *in_channels as u64,
-                        *out_channels as u64,
+                        (*in_channels / groups) as u64,
+                        (*out_channels / groups) as u64,
                         stride[0] as u64,
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
-                    .and_then(|l| l.with_zero_padding(padding[0] as u64, padding[1] as u64))
-                    .map_err(|e| err(&layer.name, e))?,
-                );
+                    .and_then(|l| l.with_zero_padding_sides(padding.map(|p| p as u64)))
+                    .map_err(|e| err(&layer.name, e))?;
+                    out.push(l);
+                }
             }
             LayerKind::Linear {
                 in_features,
