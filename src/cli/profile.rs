@@ -33,7 +33,7 @@ pub struct PatternArgs {
     /// Bits per stored weight (m), 1..=32 and at most the config's word width.
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = values::int_in(1u8, 32))]
     pub bits: u8,
-    /// Number of weights (elements in memory order), 1..=100000000.
+    /// Number of weights (elements in memory order), 1..=268435456 (2^28).
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::int_in(1u64, MAX_PATTERN_ELEMENTS))]
     pub elements: u64,
@@ -222,7 +222,7 @@ pub fn run(args: Args) -> CliResult {
         ProfileCommand::Pattern(a) => {
             if !(1..=MAX_PATTERN_ELEMENTS).contains(&a.elements) {
                 return Err(CliError::user(format!(
-                    "--elements {} is out of range; allowed 1..={MAX_PATTERN_ELEMENTS}",
+                    "--elements {} is out of range: allowed 1..={MAX_PATTERN_ELEMENTS}",
                     a.elements
                 )));
             }
