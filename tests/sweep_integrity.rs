@@ -549,10 +549,10 @@ fn killed_sweep_resumes_to_identical_bytes() {
 
 #[test]
 fn a_second_run_into_a_busy_folder_is_refused() {
-    let w = World::new(1500);
+    let w = World::new(4000);
     let out = w.path("busy");
     let mut a = w
-        .std_sweep_with(w.data(), 8, &out, &[])
+        .std_sweep_with(w.data(), 16, &out, &[])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -568,7 +568,7 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     let pid = format!("pid {}", a.id());
     let folder = out.display().to_string();
     // The same configuration (it would write the same files) and another configuration: both refused.
-    let same = run(w.std_sweep_with(w.data(), 8, &out, &[]));
+    let same = run(w.std_sweep_with(w.data(), 16, &out, &[]));
     let other = run(w.std_sweep_with(w.data(), 2, &out, &[]));
     let still_running = a.try_wait().unwrap().is_none();
     let _ = a.kill();
@@ -580,7 +580,7 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     assert_user_error(&same, &[&folder, &pid, "same files"]);
     assert_user_error(&other, &[&folder, &pid, "different configuration"]);
     // The killed holder's lock is stale: the folder is free again and the sweep resumes.
-    let err = assert_ok(&run(w.std_sweep_with(w.data(), 8, &out, &[])));
+    let err = assert_ok(&run(w.std_sweep_with(w.data(), 16, &out, &[])));
     assert!(err.contains("units computed"), "{err}");
     assert!(!out.join(".lock.sweep").exists());
 }

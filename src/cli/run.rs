@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{CliError, CliResult};
+use super::{values, CliError, CliResult};
 use crate::config::{EccScheme, HwConfig};
+use crate::locate::Shipped;
 use crate::sweep::core::{mean_std, SeriesRunner};
 use crate::sweep::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, PointCost};
 use crate::sweep::SweepError;
@@ -17,37 +18,43 @@ use crate::sweep::SweepError;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Hardware config: a name in hw_configs/ (`14nm_sram` or `14nm_sram.toml`) or a path.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
-    /// Supply voltage of the scaled rails (the weight SRAM by default), volts.
-    #[arg(long, required_unless_present = "list_hw")]
+    /// Supply voltage of the scaled rails (the weight SRAM by default), volts; allowed 0.5·vmin_v..=1.5·nominal_v
+    /// of the hardware config.
+    #[arg(long, value_name = "V", required_unless_present = "list_hw", allow_negative_numbers = true,
+          value_parser = values::finite("volts, e.g. 0.85"))]
     pub vdd: Option<f64>,
     /// Model manifest: a name in models/ or a path [default: fmnist-cnn-randbet-8b].
-    #[arg(long)]
+    #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Fault map: a name in sram_profiles/ (`chip1`), a path, or `uniform` (random bit errors at the measured
     /// BER of the voltage) [default: the config's fault_profile].
-    #[arg(long)]
+    #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
     /// Replace the profile (given or default) by uniform random bit errors at per-bit probability P
-    /// (e.g. 0.01 = 1%); the voltage then only sets the energy.
-    #[arg(long, value_name = "P")]
+    /// (0..=1, e.g. 0.01 = 1%); the voltage then only sets the energy.
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = values::float_where(
+        |p| (0.0..=1.0).contains(&p), "0..=1 (a per-bit probability, e.g. 0.01 for 1%, not a percent)"))]
     pub ber: Option<f64>,
-    /// Weight-to-memory mapping offsets averaged over (profiles) or random chips (uniform errors).
-    #[arg(long, default_value_t = 4)]
+    /// Weight-to-memory mapping offsets averaged over (profiles) or random chips (uniform errors), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 4, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 1024))]
     pub offsets: u32,
-    /// Seeds per offset for transient cells (profiles) or extra random chips (uniform errors).
-    #[arg(long, default_value_t = 1)]
+    /// Seeds per offset for transient cells (profiles) or extra random chips (uniform errors), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the model's data set [default: /usr/share/datasets/fashion-mnist for Fashion-MNIST].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the last 1000 Fashion-MNIST test
-    /// images, the paper's held-out validation images) [default: 0].
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// images, the paper's held-out validation images).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = values::count_from(0))]
     pub skip: usize,
-    /// Evaluate only the first N test images (after `--skip`) [default: all].
-    #[arg(long, value_name = "N")]
+    /// Evaluate only the first N test images (after `--skip`; N >= 1) [default: all].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::count_from(1))]
     pub limit: Option<usize>,
     /// Protection of the weight SRAM's words: none, parity or secded (docs/ecc.md) [default: the config's
     /// `[weight_sram] ecc`, none for the shipped configs]. The code size, interleaving and DUE policy come from
@@ -170,44 +177,54 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let vdd_v = args
         .vdd
         .ok_or_else(|| CliError::user("--vdd is required"))?;
-    let mut hw = HwConfig::load_named(&args.hw).map_err(user)?;
+    let mut hw = super::load_hw("--hw", &args.hw)?;
     if let Some(ecc) = args.ecc {
         hw = hw
             .with_ecc(ecc)
             .map_err(|e| CliError::user(format!("--ecc {ecc}: {e}")))?;
     }
     let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
-    if args.offsets == 0 || args.offsets > 1024 {
-        return Err(CliError::user(format!(
-            "--offsets {} is out of range; allowed 1..=1024",
-            args.offsets
-        )));
-    }
-    if args.seeds == 0 || args.seeds > 1024 {
-        return Err(CliError::user(format!(
-            "--seeds {} is out of range; allowed 1..=1024",
-            args.seeds
-        )));
+    super::check_data_dir(args.data.as_deref())?;
+    // Also checked by the flags' value parsers; repeated for callers that build `Args` themselves.
+    for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
+        if !(1..=1024).contains(&v) {
+            return Err(CliError::user(format!(
+                "{flag} {v} is out of range: allowed 1..=1024"
+            )));
+        }
     }
     if args.limit == Some(0) {
         return Err(CliError::user(
-            "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
+            "--limit 0 is out of range: allowed >= 1 (or omit it for all images)",
         ));
     }
-    let model_path =
-        scenario::resolve_model(args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL))
-            .map_err(sweep_err)?;
+    let model_path = super::locate_flag(
+        Shipped::Model,
+        "--model",
+        args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL),
+    )?;
     let spec = match (args.ber, &args.profile, &hw.fault_profile) {
         (Some(p), _, _) => {
             if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
                 return Err(CliError::user(format!(
-                    "--ber {p} is not a per-bit probability; allowed 0..=1 (e.g. 0.01 for 1%)"
+                    "--ber {p} is out of range: allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
                 )));
             }
             FaultSpec::FixedUniform { p }
         }
-        (None, Some(name), _) => FaultSpec::resolve(name).map_err(sweep_err)?,
-        (None, None, Some(name)) => FaultSpec::resolve(name).map_err(sweep_err)?,
+        (None, Some(name), _) => super::fault_spec("--profile", name, &hw)?,
+        (None, None, Some(name)) => {
+            // The config's default profile: a lookup failure names the config file and its key.
+            let given = if name == "uniform" {
+                name.clone()
+            } else {
+                super::locate_flag(Shipped::Profile, "fault_profile =", name)
+                    .map_err(|e| CliError::user(format!("{}: {}", hw.origin, e.message())))?
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            super::fault_spec("fault_profile =", &given, &hw)?
+        }
         (None, None, None) => FaultSpec::MeasuredUniform,
     };
     spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;

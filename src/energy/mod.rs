@@ -356,6 +356,62 @@ impl EnergyModel {
         })
     }
 
+    /// The energy of one inference split over the layers of `stats`, in layer order: each layer's own accesses,
+    /// MACs and DRAM bytes, and the leakage of the network's powered weight arrays during the layer's cycles
+    /// (`bits_powered · P_leak · total_cycles / clock`). Every term of [`energy_per_inference`] is linear in
+    /// those counts and the latency, so the layers sum to the network's breakdown.
+    ///
+    /// [`energy_per_inference`]: Self::energy_per_inference
+    pub fn per_layer_energy(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+    ) -> Result<Vec<EnergyBreakdown>, EnergyError> {
+        // ECC decoder cycles are charged per fold (the same latency for every fold), so each layer gets the
+        // share of its folds and the layers still sum to the network.
+        let folds = |l: &crate::systolic::LayerStats| l.row_folds.saturating_mul(l.col_folds);
+        let total_folds: u64 = stats.layers.iter().map(folds).fold(0, u64::saturating_add);
+        let decoder_cycles_per_fold = stats
+            .ecc_decoder_cycles
+            .checked_div(total_folds)
+            .unwrap_or(0);
+        stats
+            .layers
+            .iter()
+            .map(|l| {
+                let ecc_decoder_cycles = decoder_cycles_per_fold.saturating_mul(folds(l));
+                let total_cycles = l.total_cycles.saturating_add(ecc_decoder_cycles);
+                let one = NetworkStats {
+                    dataflow: stats.dataflow,
+                    rows: stats.rows,
+                    cols: stats.cols,
+                    clock_mhz: stats.clock_mhz,
+                    weight_bits: stats.weight_bits,
+                    weight_arrays_used: stats.weight_arrays_used,
+                    macs: l.macs,
+                    compute_cycles: l.compute_cycles,
+                    stall_cycles: l.stall_cycles,
+                    total_cycles,
+                    latency_s: total_cycles as f64 / (stats.clock_mhz * 1e6),
+                    utilization_pct: l.utilization_pct,
+                    weight_sram_reads: l.weight_sram_reads,
+                    weight_sram_word_reads: l.weight_sram_word_reads,
+                    weight_sram_word_writes: l.weight_sram_word_writes,
+                    input_sram_reads: l.input_sram_reads,
+                    output_sram_writes: l.output_sram_writes,
+                    output_sram_reads: l.output_sram_reads,
+                    dram_reads_bytes: l.dram_reads_bytes,
+                    dram_writes_bytes: l.dram_writes_bytes,
+                    weight_words: l.weight_words,
+                    per_array_weight_word_reads: Vec::new(),
+                    layers: Vec::new(),
+                    ecc_decoder_cycles,
+                };
+                self.energy_per_inference(&one, vdd_v)
+            })
+            .collect()
+    }
+
     /// The per-operation energies in force at `vdd_v`, one row per component (for reports).
     pub fn table(&self, vdd_v: f64) -> Result<Vec<EnergyTableRow>, EnergyError> {
         Self::check_vdd(vdd_v)?;

@@ -361,3 +361,57 @@ fn baseline_runs_every_rail_at_its_own_nominal_voltage() {
         w_only.weight_sram_savings_pct(&s, 0.85).unwrap()
     );
 }
+
+#[test]
+fn layers_sum_to_the_network() {
+    let cfg = EnergyConfig::default();
+    for rails in [
+        vec![Rail::WeightSram],
+        vec![Rail::WeightSram, Rail::Logic, Rail::ActivationSram],
+    ] {
+        let m = model(&cfg, rails);
+        for bits in [8, 4] {
+            let st = stats(bits);
+            for v in [0.7, 0.8, 0.92] {
+                let total = m.energy_per_inference(&st, v).unwrap();
+                let layers = m.per_layer_energy(&st, v).unwrap();
+                assert_eq!(layers.len(), st.layers.len());
+                let sum = |f: fn(&EnergyBreakdown) -> f64| layers.iter().map(f).sum::<f64>();
+                for (name, got, want) in [
+                    (
+                        "dyn",
+                        sum(|e| e.weight_sram_dynamic_pj),
+                        total.weight_sram_dynamic_pj,
+                    ),
+                    (
+                        "leak",
+                        sum(|e| e.weight_sram_leakage_pj),
+                        total.weight_sram_leakage_pj,
+                    ),
+                    ("act", sum(|e| e.act_sram_pj), total.act_sram_pj),
+                    ("mac", sum(|e| e.mac_pj), total.mac_pj),
+                    ("dram", sum(|e| e.dram_pj), total.dram_pj),
+                    ("total", sum(|e| e.total_pj), total.total_pj),
+                ] {
+                    assert!(want > 0.0, "{name}");
+                    assert!((got - want).abs() <= 1e-9 * want, "{name}: {got} vs {want}");
+                }
+                // Each layer's share is its own: the MAC-heaviest layer has the largest MAC energy.
+                let heaviest = st
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, l)| l.macs)
+                    .unwrap()
+                    .0;
+                let most = layers
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.mac_pj.total_cmp(&b.1.mac_pj))
+                    .unwrap()
+                    .0;
+                assert_eq!(heaviest, most);
+            }
+        }
+    }
+}

@@ -43,6 +43,9 @@ pub struct SweepSpec {
     pub seeds: u32,
     /// ECC schemes to sweep (`--ecc`); empty: the config's `[weight_sram] ecc`.
     pub ecc: Vec<crate::config::EccScheme>,
+    /// The sweep seed (`--seed`, default 0): shifts every random seed of every unit
+    /// ([`scenario::seed_offset`]).
+    pub seed: u32,
     pub data_dir: Option<PathBuf>,
     /// Leave out the first N test images (`--skip`).
     pub skip: usize,
@@ -119,7 +122,7 @@ impl SweepSpec {
         for &v in &self.grid_v {
             let rel = self
                 .hw
-                .check_vdd(v)
+                .check_vdd_flag("--grid", v)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
             for f in &self.faults {
                 f.check_vdd_rel(rel)?;
@@ -376,8 +379,15 @@ fn compute_units(
             } else {
                 format!("{} / {} / {ecc}", pm.name, f.name)
             });
-            let source =
-                scenario::fault_source(&f.spec, &plan.hw[ei], lm, spec.offsets, spec.seeds, min_v)?;
+            let source = scenario::fault_source_seeded(
+                &f.spec,
+                &plan.hw[ei],
+                lm,
+                spec.offsets,
+                spec.seeds,
+                min_v,
+                spec.seed,
+            )?;
             let clean = lm.model.memory_image().to_vec();
             let mut runner = SeriesRunner::new(lm, &clean)?;
             for s in pending {

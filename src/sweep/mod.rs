@@ -6,6 +6,8 @@
 //! - [`state`]: the resumable state files (atomic writes, validated on load);
 //! - [`lock`]: the advisory lock on the output folder;
 //! - [`driver`]: runs a sweep or one shard of it, builds the rows and the report;
+//! - [`merge`]: merges the shards' state files into the report, and their status;
+//! - [`slurm`]: the Slurm job-array script of a sharded sweep;
 //! - [`core`]: the incremental evaluation of one (model, profile) series: voltages from high to low, faults nested
 //!   (a cell failing at V fails at every V' < V, docs/sram-profiles.md#paper-chips), so consecutive voltages differ by a few new
 //!   faults; tensors whose stored codes did not change are not re-decoded, and a point whose image equals the
@@ -17,8 +19,10 @@ pub mod driver;
 pub mod ecc_source;
 pub mod grid;
 pub mod lock;
+pub mod merge;
 pub mod plan;
 pub mod scenario;
+pub mod slurm;
 pub mod state;
 pub mod unit;
 

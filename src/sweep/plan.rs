@@ -6,7 +6,7 @@
 //! everything a unit's result depends on:
 //! - the hardware config file's bytes,
 //! - every model's and fault source's content key (names too, since they label the rows),
-//! - the grid, `--offsets`, `--seeds`, the ECC schemes (`--ecc`; the other ECC keys are in the config),
+//! - the grid, `--offsets`, `--seeds`, `--seed`, the ECC schemes (`--ecc`; the other ECC keys are in the config),
 //! - every test split's **content** ([`crate::data::Dataset::content_sha256`]: shape and the bytes of the images
 //!   used after `--skip`/`--limit`) and size, never its folder's path: passing the default folder explicitly
 //!   is the same configuration, and replacing the images in a folder is a different one.
@@ -95,6 +95,7 @@ struct FingerprintInput<'a> {
     grid_v: &'a [f64],
     offsets: u32,
     seeds: u32,
+    seed: u32,
     data: Vec<DataPrint>,
     /// ECC schemes; omitted for an unprotected sweep, whose fingerprint is then the same as before the axis.
     #[serde(skip_serializing_if = "only_unprotected")]
@@ -283,6 +284,7 @@ impl Plan {
             grid_v: &spec.grid_v,
             offsets: spec.offsets,
             seeds: spec.seeds,
+            seed: spec.seed,
             data: prints,
             ecc: self.ecc.iter().map(|e| e.name()).collect(),
         };

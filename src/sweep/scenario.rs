@@ -16,19 +16,17 @@ pub const MODEL_DIR: &str = "models";
 /// The model `run` uses when `--model` is not given: the shipped RandBET 8-bit Fashion-MNIST CNN.
 pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
 
-/// Finds a model manifest: a bare name is looked up as `models/NAME.toml` (current directory, then the source
-/// tree), else the path is taken as given.
+/// Finds a model manifest by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a
+/// bare name is looked up in `models/`, and a bare name that is also a different file in the current directory
+/// is refused as ambiguous.
 pub fn resolve_model(name_or_path: &str) -> Result<PathBuf, SweepError> {
-    crate::config::resolve_in(MODEL_DIR, name_or_path, "toml").map_err(|searched| {
-        SweepError::Input(format!(
-            "model `{name_or_path}` not found (searched: {searched}); shipped models live in models/"
-        ))
-    })
+    crate::locate::locate(crate::locate::Shipped::Model, name_or_path)
+        .map_err(|e| SweepError::Input(e.to_string()))
 }
 
 /// The shipped model manifests (`models/*.toml` in the current directory, else in the source tree), sorted.
 pub fn list_shipped_models() -> Vec<PathBuf> {
-    crate::config::list_shipped_tomls(MODEL_DIR)
+    crate::locate::list_shipped(crate::locate::Shipped::Model)
 }
 
 /// Test sets shared between models of the same data set (loaded once per kind).
@@ -439,6 +437,8 @@ struct ProfileFaults {
     mappings: Vec<crate::sram::WeightMapping>,
     seeds: u32,
     vmin_v: f64,
+    /// [`seed_offset`] of the sweep seed.
+    seed_offset: u64,
 }
 
 impl super::core::FaultSource for ProfileFaults {
@@ -450,7 +450,7 @@ impl super::core::FaultSource for ProfileFaults {
         out: &mut [u8],
     ) -> Result<u64, SweepError> {
         let mapping = &self.mappings[(sample / self.seeds) as usize % self.mappings.len()];
-        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64;
+        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64 + self.seed_offset;
         let pattern =
             crate::sram::fault_pattern_at(&self.profile, mapping, clean, vdd_v / self.vmin_v, seed)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
@@ -470,6 +470,8 @@ struct UniformFaults {
     p_max: f64,
     bits: u8,
     vmin_v: f64,
+    /// [`seed_offset`] of the sweep seed.
+    seed_offset: u64,
     current: std::sync::Mutex<Option<(u32, crate::faults::NestedSampler)>>,
 }
 
@@ -503,7 +505,7 @@ impl super::core::FaultSource for UniformFaults {
                 clean.len() as u64,
                 self.bits,
                 self.p_max,
-                UNIFORM_SEED_BASE + sample as u64,
+                UNIFORM_SEED_BASE + sample as u64 + self.seed_offset,
             )
             .map_err(|e| SweepError::Input(e.to_string()))?;
             *guard = Some((sample, sampler));
@@ -523,6 +525,16 @@ impl super::core::FaultSource for UniformFaults {
 pub const UNIFORM_SEED_BASE: u64 = 100;
 /// First seed of the transient-cell draws of profiles.
 pub const TRANSIENT_SEED_BASE: u64 = 1000;
+/// Seeds of one sweep seed are spread over this many values (more than the 1024 × 1024 samples a sweep may
+/// have), so two sweep seeds never share a random chip or transient draw.
+pub const SEED_STRIDE: u64 = 1 << 20;
+
+/// What the sweep seed `S` adds to every seed of a unit: `S · SEED_STRIDE` (0 for the default `S = 0`, so the
+/// default seeds are the paper's 100, 101, ... and `run` draws the same chips). A unit's seeds are thus
+/// `base + sample + S · SEED_STRIDE`: functions of the sweep seed and the unit's key only.
+pub fn seed_offset(sweep_seed: u32) -> u64 {
+    sweep_seed as u64 * SEED_STRIDE
+}
 
 /// Builds the fault source of `spec` for `model` on `hw`: `offsets` weight→memory mappings × `seeds` seeds for
 /// transient cells (profiles), or `offsets × seeds` random chips (uniform errors, seeds 100, 101, ... as the
@@ -536,6 +548,20 @@ pub fn fault_source(
     seeds: u32,
     min_vdd_v: f64,
 ) -> Result<Box<dyn super::core::FaultSource>, SweepError> {
+    fault_source_seeded(spec, hw, model, offsets, seeds, min_vdd_v, 0)
+}
+
+/// [`fault_source`] for sweep seed `sweep_seed` (`sweep --seed`; every seed shifted by [`seed_offset`]).
+pub fn fault_source_seeded(
+    spec: &FaultSpec,
+    hw: &crate::config::HwConfig,
+    model: &LoadedModel,
+    offsets: u32,
+    seeds: u32,
+    min_vdd_v: f64,
+    sweep_seed: u32,
+) -> Result<Box<dyn super::core::FaultSource>, SweepError> {
+    let seed_offset = seed_offset(sweep_seed);
     let bits = u8::try_from(model.bits)
         .ok()
         .filter(|b| (1..=8).contains(b))
@@ -566,6 +592,7 @@ pub fn fault_source(
                     vmin_v,
                     due,
                     zero,
+                    seed_offset,
                 )?))
             }
             FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
@@ -578,7 +605,14 @@ pub fn fault_source(
                     .clamp(0.0, 1.0);
                 let first = mappings()?.swap_remove(0);
                 Ok(Box::new(super::ecc_source::UniformEccFaults::new(
-                    fixed_p, p_max, &first, &layout, vmin_v, due, zero,
+                    fixed_p,
+                    p_max,
+                    &first,
+                    &layout,
+                    vmin_v,
+                    due,
+                    zero,
+                    seed_offset,
                 )?))
             }
         };
@@ -591,6 +625,7 @@ pub fn fault_source(
                 mappings,
                 seeds: seeds.max(1),
                 vmin_v,
+                seed_offset,
             }))
         }
         FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
@@ -606,6 +641,7 @@ pub fn fault_source(
                 p_max,
                 bits,
                 vmin_v,
+                seed_offset,
                 current: std::sync::Mutex::new(None),
             }))
         }
