@@ -240,13 +240,22 @@ fn image(path: &Path) -> Vec<u8> {
     }
 }
 
-/// A copy of the shipped default config with extra `[weight_sram]` keys.
+/// A copy of the shipped default config with `[weight_sram]` keys set (replacing the file's own lines for them).
 fn hw_with(w: &World, name: &str, keys: &str) -> PathBuf {
-    let text = std::fs::read_to_string(
+    let names: Vec<String> = keys
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .map(|k| format!("{} =", k.trim()))
+        .collect();
+    let text: String = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("hw_configs/14nm_sram.toml"),
     )
     .unwrap()
-    .replace("[weight_sram]\n", &format!("[weight_sram]\n{keys}\n"));
+    .lines()
+    .filter(|l| !names.iter().any(|n| l.starts_with(n.as_str())))
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let text = text.replace("[weight_sram]\n", &format!("[weight_sram]\n{keys}\n"));
     let p = w.path(name);
     std::fs::write(&p, text).unwrap();
     p

@@ -41,11 +41,11 @@ pub struct SweepSpec {
     pub grid_v: Vec<f64>,
     pub offsets: u32,
     pub seeds: u32,
+    /// ECC schemes to sweep (`--ecc`); empty: the config's `[weight_sram] ecc`.
+    pub ecc: Vec<crate::config::EccScheme>,
     /// The sweep seed (`--seed`, default 0): shifts every random seed of every unit
     /// ([`scenario::seed_offset`]).
     pub seed: u32,
-    /// ECC schemes to sweep (`--ecc`); empty: the config's `[weight_sram] ecc`.
-    pub ecc: Vec<crate::config::EccScheme>,
     pub data_dir: Option<PathBuf>,
     /// Leave out the first N test images (`--skip`).
     pub skip: usize,

@@ -607,6 +607,7 @@ pub fn fault_source_seeded(
                     vmin_v,
                     due,
                     zero,
+                    seed_offset,
                 )?))
             }
             FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
@@ -619,7 +620,14 @@ pub fn fault_source_seeded(
                     .clamp(0.0, 1.0);
                 let first = mappings()?.swap_remove(0);
                 Ok(Box::new(super::ecc_source::UniformEccFaults::new(
-                    fixed_p, p_max, &first, &layout, vmin_v, due, zero,
+                    fixed_p,
+                    p_max,
+                    &first,
+                    &layout,
+                    vmin_v,
+                    due,
+                    zero,
+                    seed_offset,
                 )?))
             }
         };
