@@ -176,6 +176,7 @@ pub fn run(args: Args) -> CliResult {
                 )));
             }
         }
+        super::check_input_file("--replay", replay, "a fault-pattern (.safetensors) file")?;
         let p = FaultPattern::read(replay).map_err(|e| CliError::user(e.to_string()))?;
         Mode::Replay(replay.clone(), p)
     } else {
@@ -213,6 +214,7 @@ pub fn run(args: Args) -> CliResult {
         }
     };
 
+    super::check_input_file("--input", input, "a .npy file of integer codes")?;
     let arr = npy::read(input).map_err(|e| CliError::user(e.to_string()))?;
     let dtype = arr.data.dtype_name();
     let mut codes = match arr.data {

@@ -1,7 +1,5 @@
 //! `accelsim model show FILE [--json]`: the graph, parameter count, memory bits at the model's precision and the
 //! training facts recorded at export (docs/model-format.md).
-use std::path::PathBuf;
-
 use serde_json::json;
 
 use super::{CliError, CliResult};
@@ -21,8 +19,10 @@ pub enum ModelCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
-    /// The model manifest (NAME.toml; its .safetensors file sits next to it).
-    pub file: PathBuf,
+    /// The model manifest: a path, or a name in models/ (`fmnist-cnn-randbet-8b`); its .safetensors file sits
+    /// next to it.
+    #[arg(value_name = "MODEL")]
+    pub file: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -59,7 +59,8 @@ fn layer_inputs(model: &Model, i: usize) -> Vec<String> {
 }
 
 fn show(a: ShowArgs) -> CliResult {
-    let model = Model::load(&a.file).map_err(|e| CliError::user(e.to_string()))?;
+    let file = super::locate_flag(crate::locate::Shipped::Model, "model show", &a.file)?;
+    let model = Model::load(&file).map_err(|e| CliError::user(e.to_string()))?;
     let m = model.manifest();
     let q = model.quant_config();
     let t = &m.training;
@@ -79,7 +80,7 @@ fn show(a: ShowArgs) -> CliResult {
             })
             .collect();
         let out = json!({
-            "file": a.file.display().to_string(),
+            "file": file.display().to_string(),
             "name": m.name,
             "format_version": crate::model::manifest::FORMAT_VERSION,
             "method": t.method,
@@ -108,7 +109,7 @@ fn show(a: ShowArgs) -> CliResult {
         return Ok(());
     }
     let [c, h, w] = m.input.shape;
-    println!("model       {} ({})", m.name, a.file.display());
+    println!("model       {} ({})", m.name, file.display());
     println!(
         "input       {c}x{h}x{w}, dataset {}, {} classes",
         m.input.dataset.as_deref().unwrap_or("-"),

@@ -2,9 +2,13 @@
 //!
 //! A config is read once with serde (`deny_unknown_fields` everywhere), range-checked by [`HwConfig::validate`],
 //! and trusted by the rest of the code afterwards. Every error names the file, the key and the allowed range.
-//! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in domain.md §2.2.
+//! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in docs/sram-profiles.md#paper-chips.
+pub mod ecc;
 pub mod energy;
 pub mod systolic;
+pub mod toml_error;
+
+pub use ecc::{DuePolicy, EccScheme};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,11 +25,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}:{line}: {message}")]
-    Parse {
+    /// Not TOML, a wrong value type, a missing or unknown key: `FILE: key `voltage.vmin_v`: expected a float,
+    /// found a string "abc" (line 15)`.
+    #[error("{origin}: {problem}")]
+    Toml {
         origin: String,
-        line: usize,
-        message: String,
+        problem: toml_error::TomlProblem,
     },
     #[error("{origin}: key `{key}` = {value} is out of range; allowed {allowed}")]
     Range {
@@ -34,18 +39,27 @@ pub enum ConfigError {
         value: String,
         allowed: String,
     },
+    /// A command-line value out of the range this config allows (e.g. `--vdd` against its voltages).
+    #[error("{flag} {value} is out of range for {origin}: allowed {allowed}")]
+    Flag {
+        origin: String,
+        flag: String,
+        value: String,
+        allowed: String,
+    },
     /// A `[systolic]` or `[energy]` key out of range (the section's own validator words the message).
     #[error("{origin}: {message}")]
     Section { origin: String, message: String },
-    #[error("hardware config `{name}` not found (searched: {searched}); shipped configs live in hw_configs/")]
-    NotFound { name: String, searched: String },
+    /// The name or path does not lead to one config file (docs/run-and-sweep.md, "Names and paths").
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
 }
 
 /// A supply rail that `--vdd` can scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rail {
-    /// The weight SRAM (the only scaled rail in the paper, domain.md §2.3).
+    /// The weight SRAM (the only scaled rail in the paper, docs/energy.md#paper-energy-model).
     WeightSram,
     /// The activation (ifmap/ofmap) buffers.
     ActivationSram,
@@ -68,7 +82,7 @@ pub enum Mapping {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoltageConfig {
-    /// V_min: the lowest voltage at which the weight SRAM has no bit errors (domain.md §2.2). `vdd_rel = vdd/vmin`.
+    /// V_min: the lowest voltage at which the weight SRAM has no bit errors (docs/sram-profiles.md#paper-chips). `vdd_rel = vdd/vmin`.
     pub vmin_v: f64,
     /// Nominal (guardbanded) supply voltage of the SRAM rails; unscaled rails run here.
     pub nominal_v: f64,
@@ -102,6 +116,22 @@ pub struct WeightSramConfig {
     /// of the weight width when a mapping is built.
     #[serde(default)]
     pub offset_bits: u64,
+    /// Error-correcting code on the stored words (docs/ecc.md): `none` (default), `parity` or `secded`.
+    #[serde(default)]
+    pub ecc: EccScheme,
+    /// Data bits per codeword, 16, 32 or 64 (SECDED (22,16), (39,32), (72,64)); divides `word_bits`.
+    #[serde(default = "ecc::default_ecc_data_bits")]
+    pub ecc_data_bits: u32,
+    /// Bit-interleaving degree: groups of this many codewords of a row share their columns bit by bit
+    /// (1 = none); divides the codewords per row (`columns / ecc_data_bits`).
+    #[serde(default = "ecc::default_interleave")]
+    pub interleave: u32,
+    /// Detected-uncorrectable words: `zero` their weights (default) or `keep` the raw bits.
+    #[serde(default)]
+    pub due: DuePolicy,
+    /// Cycles the pipelined ECC decoder adds to the weight path, paid once per fold (docs/ecc.md), 0..=64.
+    #[serde(default = "ecc::default_ecc_latency")]
+    pub ecc_decoder_latency_cycles: u32,
 }
 
 impl WeightSramConfig {
@@ -128,6 +158,42 @@ impl WeightSramConfig {
     /// Capacity in KiB.
     pub fn capacity_kib(&self) -> f64 {
         self.total_bits() as f64 / 8.0 / 1024.0
+    }
+    /// Check bits per codeword (0 without ECC).
+    pub fn ecc_check_bits(&self) -> u32 {
+        ecc::check_bits(self.ecc, self.ecc_data_bits)
+    }
+    /// Codewords per data row (`columns / ecc_data_bits`; 0 without ECC).
+    pub fn codewords_per_row(&self) -> u32 {
+        if self.ecc == EccScheme::None {
+            0
+        } else {
+            self.columns / self.ecc_data_bits
+        }
+    }
+    /// Physical bit lines per array: the data columns plus the check bits of every codeword of a row
+    /// (`columns + codewords_per_row · check_bits`, e.g. 72 for 64 data columns under (72,64) SECDED).
+    pub fn physical_columns(&self) -> u32 {
+        self.columns + self.codewords_per_row() * self.ecc_check_bits()
+    }
+    /// Physical bit cells per array (`rows · physical_columns`).
+    pub fn physical_cells_per_array(&self) -> u64 {
+        self.rows as u64 * self.physical_columns() as u64
+    }
+    /// Bits read per word access including check bits (`word_bits · (k + r) / k`).
+    pub fn physical_word_bits(&self) -> u32 {
+        if self.ecc == EccScheme::None {
+            self.word_bits
+        } else {
+            self.word_bits / self.ecc_data_bits * (self.ecc_data_bits + self.ecc_check_bits())
+        }
+    }
+    /// This section with another protection scheme (the other ECC keys kept), e.g. for `--ecc`.
+    pub fn with_ecc(&self, ecc: EccScheme) -> WeightSramConfig {
+        WeightSramConfig {
+            ecc,
+            ..self.clone()
+        }
     }
 }
 
@@ -156,7 +222,7 @@ pub struct HwConfig {
     #[serde(default)]
     pub energy: energy::EnergyConfig,
     /// Default fault map (a file in `sram_profiles/` or a path); `None` means uniform random bit errors at the
-    /// measured BER of domain.md §2.3.
+    /// measured BER (docs/sram-profiles.md#measured-ber).
     #[serde(default)]
     pub fault_profile: Option<String>,
     /// Where this config was read from (not a TOML key).
@@ -198,14 +264,93 @@ fn check_f(origin: &str, key: &str, v: f64, lo: f64, hi: f64) -> Result<(), Conf
     Ok(())
 }
 
+/// The ECC keys of `[weight_sram]` (docs/ecc.md): ranges always, the geometry only when a code is selected.
+fn validate_ecc(o: &str, w: &WeightSramConfig) -> Result<(), ConfigError> {
+    if !ecc::ECC_DATA_BITS.contains(&w.ecc_data_bits) {
+        return Err(range_err(
+            o,
+            "weight_sram.ecc_data_bits",
+            w.ecc_data_bits,
+            "16, 32 or 64 (SECDED (22,16), (39,32), (72,64))",
+        ));
+    }
+    check_u(o, "weight_sram.interleave", w.interleave, 1, 64)?;
+    check_u(
+        o,
+        "weight_sram.ecc_decoder_latency_cycles",
+        w.ecc_decoder_latency_cycles,
+        0,
+        ecc::MAX_ECC_LATENCY_CYCLES,
+    )?;
+    if w.ecc == EccScheme::None {
+        return Ok(());
+    }
+    if !w.word_bits.is_multiple_of(w.ecc_data_bits) {
+        return Err(range_err(
+            o,
+            "weight_sram.ecc_data_bits",
+            w.ecc_data_bits,
+            format!(
+                "a divisor of weight_sram.word_bits = {} (a codeword never straddles two words)",
+                w.word_bits
+            ),
+        ));
+    }
+    let per_row = w.codewords_per_row();
+    if !per_row.is_multiple_of(w.interleave) {
+        let divisors: Vec<String> = (1..=per_row)
+            .filter(|d| per_row.is_multiple_of(*d))
+            .map(|d| d.to_string())
+            .collect();
+        return Err(range_err(
+            o,
+            "weight_sram.interleave",
+            w.interleave,
+            format!(
+                "a divisor of the {per_row} codewords per row (columns / ecc_data_bits): {}",
+                divisors.join(", ")
+            ),
+        ));
+    }
+    let phys = w.arrays() * w.physical_cells_per_array();
+    if phys > u32::MAX as u64 {
+        return Err(range_err(
+            o,
+            "weight_sram (banks*arrays_per_bank*rows*physical columns with check bits)",
+            phys,
+            format!("at most {} bit cells", u32::MAX),
+        ));
+    }
+    Ok(())
+}
+
 impl HwConfig {
+    /// This config with another ECC scheme on the weight SRAM (`--ecc`), validated again so that a scheme that
+    /// does not fit the geometry (e.g. an `interleave` that does not divide the codewords per row) is a one-line
+    /// error naming the key.
+    pub fn with_ecc(&self, ecc: EccScheme) -> Result<HwConfig, ConfigError> {
+        let mut c = self.clone();
+        c.weight_sram = self.weight_sram.with_ecc(ecc);
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
+        let origin = path.display().to_string();
+        let io = |source| ConfigError::Io {
+            path: origin.clone(),
             source,
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        };
+        let bytes =
+            crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "hardware config")
+                .map_err(|e| match e {
+                crate::limits::ReadError::Io(e) => io(e),
+                crate::limits::ReadError::TooLarge(m) => io(std::io::Error::other(m)),
+            })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| io(std::io::Error::other("not UTF-8 text")))?;
+        Self::from_toml_str(&text, &origin)
     }
 
     /// Finds (see [`HwConfig::resolve`]) and loads a config.
@@ -215,28 +360,11 @@ impl HwConfig {
 
     /// Parses and validates TOML text; `origin` names the source in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<HwConfig, ConfigError> {
-        let mut cfg: HwConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            // Name the enclosing table: toml's message names the key but not its section.
-            let table = e
-                .span()
-                .and_then(|s| {
-                    text[..s.start.min(text.len())]
-                        .lines()
-                        .rev()
-                        .find(|l| l.trim_start().starts_with('['))
-                        .map(|l| format!(" (in {})", l.trim()))
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
+        let mut cfg: HwConfig =
+            toml_error::from_toml_str(text).map_err(|problem| ConfigError::Toml {
                 origin: origin.to_string(),
-                line,
-                message: format!("{}{table}", e.message().replace('\n', " ").trim()),
-            }
-        })?;
+                problem,
+            })?;
         cfg.origin = origin.to_string();
         cfg.validate()?;
         Ok(cfg)
@@ -266,7 +394,7 @@ impl HwConfig {
                 return Err(range_err(
                     o,
                     "voltage.scaled_rails",
-                    format!("{:?}", v.scaled_rails),
+                    serde_json::to_string(&v.scaled_rails).unwrap_or_default(),
                     "each rail at most once",
                 ));
             }
@@ -295,6 +423,7 @@ impl HwConfig {
                 format!("at most {max_cells} bit cells"),
             ));
         }
+        validate_ecc(o, w)?;
         if w.offset_bits >= w.total_bits() {
             return Err(range_err(
                 o,
@@ -326,7 +455,7 @@ impl HwConfig {
         Ok(())
     }
 
-    /// Voltage relative to V_min: `vdd_v / vmin_v` (domain.md §2.2 normalizes every BER to V_min).
+    /// Voltage relative to V_min: `vdd_v / vmin_v` (the paper normalizes every BER to V_min, docs/sram-profiles.md#paper-chips).
     pub fn vdd_rel(&self, vdd_v: f64) -> f64 {
         vdd_v / self.voltage.vmin_v
     }
@@ -334,15 +463,23 @@ impl HwConfig {
     /// Checks a user-given supply voltage (`--vdd`, volts) against this config: allowed
     /// `0.5·vmin_v ..= 1.5·nominal_v`. Returns `vdd_rel`.
     pub fn check_vdd(&self, vdd_v: f64) -> Result<f64, ConfigError> {
+        self.check_vdd_flag("--vdd", vdd_v)
+    }
+
+    /// [`check_vdd`](Self::check_vdd) for a voltage given by command-line flag `flag` (`--vdd`, `--grid`): the
+    /// message names the flag and this config's file.
+    pub fn check_vdd_flag(&self, flag: &str, vdd_v: f64) -> Result<f64, ConfigError> {
         let lo = 0.5 * self.voltage.vmin_v;
         let hi = 1.5 * self.voltage.nominal_v;
         if !vdd_v.is_finite() || vdd_v < lo || vdd_v > hi {
-            return Err(range_err(
-                &self.origin,
-                "--vdd",
-                format!("{vdd_v} V"),
-                format!("{lo:.3}..={hi:.3} V (0.5·voltage.vmin_v ..= 1.5·voltage.nominal_v)"),
-            ));
+            return Err(ConfigError::Flag {
+                origin: self.origin.clone(),
+                flag: flag.to_string(),
+                value: format!("{vdd_v} V"),
+                allowed: format!(
+                    "{lo:.3}..={hi:.3} V (0.5·voltage.vmin_v ..= 1.5·voltage.nominal_v)"
+                ),
+            });
         }
         Ok(self.vdd_rel(vdd_v))
     }
@@ -359,78 +496,20 @@ impl HwConfig {
         }
     }
 
-    /// Finds a config: a bare name (no `/`) is looked up as `hw_configs/NAME[.toml]` relative to the current
-    /// directory, then to the crate directory baked in at compile time, then taken as a path; a path is taken
-    /// as given, then (if relative) relative to the crate directory.
+    /// Finds a config by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a bare
+    /// name (`14nm_sram`, `14nm_sram.toml`) is looked up in `hw_configs/`, and a bare name that is also a
+    /// different file in the current directory is refused as ambiguous.
     pub fn resolve(name_or_path: &str) -> Result<PathBuf, ConfigError> {
-        resolve_in(HW_CONFIG_DIR, name_or_path, "toml").map_err(|searched| ConfigError::NotFound {
-            name: name_or_path.to_string(),
-            searched,
-        })
+        Ok(crate::locate::locate(
+            crate::locate::Shipped::HwConfig,
+            name_or_path,
+        )?)
     }
 
     /// The shipped configs (`hw_configs/*.toml` in the current directory, else in the crate directory), sorted.
     pub fn list_shipped() -> Vec<PathBuf> {
-        list_shipped_tomls(HW_CONFIG_DIR)
+        crate::locate::list_shipped(crate::locate::Shipped::HwConfig)
     }
-}
-
-/// The `*.toml` files of a shipped folder (`hw_configs`, `models`): the folder in the current directory if it
-/// holds any, else the one in the crate's source tree; sorted.
-pub fn list_shipped_tomls(dir_name: &str) -> Vec<PathBuf> {
-    for dir in [
-        PathBuf::from(dir_name),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(dir_name),
-    ] {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            if !v.is_empty() {
-                v.sort();
-                return v;
-            }
-        }
-    }
-    Vec::new()
-}
-
-/// Shared lookup used for configs and profiles: returns the first existing candidate, or the list searched.
-/// `dir` is a directory name like `hw_configs`, `ext` an extension tried for bare names (without the dot).
-pub fn resolve_in(dir: &str, name_or_path: &str, ext: &str) -> Result<PathBuf, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let given = PathBuf::from(name_or_path);
-    let bare = !name_or_path.contains('/') && !name_or_path.contains(std::path::MAIN_SEPARATOR);
-    let mut candidates = Vec::new();
-    if bare && !name_or_path.is_empty() {
-        let names = if given.extension().is_some() {
-            vec![name_or_path.to_string()]
-        } else {
-            vec![format!("{name_or_path}.{ext}"), name_or_path.to_string()]
-        };
-        for base in [Path::new(dir).to_path_buf(), manifest.join(dir)] {
-            for n in &names {
-                candidates.push(base.join(n));
-            }
-        }
-        candidates.push(given);
-    } else {
-        candidates.push(given.clone());
-        if given.is_relative() {
-            candidates.push(manifest.join(&given));
-        }
-    }
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    Err(candidates
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", "))
 }
 
 #[cfg(test)]

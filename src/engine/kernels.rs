@@ -140,6 +140,10 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     d[..ox_lo].fill(0.0);
                     d[ox_hi..].fill(0.0);
+                    if ox_lo == ox_hi {
+                        // The tap lies in the padding for every output column (dilated kernels).
+                        continue;
+                    }
                     let ix0 = ox_lo * g.sw + off - g.pw;
                     if g.sw == 1 {
                         d[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
@@ -531,7 +535,7 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Group normalization in place (domain.md §1.3): per example and group of `c/groups` channels,
+/// Group normalization in place (docs/training.md#normalization): per example and group of `c/groups` channels,
 /// `y = (x - mean)/sqrt(var + eps) · scale[c] + bias[c]` with the biased variance, and `scale = 1 + weight` when
 /// `reparameterized` (else `weight`). Statistics are accumulated in f64.
 #[allow(clippy::too_many_arguments)]
@@ -634,7 +638,7 @@ fn group_norm_impl(
 
 /// Batch normalization with inference statistics, in place:
 /// `y = (x - running_mean[c]) / sqrt(running_var[c] + eps) · scale[c] + bias[c]`, `scale = 1 + weight` when
-/// `reparameterized` (domain.md §1.3).
+/// `reparameterized` (docs/training.md#normalization).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     x: &mut [f32],

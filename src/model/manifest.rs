@@ -11,6 +11,12 @@ use super::ModelError;
 pub const FORMAT_VERSION: i64 = 1;
 /// The required value of the manifest's `format` key.
 pub const FORMAT_NAME: &str = "accelsim-model";
+/// Allowed `[input] mean` values (of `pixel/255`, so normally in [0, 1]).
+pub const MEAN_RANGE: (f32, f32) = (-1000.0, 1000.0);
+/// Allowed `[input] std` values: a smaller std would turn 8-bit pixels into infinities.
+pub const STD_RANGE: (f32, f32) = (1e-6, 1000.0);
+/// Largest `[quantization] w_max`.
+pub const MAX_W_MAX: f32 = 1e6;
 
 /// A validated manifest.
 #[derive(Clone, Debug)]
@@ -40,7 +46,7 @@ pub struct InputSpec {
     pub classes: Vec<String>,
 }
 
-/// `[quantization]`: how every parameter tensor is stored in the weight SRAM (domain.md §1.2).
+/// `[quantization]`: how every parameter tensor is stored in the weight SRAM (docs/quantization.md#paper-schemes).
 /// Maps one to one onto `quant::QuantConfig` (`rounding = true` means round half to even).
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +160,7 @@ pub enum LayerKind {
         groups: usize,
         channels: usize,
         eps: f32,
-        /// Scale applied is `1 + weight` (domain.md §1.3).
+        /// Scale applied is `1 + weight` (docs/training.md#normalization).
         reparameterized: bool,
         weight: String,
         bias: String,
@@ -460,7 +466,7 @@ struct NoKeys {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DropoutRaw {
-    #[allow(dead_code)]
+    /// Only range-checked: dropout is the identity at inference.
     #[serde(default)]
     p: f64,
 }
@@ -489,15 +495,22 @@ fn default_eps() -> f32 {
 
 /// Reads and validates a manifest file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes =
+        crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "model manifest")
+            .map_err(|e| match e {
+                crate::limits::ReadError::Io(e) => ModelError::io(path, e),
+                crate::limits::ReadError::TooLarge(m) => ModelError::manifest(path, "", m),
+            })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ModelError::manifest(path, "", "not UTF-8 text".into()))?;
     parse_manifest(&text, path)
 }
 
 /// Parses and validates manifest text; `path` names the file in errors.
 pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
     let merr = |key: &str, msg: String| ModelError::manifest(path, key, msg);
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| merr("", format!("not valid TOML: {}", one_line(&e.to_string()))))?;
+    let table: toml::Table =
+        crate::config::toml_error::from_toml_str(text).map_err(|p| merr("", p.to_string()))?;
     // Format and version first, so that a future version gets a clear message rather than a field error.
     match table.get("format") {
         Some(toml::Value::String(s)) if s == FORMAT_NAME => {}
@@ -524,9 +537,8 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         }
         None => return Err(merr("version", "missing".into())),
     }
-    let raw: RawManifest = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| merr("", one_line(e.message())))?;
+    let raw: RawManifest =
+        crate::config::toml_error::from_toml_str(text).map_err(|p| merr("", p.to_string()))?;
 
     validate_input(&raw.input, path)?;
     validate_quant(&raw.quantization, path)?;
@@ -548,10 +560,18 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         return Err(merr(
             "training.p_train",
             format!(
-                "{} is not a per-bit probability in [0, 1]",
+                "{} is out of range; allowed a per-bit probability in [0, 1]",
                 training.p_train
             ),
         ));
+    }
+    if let Some(e) = training.clean_error_pct {
+        if !(e.is_finite() && (0.0..=100.0).contains(&e)) {
+            return Err(merr(
+                "training.clean_error_pct",
+                format!("{e} is out of range; allowed a percentage in [0, 100]"),
+            ));
+        }
     }
     if raw.weights.trim().is_empty() {
         return Err(merr("weights", "must name the .safetensors file".into()));
@@ -579,10 +599,6 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         training,
         layers,
     })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn validate_input(input: &InputSpec, path: &Path) -> Result<(), ModelError> {
@@ -621,11 +637,28 @@ fn validate_input(input: &InputSpec, path: &Path) -> Result<(), ModelError> {
             "give both mean and std, or neither".into(),
         ));
     }
-    if let Some(s) = input.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+    let (lo, hi) = MEAN_RANGE;
+    if let Some(m) = input
+        .mean
+        .iter()
+        .find(|m| !(m.is_finite() && (lo..=hi).contains(*m)))
+    {
+        return Err(ModelError::manifest(
+            path,
+            "input.mean",
+            format!("{m} is out of range; allowed [{lo}, {hi}]"),
+        ));
+    }
+    let (lo, hi) = STD_RANGE;
+    if let Some(s) = input
+        .std
+        .iter()
+        .find(|s| !(s.is_finite() && (lo..=hi).contains(*s)))
+    {
         return Err(ModelError::manifest(
             path,
             "input.std",
-            format!("{s} is not finite and > 0"),
+            format!("{s} is out of range; allowed [{lo:e}, {hi}]"),
         ));
     }
     Ok(())
@@ -655,11 +688,11 @@ fn validate_quant(q: &QuantSpec, path: &Path) -> Result<(), ModelError> {
         ));
     }
     if let Some(w) = q.w_max {
-        if !(w.is_finite() && w > 0.0) {
+        if !(w.is_finite() && w > 0.0 && w <= MAX_W_MAX) {
             return Err(ModelError::manifest(
                 path,
                 "quantization.w_max",
-                format!("{w} must be finite and > 0"),
+                format!("{w} is out of range; allowed (0, {MAX_W_MAX:e}]"),
             ));
         }
     }
@@ -675,7 +708,10 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             Some(v) => Err(ModelError::manifest(
                 path,
                 &key(k),
-                format!("must be a string, found {v}"),
+                format!(
+                    "expected a string, found {}",
+                    crate::limits::excerpt(&v.to_string(), 80)
+                ),
             )),
         }
     };
@@ -685,32 +721,39 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         ModelError::manifest(path, &key("type"), format!("missing (layer \"{name}\")"))
     })?;
     let input = take_str(&mut t, "input")?;
-    let ctx = format!("layers[{i}] (\"{name}\", {ty})");
-    check_value_kinds(&t, path, &ctx)?;
+    let ctx = format!("layers[{i}]");
+    // Every layer error names the layer after the message: `key `layers[3].padding`: ... (layer "conv2", conv2d)`.
+    let about = format!(
+        " (layer \"{}\", {})",
+        crate::limits::printable(&name),
+        crate::limits::printable(&ty)
+    );
+    let lerr = |k: &str, msg: String| {
+        ModelError::manifest(path, &format!("{ctx}.{k}"), format!("{msg}{about}"))
+    };
+    check_value_kinds(&t, &lerr)?;
     fn de<T: serde::de::DeserializeOwned>(
         t: toml::Table,
         path: &Path,
         ctx: &str,
+        about: &str,
     ) -> Result<T, ModelError> {
-        toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| ModelError::manifest(path, ctx, one_line(e.message())))
+        crate::config::toml_error::from_toml_table(t, ctx).map_err(|p| ModelError::Manifest {
+            file: path.to_path_buf(),
+            msg: format!("{p}{about}"),
+        })
     }
     let positive = |vals: &[(&str, usize)]| -> Result<(), ModelError> {
         for (k, v) in vals {
             if *v == 0 {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.{k}"),
-                    "must be > 0".into(),
-                ));
+                return Err(lerr(k, "must be > 0".into()));
             }
         }
         Ok(())
     };
     let kind = match ty.as_str() {
         "conv2d" => {
-            let r: ConvRaw = de(t, path, &ctx)?;
+            let r: ConvRaw = de(t, path, &ctx, &about)?;
             positive(&[
                 ("in_channels", r.in_channels),
                 ("out_channels", r.out_channels),
@@ -721,9 +764,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             ])?;
             if !(r.in_channels.is_multiple_of(r.groups) && r.out_channels.is_multiple_of(r.groups))
             {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.groups"),
+                return Err(lerr(
+                    "groups",
                     format!(
                         "{} does not divide in_channels = {} and out_channels = {}",
                         r.groups, r.in_channels, r.out_channels
@@ -743,7 +785,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "linear" => {
-            let r: LinearRaw = de(t, path, &ctx)?;
+            let r: LinearRaw = de(t, path, &ctx, &about)?;
             positive(&[
                 ("in_features", r.in_features),
                 ("out_features", r.out_features),
@@ -756,7 +798,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "maxpool2d" | "avgpool2d" => {
-            let r: PoolRaw = de(t, path, &ctx)?;
+            let r: PoolRaw = de(t, path, &ctx, &about)?;
             let stride = r.stride.unwrap_or(r.kernel);
             positive(&[
                 ("kernel", r.kernel[0].min(r.kernel[1])),
@@ -767,9 +809,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             if padding[0].max(padding[2]) >= r.kernel[0]
                 || padding[1].max(padding[3]) >= r.kernel[1]
             {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.padding"),
+                return Err(lerr(
+                    "padding",
                     format!(
                         "{:?} must be smaller than the kernel {:?} on every side",
                         r.padding.0, r.kernel
@@ -779,9 +820,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             let kernel = r.kernel;
             if ty == "maxpool2d" {
                 if r.count_include_pad.is_some() {
-                    return Err(ModelError::manifest(
-                        path,
-                        &format!("{ctx}.count_include_pad"),
+                    return Err(lerr(
+                        "count_include_pad",
                         "applies to avgpool2d only".into(),
                     ));
                 }
@@ -800,20 +840,19 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "add" => {
-            let r: AddRaw = de(t, path, &ctx)?;
+            let r: AddRaw = de(t, path, &ctx, &about)?;
             LayerKind::Add { inputs: r.inputs }
         }
         "groupnorm" => {
-            let r: GroupNormRaw = de(t, path, &ctx)?;
+            let r: GroupNormRaw = de(t, path, &ctx, &about)?;
             positive(&[("groups", r.groups), ("channels", r.channels)])?;
             if !r.channels.is_multiple_of(r.groups) {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.groups"),
+                return Err(lerr(
+                    "groups",
                     format!("{} does not divide channels = {}", r.groups, r.channels),
                 ));
             }
-            check_eps(r.eps, path, &ctx)?;
+            check_eps(r.eps, &lerr)?;
             LayerKind::GroupNorm {
                 groups: r.groups,
                 channels: r.channels,
@@ -824,9 +863,9 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "batchnorm" => {
-            let r: BatchNormRaw = de(t, path, &ctx)?;
+            let r: BatchNormRaw = de(t, path, &ctx, &about)?;
             positive(&[("channels", r.channels)])?;
-            check_eps(r.eps, path, &ctx)?;
+            check_eps(r.eps, &lerr)?;
             LayerKind::BatchNorm {
                 channels: r.channels,
                 eps: r.eps,
@@ -838,7 +877,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "relu" | "global_avgpool" | "flatten" | "identity" => {
-            let _: NoKeys = de(t, path, &ctx)?;
+            let _: NoKeys = de(t, path, &ctx, &about)?;
             match ty.as_str() {
                 "relu" => LayerKind::Relu,
                 "global_avgpool" => LayerKind::GlobalAvgPool,
@@ -847,11 +886,17 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "dropout" => {
-            let _: DropoutRaw = de(t, path, &ctx)?;
+            let r: DropoutRaw = de(t, path, &ctx, &about)?;
+            if !(r.p.is_finite() && (0.0..1.0).contains(&r.p)) {
+                return Err(lerr(
+                    "p",
+                    format!("{} is out of range; allowed [0, 1)", r.p),
+                ));
+            }
             LayerKind::Dropout
         }
         "sigmoid" | "hard_swish" | "softmax" => {
-            let _: NoKeys = de(t, path, &ctx)?;
+            let _: NoKeys = de(t, path, &ctx, &about)?;
             match ty.as_str() {
                 "sigmoid" => LayerKind::Sigmoid,
                 "hard_swish" => LayerKind::HardSwish,
@@ -859,39 +904,34 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "clip" => {
-            let r: ClipRaw = de(t, path, &ctx)?;
+            let r: ClipRaw = de(t, path, &ctx, &about)?;
             let (min, max) = (
                 r.min.unwrap_or(f32::NEG_INFINITY),
                 r.max.unwrap_or(f32::INFINITY),
             );
             if min.is_nan() || max.is_nan() || min > max {
-                return Err(ModelError::manifest(
-                    path,
-                    &ctx,
-                    format!("min = {min} must be <= max = {max}"),
-                ));
+                return Err(lerr("min", format!("min = {min} must be <= max = {max}")));
             }
             LayerKind::Clip { min, max }
         }
         "leaky_relu" => {
-            let r: LeakyReluRaw = de(t, path, &ctx)?;
-            check_finite(&[("alpha", r.alpha)], path, &ctx)?;
+            let r: LeakyReluRaw = de(t, path, &ctx, &about)?;
+            check_finite(&[("alpha", r.alpha)], &lerr)?;
             LayerKind::LeakyRelu { alpha: r.alpha }
         }
         "hard_sigmoid" => {
-            let r: HardSigmoidRaw = de(t, path, &ctx)?;
-            check_finite(&[("alpha", r.alpha), ("beta", r.beta)], path, &ctx)?;
+            let r: HardSigmoidRaw = de(t, path, &ctx, &about)?;
+            check_finite(&[("alpha", r.alpha), ("beta", r.beta)], &lerr)?;
             LayerKind::HardSigmoid {
                 alpha: r.alpha,
                 beta: r.beta,
             }
         }
         "concat" => {
-            let r: ConcatRaw = de(t, path, &ctx)?;
+            let r: ConcatRaw = de(t, path, &ctx, &about)?;
             if r.inputs.len() < 2 {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.inputs"),
+                return Err(lerr(
+                    "inputs",
                     format!(
                         "names {} layer(s); a concat needs at least 2",
                         r.inputs.len()
@@ -901,7 +941,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             LayerKind::Concat { inputs: r.inputs }
         }
         "channel_mul" => {
-            let r: ChannelMulRaw = de(t, path, &ctx)?;
+            let r: ChannelMulRaw = de(t, path, &ctx, &about)?;
             positive(&[("channels", r.channels)])?;
             LayerKind::ChannelMul {
                 channels: r.channels,
@@ -909,7 +949,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "channel_add" => {
-            let r: ChannelAddRaw = de(t, path, &ctx)?;
+            let r: ChannelAddRaw = de(t, path, &ctx, &about)?;
             positive(&[("channels", r.channels)])?;
             LayerKind::ChannelAdd {
                 channels: r.channels,
@@ -917,11 +957,10 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "reshape" => {
-            let r: ReshapeRaw = de(t, path, &ctx)?;
+            let r: ReshapeRaw = de(t, path, &ctx, &about)?;
             if !(r.shape.len() == 1 || r.shape.len() == 3) || r.shape.contains(&0) {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.shape"),
+                return Err(lerr(
+                    "shape",
                     format!(
                         "{:?} must be [c, h, w] or [f] with every entry > 0",
                         r.shape
@@ -942,9 +981,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         }
     };
     if matches!(kind, LayerKind::Add { .. } | LayerKind::Concat { .. }) && input.is_some() {
-        return Err(ModelError::manifest(
-            path,
-            &format!("{ctx}.input"),
+        return Err(lerr(
+            "input",
             format!("an {ty} layer names its operands in `inputs`, not `input`"),
         ));
     }
@@ -952,8 +990,11 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
 }
 
 /// Checks the kind of every known layer key before serde sees it, so that a wrong value names its key
-/// (`layers[3] ("conv2", conv2d).padding: expected two non-negative integers, found [-1, 1]`).
-fn check_value_kinds(t: &toml::Table, path: &Path, ctx: &str) -> Result<(), ModelError> {
+/// (`key `layers[3].padding`: expected two non-negative integers, found [-1, 1] (layer "conv2", conv2d)`).
+fn check_value_kinds(
+    t: &toml::Table,
+    lerr: &dyn Fn(&str, String) -> ModelError,
+) -> Result<(), ModelError> {
     use toml::Value;
     let uint = |v: &Value| matches!(v, Value::Integer(i) if *i >= 0);
     for (k, v) in t {
@@ -988,35 +1029,36 @@ fn check_value_kinds(t: &toml::Table, path: &Path, ctx: &str) -> Result<(), Mode
             _ => (true, ""),
         };
         if !ok {
-            return Err(ModelError::manifest(
-                path,
-                &format!("{ctx}.{k}"),
-                format!("expected {want}, found {v}"),
+            return Err(lerr(
+                k,
+                format!(
+                    "expected {want}, found {}",
+                    crate::limits::excerpt(&v.to_string(), 80)
+                ),
             ));
         }
     }
     Ok(())
 }
 
-fn check_finite(vals: &[(&str, f32)], path: &Path, ctx: &str) -> Result<(), ModelError> {
+fn check_finite(
+    vals: &[(&str, f32)],
+    lerr: &dyn Fn(&str, String) -> ModelError,
+) -> Result<(), ModelError> {
     for (k, v) in vals {
         if !v.is_finite() {
-            return Err(ModelError::manifest(
-                path,
-                &format!("{ctx}.{k}"),
-                format!("{v} must be finite"),
-            ));
+            return Err(lerr(k, format!("{v} must be finite")));
         }
     }
     Ok(())
 }
 
-fn check_eps(eps: f32, path: &Path, ctx: &str) -> Result<(), ModelError> {
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(ModelError::manifest(
-            path,
-            &format!("{ctx}.eps"),
-            format!("{eps} must be finite and >= 0"),
+/// Normalization epsilon: finite, in [0, 1].
+fn check_eps(eps: f32, lerr: &dyn Fn(&str, String) -> ModelError) -> Result<(), ModelError> {
+    if !(eps.is_finite() && (0.0..=1.0).contains(&eps)) {
+        return Err(lerr(
+            "eps",
+            format!("{eps} is out of range; allowed [0, 1]"),
         ));
     }
     Ok(())

@@ -12,7 +12,7 @@ use super::SramError;
 use crate::faults::{FaultEntry, FaultPattern};
 use rayon::slice::ParallelSliceMut;
 
-fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -20,7 +20,7 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// Uniform draw in [0, 1) for one (seed, physical cell, element) access.
-fn access_draw(seed: u64, phys_cell: u64, element: u64) -> f64 {
+pub(crate) fn access_draw(seed: u64, phys_cell: u64, element: u64) -> f64 {
     let h = splitmix64(splitmix64(splitmix64(seed) ^ phys_cell) ^ element);
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -29,12 +29,37 @@ fn check_geometry(profile: &FaultProfile, mapping: &WeightMapping) -> Result<(),
     let m = &profile.meta;
     if m.rows != mapping.rows() || m.columns != mapping.columns() {
         return Err(SramError::Invalid(format!(
-            "profile `{}` has arrays of {}x{} cells but the weight SRAM has {}x{} (weight_sram.rows x columns)",
-            m.name,
+            "profile {} has arrays of {}x{} cells but the weight SRAM has {}x{} (weight_sram.rows x columns)",
+            profile.origin(),
             m.rows,
             m.columns,
             mapping.rows(),
             mapping.columns()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `profile`'s arrays have the geometry of the weight SRAM in `cfg` (read from hardware config
+/// `hw_origin`), naming both files when they differ. Run before mapping so the user learns which two files
+/// disagree.
+pub fn check_profile_fits(
+    profile: &FaultProfile,
+    cfg: &crate::config::WeightSramConfig,
+    hw_origin: &str,
+) -> Result<(), SramError> {
+    let m = &profile.meta;
+    if m.rows != cfg.rows || m.columns != cfg.columns {
+        return Err(SramError::Invalid(format!(
+            "profile {} has arrays of {}x{} cells but hardware config {hw_origin} has weight_sram.rows x columns \
+             = {}x{}; generate a profile with --rows {} --columns {} or use a config with that geometry",
+            profile.origin(),
+            m.rows,
+            m.columns,
+            cfg.rows,
+            cfg.columns,
+            cfg.rows,
+            cfg.columns
         )));
     }
     Ok(())
@@ -166,6 +191,11 @@ mod tests {
             word_bits: 16,
             mapping,
             offset_bits: 0,
+            ecc: Default::default(),
+            ecc_data_bits: 64,
+            interleave: 1,
+            due: Default::default(),
+            ecc_decoder_latency_cycles: 1,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Incremental evaluation of one (model, fault source) series over a descending voltage grid.
 //!
-//! For each fault sample, voltages run from high to low. Faults are nested across voltages (domain.md §2.1–2.2),
+//! For each fault sample, voltages run from high to low. Faults are nested across voltages (docs/faults.md#paper-model),
 //! so consecutive points differ by a few newly failing cells. At each point the runner
 //! 1. builds the faulty memory image (one `u8` code per stored weight, memory order, docs/model-format.md);
 //! 2. if the image equals the clean image (e.g. at or above V_min), the faulty error **is** the clean error: no
@@ -13,11 +13,22 @@
 use std::ops::Range;
 
 use super::SweepError;
+use crate::ecc::EccCounts;
+
+/// What one read of the stored weights produced: the raw bit errors and, with ECC, the codeword outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultRead {
+    /// Weight bits that read wrong (before any ECC decoding).
+    pub flipped_bits: u64,
+    /// Codeword outcomes (all zero without ECC).
+    pub ecc: EccCounts,
+}
 
 /// Produces the stored codes of one fault sample at a supply voltage.
 pub trait FaultSource {
     /// Fills `out` (same length as `clean`) with the codes read back at `vdd_v` for fault sample `sample` and
-    /// returns the number of flipped bits (bits of `out` that differ from `clean`).
+    /// returns the number of flipped bits (weight bits that read wrong; with ECC, before decoding, so `out` may
+    /// differ from `clean` in fewer bits).
     fn faulty_image(
         &self,
         sample: u32,
@@ -25,6 +36,20 @@ pub trait FaultSource {
         clean: &[u8],
         out: &mut [u8],
     ) -> Result<u64, SweepError>;
+
+    /// [`faulty_image`](Self::faulty_image) with the ECC outcome counts of the read (unprotected sources: zero).
+    fn faulty_read(
+        &self,
+        sample: u32,
+        vdd_v: f64,
+        clean: &[u8],
+        out: &mut [u8],
+    ) -> Result<FaultRead, SweepError> {
+        Ok(FaultRead {
+            flipped_bits: self.faulty_image(sample, vdd_v, clean, out)?,
+            ecc: EccCounts::default(),
+        })
+    }
 }
 
 /// Inference on a memory image of one model.
@@ -37,7 +62,7 @@ pub trait ImageEvaluator {
     fn reset(&mut self, image: &[u8]) -> Result<(), SweepError>;
     /// Loads `image`, where only the tensors listed in `changed` (indices into [`Self::tensor_ranges`]) differ
     /// from the image loaded by the previous call (the clean image before the first call), and returns the
-    /// faulty test error in percent (clean-or-faulty mistakes, domain.md §3).
+    /// faulty test error in percent (clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol).
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError>;
 }
 
@@ -61,6 +86,8 @@ pub struct RunStats {
 pub struct SampleResult {
     pub flipped_bits: Vec<u64>,
     pub error_pct: Vec<f64>,
+    /// ECC codeword outcomes at each voltage (all zero without ECC).
+    pub ecc: Vec<EccCounts>,
 }
 
 /// Runs the fault samples of one model incrementally (see the module docs).
@@ -118,9 +145,11 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
         let mut out = SampleResult {
             flipped_bits: Vec::with_capacity(voltages_v.len()),
             error_pct: Vec::with_capacity(voltages_v.len()),
+            ecc: Vec::with_capacity(voltages_v.len()),
         };
         for &vdd_v in voltages_v {
-            let flipped = faults.faulty_image(sample, vdd_v, self.clean, &mut self.buf)?;
+            let read = faults.faulty_read(sample, vdd_v, self.clean, &mut self.buf)?;
+            let flipped = read.flipped_bits;
             self.stats.points += 1;
             let err = if self.buf[..] == self.clean[..] {
                 self.stats.clean_points += 1;
@@ -148,6 +177,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             };
             out.flipped_bits.push(flipped);
             out.error_pct.push(err);
+            out.ecc.push(read.ecc);
             on_point();
         }
         Ok(out)
