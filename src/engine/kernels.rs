@@ -140,6 +140,10 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     d[..ox_lo].fill(0.0);
                     d[ox_hi..].fill(0.0);
+                    if ox_lo == ox_hi {
+                        // The tap lies in the padding for every output column (dilated kernels).
+                        continue;
+                    }
                     let ix0 = ox_lo * g.sw + off - g.pw;
                     if g.sw == 1 {
                         d[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);

@@ -764,9 +764,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             ])?;
             if !(r.in_channels.is_multiple_of(r.groups) && r.out_channels.is_multiple_of(r.groups))
             {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.groups"),
+                return Err(lerr(
+                    "groups",
                     format!(
                         "{} does not divide in_channels = {} and out_channels = {}",
                         r.groups, r.in_channels, r.out_channels
@@ -821,9 +820,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             let kernel = r.kernel;
             if ty == "maxpool2d" {
                 if r.count_include_pad.is_some() {
-                    return Err(ModelError::manifest(
-                        path,
-                        &format!("{ctx}.count_include_pad"),
+                    return Err(lerr(
+                        "count_include_pad",
                         "applies to avgpool2d only".into(),
                     ));
                 }
@@ -912,11 +910,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
                 r.max.unwrap_or(f32::INFINITY),
             );
             if min.is_nan() || max.is_nan() || min > max {
-                return Err(ModelError::manifest(
-                    path,
-                    &ctx,
-                    format!("min = {min} must be <= max = {max}"),
-                ));
+                return Err(lerr("min", format!("min = {min} must be <= max = {max}")));
             }
             LayerKind::Clip { min, max }
         }
@@ -936,9 +930,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         "concat" => {
             let r: ConcatRaw = de(t, path, &ctx, &about)?;
             if r.inputs.len() < 2 {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.inputs"),
+                return Err(lerr(
+                    "inputs",
                     format!(
                         "names {} layer(s); a concat needs at least 2",
                         r.inputs.len()
@@ -966,9 +959,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         "reshape" => {
             let r: ReshapeRaw = de(t, path, &ctx, &about)?;
             if !(r.shape.len() == 1 || r.shape.len() == 3) || r.shape.contains(&0) {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.shape"),
+                return Err(lerr(
+                    "shape",
                     format!(
                         "{:?} must be [c, h, w] or [f] with every entry > 0",
                         r.shape

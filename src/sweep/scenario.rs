@@ -247,7 +247,13 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
-                    .and_then(|l| l.with_zero_padding_sides(padding.map(|p| p as u64)))
+                    // Zeros on chip: the padded size above minus the real map (all padding rows and columns,
+                    // asymmetric or not, less a dilated kernel's extra span); DRAM carries only the real map.
+                    .and_then(|l| {
+                        let extra_h = (ph + kernel[0]).saturating_sub(sh) as u64;
+                        let extra_w = (pw + kernel[1]).saturating_sub(sw) as u64;
+                        l.with_zero_padding_sides([extra_h, extra_w, 0, 0])
+                    })
                     .map_err(|e| err(&layer.name, e))?;
                     out.push(l);
                 }
