@@ -1,12 +1,15 @@
-//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV (docs/systolic.md).
+//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV or a model's layers (docs/systolic.md).
 //!
 //! ```text
 //! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
 //!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--json | --csv | --vdd V]
+//! accelsim cycles --model fmnist-cnn-randbet-8b [--hw ...] [--dataflow ...] [--json | --csv | --vdd V]
 //! ```
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
 use crate::energy::EnergyModel;
+use crate::model::Model;
+use crate::sweep::scenario::{resolve_model, systolic_layers};
 use crate::systolic::{
     read_topology, simulate_network, ArrayParams, BufferParams, Dataflow, NetworkStats,
     OfmapRounding,
@@ -18,8 +21,12 @@ use std::path::PathBuf;
 pub struct Args {
     /// SCALE-Sim topology CSV: `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
     /// Num Filter, Strides,` (padding included in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
-    #[arg(long, value_name = "CSV")]
-    pub topology: PathBuf,
+    #[arg(long, value_name = "CSV", required_unless_present = "model")]
+    pub topology: Option<PathBuf>,
+    /// A model instead of a topology: a name in models/ or a manifest path; its conv and linear layers (batch 1)
+    /// are mapped, as `run` and `sweep` do.
+    #[arg(long, value_name = "MODEL", conflicts_with = "topology")]
+    pub model: Option<String>,
     /// Hardware config: a name in hw_configs/ or a path. Its [systolic], [activation_sram] and [weight_sram]
     /// sections set the array, buffers and weight memory.
     #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
@@ -30,9 +37,10 @@ pub struct Args {
     /// Dataflow (overrides the config): ws, os or is.
     #[arg(long, value_name = "DF")]
     pub dataflow: Option<String>,
-    /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight.
-    #[arg(long, default_value_t = 8, value_name = "BITS")]
-    pub weight_bits: u32,
+    /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight
+    /// [default: the model's bits with --model, else 8].
+    #[arg(long, value_name = "BITS")]
+    pub weight_bits: Option<u32>,
     /// Round output sizes as SCALE-Sim v2 does (`ceil((H - R + stride) / stride)`) instead of PyTorch's floor,
     /// for a like-for-like comparison with SCALE-Sim on strided layers.
     #[arg(long)]
@@ -62,6 +70,28 @@ pub fn parse_array(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(args: Args) -> CliResult {
+    let (hw, net) = network(&args)?;
+    let out = if args.json {
+        let mut s = serde_json::to_string_pretty(&net.layers)
+            .map_err(|e| CliError::internal(format!("cannot serialise the results: {e}")))?;
+        s.push('\n');
+        s
+    } else if args.csv {
+        csv_report(&net)
+    } else {
+        let mut t = text_report(&net, &hw);
+        if let Some(vdd) = args.vdd {
+            t.push_str(&energy_report(&net, &hw, vdd)?);
+        }
+        t
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The hardware config and the systolic statistics of the topology (or model) of `args`; `--json` prints the
+/// per-layer part, which is what the Python binding's `accelsim.cycles` returns.
+pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
     let hw = HwConfig::load_named(&args.hw).map_err(|e| CliError::user(e.to_string()))?;
     let mut sys = hw.systolic.clone();
     if let Some(a) = &args.array {
@@ -79,37 +109,42 @@ pub fn run(args: Args) -> CliResult {
         .map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
     let buffers =
         BufferParams::from_hw(&hw).map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
-    if !(1..=32).contains(&args.weight_bits) {
-        return Err(CliError::user(format!(
-            "--weight-bits {} is out of range (allowed 1..=32)",
-            args.weight_bits
-        )));
-    }
     let rounding = if args.scalesim_ofmap {
         OfmapRounding::ScaleSim
     } else {
         OfmapRounding::Floor
     };
-    let layers =
-        read_topology(&args.topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
-    let net = simulate_network(&layers, &array, &buffers, args.weight_bits)
-        .map_err(|e| CliError::user(e.to_string()))?;
-    let out = if args.json {
-        let mut s = serde_json::to_string_pretty(&net.layers)
-            .map_err(|e| CliError::internal(format!("cannot serialise the results: {e}")))?;
-        s.push('\n');
-        s
-    } else if args.csv {
-        csv_report(&net)
-    } else {
-        let mut t = text_report(&net, &hw);
-        if let Some(vdd) = args.vdd {
-            t.push_str(&energy_report(&net, &hw, vdd)?);
+    let (layers, model_bits) = match (&args.topology, &args.model) {
+        (Some(t), None) => (
+            read_topology(t, rounding).map_err(|e| CliError::user(e.to_string()))?,
+            None,
+        ),
+        (None, Some(m)) => {
+            if args.scalesim_ofmap {
+                return Err(CliError::user(
+                    "--scalesim-ofmap applies to --topology only (a model's layers use PyTorch's sizes)",
+                ));
+            }
+            let path = resolve_model(m).map_err(|e| CliError::user(e.to_string()))?;
+            let model = Model::load(&path).map_err(|e| CliError::user(e.to_string()))?;
+            let layers = systolic_layers(&model).map_err(|e| CliError::user(e.to_string()))?;
+            (layers, Some(model.bits()))
         }
-        t
+        _ => {
+            return Err(CliError::user(
+                "give one of --topology CSV or --model MODEL",
+            ))
+        }
     };
-    print!("{out}");
-    Ok(())
+    let weight_bits = args.weight_bits.or(model_bits).unwrap_or(8);
+    if !(1..=32).contains(&weight_bits) {
+        return Err(CliError::user(format!(
+            "--weight-bits {weight_bits} is out of range (allowed 1..=32)"
+        )));
+    }
+    let net = simulate_network(&layers, &array, &buffers, weight_bits)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    Ok((hw, net))
 }
 
 /// One CSV row per layer; units in the header (cycles, percent, element counts, bytes).

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
-use crate::report::markdown::{ReportContext, DEFAULT_TOLERANCE_PTS};
-use crate::sweep::driver::{run_sweep, SweepSpec};
+use crate::report::markdown::{ReportContext, Summary, DEFAULT_TOLERANCE_PTS};
+use crate::sweep::driver::{run_sweep, SweepOutcome, SweepSpec};
 use crate::sweep::grid::parse_voltage_grid;
 use crate::sweep::scenario::{self, FaultSpec};
 use crate::sweep::SweepError;
@@ -120,15 +120,19 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     })
 }
 
-pub fn run(args: Args) -> CliResult {
-    let spec = spec_from_args(&args)?;
-    let started = std::time::Instant::now();
+/// A finished (or resumed) sweep whose bundle (sweep.csv, plots, report.md) is written to `--out`.
+#[derive(Debug)]
+pub struct Executed {
+    pub spec: SweepSpec,
+    pub outcome: SweepOutcome,
+    pub summary: Summary,
+}
+
+/// Runs (or resumes) the sweep of `args` in `args.out` and writes the bundle there; `command` is the command
+/// line shown in report.md. `accelsim sweep` and the Python binding's `accelsim.sweep(out=...)` both call this.
+pub fn execute(args: &Args, command: String) -> Result<Executed, CliError> {
+    let spec = spec_from_args(args)?;
     let outcome = run_sweep(&spec, &args.out, args.fresh, !args.quiet).map_err(sweep_err)?;
-    let command = std::env::args()
-        .enumerate()
-        .map(|(i, a)| if i == 0 { "accelsim".to_string() } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
     let ctx = ReportContext {
         title: format!("accelsim sweep on {}", spec.hw.name),
         command,
@@ -163,6 +167,23 @@ pub fn run(args: Args) -> CliResult {
     };
     let summary = crate::report::write_bundle(&args.out, &outcome.rows, &ctx, args.tolerance)
         .map_err(|e| CliError::internal(e.to_string()))?;
+    Ok(Executed {
+        spec,
+        outcome,
+        summary,
+    })
+}
+
+pub fn run(args: Args) -> CliResult {
+    let started = std::time::Instant::now();
+    let command = std::env::args()
+        .enumerate()
+        .map(|(i, a)| if i == 0 { "accelsim".to_string() } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Executed {
+        outcome, summary, ..
+    } = execute(&args, command)?;
     let st = outcome.stats;
     eprintln!(
         "sweep: {} rows in {:.1} s; {} units computed, {} resumed; {} of {} points ran inference \

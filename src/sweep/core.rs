@@ -120,6 +120,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             error_pct: Vec::with_capacity(voltages_v.len()),
         };
         for &vdd_v in voltages_v {
+            super::cancel::check()?;
             let flipped = faults.faulty_image(sample, vdd_v, self.clean, &mut self.buf)?;
             self.stats.points += 1;
             let err = if self.buf[..] == self.clean[..] {

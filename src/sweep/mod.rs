@@ -2,12 +2,14 @@
 //!
 //! - [`grid`]: voltage grid specs;
 //! - [`state`]: the resumable state file (atomic writes, configuration fingerprint);
+//! - [`cancel`]: cooperative cancellation for front ends that run sweeps on a worker thread;
 //! - [`core`]: the incremental evaluation of one (model, profile) series: voltages from high to low, faults nested
 //!   (a cell failing at V fails at every V' < V, domain.md §2.2), so consecutive voltages differ by a few new
 //!   faults; tensors whose stored codes did not change are not re-decoded, and a point whose image equals the
 //!   previous one reuses its result without running inference.
 //!
 //! See docs/run-and-sweep.md.
+pub mod cancel;
 pub mod core;
 pub mod driver;
 pub mod grid;
@@ -44,11 +46,14 @@ pub enum SweepError {
     /// An internal failure while evaluating (not the user's fault).
     #[error("{0}")]
     Eval(String),
+    /// Stopped on request (see [`cancel`]); finished sweep units are kept in the state file.
+    #[error("cancelled; finished work is kept and a rerun resumes it")]
+    Cancelled,
 }
 
 impl SweepError {
     /// Whether the error is the user's to fix (bad input) rather than an internal failure.
     pub fn is_user(&self) -> bool {
-        !matches!(self, SweepError::Eval(_))
+        !matches!(self, SweepError::Eval(_) | SweepError::Cancelled)
     }
 }
