@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the shipped synthetic chip profiles byte for byte (`make profiles` runs this after building).
-# Sizes follow the paper's profiled maps (domain.md §2.2): chip 1 is 2048x128 bits = 8 arrays of 512x64,
+# Sizes follow the paper's profiled maps (docs/sram-profiles.md): chip 1 is 2048x128 bits = 8 arrays of 512x64,
 # chips 2 and 3 are 8192x128 bits = 32 arrays of 512x64. Seeds are recorded here and in each file's header.
 set -euo pipefail
 cd "$(dirname "$0")/.."

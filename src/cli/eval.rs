@@ -25,7 +25,7 @@ pub struct Args {
     /// Evaluate only the first N test images.
     #[arg(long, conflicts_with = "paper_protocol")]
     pub limit: Option<usize>,
-    /// The paper's protocol: the first 9000 test images (domain.md §3), same as --limit 9000.
+    /// The paper's protocol: the first 9000 test images (docs/run-and-sweep.md#evaluation-protocol), same as --limit 9000.
     #[arg(long)]
     pub paper_protocol: bool,
     /// Use the float weights from the file instead of the quantized ones (a "no quantization" baseline).

@@ -12,7 +12,7 @@ use crate::sweep::scenario::{self, FaultSpec};
 use crate::sweep::SweepError;
 
 /// Default voltage grid: nominal (1.15 V) and two guardband points, then V_min (1.0 V) down to 0.8 V in 25 mV
-/// steps (the measured BER range of domain.md §2.3 where the shipped models differ).
+/// steps (the measured BER range, docs/sram-profiles.md#measured-ber, where the shipped models differ).
 pub const DEFAULT_GRID: &str = "1.15,1.1,1.05,1.0:0.8:0.025";
 /// Default fault maps.
 pub const DEFAULT_PROFILES: &str = "chip1,chip2";
@@ -155,7 +155,7 @@ pub fn execute(args: &Args, command: String) -> Result<Executed, CliError> {
                 spec.seeds
             ),
             format!(
-                "test images per evaluation: {} (error = clean-or-faulty mistakes, domain.md §3)",
+                "test images per evaluation: {} (error = clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol)",
                 outcome.rows.first().map_or(0, |r| r.test_images)
             ),
             format!(

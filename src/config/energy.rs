@@ -1,12 +1,12 @@
 //! `[energy]` section of the hardware config: energy per operation/access and how the weight SRAM's energy
-//! follows its supply voltage (docs/energy.md, domain.md §2.3 and §7).
+//! follows its supply voltage (docs/energy.md, with the paper's law and the published figures).
 use serde::{Deserialize, Serialize};
 
 /// How the weight SRAM's dynamic energy per access scales with its voltage `V` (relative to `V_min`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SramScaling {
-    /// `E(V) = E(V_min) · (V / V_min)²` — the paper's Spectre simulation (domain.md §2.3).
+    /// `E(V) = E(V_min) · (V / V_min)²` — the paper's Spectre simulation (docs/energy.md#paper-energy-model).
     #[default]
     Quadratic,
     /// Piecewise-linear interpolation of `weight_sram_table` (`[V/V_min, E(V)/E(V_min)]` points).
@@ -56,7 +56,7 @@ impl Default for EnergyConfig {
     }
 }
 
-/// The paper's normalized SRAM energy points (domain.md §2.3), usable as `weight_sram_table`.
+/// The paper's normalized SRAM energy points (docs/sram-profiles.md#measured-ber), usable as `weight_sram_table`.
 pub const PAPER_SRAM_TABLE: [[f64; 2]; 7] = [
     [0.75, 0.5625],
     [0.792, 0.6267],

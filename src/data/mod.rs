@@ -5,7 +5,7 @@
 //!
 //! Images are kept as raw bytes in N, C, H, W order; [`Dataset::normalized`] turns them into the float input of
 //! the network, `x = (pixel/255 - mean[c]) / std[c]` (docs/model-format.md, `[input]`). The paper's protocol
-//! evaluates robust error on the first 9000 test images (domain.md §3): see [`PAPER_TEST_IMAGES`].
+//! evaluates robust error on the first 9000 test images (docs/run-and-sweep.md#evaluation-protocol): see [`PAPER_TEST_IMAGES`].
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ mod idx;
 /// Debian's location of Fashion-MNIST (package `dataset-fashion-mnist`), the default `--data` folder.
 pub const DEFAULT_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// Number of test images the paper's protocol evaluates robust error on (the first 9000, domain.md §3).
+/// Number of test images the paper's protocol evaluates robust error on (the first 9000, docs/run-and-sweep.md#evaluation-protocol).
 pub const PAPER_TEST_IMAGES: usize = 9000;
 
 /// The datasets the readers understand.

@@ -1,20 +1,21 @@
 //! Energy per inference from the systolic model's access counts, at a chosen supply voltage
-//! (docs/energy.md; domain.md §2.3 and §7).
+//! (docs/energy.md, which gives the paper's law and the published figures).
 //!
 //! Components of one inference (`stats` from [`crate::systolic::simulate_network`]):
 //! * weight-SRAM dynamic: `(word_reads · E_read + word_writes · E_write) · s(V)`, energies given at `V_min`,
-//!   `s(V) = (V/V_min)²` (the paper's Spectre result, domain.md §2.3) or a configured table; writes happen only
+//!   `s(V) = (V/V_min)²` (the paper's Spectre result, docs/energy.md) or a configured table; writes happen only
 //!   when weights must be reloaded because the model does not fit;
 //! * weight-SRAM leakage: `bits · P_bit(V_min) · exp((V − V_min)/v_e) · latency`, over the arrays that hold
 //!   weights (unused arrays assumed power-gated); `v_e = 0.28 V / ln 4.8 ≈ 0.1785 V` reproduces Yang & Murmann's
-//!   28 nm measurement of 4.8× lower leakage for −280 mV (domain.md §7);
+//!   28 nm measurement of 4.8× lower leakage for −280 mV (docs/energy.md#published-figures);
 //! * activation buffers: `(input reads + output writes + partial-sum reads) · act_bytes · E_byte · (V/V_nom)²`
 //!   (`E_byte` given at the SRAM nominal voltage `nominal_v`);
 //! * MACs: `macs · E_mac · (V/V_logic)²`;
 //! * DRAM: `bytes · 8 · E_bit` (never voltage-scaled).
 //!
 //! Only the rails in `[voltage] scaled_rails` follow `vdd_v`; the others stay at their nominal voltage
-//! (`nominal_v` for the SRAM rails, `logic_v` for the logic). 4-bit weights halve the weight-SRAM
+//! (`nominal_v` for the SRAM rails, `logic_v` for the logic). The baseline that savings are measured against
+//! runs every rail at its own nominal voltage, scaled or not. 4-bit weights halve the weight-SRAM
 //! words, hence both the word reads and the leakage, because the cycle model packs `64 / bits` weights per word.
 //!
 //! ```
@@ -196,10 +197,23 @@ impl EnergyModel {
         vdd_v: f64,
     ) -> Result<EnergyBreakdown, EnergyError> {
         Self::check_vdd(vdd_v)?;
-        let c = &self.cfg;
         let v_w = self.rail_voltage(Rail::WeightSram, vdd_v);
         let v_a = self.rail_voltage(Rail::ActivationSram, vdd_v);
         let v_l = self.rail_voltage(Rail::Logic, vdd_v);
+        self.energy_at_rails(stats, vdd_v, v_w, v_a, v_l)
+    }
+
+    /// Energy of one inference with the weight SRAM, activation SRAM and logic at `v_w`, `v_a`, `v_l`
+    /// (`vdd_v` is only recorded in the breakdown).
+    fn energy_at_rails(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+        v_w: f64,
+        v_a: f64,
+        v_l: f64,
+    ) -> Result<EnergyBreakdown, EnergyError> {
+        let c = &self.cfg;
         let act_scale = (v_a / self.volts.nominal_v).powi(2);
         let logic_scale = (v_l / self.volts.logic_v).powi(2);
 
@@ -234,12 +248,16 @@ impl EnergyModel {
         })
     }
 
-    /// Energy of one inference at the nominal voltage (`nominal_v` on the scaled rails).
+    /// Energy of one inference at the baseline, every rail at its own nominal voltage: the SRAM rails at
+    /// `nominal_v`, the logic at `logic_v`, whether or not a rail is in `scaled_rails` (`vdd_v` in the breakdown
+    /// is `nominal_v`). Savings are measured against this.
     pub fn nominal_energy(&self, stats: &NetworkStats) -> Result<EnergyBreakdown, EnergyError> {
-        self.energy_per_inference(stats, self.volts.nominal_v)
+        let v = &self.volts;
+        self.energy_at_rails(stats, v.nominal_v, v.nominal_v, v.nominal_v, v.logic_v)
     }
 
-    /// Total energy saved at `vdd_v` against the nominal voltage, percent: `(1 − E(vdd)/E(nominal)) · 100`.
+    /// Total energy saved at `vdd_v` against the baseline ([`nominal_energy`](Self::nominal_energy)), percent:
+    /// `(1 − E(vdd)/E(nominal)) · 100`.
     pub fn savings_pct(&self, stats: &NetworkStats, vdd_v: f64) -> Result<f64, EnergyError> {
         let at = self.energy_per_inference(stats, vdd_v)?.total_pj;
         let nominal = self.nominal_energy(stats)?.total_pj;
@@ -251,7 +269,7 @@ impl EnergyModel {
     }
 
     /// Weight-SRAM (dynamic + leakage) energy saved at `vdd_v` against the nominal voltage, percent — the
-    /// quantity the paper's "20–30 % savings" refer to (domain.md §2.3).
+    /// quantity the paper's "20–30 % savings" refer to (docs/energy.md#paper-energy-model).
     pub fn weight_sram_savings_pct(
         &self,
         stats: &NetworkStats,

@@ -1,4 +1,4 @@
-//! Clean and robust error (domain.md §3).
+//! Clean and robust error (docs/run-and-sweep.md#evaluation-protocol).
 //!
 //! Clean error: the fraction of examples whose prediction differs from the label. Robust error (paper): an example
 //! counts as wrong if the clean **or** the faulty prediction is wrong, so

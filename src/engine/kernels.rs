@@ -314,7 +314,7 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Group normalization in place (domain.md §1.3): per example and group of `c/groups` channels,
+/// Group normalization in place (docs/training.md#normalization): per example and group of `c/groups` channels,
 /// `y = (x - mean)/sqrt(var + eps) · scale[c] + bias[c]` with the biased variance, and `scale = 1 + weight` when
 /// `reparameterized` (else `weight`). Statistics are accumulated in f64.
 #[allow(clippy::too_many_arguments)]
@@ -417,7 +417,7 @@ fn group_norm_impl(
 
 /// Batch normalization with inference statistics, in place:
 /// `y = (x - running_mean[c]) / sqrt(running_var[c] + eps) · scale[c] + bias[c]`, `scale = 1 + weight` when
-/// `reparameterized` (domain.md §1.3).
+/// `reparameterized` (docs/training.md#normalization).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     x: &mut [f32],

@@ -1,5 +1,5 @@
 //! Functional inference engine: batched float32 forward passes on the CPU over de-quantized weights (the paper's
-//! "fake quantization": storage is quantized, arithmetic is float; domain.md §1.1), and accuracy evaluation.
+//! "fake quantization": storage is quantized, arithmetic is float; docs/quantization.md#fake-quantization), and accuracy evaluation.
 //!
 //! - [`Network`] is compiled once from a [`Model`]: the layer list becomes a list of steps over a few reusable
 //!   activation buffers (liveness-based reuse, in-place elementwise layers, zero-copy flatten/identity).
@@ -7,7 +7,7 @@
 //!   chunks of the batch, so results are bit-identical for any thread count.
 //! - Weights are swapped cheaply: [`Network::set_weights_from_image`] re-decodes only the tensors that changed.
 //! - [`Evaluator`] computes the clean predictions once and then the robust error of any number of faulty weight
-//!   sets, running the faulty network only on the examples the clean network gets right (domain.md §3: an example
+//!   sets, running the faulty network only on the examples the clean network gets right (docs/run-and-sweep.md#evaluation-protocol: an example
 //!   counts as wrong if the clean *or* the faulty prediction is wrong).
 use ndarray::{Array2, ArrayView4};
 use rayon::prelude::*;

@@ -1,4 +1,4 @@
-//! Bit-level fault primitives on integer codes (domain.md §2.1; docs/faults.md).
+//! Bit-level fault primitives on integer codes (docs/faults.md#paper-model).
 //!
 //! * [`bitops`]: flip by mask, set bits to 0/1, xor, Hamming distance, unpack/pack bits (LSB first), on
 //!   `u8`/`i8`/`i16`/`i32` slices and ndarray arrays.
@@ -55,7 +55,7 @@ pub enum FaultError {
 }
 
 /// Per-bit error probabilities: `p01` = P(a stored 0 reads as 1), `p10` = P(a stored 1 reads as 0).
-/// Probabilities, never percent (domain.md §2.1: the paper's `p` = both rates equal).
+/// Probabilities, never percent (the paper's `p` = both rates equal, docs/faults.md#paper-model).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BitErrorRates {
     pub p01: f64,

@@ -1,4 +1,4 @@
-//! Sparse, nested, exact random bit errors (domain.md §2.1; design in docs/faults.md).
+//! Sparse, nested, exact random bit errors (model and design in docs/faults.md).
 //!
 //! Model: every stored bit g (global bit index g = element·m + bit, LSB = bit 0, only the m stored bits of each
 //! code) has its own u_g ~ U(0, 1), fixed by the seed; it reads wrong iff `u_g < p01` (stored 0) or

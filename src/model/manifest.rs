@@ -40,7 +40,7 @@ pub struct InputSpec {
     pub classes: Vec<String>,
 }
 
-/// `[quantization]`: how every parameter tensor is stored in the weight SRAM (domain.md §1.2).
+/// `[quantization]`: how every parameter tensor is stored in the weight SRAM (docs/quantization.md#paper-schemes).
 /// Maps one to one onto `quant::QuantConfig` (`rounding = true` means round half to even).
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -145,7 +145,7 @@ pub enum LayerKind {
         groups: usize,
         channels: usize,
         eps: f32,
-        /// Scale applied is `1 + weight` (domain.md §1.3).
+        /// Scale applied is `1 + weight` (docs/training.md#normalization).
         reparameterized: bool,
         weight: String,
         bias: String,

@@ -1,7 +1,7 @@
 //! Model files (docs/model-format.md): a TOML manifest plus a safetensors file of float32 parameters.
 //!
 //! [`Model::load`] validates both files (one-line errors naming the file and the key or tensor), quantizes every
-//! parameter tensor with the manifest's scheme (domain.md §1.2) in **memory order** (layers in manifest order,
+//! parameter tensor with the manifest's scheme (docs/quantization.md#paper-schemes) in **memory order** (layers in manifest order,
 //! weight then bias, elements row-major) and keeps the flat memory image of all codes: the bytes the SRAM holds and
 //! the fault models corrupt. Nothing in a model file is ever executed.
 use std::collections::HashMap;
@@ -183,7 +183,7 @@ impl Model {
     }
 
     /// De-quantizes tensor `id` from `image` (laid out as [`Model::memory_image`], possibly corrupted) into `out`,
-    /// with the clean ranges (domain.md §1.2: contexts are computed from the clean weights and reused).
+    /// with the clean ranges (contexts come from the clean weights and are reused, docs/quantization.md#paper-schemes).
     ///
     /// # Panics
     /// If `image` is shorter than the memory image or `out.len()` differs from the tensor's length.

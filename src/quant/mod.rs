@@ -1,6 +1,6 @@
 //! Fixed-point quantization of float32 tensors into real integer codes, and back.
 //!
-//! Follows `shared/domain.md` §1.2 (and §1.3 for the clipping bound `w_max`) and the project's normative
+//! Follows the paper's schemes (docs/quantization.md#paper-schemes, and #clipping for `w_max`) and the project's normative
 //! arithmetic, documented in `docs/quantization.md`. Every scheme is one value of [`QuantConfig`]:
 //!
 //! * granularity: `global` (fixed range ±q_fixed, q_fixed = w_max or 1), `layer` (one range per tensor) or
@@ -26,7 +26,7 @@ pub use tensor::{quantize, QuantizedTensor};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// ε of domain.md §1.2: added to the symmetric range and to the asymmetric `1` before dividing by the levels.
+/// ε (docs/quantization.md#paper-schemes): added to the symmetric range and to the asymmetric `1` before dividing by the levels.
 pub const EPS: f32 = 0.001;
 
 /// Errors of quantization: invalid configurations and inputs that do not fit them.
@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for Rounding {
     }
 }
 
-/// A quantization scheme (domain.md §1.2). Construct with the presets or literally, then [`validate`](Self::validate).
+/// A quantization scheme (docs/quantization.md#paper-schemes). Construct with the presets or literally, then [`validate`](Self::validate).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantConfig {
@@ -133,13 +133,13 @@ pub struct QuantConfig {
     /// false: offset binary in `u8` (offset 2^(m-1)); true: two's complement in `i8`/`i16`/`i32`.
     pub signed: bool,
     pub rounding: Rounding,
-    /// Clipping bound: weights are clamped to [-w_max, w_max] before quantization (domain.md §1.3).
+    /// Clipping bound: weights are clamped to [-w_max, w_max] before quantization (docs/quantization.md#clipping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub w_max: Option<f32>,
 }
 
 impl QuantConfig {
-    /// RQuant (domain.md §1.2): per-layer, asymmetric, unsigned, rounding. Add `w_max` for Clipping/RandBET models.
+    /// RQuant (docs/quantization.md): per-layer, asymmetric, unsigned, rounding. Add `w_max` for Clipping/RandBET models.
     pub fn rquant(bits: u8) -> Self {
         QuantConfig {
             bits,
@@ -151,7 +151,7 @@ impl QuantConfig {
         }
     }
 
-    /// NORMAL (domain.md §1.2): per-layer, symmetric, unsigned, truncation.
+    /// NORMAL (docs/quantization.md): per-layer, symmetric, unsigned, truncation.
     pub fn normal(bits: u8) -> Self {
         QuantConfig {
             bits,

@@ -137,7 +137,7 @@ fn for_each_group_chunk<T: Send, U: Sync>(
         });
 }
 
-/// Quantizes a float32 tensor (C order, `shape`) with `cfg` (domain.md §1.2, docs/quantization.md).
+/// Quantizes a float32 tensor (C order, `shape`) with `cfg` (docs/quantization.md).
 ///
 /// Errors: invalid `cfg` ([`QuantConfig::validate`]), `values.len()` not matching `shape`, non-finite values.
 /// Cost: one pass for the ranges and one fused pass for the codes, both parallel (rayon) and deterministic.

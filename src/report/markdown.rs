@@ -7,7 +7,7 @@
 //!   first model of the sweep, and the report says so);
 //! - threshold = reference error + `tolerance_pts` (default 1 percentage point);
 //! - lowest safe voltage of a (model, profile) = the lowest swept voltage v such that the mean faulty error at v
-//!   **and at every swept voltage above v** is ≤ threshold (robustness must hold all the way down, domain.md §3).
+//!   **and at every swept voltage above v** is ≤ threshold (robustness must hold all the way down, docs/run-and-sweep.md#evaluation-protocol).
 use std::fmt::Write as _;
 
 use super::SweepRow;

@@ -28,7 +28,7 @@ pub struct SweepRow {
     pub flipped_bits: f64,
     /// Clean test error of the quantized model (percent).
     pub clean_error_pct: f64,
-    /// Test error with faulty weights (percent; clean-or-faulty mistake counts, domain.md §3), mean over samples.
+    /// Test error with faulty weights (percent; clean-or-faulty mistake counts, docs/run-and-sweep.md#evaluation-protocol), mean over samples.
     pub faulty_error_pct: f64,
     /// Standard deviation of the faulty error over samples (percent points).
     pub faulty_error_std_pct: f64,
@@ -47,7 +47,7 @@ pub struct SweepRow {
     /// Saving of the total energy per inference against the nominal voltage (percent).
     pub energy_saving_pct: f64,
     /// Saving of the weight-SRAM energy per inference against the nominal voltage (percent): the quantity the
-    /// paper's savings figures refer to (domain.md §2.3).
+    /// paper's savings figures refer to (docs/energy.md#paper-energy-model).
     pub weight_sram_saving_pct: f64,
 }
 

@@ -1,10 +1,10 @@
-//! The measured average bit error rate of the paper's 14nm SRAM against normalized voltage (domain.md §2.3).
+//! The measured average bit error rate of the paper's 14nm SRAM against normalized voltage (docs/sram-profiles.md#measured-ber).
 //!
 //! `measured_ber(vdd_rel)` interpolates the seven published points log-linearly (BER spans five decades), except
 //! on the last segment 0.958..1.0 where it falls linearly to exactly 0 at V_min. Below 0.75 (the lowest measured
 //! point) it extrapolates the first segment's log-slope, capped at 0.5, and says so in the docs.
 
-/// Published (vdd_rel, BER as a fraction of bit cells) points, domain.md §2.3 (0.00686646% and 0.000190735% are
+/// Published (vdd_rel, BER as a fraction of bit cells) points, docs/sram-profiles.md#measured-ber (0.00686646% and 0.000190735% are
 /// the paper's exact plotted values).
 pub const MEASURED_BER: [(f64, f64); 7] = [
     (0.75, 0.2056),
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn hits_published_points_and_is_monotone() {
-        // Values typed from domain.md §2.3 (percent), independent of the table above.
+        // Values typed from the published table in docs/sram-profiles.md#measured-ber (percent), independent of the table above.
         for (v, pct) in [
             (0.75, 20.56),
             (0.792, 5.573),

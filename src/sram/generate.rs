@@ -1,4 +1,4 @@
-//! Calibrated synthetic chip generator (docs/sram-profiles.md, domain.md §2.2/§2.3).
+//! Calibrated synthetic chip generator (docs/sram-profiles.md).
 //!
 //! Every cell gets a weakness latent `s = ρ·z_col + sqrt(1-ρ²)·e_cell` (standard normals; `ρ` > 0 makes whole
 //! columns weak, as on the paper's chips 2 and 3). Cells are ranked by `s`, weakest first, and the cell of rank
@@ -26,7 +26,7 @@ pub enum Style {
     Chip2,
     /// Column-aligned, strong 0→1 bias, ~20% persistent (chip 3).
     Chip3,
-    /// Uniform positions, every failing cell flips and is persistent: the paper's random bit error model (§2.1).
+    /// Uniform positions, every failing cell flips and is persistent: the paper's random bit error model (docs/faults.md#paper-model).
     Uniform,
 }
 
@@ -59,7 +59,7 @@ impl Style {
     /// The style's parameters (sources in the field docs of [`StyleParams`] and docs/sram-profiles.md).
     pub fn params(self) -> StyleParams {
         match self {
-            // domain.md §2.2 chip 1: p01/p = 1.27/2.744 = 0.46 and 0.38/0.866 = 0.44; p_sa/p = 0.45 and 0.45.
+            // docs/sram-profiles.md#paper-chips, chip 1: p01/p = 1.27/2.744 = 0.46 and 0.38/0.866 = 0.44; p_sa/p = 0.45 and 0.45.
             Style::Chip1 => StyleParams {
                 column_rho: 0.0,
                 reads_one_share: 0.45,
@@ -98,11 +98,11 @@ impl Style {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StyleParams {
     /// Correlation ρ of a cell's weakness with its column's (0 = independent cells). Chosen, not measured: the
-    /// paper only says "strongly column-aligned" (§2.2); ρ = 0.65–0.75 gives visibly weak columns in 64x128 segments, as in the paper's chip 2/3 figures.
+    /// paper only says "strongly column-aligned" (docs/sram-profiles.md); ρ = 0.65–0.75 gives visibly weak columns in 64x128 segments, as in the paper's chip 2/3 figures.
     pub column_rho: f64,
-    /// Share of reads-as-1 (0→1) among failing cells (table in domain.md §2.2).
+    /// Share of reads-as-1 (0→1) among failing cells (table in docs/sram-profiles.md#paper-chips).
     pub reads_one_share: f64,
-    /// Share of the per-access BER due to persistent cells (p_sa/p in domain.md §2.2).
+    /// Share of the per-access BER due to persistent cells (p_sa/p in docs/sram-profiles.md#paper-chips).
     pub persistent_share: f64,
     /// Per-access failure probability of a transient cell. Not published: 0.5 is our assumption.
     pub transient_p_access: f64,
@@ -291,7 +291,7 @@ mod tests {
         assert!("chip9".parse::<Style>().is_err());
     }
 
-    /// Rates typed from domain.md §2.3 (percent), independent of `curve::MEASURED_BER`.
+    /// Rates typed from docs/sram-profiles.md#measured-ber (percent), independent of `curve::MEASURED_BER`.
     const PUBLISHED: [(f64, f64); 5] = [
         (0.75, 20.56),
         (0.792, 5.573),

@@ -1,8 +1,9 @@
 //! The banked weight SRAM: weight-to-cell mapping, profiled-chip fault maps across voltage, the calibrated
 //! synthetic chip generator, and applying a fault map to a model's stored codes. See docs/hw-config.md and
-//! docs/sram-profiles.md; the physics and numbers are in domain.md §2.2/§2.3.
+//! docs/sram-profiles.md; the paper's chips and measured curve are summarized there too.
 pub mod apply;
 pub mod curve;
+pub mod ecc_faults;
 pub mod generate;
 pub mod mapping;
 pub mod plot;

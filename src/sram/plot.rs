@@ -1,4 +1,4 @@
-//! Drawing a segment of a fault map (like the paper's 64x128 map figures, domain.md §2.2).
+//! Drawing a segment of a fault map (like the paper's 64x128 map figures, docs/sram-profiles.md#paper-chips).
 use super::profile::{FailureKind, FaultProfile};
 use super::SramError;
 use plotters::prelude::*;

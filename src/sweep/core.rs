@@ -1,6 +1,6 @@
 //! Incremental evaluation of one (model, fault source) series over a descending voltage grid.
 //!
-//! For each fault sample, voltages run from high to low. Faults are nested across voltages (domain.md §2.1–2.2),
+//! For each fault sample, voltages run from high to low. Faults are nested across voltages (docs/faults.md#paper-model),
 //! so consecutive points differ by a few newly failing cells. At each point the runner
 //! 1. builds the faulty memory image (one `u8` code per stored weight, memory order, docs/model-format.md);
 //! 2. if the image equals the clean image (e.g. at or above V_min), the faulty error **is** the clean error: no
@@ -37,7 +37,7 @@ pub trait ImageEvaluator {
     fn reset(&mut self, image: &[u8]) -> Result<(), SweepError>;
     /// Loads `image`, where only the tensors listed in `changed` (indices into [`Self::tensor_ranges`]) differ
     /// from the image loaded by the previous call (the clean image before the first call), and returns the
-    /// faulty test error in percent (clean-or-faulty mistakes, domain.md §3).
+    /// faulty test error in percent (clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol).
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError>;
 }
 

@@ -4,7 +4,7 @@
 //! - [`state`]: the resumable state file (atomic writes, configuration fingerprint);
 //! - [`cancel`]: cooperative cancellation for front ends that run sweeps on a worker thread;
 //! - [`core`]: the incremental evaluation of one (model, profile) series: voltages from high to low, faults nested
-//!   (a cell failing at V fails at every V' < V, domain.md §2.2), so consecutive voltages differ by a few new
+//!   (a cell failing at V fails at every V' < V, docs/sram-profiles.md#paper-chips), so consecutive voltages differ by a few new
 //!   faults; tensors whose stored codes did not change are not re-decoded, and a point whose image equals the
 //!   previous one reuses its result without running inference.
 //!

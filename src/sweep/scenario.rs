@@ -316,7 +316,7 @@ pub enum FaultSpec {
         path: PathBuf,
         profile: std::sync::Arc<crate::sram::FaultProfile>,
     },
-    /// Uniform random bit errors at the paper's measured average BER for the voltage (domain.md §2.3).
+    /// Uniform random bit errors at the paper's measured average BER for the voltage (docs/sram-profiles.md#measured-ber).
     MeasuredUniform,
     /// Uniform random bit errors at a fixed per-bit probability `p` (`run --ber`); the voltage then only sets
     /// the energy.
@@ -478,14 +478,14 @@ impl super::core::FaultSource for UniformFaults {
     }
 }
 
-/// First seed of the random chips for uniform bit errors (the paper evaluates seeds 100..149, domain.md §2.1).
+/// First seed of the random chips for uniform bit errors (the paper evaluates seeds 100..149, docs/faults.md#paper-model).
 pub const UNIFORM_SEED_BASE: u64 = 100;
 /// First seed of the transient-cell draws of profiles.
 pub const TRANSIENT_SEED_BASE: u64 = 1000;
 
 /// Builds the fault source of `spec` for `model` on `hw`: `offsets` weight→memory mappings × `seeds` seeds for
 /// transient cells (profiles), or `offsets × seeds` random chips (uniform errors, seeds 100, 101, ... as the
-/// paper's evaluation, domain.md §2.1). `min_vdd_v` is the lowest voltage that will be asked for (it bounds
+/// paper's evaluation, docs/faults.md#paper-model). `min_vdd_v` is the lowest voltage that will be asked for (it bounds
 /// the rates the uniform sampler prepares).
 pub fn fault_source(
     spec: &FaultSpec,

@@ -1,12 +1,12 @@
 """Evaluation of exported models in PyTorch: clean error, robust error under random bit errors, fault-pattern replay.
 
-A cross-check of the simulator (domain.md §3):
+A cross-check of the simulator (docs/run-and-sweep.md#evaluation-protocol):
 - Err  = clean test error of the quantized model (all given images, normally the 10k test set);
 - RErr = an example counts as wrong if the clean OR the faulty prediction is wrong, over the first 9000 test images;
   mean, standard deviation and a 95% interval of the mean over simulated chips (seeds, default 100..149);
 - a chip = one u ~ U(0,1)^(W x m) drawn from torch.Generator().manual_seed(seed) over all parameters in memory order
   (layers in manifest order, weight then bias, row-major); bit j of element i flips iff u_ij < p, so flips at a
-  smaller p are a subset of those at a larger p for the same chip (domain.md §2.1).
+  smaller p are a subset of those at a larger p for the same chip (docs/faults.md#paper-model).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Models with reparameterized normalization (domain.md §1.3) and their accelsim manifest description.
+"""Models with reparameterized normalization (docs/training.md#normalization) and their accelsim manifest description.
 
 `cnn-small` (Fashion-MNIST, 1x28x28):
     conv(1->16, 3x3, pad 1, no bias) + GN(8 groups, reparam) + ReLU + maxpool 2
@@ -17,7 +17,7 @@ ARCHS = ("cnn-small",)
 
 
 def gn_groups(channels: int) -> int:
-    """Groups = the first of {32, 24, 16, 8}, each capped at C/2, that divides C (domain.md §1.3)."""
+    """Groups = the first of {32, 24, 16, 8}, each capped at C/2, that divides C (docs/training.md#normalization)."""
     for g in (32, 24, 16, 8):
         g = min(g, max(channels // 2, 1))
         if channels % g == 0:
@@ -65,7 +65,7 @@ class CnnSmall(nn.Module):
         self.norm2 = ReparamGroupNorm(gn_groups(32), 32) if norm == "gn" else ReparamBatchNorm(32)
         self.fc1 = nn.Linear(32 * 7 * 7, 64)
         self.fc2 = nn.Linear(64, num_classes)
-        for m in self.modules():  # He init (domain.md §1.4)
+        for m in self.modules():  # He init (docs/training.md#randbet)
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:

@@ -1,6 +1,6 @@
-"""Quantization-aware training, weight clipping and RandBET (domain.md §1.2-§1.4).
+"""Quantization-aware training, weight clipping and RandBET (docs/training.md#paper-methods).
 
-One iteration (paper Algorithm 1 with the reference-code details of domain.md §1.4):
+One iteration (paper Algorithm 1 with the reference-code details of docs/training.md#randbet):
   1. project: w <- clamp(w, -w_max, w_max) on the float master weights (every trainable parameter);
   2. v = Q(w) per tensor with fresh contexts, w_q = Q^-1(v);
   3. clean gradient g_c = dL(f(x; w_q), y)/dw_q, copied to w (straight-through estimator);
@@ -85,10 +85,10 @@ class TrainConfig:
 
 
 def project_(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Clip the float master weights in place before the forward pass (domain.md §1.3).
+    """Clip the float master weights in place before the forward pass (docs/quantization.md#clipping).
 
     plclipping (per-layer clipping) uses the WCAT reading, recomputed every step:
-    w_max^(l) = max(0.2, k_l) * w_max with k_l = max|w^(l)| / max_l' max|w^(l')| (domain.md §1.3, marked uncertain).
+    w_max^(l) = max(0.2, k_l) * w_max with k_l = max|w^(l)| / max_l' max|w^(l')| (docs/training.md#per-layer-clipping, one reading).
     """
     if cfg.w_max is None:
         return
@@ -146,7 +146,7 @@ def loss_and_grads(model, wq: dict, x, y):
 
 
 def randbet_gradient(g_clean: dict, g_pert: Optional[dict], grad_clip: float) -> dict:
-    """g = (g_c + clamp(g_p, -c, c)) / 2 (domain.md §1.4); g_c alone when the iteration had no bit errors."""
+    """g = (g_c + clamp(g_p, -c, c)) / 2 (docs/training.md#randbet); g_c alone when the iteration had no bit errors."""
     if g_pert is None:
         return g_clean
     return {k: (g_clean[k] + torch.clamp(g_pert[k], -grad_clip, grad_clip)) / 2 for k in g_clean}

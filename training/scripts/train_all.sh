@@ -31,7 +31,7 @@ CAND=$LOGS/candidates
 mkdir -p "$CAND" "$MODELS"
 export PYTHONPATH=training${PYTHONPATH:+:$PYTHONPATH}
 
-# name|train arguments. RandBET-8b trains at p_train = 2%, above the 1% it is judged at (domain.md §1.4: train at
+# name|train arguments. RandBET-8b trains at p_train = 2%, above the 1% it is judged at (docs/training.md#randbet: train at
 # p_train >= the target rate); at p_train = 1% it only tied Clipping (README, "Results on the shipped models").
 SPECS=(
   "fmnist-cnn-randbet-8b|--method randbet --bits 8 --w-max 0.1 --p 0.02"
