@@ -1,6 +1,6 @@
 # accelsim — the two README commands and their helpers.
 #   make run   : the user's example on the shipped defaults, then the default sweep into reports/
-#   make test  : every check CI runs (format, lint, Rust tests, Python companion tests)
+#   make test  : every check CI runs (format, lint, Rust tests, Python companion and Python API tests)
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
@@ -8,8 +8,11 @@ VENV := training/.venv
 VPY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := target/release/accelsim
+PYVENV := python/.venv
+PYVPY := $(PYVENV)/bin/python
+PYDEPS := $(PYVENV)/.deps-installed
 
-.PHONY: run test deps dataset venv build rust-test py-test lint models profiles bench fixtures clean
+.PHONY: run test deps dataset venv build rust-test py-test python python-test lint models profiles bench fixtures clean
 
 # Fashion-MNIST from Debian (only when root and missing; otherwise explain).
 dataset:
@@ -29,6 +32,22 @@ $(VPY):
 
 venv: $(VPY)
 
+# The Python API (python/, pyo3 + maturin): its own small venv (numpy, pandas, matplotlib, pytest, maturin; no torch)
+# with the package installed in development mode (release build of the extension; python/accelsim/*.py edits apply
+# at once). Users install it with `pip install ./python` into any Python >= 3.10 environment.
+$(PYDEPS): python/requirements-dev.txt
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVPY) -m pip install -q --upgrade pip
+	$(PYVPY) -m pip install -q -r python/requirements-dev.txt
+	@touch $(PYDEPS)
+
+python: $(PYDEPS)
+	VIRTUAL_ENV=$(abspath $(PYVENV)) $(PYVENV)/bin/maturin develop --release -m python/Cargo.toml
+
+# The API against the CLI's output on the same arguments, so the CLI binary is built too.
+python-test: build python
+	ACCELSIM_BIN=$(abspath $(BIN)) $(PYVPY) -m pytest -q python/tests
+
 build:
 	$(CARGO) build --release --bin accelsim
 
@@ -39,6 +58,7 @@ run: dataset build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p accelsim-python --all-targets -- -D warnings
 
 # Bench binaries are compiled (and linted by clippy) here but only run by `make bench`.
 rust-test:
@@ -49,7 +69,7 @@ rust-test:
 py-test: venv
 	cd training && .venv/bin/python -m pytest -q
 
-test: dataset lint rust-test py-test
+test: dataset lint rust-test py-test python-test
 
 models: dataset venv build
 	bash training/scripts/train_all.sh
