@@ -431,9 +431,11 @@ fn float32_array<'py>(
             "quantize: the array has dtype {dtype}; a float array (float32) is required"
         )));
     }
+    // Copies only when the dtype or the layout differ; keeps 0-d arrays 0-d.
     let kwargs = PyDict::new(py);
     kwargs.set_item("dtype", np.getattr("float32")?)?;
-    let arr = np.call_method("ascontiguousarray", (arr,), Some(&kwargs))?;
+    kwargs.set_item("order", "C")?;
+    let arr = np.call_method("asarray", (arr,), Some(&kwargs))?;
     Ok(arr.cast_into::<PyArrayDyn<f32>>()?)
 }
 
@@ -491,7 +493,11 @@ fn inject<'py>(
     let out = if inplace {
         codes.clone()
     } else {
-        py.import("numpy")?.call_method1("array", (codes,))?
+        // One copy, in C order (the element order the flips are indexed by, as in a .npy file).
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("order", "C")?;
+        py.import("numpy")?
+            .call_method("array", (codes,), Some(&kwargs))?
     };
     let dtype = out.getattr("dtype")?.str()?.to_string();
     let pat = pattern.as_deref();

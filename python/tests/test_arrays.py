@@ -64,6 +64,10 @@ def test_quantize_defaults_and_inputs(weights):
     np.testing.assert_array_equal(ct, cc)
     cl, dl = accelsim.quantize([[0.5, -0.25], [0.125, 0.0]], bits=4)
     assert cl.shape == (2, 2) and dl.dtype == np.float32
+    c0, d0 = accelsim.quantize(np.float32(0.5))
+    assert c0.shape == () and d0.shape == ()
+    ce, de = accelsim.quantize(np.zeros((0, 3), dtype=np.float32))
+    assert ce.shape == (0, 3) and de.shape == (0, 3)
     # The dequantized values are within one step of the input.
     step = (weights.max() - weights.min()) / 255
     assert np.max(np.abs(deq - weights)) <= step
@@ -138,6 +142,17 @@ def test_inject_pattern_and_replay(tmp_path):
     assert (tmp_path / "flips.safetensors").is_file()
     replayed = accelsim.inject(codes, bits=8, replay=tmp_path / "flips.safetensors")
     np.testing.assert_array_equal(replayed, faulty)
+
+
+def test_inject_orders_elements_like_the_cli(cli, tmp_path):
+    """A non-contiguous view is corrupted in its logical (C) element order, as the CLI does with its .npy."""
+    base = np.arange(600, dtype=np.int16).reshape(20, 30)
+    view = base.T[::2]  # shape (15, 20), neither C- nor F-contiguous
+    faulty = accelsim.inject(view, p=0.05, bits=16, seed=4)
+    want = cli_inject(cli, tmp_path, np.ascontiguousarray(view), "--bits", "16", "--p", "0.05", "--seed", "4")
+    np.testing.assert_array_equal(faulty, want)
+    with pytest.raises(accelsim.UserError, match="C-contiguous"):
+        accelsim.inject(view, p=0.05, bits=16, seed=4, inplace=True)
 
 
 def test_inject_nested_across_p():

@@ -336,6 +336,36 @@ mod tests {
     }
 
     #[test]
+    fn a_set_cancel_flag_stops_before_the_next_point() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let clean = clean_image(200, 5);
+        let faults = NestedUniform {
+            v_min: 0.9,
+            p_per_volt: 0.1,
+        };
+        let grid = [0.9, 0.8, 0.7, 0.6];
+        let mut eval = ToyEval::new(&clean, 16);
+        let mut runner = SeriesRunner::new(&mut eval, &clean).unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut points = 0;
+        let r = super::super::cancel::with_flag(flag.clone(), || {
+            runner.run_sample(&faults, 0, &grid, || {
+                points += 1;
+                if points == 2 {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            })
+        });
+        assert!(matches!(r, Err(SweepError::Cancelled)), "{r:?}");
+        assert_eq!(points, 2, "stopped before the third point");
+        assert_eq!(runner.stats.points, 2);
+        // Without a set flag the same runner completes the sample.
+        let done = runner.run_sample(&faults, 0, &grid, || {}).unwrap();
+        assert_eq!(done.error_pct.len(), grid.len());
+    }
+
+    #[test]
     fn consecutive_runners_on_one_evaluator_agree_with_naive() {
         // A second runner (next fault profile of the same model) starts while the evaluator still holds the
         // first runner's last faulty image: it must reload the clean weights.
