@@ -13,6 +13,7 @@ pub mod error;
 pub mod faults;
 pub mod fsutil;
 pub mod limits;
+pub mod locate;
 pub mod model;
 pub mod npy;
 pub mod quant;

@@ -228,6 +228,145 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// `s` with every control character (newline, carriage return, escape, ...) written as a Rust escape (`\n`,
+/// `\u{1b}`), so that text quoted from a file keeps an error message on one line.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// [`printable`] cut to at most `max_chars` characters (an ellipsis marks the cut): for quoting file content.
+pub fn excerpt(s: &str, max_chars: usize) -> String {
+    let p = printable(s);
+    if p.chars().count() <= max_chars {
+        p
+    } else {
+        let cut: String = p.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Largest JSON header of a safetensors file, as in the format's reference reader (100 MB).
+pub const MAX_SAFETENSORS_HEADER_BYTES: u64 = 100_000_000;
+
+/// Bytes per element of a safetensors dtype name, `None` when unknown.
+pub fn safetensors_dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// Checks the layout of a safetensors file before it is handed to the `safetensors` crate, with one-line
+/// messages naming the tensor: the 8-byte header length against the file, the JSON header, each tensor's dtype,
+/// shape (overflow-checked product) and `data_offsets` against the data that follows, and that the tensors tile
+/// the data exactly (no gap, no overlap, no trailing bytes).
+pub fn check_safetensors_layout(bytes: &[u8]) -> Result<(), String> {
+    safetensors_layout(bytes).map_err(|m| printable(&m))
+}
+
+fn safetensors_layout(bytes: &[u8]) -> Result<(), String> {
+    let mut c = Cursor::new(bytes);
+    let n = c.u64_le("the 8-byte header length")?;
+    if n > MAX_SAFETENSORS_HEADER_BYTES {
+        return Err(format!(
+            "header length {n} exceeds the {MAX_SAFETENSORS_HEADER_BYTES}-byte limit of the format (not a \
+             safetensors file?)"
+        ));
+    }
+    let header = c.take(n, "the JSON header")?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("header is not a JSON object: {e}"))?;
+    let data_len = c.remaining() as u64;
+    let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(header.len());
+    for (name, v) in &header {
+        if name == "__metadata__" {
+            let ok = v
+                .as_object()
+                .is_some_and(|m| m.values().all(|x| x.is_string()));
+            if !ok {
+                return Err("header `__metadata__` must map names to strings".into());
+            }
+            continue;
+        }
+        let bad = |msg: String| format!("tensor \"{name}\": {msg}");
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("expected an object with dtype, shape and data_offsets".into()))?;
+        let dtype = obj.get("dtype").and_then(|d| d.as_str()).unwrap_or("");
+        let size = safetensors_dtype_size(dtype).ok_or_else(|| {
+            bad(format!(
+                "dtype {:?} is not a safetensors dtype",
+                obj.get("dtype")
+            ))
+        })?;
+        let shape: Vec<u64> = obj
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect())
+            .ok_or_else(|| bad("shape must be a list of non-negative integers".into()))?;
+        let count = checked_product(shape.iter().copied())
+            .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+        let offsets: Vec<u64> = obj
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2)
+            .ok_or_else(|| bad("data_offsets must be two non-negative integers".into()))?;
+        let (a, b) = (offsets[0], offsets[1]);
+        if a > b || b > data_len {
+            return Err(bad(format!(
+                "data_offsets [{a}, {b}] lie outside the {data_len} bytes of data (truncated or corrupted file?)"
+            )));
+        }
+        let need = count
+            .checked_mul(size)
+            .ok_or_else(|| bad(format!("shape {shape:?} of {dtype} overflows")))?;
+        if b - a != need {
+            return Err(bad(format!(
+                "shape {shape:?} of {dtype} needs {need} bytes but data_offsets [{a}, {b}] span {}",
+                b - a
+            )));
+        }
+        spans.push((a, b, name));
+    }
+    spans.sort_unstable();
+    let mut end = 0;
+    for (a, b, name) in spans {
+        if a != end {
+            return Err(format!(
+                "tensor \"{name}\": data_offsets [{a}, {b}] {} the previous tensor's end {end}",
+                if a < end {
+                    "overlap"
+                } else {
+                    "leave a gap after"
+                }
+            ));
+        }
+        end = b;
+    }
+    if end != data_len {
+        return Err(format!(
+            "the tensors cover {end} of the {data_len} data bytes ({} trailing bytes)",
+            data_len - end
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +389,14 @@ mod tests {
         assert!(e.contains("overflow"), "{e}");
         assert!(c.take(u64::MAX, "x").is_err());
         assert_eq!(c.rest(), &[0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn printable_and_excerpt_keep_one_line() {
+        assert_eq!(printable("a\nb\u{1b}[0m\tc"), "a\\nb\\u{1b}[0m\\tc");
+        assert_eq!(printable("plain ü"), "plain ü");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("ab\n", 10), "ab\\n");
     }
 
     #[test]
@@ -315,6 +462,59 @@ mod tests {
         }
         assert_eq!(human_bytes(4 << 30), "4 GiB");
         assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
+    }
+
+    #[test]
+    fn safetensors_layout_names_the_tensor() {
+        use safetensors::tensor::TensorView;
+        let data: Vec<u8> = (0u8..24).collect();
+        let a = TensorView::new(safetensors::Dtype::U32, vec![2], &data[..8]).unwrap();
+        let b = TensorView::new(safetensors::Dtype::F32, vec![2, 2], &data[8..]).unwrap();
+        let good = safetensors::serialize(vec![("a", a), ("b", b)], &None).unwrap();
+        check_safetensors_layout(&good).unwrap();
+        let e = check_safetensors_layout(&good[..good.len() - 1]).unwrap_err();
+        assert!(
+            e.contains("tensor \"a\"") && e.contains("outside the 23 bytes"),
+            "{e}"
+        );
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(check_safetensors_layout(&longer)
+            .unwrap_err()
+            .contains("1 trailing bytes"));
+        let text = |h: &str| {
+            let mut v = (h.len() as u64).to_le_bytes().to_vec();
+            v.extend_from_slice(h.as_bytes());
+            v.extend_from_slice(&[0; 8]);
+            v
+        };
+        let e = check_safetensors_layout(&text(
+            r#"{"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
+        ))
+        .unwrap_err();
+        assert!(e.contains("tensor \"x\"") && e.contains("overflow"), "{e}");
+        let e = check_safetensors_layout(&text(
+            r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}"#,
+        ))
+        .unwrap_err();
+        assert!(e.contains("overlap"), "{e}");
+        let e = check_safetensors_layout(&text(
+            r#"{"x":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}}"#,
+        ))
+        .unwrap_err();
+        assert!(e.contains("not a safetensors dtype"), "{e}");
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        assert!(check_safetensors_layout(&huge)
+            .unwrap_err()
+            .contains("limit"));
+        let mut short = 100u64.to_le_bytes().to_vec();
+        short.extend_from_slice(b"{}");
+        let e = check_safetensors_layout(&short).unwrap_err();
+        assert!(
+            e.contains("the JSON header needs 100 bytes at offset 8 but only 2 remain"),
+            "{e}"
+        );
     }
 
     proptest! {

@@ -1,6 +1,7 @@
 //! The `accelsim` binary: a thin shell over the library's `cli` module.
+use accelsim::error::escape_control;
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Restores the default SIGPIPE action so that `accelsim ... | head` ends quietly like other Unix tools instead of
 /// panicking on a closed stdout (Rust ignores SIGPIPE by default).
@@ -26,25 +27,22 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
             // Help and version go to stdout with exit code 0, as clap does.
-            ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-            // Usage errors: one line on stderr, exit code 2 (the project's rule for user errors).
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+            // Usage errors: one line on stderr naming the flag, the value and the allowed range, exit code 2
+            // (the project's rule for user errors).
             _ => {
-                let rendered = e.render().to_string();
-                let first = rendered
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                eprintln!("error: {first} (see 'accelsim --help')");
+                let args: Vec<String> = std::env::args_os()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                let line =
+                    accelsim::cli::clap_error::one_line(&e, &accelsim::cli::Cli::command(), &args);
+                eprintln!("error: {}", escape_control(&line));
                 std::process::exit(2);
             }
         },
     };
     if let Err(err) = accelsim::cli::dispatch(cli) {
-        eprintln!("error: {}", err.message());
+        eprintln!("error: {}", escape_control(err.message()));
         std::process::exit(err.exit_code());
     }
 }

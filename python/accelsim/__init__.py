@@ -91,7 +91,9 @@ def sweep(
     offsets: int = 3,
     seeds: int = 1,
     data: PathLike | None = None,
+    skip: int = 0,
     limit: int | None = None,
+    seed: int = 0,
     out: PathLike | None = None,
     fresh: bool = False,
     tolerance: float = 1.0,
@@ -110,9 +112,12 @@ def sweep(
     offsets    weight-to-memory mapping offsets per profile (random chips for "uniform")
     seeds      seeds per offset (transient cells; extra random chips for "uniform")
     data       data folder of the models' data set [default: /usr/share/datasets/fashion-mnist]
-    limit      evaluate only the first N test images [default: all]
-    out        output folder: also write sweep.csv, the plots and report.md there, as the CLI does; the sweep's
-               state is kept there, so a killed or interrupted call resumes where it stopped [default: no files]
+    skip       leave out the first N test images (skip=9000, limit=1000: the held-out last 1000)
+    limit      evaluate only the first N test images (after ``skip``) [default: all]
+    seed       sweep seed: shifts every random seed of every unit [default: 0, the paper's seeds 100, 101, ...]
+    out        output folder: also write sweep.csv, the plots and report.md there, exactly as
+               ``accelsim sweep --out`` does (the same report); the sweep's state is kept there, so a killed or
+               interrupted call resumes where it stopped, also from the CLI [default: no files]
     fresh      discard a previous sweep's state in ``out`` instead of resuming it
     tolerance  error tolerance in percentage points over the normal model at nominal voltage, for report.md
     progress   draw a progress bar on stderr (only on a terminal)
@@ -126,20 +131,6 @@ def sweep(
     models_l = _names(models, "--models")
     profiles_l = _names(profiles, "--profiles")
     grid_s = _grid(grid)
-    call = {
-        "models": models_l,
-        "profiles": profiles_l,
-        "grid": grid_s,
-        "hw": hw,
-        "offsets": offsets,
-        "seeds": seeds,
-        "data": None if data is None else os.fspath(data),
-        "limit": limit,
-        "out": None if out is None else os.fspath(out),
-        "fresh": fresh,
-        "tolerance": tolerance,
-    }
-    command = "accelsim.sweep(" + ", ".join(f"{k}={v!r}" for k, v in call.items() if v is not None) + ")"
     rows = _sweep(
         hw=hw,
         models=models_l,
@@ -148,12 +139,13 @@ def sweep(
         offsets=offsets,
         seeds=seeds,
         data=data,
+        skip=skip,
         limit=limit,
+        seed=seed,
         out=out,
         fresh=fresh,
         tolerance=tolerance,
         progress=progress,
-        command=command,
     )
     try:
         import pandas

@@ -19,6 +19,7 @@ class EnergyBreakdown(TypedDict):
     vdd_v: float
     weight_sram_dynamic_pj: float
     weight_sram_leakage_pj: float
+    ecc_logic_pj: float
     act_sram_pj: float
     mac_pj: float
     dram_pj: float
@@ -54,6 +55,15 @@ class RunReport(TypedDict):
     energy_saving_pct: float
     weight_sram_energy_pj: float
     weight_sram_saving_pct: float
+    ecc: str
+    ecc_code: str
+    ecc_interleave: int
+    ecc_due: str
+    ecc_codewords: int
+    ecc_corrected_words: float
+    ecc_detected_words: float
+    ecc_silent_words: float
+    ecc_decoder_cycles: int
 
 def run(
     *,
@@ -67,6 +77,8 @@ def run(
     data: _Path | None = None,
     skip: int = 0,
     limit: int | None = None,
+    ecc: Literal["none", "parity", "secded"] | None = None,
+    image_out: _Path | None = None,
 ) -> RunReport: ...
 def list_hw() -> list[dict[str, Any]]: ...
 def _sweep(
@@ -78,12 +90,13 @@ def _sweep(
     offsets: int,
     seeds: int,
     data: _Path | None,
+    skip: int,
     limit: int | None,
+    seed: int,
     out: _Path | None,
     fresh: bool,
     tolerance: float,
     progress: bool,
-    command: str,
 ) -> list[dict[str, Any]]: ...
 def _cli_defaults(subcommand: str) -> dict[str, str]: ...
 def quantize(

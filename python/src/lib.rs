@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use accelsim::cli::{self, CliError, Command};
 use accelsim::faults::Code;
+use accelsim::locate::{self, Shipped};
 use accelsim::quant::Codes;
 use accelsim::sweep::cancel;
+use accelsim::sweep::driver::{run_sweep_with, RunOptions};
+use accelsim::sweep::unit::Shard;
 use clap::Parser;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -81,18 +84,14 @@ impl Argv {
     }
     /// Parses with the CLI's parser; a usage error becomes a `UserError` with the CLI's one-line message.
     fn parse(&self) -> PyResult<Command> {
+        use clap::CommandFactory;
         match cli::Cli::try_parse_from(&self.0) {
             Ok(c) => Ok(c.command),
-            Err(e) => {
-                let rendered = e.render().to_string();
-                let first = rendered
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                Err(UserError::new_err(first))
-            }
+            Err(e) => Err(UserError::new_err(cli::clap_error::one_line(
+                &e,
+                &cli::Cli::command(),
+                &self.0,
+            ))),
         }
     }
 }
@@ -194,12 +193,14 @@ fn internal(e: impl Display) -> PyErr {
 ///   data     data folder (default: /usr/share/datasets/fashion-mnist for Fashion-MNIST)
 ///   skip     leave out the first N test images
 ///   limit    evaluate only the first N test images after `skip` (default: all)
+///   ecc      protection of the weight SRAM's words: "none", "parity" or "secded" (default: the config's)
+///   image_out  also write the weight codes as read at this voltage (first sample) to this .npy path
 ///
 /// Returns a dict with exactly the keys and values of `accelsim run --json` (units in the key names: `vdd_v`,
 /// `ber` a per-bit probability, `*_pct` percent, `energy_pj`, ...). Raises UserError on bad input; Ctrl-C stops
 /// it (KeyboardInterrupt) within one evaluation.
 #[pyfunction]
-#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None))]
+#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None, ecc=None, image_out=None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
@@ -213,6 +214,8 @@ fn run<'py>(
     data: Option<PathBuf>,
     skip: i64,
     limit: Option<i64>,
+    ecc: Option<&str>,
+    image_out: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut a = Argv::new(&["run", "--json"]);
     a.val("hw", hw)
@@ -224,7 +227,9 @@ fn run<'py>(
         .val("seeds", seeds)
         .path("data", data.as_ref())?
         .val("skip", skip)
-        .opt("limit", limit);
+        .opt("limit", limit)
+        .opt("ecc", ecc)
+        .path("image-out", image_out.as_ref())?;
     let Command::Run(args) = a.parse()? else {
         unreachable!("parsed as run")
     };
@@ -254,9 +259,10 @@ fn list_hw(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 /// Native part of `accelsim.sweep` (the Python wrapper turns the rows into a DataFrame): returns the list of
 /// row dicts, keys in the column order of sweep.csv. With `out`, runs (or resumes) the sweep in that folder and
-/// writes the bundle as `accelsim sweep --out` does; without, runs it in a temporary folder and keeps nothing.
+/// writes the bundle as `accelsim sweep --out` does (the same report.md); without, runs it in a temporary folder
+/// and keeps nothing.
 #[pyfunction]
-#[pyo3(signature = (*, hw, models, profiles, grid, offsets, seeds, data, limit, out, fresh, tolerance, progress, command))]
+#[pyo3(signature = (*, hw, models, profiles, grid, offsets, seeds, data, skip, limit, seed, out, fresh, tolerance, progress))]
 #[allow(clippy::too_many_arguments)]
 fn _sweep<'py>(
     py: Python<'py>,
@@ -267,12 +273,13 @@ fn _sweep<'py>(
     offsets: i64,
     seeds: i64,
     data: Option<PathBuf>,
+    skip: i64,
     limit: Option<i64>,
+    seed: i64,
     out: Option<PathBuf>,
     fresh: bool,
     tolerance: f64,
     progress: bool,
-    command: String,
 ) -> PyResult<Bound<'py, PyAny>> {
     let tmp = match &out {
         Some(_) => None,
@@ -293,7 +300,9 @@ fn _sweep<'py>(
         .val("offsets", offsets)
         .val("seeds", seeds)
         .path("data", data.as_ref())?
+        .val("skip", skip)
         .opt("limit", limit)
+        .val("seed", seed)
         .path("out", dir.as_ref())?
         .switch("fresh", fresh)
         .val("tolerance", tolerance)
@@ -303,21 +312,22 @@ fn _sweep<'py>(
     };
     let keep = out.is_some();
     let rows = interruptible(py, move || {
-        let rows = if keep {
-            cli::sweep::execute(&args, command)?.outcome.rows
-        } else {
-            let spec = cli::sweep::spec_from_args(&args)?;
-            accelsim::sweep::driver::run_sweep(&spec, &args.out, true, !args.quiet)
-                .map_err(|e| {
-                    if e.is_user() {
-                        CliError::user(e.to_string())
-                    } else {
-                        CliError::internal(e.to_string())
-                    }
-                })?
-                .rows
+        let spec = cli::sweep::spec_from_args(&args)?;
+        let opts = RunOptions {
+            fresh: args.fresh || !keep,
+            progress: !args.quiet,
+            shard: Shard::WHOLE,
+            invocation: cli::sweep::invocation(&args),
+            report_tolerance_pts: keep.then_some(args.tolerance),
         };
-        serde_json::to_value(&rows).map_err(|e| CliError::internal(e.to_string()))
+        let outcome = run_sweep_with(&spec, &args.out, &opts).map_err(|e| {
+            if e.is_user() {
+                CliError::user(e.to_string())
+            } else {
+                CliError::internal(e.to_string())
+            }
+        })?;
+        serde_json::to_value(&outcome.rows).map_err(|e| CliError::internal(e.to_string()))
     })?;
     drop(tmp);
     to_py(py, &rows)
@@ -548,7 +558,9 @@ fn corrupt_slice<C: Code>(
 /// The systolic-array model (`accelsim cycles --json`): one dict per layer with cycles, utilization, SRAM and
 /// DRAM accesses, for a SCALE-Sim topology CSV or a model's conv and linear layers.
 ///
-///   model_or_topology  a topology CSV path (ends in .csv) or a model (a name in models/ or a manifest path)
+///   model_or_topology  a SCALE-Sim topology (a .csv path, or a name in hw_configs/topologies/ such as
+///                      "resnet20") or a model (a name in models/ or a manifest path); a name that is both is the
+///                      model
 ///   hw                 hardware config (name in hw_configs/ or path): array, buffers and weight memory
 ///   dataflow           "ws", "os" or "is" (overrides the config)
 ///   array              array size "ROWSxCOLS", e.g. "32x32" (overrides the config)
@@ -568,11 +580,12 @@ fn cycles<'py>(
     scalesim_ofmap: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut a = Argv::new(&["cycles", "--json"]);
-    let is_csv = model_or_topology
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let given = model_or_topology.to_string_lossy().into_owned();
+    let topology = given.to_ascii_lowercase().ends_with(".csv")
+        || (locate::locate(Shipped::Model, &given).is_err()
+            && locate::locate(Shipped::Topology, &given).is_ok());
     a.path(
-        if is_csv { "topology" } else { "model" },
+        if topology { "topology" } else { "model" },
         Some(&model_or_topology),
     )?
     .val("hw", hw)
@@ -601,8 +614,8 @@ impl Model {
     #[staticmethod]
     fn load(path: PathBuf) -> PyResult<Model> {
         let s = path.to_string_lossy().into_owned();
-        let resolved = accelsim::sweep::scenario::resolve_model(&s)
-            .map_err(|e| UserError::new_err(e.to_string()))?;
+        let resolved =
+            locate::locate(Shipped::Model, &s).map_err(|e| UserError::new_err(e.to_string()))?;
         let info = cli::model::show_json(&resolved).map_err(py_err)?;
         Ok(Model {
             path: resolved,

@@ -68,9 +68,11 @@ def test_sweep_to_a_folder_is_the_clis_and_resumes(cli, tmp_path):
     first = accelsim.sweep(out=out, progress=False, **SMALL)
     for f in ["sweep.csv", "report.md", "error_vs_voltage.png", "energy_vs_voltage.svg", "tradeoff.png"]:
         assert (out / f).is_file(), f
-    assert "accelsim.sweep(" in (out / "report.md").read_text()
     cli("sweep", *SMALL_FLAGS, "--out", str(tmp_path / "cli"), "--quiet")
     assert read_csv(out / "sweep.csv") == read_csv(tmp_path / "cli" / "sweep.csv")
+    # The report quotes the equivalent command line, so both ways of running the sweep write the same report.
+    assert (out / "report.md").read_text() == (tmp_path / "cli" / "report.md").read_text()
+    assert "accelsim sweep --models fmnist-cnn-randbet-8b,fmnist-cnn-normal-8b" in (out / "report.md").read_text()
     # Resume: the second call finds every unit done; the CLI resumes the Python folder too.
     state = (out / "sweep-state.json").read_text()
     again = accelsim.sweep(out=out, progress=False, **SMALL)
@@ -91,7 +93,7 @@ def _records(x):
 def test_sweep_defaults_are_the_clis():
     defaults = accelsim._cli_defaults("sweep")
     sig = inspect.signature(accelsim.sweep)
-    for name in ["hw", "offsets", "seeds"]:
+    for name in ["hw", "offsets", "seeds", "skip", "seed"]:
         assert str(sig.parameters[name].default) == defaults[name], name
     assert sig.parameters["tolerance"].default == float(defaults["tolerance"])
     assert defaults["grid"] == accelsim.DEFAULT_GRID and defaults["profiles"] == accelsim.DEFAULT_PROFILES

@@ -2,27 +2,28 @@
 //!
 //! ```text
 //! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
-//!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--json | --csv | --vdd V]
-//! accelsim cycles --model fmnist-cnn-randbet-8b [--hw ...] [--dataflow ...] [--json | --csv | --vdd V]
+//!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--vdd V] [--json | --csv]
+//! accelsim cycles --model fmnist-cnn-randbet-8b [--hw ...] [--dataflow ...] [--vdd V] [--json | --csv]
 //! ```
-use super::{CliError, CliResult};
+use super::{values, CliError, CliResult};
 use crate::config::HwConfig;
-use crate::energy::EnergyModel;
+use crate::energy::{EnergyBreakdown, EnergyModel};
+use crate::locate::Shipped;
 use crate::model::Model;
-use crate::sweep::scenario::{resolve_model, systolic_layers};
+use crate::sweep::scenario::systolic_layers;
 use crate::systolic::{
     read_topology, simulate_network, ArrayParams, BufferParams, Dataflow, NetworkStats,
     OfmapRounding,
 };
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SCALE-Sim topology CSV: `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
-    /// Num Filter, Strides,` (padding included in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
+    /// SCALE-Sim topology CSV: a path, or a name in hw_configs/topologies/ (`resnet20`). Columns `Layer name,
+    /// IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,` (padding included
+    /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
     #[arg(long, value_name = "CSV", required_unless_present = "model")]
-    pub topology: Option<PathBuf>,
+    pub topology: Option<String>,
     /// A model instead of a topology: a name in models/ or a manifest path; its conv and linear layers (batch 1)
     /// are mapped, as `run` and `sweep` do.
     #[arg(long, value_name = "MODEL", conflicts_with = "topology")]
@@ -39,20 +40,24 @@ pub struct Args {
     pub dataflow: Option<String>,
     /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight
     /// [default: the model's bits with --model, else 8].
-    #[arg(long, value_name = "BITS")]
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 32))]
     pub weight_bits: Option<u32>,
     /// Round output sizes as SCALE-Sim v2 does (`ceil((H - R + stride) / stride)`) instead of PyTorch's floor,
     /// for a like-for-like comparison with SCALE-Sim on strided layers.
     #[arg(long)]
     pub scalesim_ofmap: bool,
-    /// Also print the energy per inference at this supply voltage (volts; rails per the config's
-    /// `[voltage] scaled_rails`) with its breakdown and the savings against `nominal_v` (text output only).
-    #[arg(long, value_name = "V", conflicts_with_all = ["json", "csv"])]
+    /// Also report the energy per inference at this supply voltage (volts; rails per the config's
+    /// `[voltage] scaled_rails`; allowed 0.5·vmin_v..=1.5·nominal_v): text gets the breakdown and the savings
+    /// against `nominal_v`, --json and --csv get each layer's share at V and at nominal.
+    #[arg(long, value_name = "V", allow_negative_numbers = true,
+          value_parser = values::finite("volts, e.g. 0.85"))]
     pub vdd: Option<f64>,
-    /// Print a JSON list with one object per layer (every per-layer statistic, per-array weight reads included).
+    /// Print a JSON list with one object per layer (every per-layer statistic, per-array weight reads included;
+    /// with --vdd also `energy_pj` and `nominal_energy_pj` breakdowns).
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print one CSV row per layer (units in the header).
+    /// Print one CSV row per layer (units in the header; with --vdd also the layer's energy columns).
     #[arg(long)]
     pub csv: bool,
 }
@@ -71,13 +76,16 @@ pub fn parse_array(s: &str) -> Result<(u64, u64), String> {
 
 pub fn run(args: Args) -> CliResult {
     let (hw, net) = network(&args)?;
+    let layer_energy = match args.vdd {
+        Some(vdd) if args.json || args.csv => Some(per_layer_energy(&net, &hw, vdd)?),
+        _ => None,
+    };
     let out = if args.json {
-        let mut s = serde_json::to_string_pretty(&net.layers)
-            .map_err(|e| CliError::internal(format!("cannot serialise the results: {e}")))?;
+        let mut s = json_report(&net, layer_energy.as_deref())?;
         s.push('\n');
         s
     } else if args.csv {
-        csv_report(&net)
+        csv_report(&net, layer_energy.as_deref())
     } else {
         let mut t = text_report(&net, &hw);
         if let Some(vdd) = args.vdd {
@@ -89,10 +97,10 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
-/// The hardware config and the systolic statistics of the topology (or model) of `args`; `--json` prints the
-/// per-layer part, which is what the Python binding's `accelsim.cycles` returns.
+/// The hardware config and the systolic statistics of the topology (or model) of `args`; `--json` without
+/// `--vdd` prints the per-layer part, which is what the Python binding's `accelsim.cycles` returns.
 pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
-    let hw = HwConfig::load_named(&args.hw).map_err(|e| CliError::user(e.to_string()))?;
+    let hw = super::load_hw("--hw", &args.hw)?;
     let mut sys = hw.systolic.clone();
     if let Some(a) = &args.array {
         let (r, c) = parse_array(a).map_err(CliError::user)?;
@@ -115,17 +123,19 @@ pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
         OfmapRounding::Floor
     };
     let (layers, model_bits) = match (&args.topology, &args.model) {
-        (Some(t), None) => (
-            read_topology(t, rounding).map_err(|e| CliError::user(e.to_string()))?,
-            None,
-        ),
+        (Some(t), None) => {
+            let topology = super::locate_flag(Shipped::Topology, "--topology", t)?;
+            let layers =
+                read_topology(&topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
+            (layers, None)
+        }
         (None, Some(m)) => {
             if args.scalesim_ofmap {
                 return Err(CliError::user(
-                    "--scalesim-ofmap applies to --topology only (a model's layers use PyTorch's sizes)",
+                    "--scalesim-ofmap applies to --topology only (a model's layers use PyTorch's output sizes)",
                 ));
             }
-            let path = resolve_model(m).map_err(|e| CliError::user(e.to_string()))?;
+            let path = super::locate_flag(Shipped::Model, "--model", m)?;
             let model = Model::load(&path).map_err(|e| CliError::user(e.to_string()))?;
             let layers = systolic_layers(&model).map_err(|e| CliError::user(e.to_string()))?;
             (layers, Some(model.bits()))
@@ -137,25 +147,77 @@ pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
         }
     };
     let weight_bits = args.weight_bits.or(model_bits).unwrap_or(8);
-    if !(1..=32).contains(&weight_bits) {
-        return Err(CliError::user(format!(
-            "--weight-bits {weight_bits} is out of range (allowed 1..=32)"
-        )));
-    }
     let net = simulate_network(&layers, &array, &buffers, weight_bits)
         .map_err(|e| CliError::user(e.to_string()))?;
     Ok((hw, net))
 }
 
-/// One CSV row per layer; units in the header (cycles, percent, element counts, bytes).
-pub fn csv_report(net: &NetworkStats) -> String {
+/// A layer's energy at the chosen voltage and at nominal (see [`EnergyModel::per_layer_energy`]).
+pub struct LayerEnergy {
+    pub at: EnergyBreakdown,
+    pub nominal: EnergyBreakdown,
+}
+
+/// Each layer's energy at `vdd_v` and at the config's nominal voltage.
+fn per_layer_energy(
+    net: &NetworkStats,
+    hw: &HwConfig,
+    vdd_v: f64,
+) -> Result<Vec<LayerEnergy>, CliError> {
+    hw.check_vdd(vdd_v)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let user = |e: crate::energy::EnergyError| CliError::user(format!("{}: {e}", hw.origin));
+    let model = EnergyModel::new(hw).map_err(user)?;
+    let at = model.per_layer_energy(net, vdd_v).map_err(user)?;
+    let nominal = model
+        .per_layer_energy(net, hw.voltage.nominal_v)
+        .map_err(user)?;
+    Ok(at
+        .into_iter()
+        .zip(nominal)
+        .map(|(at, nominal)| LayerEnergy { at, nominal })
+        .collect())
+}
+
+/// The per-layer JSON list; with `energy`, each object also holds `energy_pj` and `nominal_energy_pj`.
+fn json_report(net: &NetworkStats, energy: Option<&[LayerEnergy]>) -> Result<String, CliError> {
+    let ser =
+        |e: serde_json::Error| CliError::internal(format!("cannot serialise the results: {e}"));
+    let Some(energy) = energy else {
+        return serde_json::to_string_pretty(&net.layers).map_err(ser);
+    };
+    let mut rows = Vec::with_capacity(net.layers.len());
+    for (l, e) in net.layers.iter().zip(energy) {
+        let mut v = serde_json::to_value(l).map_err(ser)?;
+        if let serde_json::Value::Object(o) = &mut v {
+            o.insert("energy_pj".into(), serde_json::to_value(e.at).map_err(ser)?);
+            o.insert(
+                "nominal_energy_pj".into(),
+                serde_json::to_value(e.nominal).map_err(ser)?,
+            );
+        }
+        rows.push(v);
+    }
+    serde_json::to_string_pretty(&rows).map_err(ser)
+}
+
+/// One CSV row per layer; units in the header (cycles, percent, element counts, bytes; with `energy` also the
+/// layer's energy in pJ at `vdd_v` and at nominal).
+pub fn csv_report(net: &NetworkStats, energy: Option<&[LayerEnergy]>) -> String {
     let mut s = String::from(
         "layer,m,n,k,macs,compute_cycles,stall_cycles,total_cycles,utilization_pct,mapping_efficiency_pct,\
          weight_sram_reads,weight_sram_word_reads,input_sram_reads,output_sram_writes,output_sram_reads,\
-         dram_reads_bytes,dram_writes_bytes\n",
+         dram_reads_bytes,dram_writes_bytes",
     );
-    for l in &net.layers {
-        let _ = writeln!(
+    if energy.is_some() {
+        s.push_str(
+            ",vdd_v,weight_sram_dynamic_pj,weight_sram_leakage_pj,act_sram_pj,mac_pj,dram_pj,energy_pj,\
+             nominal_energy_pj",
+        );
+    }
+    s.push('\n');
+    for (i, l) in net.layers.iter().enumerate() {
+        let _ = write!(
             s,
             "{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{},{},{},{},{}",
             l.layer,
@@ -176,6 +238,22 @@ pub fn csv_report(net: &NetworkStats) -> String {
             l.dram_reads_bytes,
             l.dram_writes_bytes
         );
+        if let Some(e) = energy.and_then(|e| e.get(i)) {
+            let a = &e.at;
+            let _ = write!(
+                s,
+                ",{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+                a.vdd_v,
+                a.weight_sram_dynamic_pj,
+                a.weight_sram_leakage_pj,
+                a.act_sram_pj,
+                a.mac_pj,
+                a.dram_pj,
+                a.total_pj,
+                e.nominal.total_pj
+            );
+        }
+        s.push('\n');
     }
     s
 }

@@ -6,24 +6,26 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{CliError, CliResult};
+use super::{values, CliError, CliResult};
 use crate::data::{self, DatasetKind, PAPER_TEST_IMAGES};
 use crate::engine::{self, Network};
+use crate::locate::Shipped;
 use crate::model::Model;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model manifest (NAME.toml).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Folder with the test split (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
+    /// The model manifest: a path, or a name in models/ (`fmnist-cnn-randbet-8b`).
+    #[arg(long, value_name = "MODEL")]
+    pub model: String,
+    /// Folder with the test split [default for Fashion-MNIST: /usr/share/datasets/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// fashion-mnist, mnist, cifar10 or cifar100 (default: the manifest's `[input] dataset`, else fashion-mnist).
-    #[arg(long)]
+    /// fashion-mnist, mnist, cifar10 or cifar100 [default: the manifest's `[input] dataset`, else fashion-mnist].
+    #[arg(long, value_name = "NAME")]
     pub dataset: Option<String>,
-    /// Evaluate only the first N test images.
-    #[arg(long, conflicts_with = "paper_protocol")]
+    /// Evaluate only the first N test images (N >= 1) [default: all].
+    #[arg(long, value_name = "N", conflicts_with = "paper_protocol", allow_negative_numbers = true,
+          value_parser = values::count_from(1))]
     pub limit: Option<usize>,
     /// The paper's protocol: the first 9000 test images (docs/run-and-sweep.md#evaluation-protocol), same as --limit 9000.
     #[arg(long)]
@@ -52,7 +54,9 @@ pub fn run(args: Args) -> CliResult {
 /// Evaluates the model of `args` and returns the `eval --json` object (the Python binding's `Model.eval`);
 /// `progress`: draw a progress bar on stderr.
 pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliError> {
-    let model = Model::load(&args.model).map_err(|e| CliError::user(e.to_string()))?;
+    let model_path = super::locate_flag(Shipped::Model, "--model", &args.model)?;
+    super::check_data_dir(args.data.as_deref())?;
+    let model = Model::load(&model_path).map_err(|e| CliError::user(e.to_string()))?;
     let m = model.manifest();
     let kind = match args.dataset.as_deref().or(m.input.dataset.as_deref()) {
         Some(name) => DatasetKind::parse(name).ok_or_else(|| {
@@ -68,23 +72,20 @@ pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliErr
     } else {
         args.limit
     };
-    if limit == Some(0) {
-        return Err(CliError::user("--limit must be at least 1"));
-    }
     let ds = data::load_test_split(kind, args.data.as_deref(), limit)
         .map_err(|e| CliError::user(e.to_string()))?;
     let (c, h, w) = ds.image_shape();
     if [c, h, w] != m.input.shape {
         return Err(CliError::user(format!(
             "{}: input.shape {:?} does not match the {kind} images ({c}x{h}x{w})",
-            args.model.display(),
+            model_path.display(),
             m.input.shape
         )));
     }
     if model.graph().outputs() < ds.classes {
         return Err(CliError::user(format!(
             "{}: the model has {} logits but {kind} has {} classes",
-            args.model.display(),
+            model_path.display(),
             model.graph().outputs(),
             ds.classes
         )));
@@ -116,12 +117,12 @@ pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliErr
     );
     let t0 = Instant::now();
     let clean = engine::eval::evaluate_with(&net, x.view(), &ds.labels, &|n| bar.inc(n as u64))
-        .map_err(|e| CliError::user(format!("{}: {e}", args.model.display())))?;
+        .map_err(|e| CliError::user(format!("{}: {e}", model_path.display())))?;
     let secs = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(json!({
         "model": m.name,
-        "file": args.model.display().to_string(),
+        "file": model_path.display().to_string(),
         "dataset": kind.name(),
         "images": clean.images,
         "wrong": clean.wrong,

@@ -191,6 +191,7 @@ pub fn parse(args: &Args) -> Result<(u8, Mode), CliError> {
                 )));
             }
         }
+        super::check_input_file("--replay", replay, "a fault-pattern (.safetensors) file")?;
         let p = FaultPattern::read(replay).map_err(|e| CliError::user(e.to_string()))?;
         Mode::Replay(replay.clone(), p)
     } else {
@@ -263,6 +264,7 @@ pub fn run(args: Args) -> CliResult {
         .output
         .as_ref()
         .ok_or_else(|| CliError::user("--output FILE is required"))?;
+    super::check_input_file("--input", input, "a .npy file of integer codes")?;
     let (bits, mode) = parse(&args)?;
     let arr = npy::read(input).map_err(|e| CliError::user(e.to_string()))?;
     let dtype = arr.data.dtype_name();

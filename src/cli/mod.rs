@@ -1,7 +1,14 @@
 //! Command-line front end: parses arguments and calls the library. Each subcommand lives in its own file with
 //! an `Args` struct (clap) and a `run` function; nothing here computes anything itself.
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
+use crate::config::HwConfig;
+use crate::locate::{self, Shipped};
+use crate::sweep::scenario::FaultSpec;
+
+pub mod clap_error;
 pub mod cycles;
 pub mod eval;
 pub mod inject;
@@ -10,6 +17,7 @@ pub mod profile;
 pub mod quantize;
 pub mod run;
 pub mod sweep;
+pub mod values;
 
 /// Error returned by a subcommand. `User` errors (bad input, missing files, invalid configs) exit with code 2;
 /// `Internal` errors (bugs, I/O failures that are not the user's fault) with code 1. The message is one line.
@@ -46,6 +54,60 @@ impl std::fmt::Display for CliError {
 }
 
 pub type CliResult = Result<(), CliError>;
+
+/// Finds the input file given with `flag` by the one rule for names and paths ([`crate::locate`]); the error
+/// names the flag.
+pub fn locate_flag(kind: Shipped, flag: &str, given: &str) -> Result<PathBuf, CliError> {
+    locate::locate(kind, given).map_err(|e| CliError::user(e.flag(flag).to_string()))
+}
+
+/// Finds and loads the hardware config given with `flag` (usually `--hw`).
+pub fn load_hw(flag: &str, given: &str) -> Result<HwConfig, CliError> {
+    let path = locate_flag(Shipped::HwConfig, flag, given)?;
+    HwConfig::load(&path).map_err(|e| CliError::user(e.to_string()))
+}
+
+/// The fault source given with `flag` (`--profile`, `--profiles`): `uniform`, or a profile found by the one rule
+/// for names and paths, checked against the weight-SRAM geometry of `hw`.
+pub fn fault_spec(flag: &str, given: &str, hw: &HwConfig) -> Result<FaultSpec, CliError> {
+    let spec = if given == "uniform" {
+        FaultSpec::MeasuredUniform
+    } else {
+        let path = locate_flag(Shipped::Profile, flag, given)?;
+        FaultSpec::resolve(&path.to_string_lossy()).map_err(|e| CliError::user(e.to_string()))?
+    };
+    check_fits(&spec, hw)?;
+    Ok(spec)
+}
+
+/// Refuses a profile whose arrays differ from the weight SRAM of `hw`, naming both files.
+pub fn check_fits(spec: &FaultSpec, hw: &HwConfig) -> Result<(), CliError> {
+    if let FaultSpec::Profile { profile, .. } = spec {
+        crate::sram::check_profile_fits(profile, &hw.weight_sram, &hw.origin)
+            .map_err(|e| CliError::user(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks a `--data` folder: a file given where the folder of a test split is expected is one clear line.
+pub fn check_data_dir(data: Option<&std::path::Path>) -> Result<(), CliError> {
+    match data {
+        Some(d) if d.exists() && !d.is_dir() => Err(CliError::user(format!(
+            "--data {} is a file, expected the folder holding the test split",
+            d.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that an input file given with `flag` is not a directory (`expected` names the file kind).
+pub fn check_input_file(
+    flag: &str,
+    path: &std::path::Path,
+    expected: &str,
+) -> Result<(), CliError> {
+    locate::not_a_directory(flag, path, expected).map_err(CliError::user)
+}
 
 #[derive(Parser, Debug)]
 #[command(

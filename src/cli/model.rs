@@ -1,6 +1,6 @@
 //! `accelsim model show FILE [--json]`: the graph, parameter count, memory bits at the model's precision and the
 //! training facts recorded at export (docs/model-format.md).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -21,8 +21,10 @@ pub enum ModelCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
-    /// The model manifest (NAME.toml; its .safetensors file sits next to it).
-    pub file: PathBuf,
+    /// The model manifest: a path, or a name in models/ (`fmnist-cnn-randbet-8b`); its .safetensors file sits
+    /// next to it.
+    #[arg(value_name = "MODEL")]
+    pub file: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -58,7 +60,8 @@ fn layer_inputs(model: &Model, i: usize) -> Vec<String> {
         .collect()
 }
 
-/// The `model show --json` object of the model manifest at `file` (the Python binding's `Model.info`).
+/// The `model show --json` object of the model manifest at `file` (already located; the Python binding's
+/// `Model.info`).
 pub fn show_json(file: &Path) -> Result<serde_json::Value, CliError> {
     let model = Model::load(file).map_err(|e| CliError::user(e.to_string()))?;
     let m = model.manifest();
@@ -104,21 +107,22 @@ pub fn show_json(file: &Path) -> Result<serde_json::Value, CliError> {
 }
 
 fn show(a: ShowArgs) -> CliResult {
+    let file = super::locate_flag(crate::locate::Shipped::Model, "model show", &a.file)?;
     if a.json {
-        let out = show_json(&a.file)?;
+        let out = show_json(&file)?;
         println!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
         );
         return Ok(());
     }
-    let model = Model::load(&a.file).map_err(|e| CliError::user(e.to_string()))?;
+    let model = Model::load(&file).map_err(|e| CliError::user(e.to_string()))?;
     let m = model.manifest();
     let q = model.quant_config();
     let t = &m.training;
     let layers = &m.layers;
     let [c, h, w] = m.input.shape;
-    println!("model       {} ({})", m.name, a.file.display());
+    println!("model       {} ({})", m.name, file.display());
     println!(
         "input       {c}x{h}x{w}, dataset {}, {} classes",
         m.input.dataset.as_deref().unwrap_or("-"),

@@ -1,5 +1,5 @@
 //! `accelsim profile`: generate, inspect and draw SRAM fault-map profiles (docs/sram-profiles.md).
-use super::{CliError, CliResult};
+use super::{values, CliError, CliResult};
 use crate::sram::{self, FaultProfile, GenerateSpec, MapSegment, SramError, Style};
 use std::path::PathBuf;
 
@@ -25,64 +25,80 @@ pub enum ProfileCommand {
 #[derive(clap::Args, Debug)]
 pub struct PatternArgs {
     /// Profile file, or a name in sram_profiles/ (e.g. chip1).
+    #[arg(value_name = "PROFILE")]
     pub file: String,
     /// Hardware config (name in hw_configs/ or path): weight SRAM geometry and mapping.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
-    /// Bits per stored weight (m).
-    #[arg(long)]
+    /// Bits per stored weight (m), 1..=32 and at most the config's word width.
+    #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = values::int_in(1u8, 32))]
     pub bits: u8,
-    /// Number of weights (elements in memory order).
-    #[arg(long)]
+    /// Number of weights (elements in memory order), 1..=100000000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::int_in(1u64, MAX_PATTERN_ELEMENTS))]
     pub elements: u64,
-    /// Voltage relative to V_min.
-    #[arg(long)]
+    /// Voltage relative to V_min (the profile's floor_vdd_rel..=2).
+    #[arg(long, value_name = "VDD_REL", allow_negative_numbers = true,
+          value_parser = values::finite("a voltage relative to V_min, e.g. 0.9"))]
     pub vdd_rel: f64,
-    /// Start offset in bits (default: the config's weight_sram.offset_bits).
-    #[arg(long)]
+    /// Start offset in bits: a multiple of --bits inside the weight SRAM [default: the config's
+    /// weight_sram.offset_bits].
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true, value_parser = values::int_from(0u64))]
     pub offset_bits: Option<u64>,
-    /// Seed of the transient-fault draws.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the transient-fault draws (a non-negative integer).
+    #[arg(long, value_name = "S", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = values::int_from(0u64))]
     pub seed: u64,
     /// Output fault-pattern file (safetensors, docs/faults.md).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
     /// chip1 (uniform, balanced), chip2 / chip3 (column-aligned, 0→1 biased), uniform (flips, persistent).
-    #[arg(long)]
+    #[arg(long, value_name = "STYLE")]
     pub style: String,
-    /// Arrays in the profile (512x64 each by default).
-    #[arg(long, default_value_t = 32)]
+    /// Arrays in the profile (512x64 each by default), 1..=65536.
+    #[arg(long, value_name = "N", default_value_t = 32, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 65536))]
     pub arrays: u32,
-    #[arg(long, default_value_t = 512)]
+    /// Rows (word lines) per array, 1..=65536; must match the hardware config's weight_sram.rows to be used.
+    #[arg(long, value_name = "N", default_value_t = 512, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 65536))]
     pub rows: u32,
-    #[arg(long, default_value_t = 64)]
+    /// Columns (bit lines) per array, 1..=4096; must match the hardware config's weight_sram.columns.
+    #[arg(long, value_name = "N", default_value_t = 64, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 4096))]
     pub columns: u32,
-    #[arg(long)]
+    /// Seed of the simulated chip: the same seed gives the same map (a non-negative integer).
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = values::int_from(0u64))]
     pub seed: u64,
-    /// Cells failing only at or below this vdd_rel are not stored (0.75..1).
-    #[arg(long, default_value_t = 0.75)]
+    /// Cells failing only at or below this vdd_rel are not stored (0.75 <= floor < 1).
+    #[arg(long, value_name = "VDD_REL", default_value_t = 0.75, allow_negative_numbers = true,
+          value_parser = values::float_where(|f| (0.75..1.0).contains(&f), "0.75 <= floor < 1 (vdd_rel)"))]
     pub floor: f64,
-    /// Name written in the header (default: the style).
+    /// Name written in the header [default: the style].
     #[arg(long)]
     pub name: Option<String>,
     /// Output file (`.gz` ending: gzip-compressed).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
     /// Profile file, or a name in sram_profiles/ (e.g. chip1).
+    #[arg(value_name = "PROFILE")]
     pub file: String,
-    /// Comma-separated voltages relative to V_min.
+    /// Comma-separated voltages relative to V_min (each in the profile's floor_vdd_rel..=2).
     #[arg(
         long,
+        value_name = "VDD_REL,...",
         value_delimiter = ',',
-        default_value = "0.75,0.792,0.833,0.875,0.917,0.958,1.0"
+        default_value = "0.75,0.792,0.833,0.875,0.917,0.958,1.0",
+        allow_negative_numbers = true,
+        value_parser = values::finite("a voltage relative to V_min, e.g. 0.9")
     )]
     pub vdd_rel: Vec<f64>,
     /// Print a JSON list (rates as fractions) instead of a table (rates in percent).
@@ -93,24 +109,30 @@ pub struct StatsArgs {
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
     /// Profile file, or a name in sram_profiles/ (e.g. chip2).
+    #[arg(value_name = "PROFILE")]
     pub file: String,
-    /// Voltage relative to V_min.
-    #[arg(long)]
+    /// Voltage relative to V_min (the profile's floor_vdd_rel..=2).
+    #[arg(long, value_name = "VDD_REL", allow_negative_numbers = true,
+          value_parser = values::finite("a voltage relative to V_min, e.g. 0.9"))]
     pub vdd_rel: f64,
     /// Output PNG.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// First array of the segment.
-    #[arg(long, default_value_t = 0)]
+    /// First array of the segment (0-based, below the profile's array count).
+    #[arg(long, value_name = "I", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = values::int_in(0u32, 65535))]
     pub array: u32,
-    /// Arrays side by side.
-    #[arg(long, default_value_t = 2)]
+    /// Arrays side by side, 1..=65536 (within the profile).
+    #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 65536))]
     pub arrays: u32,
-    /// First row.
-    #[arg(long, default_value_t = 0)]
+    /// First row (0-based, below the profile's row count).
+    #[arg(long, value_name = "I", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = values::int_in(0u32, 65535))]
     pub row: u32,
-    /// Rows.
-    #[arg(long, default_value_t = 64)]
+    /// Rows drawn, 1..=65536 (within the profile).
+    #[arg(long, value_name = "N", default_value_t = 64, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 65536))]
     pub rows: u32,
 }
 
@@ -125,7 +147,8 @@ fn user(e: SramError) -> CliError {
 }
 
 fn load(name_or_path: &str) -> Result<FaultProfile, CliError> {
-    let path = FaultProfile::resolve(name_or_path).map_err(user)?;
+    let path = crate::locate::locate(crate::locate::Shipped::Profile, name_or_path)
+        .map_err(|e| CliError::user(e.to_string()))?;
     FaultProfile::load(&path).map_err(user)
 }
 
@@ -204,8 +227,26 @@ pub fn run(args: Args) -> CliResult {
                 )));
             }
             let p = load(&a.file)?;
-            let hw = crate::config::HwConfig::load_named(&a.hw)
-                .map_err(|e| CliError::user(e.to_string()))?;
+            let hw = super::load_hw("--hw", &a.hw)?;
+            sram::check_profile_fits(&p, &hw.weight_sram, &hw.origin).map_err(user)?;
+            let word_bits = hw.weight_sram.word_bits;
+            if u32::from(a.bits) > word_bits {
+                return Err(CliError::user(format!(
+                    "--bits {} is out of range for {}: allowed 1..={} (weight_sram.word_bits)",
+                    a.bits,
+                    hw.origin,
+                    word_bits.min(32)
+                )));
+            }
+            if let Some(off) = a.offset_bits {
+                let total = hw.weight_sram.total_bits();
+                if off >= total || off % u64::from(a.bits) != 0 {
+                    return Err(CliError::user(format!(
+                        "--offset-bits {off} is out of range for {}: allowed multiples of --bits {} in 0..{total}",
+                        hw.origin, a.bits
+                    )));
+                }
+            }
             let offset = a.offset_bits.unwrap_or(hw.weight_sram.offset_bits);
             let mapping = sram::WeightMapping::new(&hw.weight_sram, a.bits, a.elements, offset)
                 .map_err(user)?;

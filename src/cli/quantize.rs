@@ -203,6 +203,7 @@ pub fn run(args: Args) -> CliResult {
             "nothing to write: give --codes FILE and/or --dequantized FILE",
         ));
     }
+    super::check_input_file("--input", input, "a float32 .npy file")?;
     let (values, shape) = npy::read_f32(input).map_err(|e| CliError::user(e.to_string()))?;
     let q = quantize(&values, &shape, &cfg)
         .map_err(|e| CliError::user(format!("{}: {e}", input.display())))?;

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{CliError, CliResult};
-use crate::config::HwConfig;
+use super::{values, CliError, CliResult};
+use crate::config::{EccScheme, HwConfig};
+use crate::locate::Shipped;
 use crate::sweep::core::{mean_std, SeriesRunner};
 use crate::sweep::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, PointCost};
 use crate::sweep::SweepError;
@@ -17,38 +18,53 @@ use crate::sweep::SweepError;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Hardware config: a name in hw_configs/ (`14nm_sram` or `14nm_sram.toml`) or a path.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
-    /// Supply voltage of the scaled rails (the weight SRAM by default), volts.
-    #[arg(long, required_unless_present = "list_hw")]
+    /// Supply voltage of the scaled rails (the weight SRAM by default), volts; allowed 0.5·vmin_v..=1.5·nominal_v
+    /// of the hardware config.
+    #[arg(long, value_name = "V", required_unless_present = "list_hw", allow_negative_numbers = true,
+          value_parser = values::finite("volts, e.g. 0.85"))]
     pub vdd: Option<f64>,
     /// Model manifest: a name in models/ or a path [default: fmnist-cnn-randbet-8b].
-    #[arg(long)]
+    #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Fault map: a name in sram_profiles/ (`chip1`), a path, or `uniform` (random bit errors at the measured
     /// BER of the voltage) [default: the config's fault_profile].
-    #[arg(long)]
+    #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
     /// Replace the profile (given or default) by uniform random bit errors at per-bit probability P
-    /// (e.g. 0.01 = 1%); the voltage then only sets the energy.
-    #[arg(long, value_name = "P")]
+    /// (0..=1, e.g. 0.01 = 1%); the voltage then only sets the energy.
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = values::float_where(
+        |p| (0.0..=1.0).contains(&p), "0..=1 (a per-bit probability, e.g. 0.01 for 1%, not a percent)"))]
     pub ber: Option<f64>,
-    /// Weight-to-memory mapping offsets averaged over (profiles) or random chips (uniform errors).
-    #[arg(long, default_value_t = 4)]
+    /// Weight-to-memory mapping offsets averaged over (profiles) or random chips (uniform errors), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 4, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 1024))]
     pub offsets: u32,
-    /// Seeds per offset for transient cells (profiles) or extra random chips (uniform errors).
-    #[arg(long, default_value_t = 1)]
+    /// Seeds per offset for transient cells (profiles) or extra random chips (uniform errors), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the model's data set [default: /usr/share/datasets/fashion-mnist for Fashion-MNIST].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the last 1000 Fashion-MNIST test
-    /// images, the paper's held-out validation images) [default: 0].
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// images, the paper's held-out validation images).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = values::count_from(0))]
     pub skip: usize,
-    /// Evaluate only the first N test images (after `--skip`) [default: all].
-    #[arg(long, value_name = "N")]
+    /// Evaluate only the first N test images (after `--skip`; N >= 1) [default: all].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::count_from(1))]
     pub limit: Option<usize>,
+    /// Protection of the weight SRAM's words: none, parity or secded (docs/ecc.md) [default: the config's
+    /// `[weight_sram] ecc`, none for the shipped configs]. The code size, interleaving and DUE policy come from
+    /// the config.
+    #[arg(long, value_name = "SCHEME", value_parser = parse_ecc)]
+    pub ecc: Option<EccScheme>,
+    /// Also write the weight codes as the accelerator reads them at this voltage (first sample; after ECC
+    /// decoding and the DUE policy) to PATH: a uint8 .npy in memory order, one code per weight.
+    #[arg(long, value_name = "PATH")]
+    pub image_out: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +105,34 @@ pub struct RunReport {
     pub energy_saving_pct: f64,
     pub weight_sram_energy_pj: f64,
     pub weight_sram_saving_pct: f64,
+    /// Protection of the weight SRAM: `none`, `parity` or `secded`.
+    pub ecc: String,
+    /// The code, e.g. `secded(72,64)` (`none` without ECC).
+    pub ecc_code: String,
+    /// Codewords bit-interleaved per row group (1 = none).
+    pub ecc_interleave: u32,
+    /// Policy for detected-uncorrectable words: `zero` or `keep`.
+    pub ecc_due: String,
+    /// Codewords holding weights (at the first mapping offset; 0 without ECC).
+    pub ecc_codewords: u64,
+    /// Codewords whose errors the decoder corrected, mean over samples.
+    pub ecc_corrected_words: f64,
+    /// Codewords flagged uncorrectable (DUE), mean over samples.
+    pub ecc_detected_words: f64,
+    /// Codewords delivered wrong without a flag (undetected or miscorrected), mean over samples.
+    pub ecc_silent_words: f64,
+    /// Cycles the ECC decoder adds per inference (included in `cycles`).
+    pub ecc_decoder_cycles: u64,
+}
+
+/// Parses `--ecc` (one scheme).
+pub fn parse_ecc(s: &str) -> Result<EccScheme, String> {
+    EccScheme::parse(s.trim()).ok_or_else(|| {
+        format!(
+            "`{s}` is not an ECC scheme; allowed {}",
+            EccScheme::ALL.map(|e| e.name()).join(", ")
+        )
+    })
 }
 
 fn user(e: impl std::fmt::Display) -> CliError {
@@ -138,39 +182,54 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let vdd_v = args
         .vdd
         .ok_or_else(|| CliError::user("--vdd is required"))?;
-    let hw = HwConfig::load_named(&args.hw).map_err(user)?;
-    let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
-    if args.offsets == 0 || args.offsets > 1024 {
-        return Err(CliError::user(format!(
-            "--offsets {} is out of range; allowed 1..=1024",
-            args.offsets
-        )));
+    let mut hw = super::load_hw("--hw", &args.hw)?;
+    if let Some(ecc) = args.ecc {
+        hw = hw
+            .with_ecc(ecc)
+            .map_err(|e| CliError::user(format!("--ecc {ecc}: {e}")))?;
     }
-    if args.seeds == 0 || args.seeds > 1024 {
-        return Err(CliError::user(format!(
-            "--seeds {} is out of range; allowed 1..=1024",
-            args.seeds
-        )));
+    let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
+    super::check_data_dir(args.data.as_deref())?;
+    // Also checked by the flags' value parsers; repeated for callers that build `Args` themselves.
+    for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
+        if !(1..=1024).contains(&v) {
+            return Err(CliError::user(format!(
+                "{flag} {v} is out of range: allowed 1..=1024"
+            )));
+        }
     }
     if args.limit == Some(0) {
         return Err(CliError::user(
-            "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
+            "--limit 0 is out of range: allowed >= 1 (or omit it for all images)",
         ));
     }
-    let model_path =
-        scenario::resolve_model(args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL))
-            .map_err(sweep_err)?;
+    let model_path = super::locate_flag(
+        Shipped::Model,
+        "--model",
+        args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL),
+    )?;
     let spec = match (args.ber, &args.profile, &hw.fault_profile) {
         (Some(p), _, _) => {
             if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
                 return Err(CliError::user(format!(
-                    "--ber {p} is not a per-bit probability; allowed 0..=1 (e.g. 0.01 for 1%)"
+                    "--ber {p} is out of range: allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
                 )));
             }
             FaultSpec::FixedUniform { p }
         }
-        (None, Some(name), _) => FaultSpec::resolve(name).map_err(sweep_err)?,
-        (None, None, Some(name)) => FaultSpec::resolve(name).map_err(sweep_err)?,
+        (None, Some(name), _) => super::fault_spec("--profile", name, &hw)?,
+        (None, None, Some(name)) => {
+            // The config's default profile: a lookup failure names the config file and its key.
+            let given = if name == "uniform" {
+                name.clone()
+            } else {
+                super::locate_flag(Shipped::Profile, "fault_profile =", name)
+                    .map_err(|e| CliError::user(format!("{}: {}", hw.origin, e.message())))?
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            super::fault_spec("fault_profile =", &given, &hw)?
+        }
         (None, None, None) => FaultSpec::MeasuredUniform,
     };
     spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;
@@ -192,13 +251,43 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let mut runner = SeriesRunner::new(&mut loaded, &clean).map_err(sweep_err)?;
     let mut errors = Vec::new();
     let mut flips = Vec::new();
+    let mut ecc_sum = [0u64; 3];
     for s in 0..samples {
         let r = runner
             .run_sample(faults.as_ref(), s, &[vdd_v], || {})
             .map_err(sweep_err)?;
         errors.push(r.error_pct[0]);
         flips.push(r.flipped_bits[0] as f64);
+        let c = r.ecc[0];
+        for (acc, v) in ecc_sum.iter_mut().zip([c.corrected, c.detected, c.silent]) {
+            *acc += v;
+        }
     }
+    let ecc_mean = |i: usize| ecc_sum[i] as f64 / samples as f64;
+    if let Some(path) = &args.image_out {
+        let mut img = vec![0u8; clean.len()];
+        faults
+            .faulty_read(0, vdd_v, &clean, &mut img)
+            .map_err(sweep_err)?;
+        let arr = crate::npy::NpyArray {
+            shape: vec![img.len()],
+            data: crate::npy::NpyData::U8(img),
+        };
+        crate::npy::write(path, &arr).map_err(|e| CliError::user(format!("--image-out: {e}")))?;
+    }
+    let w = &hw.weight_sram;
+    let layout = crate::ecc::EccLayout::from_config(w);
+    let ecc_codewords = match &layout {
+        Some(l) => {
+            let off = scenario::mapping_offsets_bits(&hw, bits, 1)[0];
+            let m = crate::sram::WeightMapping::new(w, bits as u8, weights, off)
+                .map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
+            crate::sram::ecc_faults::CodewordMap::new(&m, l)
+                .map_err(|e| CliError::internal(e.to_string()))?
+                .codeword_count()
+        }
+        None => 0,
+    };
     let (faulty_error_pct, faulty_error_std_pct) = mean_std(&errors);
     let flipped_bits_mean = flips.iter().sum::<f64>() / flips.len() as f64;
     Ok(RunReport {
@@ -229,6 +318,17 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         energy_saving_pct: at.energy_saving_pct,
         weight_sram_energy_pj: at.weight_sram_energy_pj,
         weight_sram_saving_pct: at.weight_sram_saving_pct,
+        ecc: w.ecc.name().into(),
+        ecc_code: layout
+            .as_ref()
+            .map_or_else(|| "none".into(), |l| l.code().name()),
+        ecc_interleave: if layout.is_some() { w.interleave } else { 1 },
+        ecc_due: w.due.name().into(),
+        ecc_codewords,
+        ecc_corrected_words: ecc_mean(0),
+        ecc_detected_words: ecc_mean(1),
+        ecc_silent_words: ecc_mean(2),
+        ecc_decoder_cycles: cost.stats.ecc_decoder_cycles,
     })
 }
 
@@ -265,6 +365,19 @@ fn print_text(r: &RunReport) {
         "  clean error      {:.2}% ({} test images{from})",
         r.clean_error_pct, r.test_images
     );
+    if r.ecc != "none" {
+        println!(
+            "  ECC              {} on {} codewords (interleave {}, detected words: {}): corrected {:.1}, \
+             detected {:.1}, silent {:.1} words (mean per sample)",
+            r.ecc_code,
+            r.ecc_codewords,
+            r.ecc_interleave,
+            r.ecc_due,
+            r.ecc_corrected_words,
+            r.ecc_detected_words,
+            r.ecc_silent_words
+        );
+    }
     println!(
         "  faulty error     {:.2}% ± {:.2} (mean ± std over {} samples; clean-or-faulty mistakes)",
         r.faulty_error_pct, r.faulty_error_std_pct, r.samples
@@ -274,19 +387,29 @@ fn print_text(r: &RunReport) {
         r.cycles, r.latency_us, r.utilization_pct
     );
     println!("  energy           {} per inference", pj(r.energy_pj));
-    println!(
-        "    weight SRAM    {} dynamic + {} leakage",
-        pj(b.weight_sram_dynamic_pj),
-        pj(b.weight_sram_leakage_pj)
-    );
+    if r.ecc == "none" {
+        println!(
+            "    weight SRAM    {} dynamic + {} leakage",
+            pj(b.weight_sram_dynamic_pj),
+            pj(b.weight_sram_leakage_pj)
+        );
+    } else {
+        println!(
+            "    weight SRAM    {} dynamic + {} leakage (check bits included) + {} ECC codec",
+            pj(b.weight_sram_dynamic_pj),
+            pj(b.weight_sram_leakage_pj),
+            pj(b.ecc_logic_pj)
+        );
+    }
     println!("    act. buffers   {}", pj(b.act_sram_pj));
     println!("    MACs           {}", pj(b.mac_pj));
     println!("    DRAM           {}", pj(b.dram_pj));
     println!(
-        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V ({} per inference)",
+        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V{} ({} per inference)",
         r.energy_saving_pct,
         r.weight_sram_saving_pct,
         r.nominal_v,
+        if r.ecc == "none" { "" } else { " without ECC" },
         pj(r.nominal_energy_pj)
     );
 }

@@ -1,14 +1,20 @@
 //! `accelsim sweep`: voltage grid × models × fault profiles → `sweep.csv`, plots (PNG + SVG) and `report.md` in
 //! the output folder. Resumable: a killed sweep restarts where it stopped (`sweep-state.json`); a different
 //! configuration in the same folder is refused unless `--fresh`. See docs/run-and-sweep.md.
-use std::path::PathBuf;
+//!
+//! Sharded campaigns (docs/scale-out.md): `--shard K/N` computes one shard, `sweep merge OUT` writes the report
+//! of all shards, `sweep status OUT` tells what is missing, `--emit-slurm N` prints a Slurm job-array script.
+use std::path::{Path, PathBuf};
 
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
-use crate::report::markdown::{ReportContext, Summary, DEFAULT_TOLERANCE_PTS};
-use crate::sweep::driver::{run_sweep, SweepOutcome, SweepSpec};
+use crate::locate::Shipped;
+use crate::report::markdown::DEFAULT_TOLERANCE_PTS;
+use crate::sweep::driver::{command_line, run_sweep_with, shell_quote, RunOptions, SweepSpec};
 use crate::sweep::grid::parse_voltage_grid;
-use crate::sweep::scenario::{self, FaultSpec};
+use crate::sweep::merge::{self, ShardStates};
+use crate::sweep::scenario;
+use crate::sweep::unit::{Shard, MAX_SHARDS};
 use crate::sweep::SweepError;
 
 /// Default voltage grid: nominal (1.15 V) and two guardband points, then V_min (1.0 V) down to 0.8 V in 25 mV
@@ -18,7 +24,11 @@ pub const DEFAULT_GRID: &str = "1.15,1.1,1.05,1.0:0.8:0.025";
 pub const DEFAULT_PROFILES: &str = "chip1,chip2";
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Work on the shards of a sweep in a folder instead of running one.
+    #[command(subcommand)]
+    pub action: Option<Action>,
     /// Hardware config: a name in hw_configs/ or a path.
     #[arg(long, default_value = "14nm_sram")]
     pub hw: String,
@@ -31,17 +41,25 @@ pub struct Args {
     /// Voltage grid in volts: comma list of values and START:STOP:STEP ranges.
     #[arg(long, default_value = DEFAULT_GRID)]
     pub grid: String,
-    /// Weight-to-memory mapping offsets per profile (random chips for `uniform`).
-    #[arg(long, default_value_t = 3)]
+    /// Weight-to-memory mapping offsets per profile (random chips for `uniform`), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true,
+          value_parser = super::values::int_in(1u32, 1024))]
     pub offsets: u32,
-    /// Seeds per offset (transient cells; extra random chips for `uniform`).
-    #[arg(long, default_value_t = 1)]
+    /// Seeds per offset (transient cells; extra random chips for `uniform`), 1..=1024.
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Evaluate only the first N test images [default: all].
-    #[arg(long, value_name = "N")]
+    /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
+    /// Fashion-MNIST test images) [default: 0].
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::values::count_from(0))]
+    pub skip: usize,
+    /// Evaluate only the first N test images (N >= 1) [default: all].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = super::values::count_from(1))]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
     #[arg(long, default_value = "reports")]
@@ -49,12 +67,81 @@ pub struct Args {
     /// Discard a previous sweep's state in --out instead of resuming it.
     #[arg(long)]
     pub fresh: bool,
-    /// Error tolerance in percentage points over the normal model at nominal voltage, for the report.
-    #[arg(long, default_value_t = DEFAULT_TOLERANCE_PTS)]
+    /// Error tolerance in percentage points over the normal model at nominal voltage, for the report (0..=100).
+    #[arg(long, value_name = "PTS", default_value_t = DEFAULT_TOLERANCE_PTS, allow_negative_numbers = true,
+          value_parser = super::values::float_where(|t| (0.0..=100.0).contains(&t), "0..=100 percentage points"))]
     pub tolerance: f64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells) [default: 0, the
+    /// paper's seeds 100, 101, ...].
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u32,
+    /// Compute only shard K (0-based) of N into --out (docs/scale-out.md); `sweep merge OUT` writes the report
+    /// once every shard is done.
+    #[arg(
+        long,
+        value_name = "K/N",
+        conflicts_with = "emit_slurm",
+        allow_hyphen_values = true
+    )]
+    pub shard: Option<String>,
+    /// Print a Slurm job-array script of N shards plus a dependent merge job to stdout instead of running
+    /// (`... --emit-slurm 16 > sweep.sbatch; bash sweep.sbatch`).
+    #[arg(long, value_name = "N")]
+    pub emit_slurm: Option<u32>,
+}
+
+/// `sweep merge` and `sweep status`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Merge the shards' state files in OUT into sweep.csv, the plots and report.md (byte-identical to the
+    /// sweep run unsharded).
+    Merge {
+        /// The shards' --out folder.
+        out: PathBuf,
+        /// No progress messages.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Units done and pending per shard in OUT, and the commands that finish the sweep.
+    Status {
+        /// The shards' --out folder.
+        out: PathBuf,
+    },
+}
+
+/// Parses stored configuration flags back into [`Args`] (for `merge` and `status`).
+#[derive(clap::Parser, Debug)]
+#[command(name = "accelsim")]
+struct Reparse {
+    #[command(subcommand)]
+    cmd: ReparseCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ReparseCmd {
+    Sweep(Args),
+}
+
+fn args_from_invocation(invocation: &[String], dir: &Path) -> Result<Args, CliError> {
+    use clap::Parser;
+    let argv = ["accelsim", "sweep"]
+        .into_iter()
+        .map(String::from)
+        .chain(invocation.iter().cloned());
+    match Reparse::try_parse_from(argv) {
+        Ok(Reparse {
+            cmd: ReparseCmd::Sweep(a),
+        }) if a.action.is_none() && a.shard.is_none() && a.emit_slurm.is_none() => Ok(a),
+        _ => Err(CliError::user(format!(
+            "{}: the state files hold configuration flags this accelsim cannot parse (`{}`); rerun the shards \
+             with this version and --fresh",
+            dir.display(),
+            command_line(invocation)
+        ))),
+    }
 }
 
 fn sweep_err(e: SweepError) -> CliError {
@@ -67,7 +154,7 @@ fn sweep_err(e: SweepError) -> CliError {
 
 /// Builds the sweep specification from the arguments (all user errors are one line).
 pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
-    let hw_path = HwConfig::resolve(&args.hw).map_err(|e| CliError::user(e.to_string()))?;
+    let hw_path = super::locate_flag(Shipped::HwConfig, "--hw", &args.hw)?;
     let hw = HwConfig::load(&hw_path).map_err(|e| CliError::user(e.to_string()))?;
     let grid_v = parse_voltage_grid(&args.grid).map_err(sweep_err)?;
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
@@ -78,7 +165,9 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         }
     }
     if args.limit == Some(0) {
-        return Err(CliError::user("--limit 0 is out of range; allowed 1.."));
+        return Err(CliError::user(
+            "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
+        ));
     }
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
         return Err(CliError::user(format!(
@@ -97,16 +186,15 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     } else {
         args.models
             .iter()
-            .map(|m| scenario::resolve_model(m.trim()))
-            .collect::<Result<_, _>>()
-            .map_err(sweep_err)?
+            .map(|m| super::locate_flag(Shipped::Model, "--models", m.trim()))
+            .collect::<Result<_, _>>()?
     };
     let faults = args
         .profiles
         .iter()
-        .map(|p| FaultSpec::resolve(p.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sweep_err)?;
+        .map(|p| super::fault_spec("--profiles", p.trim(), &hw))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::check_data_dir(args.data.as_deref())?;
     Ok(SweepSpec {
         hw,
         hw_path,
@@ -115,75 +203,108 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         grid_v,
         offsets: args.offsets,
         seeds: args.seeds,
+        seed: args.seed,
         data_dir: args.data.clone(),
+        skip: args.skip,
         limit: args.limit,
     })
 }
 
-/// A finished (or resumed) sweep whose bundle (sweep.csv, plots, report.md) is written to `--out`.
-#[derive(Debug)]
-pub struct Executed {
-    pub spec: SweepSpec,
-    pub outcome: SweepOutcome,
-    pub summary: Summary,
-}
-
-/// Runs (or resumes) the sweep of `args` in `args.out` and writes the bundle there; `command` is the command
-/// line shown in report.md. `accelsim sweep` and the Python binding's `accelsim.sweep(out=...)` both call this.
-pub fn execute(args: &Args, command: String) -> Result<Executed, CliError> {
-    let spec = spec_from_args(args)?;
-    let outcome = run_sweep(&spec, &args.out, args.fresh, !args.quiet).map_err(sweep_err)?;
-    let ctx = ReportContext {
-        title: format!("accelsim sweep on {}", spec.hw.name),
-        command,
-        setup: vec![
-            format!(
-                "hardware: `{}` ({}), V_min {:.3} V, nominal {:.3} V",
-                spec.hw_path.display(),
-                spec.hw.name,
-                spec.hw.voltage.vmin_v,
-                spec.hw.voltage.nominal_v
-            ),
-            format!(
-                "fault sources: {}; {} mapping offsets × {} seeds per point",
-                spec.faults
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                spec.offsets,
-                spec.seeds
-            ),
-            format!(
-                "test images per evaluation: {} (error = clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol)",
-                outcome.rows.first().map_or(0, |r| r.test_images)
-            ),
-            format!(
-                "configuration fingerprint: `{}`",
-                &outcome.fingerprint[..16]
-            ),
-        ],
-        ..Default::default()
+/// The configuration flags of `args` that differ from their defaults, in a fixed order: what the report
+/// quotes and the state file stores (`accelsim sweep <these>` rebuilds the sweep). Flags that do not change
+/// the results (`--out`, `--fresh`, `--quiet`, `--shard`) are not part of it, so every way of producing one
+/// sweep writes the same report.
+pub fn invocation(args: &Args) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut push = |flag: &str, value: String| {
+        v.push(flag.to_string());
+        v.push(value);
     };
-    let summary = crate::report::write_bundle(&args.out, &outcome.rows, &ctx, args.tolerance)
-        .map_err(|e| CliError::internal(e.to_string()))?;
-    Ok(Executed {
-        spec,
-        outcome,
-        summary,
-    })
+    if args.hw != "14nm_sram" {
+        push("--hw", args.hw.clone());
+    }
+    if !args.models.is_empty() {
+        push("--models", args.models.join(","));
+    }
+    if args.profiles.join(",") != DEFAULT_PROFILES {
+        push("--profiles", args.profiles.join(","));
+    }
+    if args.grid != DEFAULT_GRID {
+        push("--grid", args.grid.clone());
+    }
+    if args.offsets != 3 {
+        push("--offsets", args.offsets.to_string());
+    }
+    if args.seeds != 1 {
+        push("--seeds", args.seeds.to_string());
+    }
+    if let Some(d) = &args.data {
+        push("--data", d.display().to_string());
+    }
+    if args.skip != 0 {
+        push("--skip", args.skip.to_string());
+    }
+    if let Some(l) = args.limit {
+        push("--limit", l.to_string());
+    }
+    if args.tolerance != DEFAULT_TOLERANCE_PTS {
+        push("--tolerance", args.tolerance.to_string());
+    }
+    if args.seed != 0 {
+        push("--seed", args.seed.to_string());
+    }
+    v
 }
 
 pub fn run(args: Args) -> CliResult {
+    match &args.action {
+        Some(Action::Merge { out, quiet }) => return merge_cmd(out, *quiet),
+        Some(Action::Status { out }) => return status_cmd(out),
+        None => {}
+    }
+    let shard = match &args.shard {
+        Some(s) => Shard::parse(s).map_err(CliError::user)?,
+        None => Shard::WHOLE,
+    };
+    let spec = spec_from_args(&args)?;
+    if let Some(n) = args.emit_slurm {
+        return emit_slurm(&args, &spec, n);
+    }
     let started = std::time::Instant::now();
-    let command = std::env::args()
-        .enumerate()
-        .map(|(i, a)| if i == 0 { "accelsim".to_string() } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let Executed {
-        outcome, summary, ..
-    } = execute(&args, command)?;
+    let opts = RunOptions {
+        fresh: args.fresh,
+        progress: !args.quiet,
+        shard,
+        invocation: invocation(&args),
+        report_tolerance_pts: Some(args.tolerance),
+    };
+    let outcome = run_sweep_with(&spec, &args.out, &opts).map_err(sweep_err)?;
+    for n in &outcome.notes {
+        eprintln!("{n}");
+    }
+    if !shard.is_whole() {
+        eprintln!(
+            "sweep shard {shard}: {} of {} units in {:.1} s; {} units computed, {} resumed; {} of {} points ran \
+             inference",
+            outcome.shard_units,
+            outcome.total_units,
+            started.elapsed().as_secs_f64(),
+            outcome.units_computed,
+            outcome.units_resumed,
+            outcome.stats.inferences,
+            outcome.stats.points,
+        );
+        println!(
+            "wrote {}; when every shard is done: accelsim sweep merge {}",
+            outcome.state_path.display(),
+            shell_quote(&args.out.display().to_string())
+        );
+        return Ok(());
+    }
+    let summary = outcome
+        .summary
+        .clone()
+        .ok_or_else(|| CliError::internal("the sweep wrote no report"))?;
     let st = outcome.stats;
     eprintln!(
         "sweep: {} rows in {:.1} s; {} units computed, {} resumed; {} of {} points ran inference \
@@ -214,5 +335,122 @@ pub fn run(args: Args) -> CliResult {
             ),
         }
     }
+    Ok(())
+}
+
+fn merge_cmd(out: &Path, quiet: bool) -> CliResult {
+    let started = std::time::Instant::now();
+    let states = ShardStates::read(out).map_err(sweep_err)?;
+    let args = args_from_invocation(states.invocation(), out)?;
+    let spec = spec_from_args(&args)?;
+    let m = merge::merge(&spec, &states, args.tolerance).map_err(sweep_err)?;
+    if !quiet {
+        eprintln!(
+            "sweep merge: {} units from {} state files, {} rows in {:.2} s",
+            m.units,
+            m.files,
+            m.rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "wrote {}/{{sweep.csv, report.md, error_vs_voltage, energy_vs_voltage, tradeoff (.png/.svg)}}",
+        out.display()
+    );
+    Ok(())
+}
+
+fn status_cmd(out: &Path) -> CliResult {
+    let states = ShardStates::read(out).map_err(sweep_err)?;
+    let args = args_from_invocation(states.invocation(), out)?;
+    let spec = spec_from_args(&args)?;
+    let st = merge::status(&spec, &states).map_err(sweep_err)?;
+    let quoted_out = shell_quote(&out.display().to_string());
+    let cmd = command_line(states.invocation());
+    println!(
+        "{}: `{cmd}` (fingerprint {})",
+        out.display(),
+        &states.fingerprint()[..16]
+    );
+    let mut complete = false;
+    for n in states.shard_counts() {
+        let group: Vec<_> = st.iter().filter(|s| s.shard.count == n).collect();
+        let done: usize = group.iter().map(|s| s.done).sum();
+        let units: usize = group.iter().map(|s| s.units).sum();
+        println!("{n} shard(s): {done} of {units} units done");
+        let mut pending_cmds = Vec::new();
+        for s in &group {
+            let state = if !s.started {
+                "not started".to_string()
+            } else if s.done == s.units {
+                "done".to_string()
+            } else {
+                format!("{} pending", s.units - s.done)
+            };
+            println!(
+                "  shard {:>11}: {:>6}/{:<6} units  {state}",
+                s.shard.to_string(),
+                s.done,
+                s.units
+            );
+            if s.done < s.units {
+                pending_cmds.push(if s.shard.is_whole() {
+                    format!("{cmd} --out {quoted_out}")
+                } else {
+                    format!("{cmd} --out {quoted_out} --shard {}", s.shard)
+                });
+            }
+        }
+        if pending_cmds.is_empty() {
+            complete = true;
+        } else {
+            println!("  to finish, run (in any order, at the same time if you like):");
+            for c in &pending_cmds {
+                println!("    {c}");
+            }
+        }
+    }
+    if complete {
+        println!("all units done; write the report with: accelsim sweep merge {quoted_out}");
+    } else {
+        println!("then: accelsim sweep merge {quoted_out}");
+    }
+    Ok(())
+}
+
+fn emit_slurm(args: &Args, spec: &SweepSpec, shards: u32) -> CliResult {
+    use crate::sweep::{plan::Plan, slurm};
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(CliError::user(format!(
+            "--emit-slurm {shards} is out of range; allowed 1..={MAX_SHARDS} shards"
+        )));
+    }
+    spec.validate().map_err(sweep_err)?;
+    let plan = Plan::new(spec).map_err(sweep_err)?;
+    let mut data = spec.data_cache();
+    let fp = plan.fingerprint(spec, &mut data).map_err(sweep_err)?;
+    let abs = |p: &Path| -> Result<String, CliError> {
+        std::path::absolute(p)
+            .map(|a| a.display().to_string())
+            .map_err(|e| CliError::user(format!("{}: {e}", p.display())))
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::internal(format!("cannot locate the accelsim binary: {e}")))?;
+    let workdir = abs(Path::new("."))?;
+    let out = abs(&args.out)?;
+    let logs = args.out.join("slurm-logs");
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| CliError::user(format!("{}: {e}", logs.display())))?;
+    let inv = invocation(args);
+    let text = slurm::script(&slurm::SlurmJob {
+        exe: &exe.display().to_string(),
+        workdir: workdir.trim_end_matches("/."),
+        out: &out,
+        invocation: &inv,
+        shards,
+        estimate: slurm::estimate(&plan, &fp, spec.grid_v.len(), shards),
+        total_units: fp.expect.units.len(),
+    });
+    print!("{text}");
     Ok(())
 }

@@ -26,8 +26,9 @@ pub struct EnergyConfig {
     pub weight_sram_write_pj: f64,
     /// Scaling law of the weight SRAM's dynamic energy against voltage.
     pub weight_sram_scaling: SramScaling,
-    /// `[[V/V_min, E/E(V_min)], ...]`, strictly increasing in `V/V_min`, energies positive and non-decreasing;
-    /// used when `weight_sram_scaling = "table"`, at least 2 points.
+    /// `[[V/V_min, E/E(V_min)], ...]`, strictly increasing in `V/V_min` (in (0, 2]), energies in (0, 100] and
+    /// non-decreasing, at least 2 points; used (and required) with `weight_sram_scaling = "table"`, checked
+    /// whenever given.
     pub weight_sram_table: Vec<[f64; 2]>,
     /// Leakage power of one weight-SRAM bit cell at `V_min`, pW, `[0, 1e6]`.
     pub weight_sram_leakage_pw_per_bit: f64,
@@ -37,6 +38,9 @@ pub struct EnergyConfig {
     pub act_sram_pj_per_byte: f64,
     /// DRAM energy per bit transferred, pJ, `[0, 10000]`.
     pub dram_pj_per_bit: f64,
+    /// Energy of one two-input gate evaluation of the ECC encoder/decoder logic at the logic voltage, fJ,
+    /// `[0, 1000]`; multiplied by each code's gate count (docs/ecc.md, "Costs").
+    pub ecc_gate_energy_fj: f64,
 }
 
 impl Default for EnergyConfig {
@@ -52,6 +56,7 @@ impl Default for EnergyConfig {
             leakage_v_per_efold: 0.1785,
             act_sram_pj_per_byte: 0.14,
             dram_pj_per_bit: 8.0,
+            ecc_gate_energy_fj: 0.071,
         }
     }
 }
@@ -86,6 +91,7 @@ impl EnergyConfig {
             ),
             ("act_sram_pj_per_byte", self.act_sram_pj_per_byte, 1000.0),
             ("dram_pj_per_bit", self.dram_pj_per_bit, 10000.0),
+            ("ecc_gate_energy_fj", self.ecc_gate_energy_fj, 1000.0),
         ];
         for (key, v, max) in pj {
             if !(v.is_finite() && (0.0..=max).contains(&v)) {
@@ -96,8 +102,9 @@ impl EnergyConfig {
         if !(efold.is_finite() && efold > 0.0 && efold <= 10.0) {
             return Err(range_err("leakage_v_per_efold", efold, "(0, 10]"));
         }
-        if self.weight_sram_scaling == SramScaling::Table {
-            let t = &self.weight_sram_table;
+        let t = &self.weight_sram_table;
+        // A table is checked whenever it is given (the shipped config keeps one next to "quadratic").
+        if self.weight_sram_scaling == SramScaling::Table || !t.is_empty() {
             if t.len() < 2 {
                 return Err(format!(
                     "[energy] weight_sram_table has {} points; weight_sram_scaling = \"table\" needs at least 2 \
@@ -106,9 +113,11 @@ impl EnergyConfig {
                 ));
             }
             for (i, p) in t.iter().enumerate() {
-                if !(p[0].is_finite() && p[0] > 0.0 && p[1].is_finite() && p[1] > 0.0) {
+                let in_range = |v: f64, max: f64| v.is_finite() && v > 0.0 && v <= max;
+                if !(in_range(p[0], 2.0) && in_range(p[1], 100.0)) {
                     return Err(format!(
-                        "[energy] weight_sram_table[{i}] = [{}, {}]: both values must be finite and > 0",
+                        "[energy] weight_sram_table[{i}] = [{}, {}] is out of range (allowed V/V_min in (0, 2] and \
+                         E/E(V_min) in (0, 100])",
                         p[0], p[1]
                     ));
                 }
@@ -165,5 +174,37 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("weight_sram_table[1]"));
+        for bad in [f64::NAN, f64::INFINITY, 0.0, 2.5] {
+            let c = EnergyConfig {
+                weight_sram_scaling: SramScaling::Table,
+                weight_sram_table: vec![[0.8, 0.6], [bad, 1.0]],
+                ..Default::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert!(
+                e.contains("weight_sram_table[1]") && e.contains("(0, 2]"),
+                "{e}"
+            );
+        }
+        let c = EnergyConfig {
+            weight_sram_table: vec![[0.8, f64::NAN], [1.0, 1.0]],
+            ..Default::default()
+        };
+        assert!(
+            c.validate().unwrap_err().contains("weight_sram_table[0]"),
+            "checked even when unused"
+        );
+        for (i, v) in [f64::NAN, f64::NEG_INFINITY, -0.1, 1e300]
+            .into_iter()
+            .enumerate()
+        {
+            let mut c = EnergyConfig::default();
+            match i % 3 {
+                0 => c.mac_pj = v,
+                1 => c.dram_pj_per_bit = v,
+                _ => c.leakage_v_per_efold = v,
+            }
+            assert!(c.validate().is_err(), "{v}");
+        }
     }
 }

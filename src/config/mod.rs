@@ -6,6 +6,7 @@
 pub mod ecc;
 pub mod energy;
 pub mod systolic;
+pub mod toml_error;
 
 pub use ecc::{DuePolicy, EccScheme};
 
@@ -24,11 +25,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}:{line}: {message}")]
-    Parse {
+    /// Not TOML, a wrong value type, a missing or unknown key: `FILE: key `voltage.vmin_v`: expected a float,
+    /// found a string "abc" (line 15)`.
+    #[error("{origin}: {problem}")]
+    Toml {
         origin: String,
-        line: usize,
-        message: String,
+        problem: toml_error::TomlProblem,
     },
     #[error("{origin}: key `{key}` = {value} is out of range; allowed {allowed}")]
     Range {
@@ -37,11 +39,20 @@ pub enum ConfigError {
         value: String,
         allowed: String,
     },
+    /// A command-line value out of the range this config allows (e.g. `--vdd` against its voltages).
+    #[error("{flag} {value} is out of range for {origin}: allowed {allowed}")]
+    Flag {
+        origin: String,
+        flag: String,
+        value: String,
+        allowed: String,
+    },
     /// A `[systolic]` or `[energy]` key out of range (the section's own validator words the message).
     #[error("{origin}: {message}")]
     Section { origin: String, message: String },
-    #[error("hardware config `{name}` not found (searched: {searched}); shipped configs live in hw_configs/")]
-    NotFound { name: String, searched: String },
+    /// The name or path does not lead to one config file (docs/run-and-sweep.md, "Names and paths").
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
 }
 
 /// A supply rail that `--vdd` can scale.
@@ -326,11 +337,20 @@ impl HwConfig {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
+        let origin = path.display().to_string();
+        let io = |source| ConfigError::Io {
+            path: origin.clone(),
             source,
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        };
+        let bytes =
+            crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "hardware config")
+                .map_err(|e| match e {
+                crate::limits::ReadError::Io(e) => io(e),
+                crate::limits::ReadError::TooLarge(m) => io(std::io::Error::other(m)),
+            })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| io(std::io::Error::other("not UTF-8 text")))?;
+        Self::from_toml_str(&text, &origin)
     }
 
     /// Finds (see [`HwConfig::resolve`]) and loads a config.
@@ -340,28 +360,11 @@ impl HwConfig {
 
     /// Parses and validates TOML text; `origin` names the source in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<HwConfig, ConfigError> {
-        let mut cfg: HwConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            // Name the enclosing table: toml's message names the key but not its section.
-            let table = e
-                .span()
-                .and_then(|s| {
-                    text[..s.start.min(text.len())]
-                        .lines()
-                        .rev()
-                        .find(|l| l.trim_start().starts_with('['))
-                        .map(|l| format!(" (in {})", l.trim()))
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
+        let mut cfg: HwConfig =
+            toml_error::from_toml_str(text).map_err(|problem| ConfigError::Toml {
                 origin: origin.to_string(),
-                line,
-                message: format!("{}{table}", e.message().replace('\n', " ").trim()),
-            }
-        })?;
+                problem,
+            })?;
         cfg.origin = origin.to_string();
         cfg.validate()?;
         Ok(cfg)
@@ -391,7 +394,7 @@ impl HwConfig {
                 return Err(range_err(
                     o,
                     "voltage.scaled_rails",
-                    format!("{:?}", v.scaled_rails),
+                    serde_json::to_string(&v.scaled_rails).unwrap_or_default(),
                     "each rail at most once",
                 ));
             }
@@ -460,15 +463,23 @@ impl HwConfig {
     /// Checks a user-given supply voltage (`--vdd`, volts) against this config: allowed
     /// `0.5·vmin_v ..= 1.5·nominal_v`. Returns `vdd_rel`.
     pub fn check_vdd(&self, vdd_v: f64) -> Result<f64, ConfigError> {
+        self.check_vdd_flag("--vdd", vdd_v)
+    }
+
+    /// [`check_vdd`](Self::check_vdd) for a voltage given by command-line flag `flag` (`--vdd`, `--grid`): the
+    /// message names the flag and this config's file.
+    pub fn check_vdd_flag(&self, flag: &str, vdd_v: f64) -> Result<f64, ConfigError> {
         let lo = 0.5 * self.voltage.vmin_v;
         let hi = 1.5 * self.voltage.nominal_v;
         if !vdd_v.is_finite() || vdd_v < lo || vdd_v > hi {
-            return Err(range_err(
-                &self.origin,
-                "--vdd",
-                format!("{vdd_v} V"),
-                format!("{lo:.3}..={hi:.3} V (0.5·voltage.vmin_v ..= 1.5·voltage.nominal_v)"),
-            ));
+            return Err(ConfigError::Flag {
+                origin: self.origin.clone(),
+                flag: flag.to_string(),
+                value: format!("{vdd_v} V"),
+                allowed: format!(
+                    "{lo:.3}..={hi:.3} V (0.5·voltage.vmin_v ..= 1.5·voltage.nominal_v)"
+                ),
+            });
         }
         Ok(self.vdd_rel(vdd_v))
     }
@@ -485,78 +496,20 @@ impl HwConfig {
         }
     }
 
-    /// Finds a config: a bare name (no `/`) is looked up as `hw_configs/NAME[.toml]` relative to the current
-    /// directory, then to the crate directory baked in at compile time, then taken as a path; a path is taken
-    /// as given, then (if relative) relative to the crate directory.
+    /// Finds a config by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a bare
+    /// name (`14nm_sram`, `14nm_sram.toml`) is looked up in `hw_configs/`, and a bare name that is also a
+    /// different file in the current directory is refused as ambiguous.
     pub fn resolve(name_or_path: &str) -> Result<PathBuf, ConfigError> {
-        resolve_in(HW_CONFIG_DIR, name_or_path, "toml").map_err(|searched| ConfigError::NotFound {
-            name: name_or_path.to_string(),
-            searched,
-        })
+        Ok(crate::locate::locate(
+            crate::locate::Shipped::HwConfig,
+            name_or_path,
+        )?)
     }
 
     /// The shipped configs (`hw_configs/*.toml` in the current directory, else in the crate directory), sorted.
     pub fn list_shipped() -> Vec<PathBuf> {
-        list_shipped_tomls(HW_CONFIG_DIR)
+        crate::locate::list_shipped(crate::locate::Shipped::HwConfig)
     }
-}
-
-/// The `*.toml` files of a shipped folder (`hw_configs`, `models`): the folder in the current directory if it
-/// holds any, else the one in the crate's source tree; sorted.
-pub fn list_shipped_tomls(dir_name: &str) -> Vec<PathBuf> {
-    for dir in [
-        PathBuf::from(dir_name),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(dir_name),
-    ] {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            if !v.is_empty() {
-                v.sort();
-                return v;
-            }
-        }
-    }
-    Vec::new()
-}
-
-/// Shared lookup used for configs and profiles: returns the first existing candidate, or the list searched.
-/// `dir` is a directory name like `hw_configs`, `ext` an extension tried for bare names (without the dot).
-pub fn resolve_in(dir: &str, name_or_path: &str, ext: &str) -> Result<PathBuf, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let given = PathBuf::from(name_or_path);
-    let bare = !name_or_path.contains('/') && !name_or_path.contains(std::path::MAIN_SEPARATOR);
-    let mut candidates = Vec::new();
-    if bare && !name_or_path.is_empty() {
-        let names = if given.extension().is_some() {
-            vec![name_or_path.to_string()]
-        } else {
-            vec![format!("{name_or_path}.{ext}"), name_or_path.to_string()]
-        };
-        for base in [Path::new(dir).to_path_buf(), manifest.join(dir)] {
-            for n in &names {
-                candidates.push(base.join(n));
-            }
-        }
-        candidates.push(given);
-    } else {
-        candidates.push(given.clone());
-        if given.is_relative() {
-            candidates.push(manifest.join(&given));
-        }
-    }
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    Err(candidates
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", "))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Slow, obviously-right reference codes for the tests: the parity-check matrix H written out bit by bit
 //! (`h[j][i]` = row j, column i), encoding and decoding by literal GF(2) matrix arithmetic, built from the
 //! definitions in the scheme modules' docs without any of the bit-packed code paths.
+#![allow(clippy::needless_range_loop)] // index loops are the literal matrix arithmetic
 
 /// An explicit `r × n` parity-check matrix in systematic form `[A | I]`, and whether it corrects.
 pub struct RefCode {

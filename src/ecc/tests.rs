@@ -23,7 +23,7 @@ fn all_codes() -> Vec<(Code, RefCode)> {
 
 /// Data words to test each error position on: all zeros, all ones and pseudo-random words.
 fn data_words(code: &Code) -> Vec<u64> {
-    let mut w = vec![0, u64::MAX & code.data_mask()];
+    let mut w = vec![0, code.data_mask()];
     w.extend((0..4).map(|i| mix(i + code.k() as u64) & code.data_mask()));
     w
 }

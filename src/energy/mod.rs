@@ -58,12 +58,24 @@ pub enum EnergyError {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EnergyBreakdown {
     pub vdd_v: f64,
+    /// Word reads and writes of the weight SRAM, check bits included.
     pub weight_sram_dynamic_pj: f64,
+    /// Leakage of the weight SRAM's powered arrays, check-bit cells included.
     pub weight_sram_leakage_pj: f64,
+    /// ECC decoder (per word read) and encoder (per word written) logic; 0 without ECC.
+    pub ecc_logic_pj: f64,
     pub act_sram_pj: f64,
     pub mac_pj: f64,
     pub dram_pj: f64,
     pub total_pj: f64,
+}
+
+impl EnergyBreakdown {
+    /// The weight SRAM's share: dynamic + leakage + ECC logic (the quantity the paper's savings figures measure,
+    /// plus every ECC cost).
+    pub fn weight_sram_total_pj(&self) -> f64 {
+        self.weight_sram_dynamic_pj + self.weight_sram_leakage_pj + self.ecc_logic_pj
+    }
 }
 
 /// One row of the auditable per-run energy table: what a single operation costs at the chosen voltage.
@@ -78,6 +90,37 @@ pub struct EnergyTableRow {
     pub scaling: &'static str,
 }
 
+/// What ECC on the weight SRAM adds to each access (docs/ecc.md, "Costs").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EccCost {
+    /// Bits read or written per word access, check bits included, over the data bits: `n / k`.
+    pub access_scale: f64,
+    /// Physical cells per array over data cells per array (`n / k`: the check-bit columns leak too).
+    pub cell_scale: f64,
+    /// Decoder energy per word read at the logic voltage, pJ: `codewords per word · decoder gates · gate energy`.
+    pub decode_pj_per_word: f64,
+    /// Encoder energy per word written at the logic voltage, pJ: `codewords per word · encoder gates · gate energy`.
+    pub encode_pj_per_word: f64,
+}
+
+impl EccCost {
+    /// The cost of `w`'s ECC (`None` for `ecc = "none"`) with gates of `gate_energy_fj` each.
+    pub fn from_config(
+        w: &crate::config::WeightSramConfig,
+        gate_energy_fj: f64,
+    ) -> Option<EccCost> {
+        let code = crate::ecc::code_for(w.ecc, w.ecc_data_bits)?;
+        let per_word = (w.word_bits / code.k()) as f64;
+        let ratio = code.n() as f64 / code.k() as f64;
+        Some(EccCost {
+            access_scale: ratio,
+            cell_scale: ratio,
+            decode_pj_per_word: per_word * code.decoder_gates() as f64 * gate_energy_fj * 1e-3,
+            encode_pj_per_word: per_word * code.encoder_gates() as f64 * gate_energy_fj * 1e-3,
+        })
+    }
+}
+
 /// Voltage-dependent energy model (see the module docs). Built once per hardware config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnergyModel {
@@ -85,6 +128,7 @@ pub struct EnergyModel {
     volts: VoltageConfig,
     act_bits: u32,
     weight_array_bits: u64,
+    ecc: Option<EccCost>,
 }
 
 /// Widest supply voltage accepted, V.
@@ -93,12 +137,27 @@ pub const MAX_VDD_V: f64 = 5.0;
 impl EnergyModel {
     /// Builds the model from a (validated) hardware config.
     pub fn new(hw: &HwConfig) -> Result<Self, EnergyError> {
-        Self::from_parts(
+        Ok(Self::from_parts(
             &hw.energy,
             &hw.systolic,
             &hw.voltage,
             hw.weight_sram.cells_per_array(),
-        )
+        )?
+        .with_ecc(EccCost::from_config(
+            &hw.weight_sram,
+            hw.energy.ecc_gate_energy_fj,
+        )))
+    }
+
+    /// The same model with the costs of ECC on the weight SRAM (`None`: unprotected).
+    pub fn with_ecc(mut self, ecc: Option<EccCost>) -> Self {
+        self.ecc = ecc;
+        self
+    }
+
+    /// The ECC costs in force, if any.
+    pub fn ecc(&self) -> Option<&EccCost> {
+        self.ecc.as_ref()
     }
 
     /// Builds the model from the `[energy]`, `[systolic]` and `[voltage]` sections and the bit cells per
@@ -127,6 +186,7 @@ impl EnergyModel {
             volts: volts.clone(),
             act_bits: systolic.act_bits,
             weight_array_bits,
+            ecc: None,
         };
         // The nominal voltage must be inside a configured table, or savings could not be computed.
         model.weight_sram_scale(model.volts.nominal_v)?;
@@ -217,10 +277,19 @@ impl EnergyModel {
         let act_scale = (v_a / self.volts.nominal_v).powi(2);
         let logic_scale = (v_l / self.volts.logic_v).powi(2);
 
-        let weight_sram_dynamic_pj = (stats.weight_sram_word_reads as f64 * c.weight_sram_read_pj
-            + stats.weight_sram_word_writes as f64 * c.weight_sram_write_pj)
+        let (access_scale, cell_scale) = self
+            .ecc
+            .map_or((1.0, 1.0), |e| (e.access_scale, e.cell_scale));
+        let reads = stats.weight_sram_word_reads as f64;
+        let writes = stats.weight_sram_word_writes as f64;
+        let weight_sram_dynamic_pj = (reads * c.weight_sram_read_pj
+            + writes * c.weight_sram_write_pj)
+            * access_scale
             * self.weight_sram_scale(v_w)?;
-        let bits_powered = (stats.weight_arrays_used * self.weight_array_bits) as f64;
+        let ecc_logic_pj = self.ecc.map_or(0.0, |e| {
+            (reads * e.decode_pj_per_word + writes * e.encode_pj_per_word) * logic_scale
+        });
+        let bits_powered = (stats.weight_arrays_used * self.weight_array_bits) as f64 * cell_scale;
         // pW · s = pJ.
         let weight_sram_leakage_pj = bits_powered
             * c.weight_sram_leakage_pw_per_bit
@@ -237,11 +306,13 @@ impl EnergyModel {
             vdd_v,
             weight_sram_dynamic_pj,
             weight_sram_leakage_pj,
+            ecc_logic_pj,
             act_sram_pj,
             mac_pj,
             dram_pj,
             total_pj: weight_sram_dynamic_pj
                 + weight_sram_leakage_pj
+                + ecc_logic_pj
                 + act_sram_pj
                 + mac_pj
                 + dram_pj,
@@ -275,7 +346,7 @@ impl EnergyModel {
         stats: &NetworkStats,
         vdd_v: f64,
     ) -> Result<f64, EnergyError> {
-        let w = |e: EnergyBreakdown| e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj;
+        let w = |e: EnergyBreakdown| e.weight_sram_total_pj();
         let at = w(self.energy_per_inference(stats, vdd_v)?);
         let nominal = w(self.nominal_energy(stats)?);
         Ok(if nominal > 0.0 {
@@ -283,6 +354,62 @@ impl EnergyModel {
         } else {
             0.0
         })
+    }
+
+    /// The energy of one inference split over the layers of `stats`, in layer order: each layer's own accesses,
+    /// MACs and DRAM bytes, and the leakage of the network's powered weight arrays during the layer's cycles
+    /// (`bits_powered · P_leak · total_cycles / clock`). Every term of [`energy_per_inference`] is linear in
+    /// those counts and the latency, so the layers sum to the network's breakdown.
+    ///
+    /// [`energy_per_inference`]: Self::energy_per_inference
+    pub fn per_layer_energy(
+        &self,
+        stats: &NetworkStats,
+        vdd_v: f64,
+    ) -> Result<Vec<EnergyBreakdown>, EnergyError> {
+        // ECC decoder cycles are charged per fold (the same latency for every fold), so each layer gets the
+        // share of its folds and the layers still sum to the network.
+        let folds = |l: &crate::systolic::LayerStats| l.row_folds.saturating_mul(l.col_folds);
+        let total_folds: u64 = stats.layers.iter().map(folds).fold(0, u64::saturating_add);
+        let decoder_cycles_per_fold = stats
+            .ecc_decoder_cycles
+            .checked_div(total_folds)
+            .unwrap_or(0);
+        stats
+            .layers
+            .iter()
+            .map(|l| {
+                let ecc_decoder_cycles = decoder_cycles_per_fold.saturating_mul(folds(l));
+                let total_cycles = l.total_cycles.saturating_add(ecc_decoder_cycles);
+                let one = NetworkStats {
+                    dataflow: stats.dataflow,
+                    rows: stats.rows,
+                    cols: stats.cols,
+                    clock_mhz: stats.clock_mhz,
+                    weight_bits: stats.weight_bits,
+                    weight_arrays_used: stats.weight_arrays_used,
+                    macs: l.macs,
+                    compute_cycles: l.compute_cycles,
+                    stall_cycles: l.stall_cycles,
+                    total_cycles,
+                    latency_s: total_cycles as f64 / (stats.clock_mhz * 1e6),
+                    utilization_pct: l.utilization_pct,
+                    weight_sram_reads: l.weight_sram_reads,
+                    weight_sram_word_reads: l.weight_sram_word_reads,
+                    weight_sram_word_writes: l.weight_sram_word_writes,
+                    input_sram_reads: l.input_sram_reads,
+                    output_sram_writes: l.output_sram_writes,
+                    output_sram_reads: l.output_sram_reads,
+                    dram_reads_bytes: l.dram_reads_bytes,
+                    dram_writes_bytes: l.dram_writes_bytes,
+                    weight_words: l.weight_words,
+                    per_array_weight_word_reads: Vec::new(),
+                    layers: Vec::new(),
+                    ecc_decoder_cycles,
+                };
+                self.energy_per_inference(&one, vdd_v)
+            })
+            .collect()
     }
 
     /// The per-operation energies in force at `vdd_v`, one row per component (for reports).
@@ -296,17 +423,18 @@ impl EnergyModel {
             SramScaling::Quadratic => "(V/V_min)^2",
             SramScaling::Table => "table",
         };
-        Ok(vec![
+        let access_scale = self.ecc.map_or(1.0, |e| e.access_scale);
+        let mut rows = vec![
             EnergyTableRow {
                 component: "weight_sram_read",
-                value: c.weight_sram_read_pj * self.weight_sram_scale(v_w)?,
+                value: c.weight_sram_read_pj * access_scale * self.weight_sram_scale(v_w)?,
                 unit: "pJ/word",
                 voltage_v: Some(v_w),
                 scaling: sram_law,
             },
             EnergyTableRow {
                 component: "weight_sram_write",
-                value: c.weight_sram_write_pj * self.weight_sram_scale(v_w)?,
+                value: c.weight_sram_write_pj * access_scale * self.weight_sram_scale(v_w)?,
                 unit: "pJ/word",
                 voltage_v: Some(v_w),
                 scaling: sram_law,
@@ -339,7 +467,23 @@ impl EnergyModel {
                 voltage_v: None,
                 scaling: "none",
             },
-        ])
+        ];
+        if let Some(e) = &self.ecc {
+            let logic = (v_l / self.volts.logic_v).powi(2);
+            for (component, value) in [
+                ("ecc_decoder", e.decode_pj_per_word),
+                ("ecc_encoder", e.encode_pj_per_word),
+            ] {
+                rows.push(EnergyTableRow {
+                    component,
+                    value: value * logic,
+                    unit: "pJ/word",
+                    voltage_v: Some(v_l),
+                    scaling: "(V/V_logic)^2",
+                });
+            }
+        }
+        Ok(rows)
     }
 }
 

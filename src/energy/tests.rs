@@ -256,6 +256,70 @@ proptest! {
     }
 }
 
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+#[test]
+fn ecc_costs_wider_words_more_cells_and_codec_logic() {
+    let hw = crate::config::HwConfig::load_named("14nm_sram").unwrap();
+    let plain = EnergyModel::new(&hw).unwrap();
+    assert!(plain.ecc().is_none());
+    let net = stats(8);
+    for (k, n, gates) in [(64u32, 72u32, 734.0), (16, 22, 48.0 + 10.0 + 80.0 + 16.0)] {
+        let mut h = hw.with_ecc(crate::config::EccScheme::Secded).unwrap();
+        h.weight_sram.ecc_data_bits = k;
+        h.validate().unwrap();
+        let m = EnergyModel::new(&h).unwrap();
+        let cost = *m.ecc().unwrap();
+        let per_word = (64 / k) as f64;
+        assert!(close(cost.access_scale, n as f64 / k as f64));
+        assert!(
+            close(cost.decode_pj_per_word, per_word * gates * 0.071e-3),
+            "{cost:?}"
+        );
+        for v in [1.15, 0.9, 0.8] {
+            let (a, b) = (
+                plain.energy_per_inference(&net, v).unwrap(),
+                m.energy_per_inference(&net, v).unwrap(),
+            );
+            assert!(close(
+                b.weight_sram_dynamic_pj,
+                a.weight_sram_dynamic_pj * n as f64 / k as f64
+            ));
+            assert!(close(
+                b.weight_sram_leakage_pj,
+                a.weight_sram_leakage_pj * n as f64 / k as f64
+            ));
+            // The codec sits on the logic rail (not scaled by default): constant over the weight-SRAM voltage.
+            assert!(close(
+                b.ecc_logic_pj,
+                net.weight_sram_word_reads as f64 * cost.decode_pj_per_word
+            ));
+            assert!(close(
+                b.total_pj - a.total_pj,
+                b.weight_sram_total_pj() - a.weight_sram_total_pj()
+            ));
+            assert!(b.total_pj > a.total_pj);
+        }
+        let rows = m.table(0.9).unwrap();
+        assert!(rows
+            .iter()
+            .any(|r| r.component == "ecc_decoder" && close(r.value, cost.decode_pj_per_word)));
+    }
+}
+
+#[test]
+fn decoder_latency_adds_cycles_per_fold() {
+    let net = stats(8);
+    let folds: u64 = net.layers.iter().map(|l| l.row_folds * l.col_folds).sum();
+    let slow = net.clone().with_decoder_latency(2);
+    assert_eq!(slow.total_cycles, net.total_cycles + 2 * folds);
+    assert_eq!(slow.ecc_decoder_cycles, 2 * folds);
+    assert!(slow.latency_s > net.latency_s);
+    assert_eq!(net.clone().with_decoder_latency(0), net);
+}
+
 /// The baseline ("nominal") energy runs every rail at its own nominal voltage: the SRAM rails at `nominal_v`
 /// and the logic at `logic_v`, whichever rails are scaled. Scaling the logic rail must not inflate the baseline.
 #[test]
@@ -296,4 +360,58 @@ fn baseline_runs_every_rail_at_its_own_nominal_voltage() {
         w_logic.weight_sram_savings_pct(&s, 0.85).unwrap(),
         w_only.weight_sram_savings_pct(&s, 0.85).unwrap()
     );
+}
+
+#[test]
+fn layers_sum_to_the_network() {
+    let cfg = EnergyConfig::default();
+    for rails in [
+        vec![Rail::WeightSram],
+        vec![Rail::WeightSram, Rail::Logic, Rail::ActivationSram],
+    ] {
+        let m = model(&cfg, rails);
+        for bits in [8, 4] {
+            let st = stats(bits);
+            for v in [0.7, 0.8, 0.92] {
+                let total = m.energy_per_inference(&st, v).unwrap();
+                let layers = m.per_layer_energy(&st, v).unwrap();
+                assert_eq!(layers.len(), st.layers.len());
+                let sum = |f: fn(&EnergyBreakdown) -> f64| layers.iter().map(f).sum::<f64>();
+                for (name, got, want) in [
+                    (
+                        "dyn",
+                        sum(|e| e.weight_sram_dynamic_pj),
+                        total.weight_sram_dynamic_pj,
+                    ),
+                    (
+                        "leak",
+                        sum(|e| e.weight_sram_leakage_pj),
+                        total.weight_sram_leakage_pj,
+                    ),
+                    ("act", sum(|e| e.act_sram_pj), total.act_sram_pj),
+                    ("mac", sum(|e| e.mac_pj), total.mac_pj),
+                    ("dram", sum(|e| e.dram_pj), total.dram_pj),
+                    ("total", sum(|e| e.total_pj), total.total_pj),
+                ] {
+                    assert!(want > 0.0, "{name}");
+                    assert!((got - want).abs() <= 1e-9 * want, "{name}: {got} vs {want}");
+                }
+                // Each layer's share is its own: the MAC-heaviest layer has the largest MAC energy.
+                let heaviest = st
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, l)| l.macs)
+                    .unwrap()
+                    .0;
+                let most = layers
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.mac_pj.total_cmp(&b.1.mac_pj))
+                    .unwrap()
+                    .0;
+                assert_eq!(heaviest, most);
+            }
+        }
+    }
 }

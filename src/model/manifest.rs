@@ -11,6 +11,12 @@ use super::ModelError;
 pub const FORMAT_VERSION: i64 = 1;
 /// The required value of the manifest's `format` key.
 pub const FORMAT_NAME: &str = "accelsim-model";
+/// Allowed `[input] mean` values (of `pixel/255`, so normally in [0, 1]).
+pub const MEAN_RANGE: (f32, f32) = (-1000.0, 1000.0);
+/// Allowed `[input] std` values: a smaller std would turn 8-bit pixels into infinities.
+pub const STD_RANGE: (f32, f32) = (1e-6, 1000.0);
+/// Largest `[quantization] w_max`.
+pub const MAX_W_MAX: f32 = 1e6;
 
 /// A validated manifest.
 #[derive(Clone, Debug)]
@@ -320,7 +326,7 @@ struct NoKeys {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DropoutRaw {
-    #[allow(dead_code)]
+    /// Only range-checked: dropout is the identity at inference.
     #[serde(default)]
     p: f64,
 }
@@ -337,15 +343,22 @@ fn default_eps() -> f32 {
 
 /// Reads and validates a manifest file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes =
+        crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "model manifest")
+            .map_err(|e| match e {
+                crate::limits::ReadError::Io(e) => ModelError::io(path, e),
+                crate::limits::ReadError::TooLarge(m) => ModelError::manifest(path, "", m),
+            })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ModelError::manifest(path, "", "not UTF-8 text".into()))?;
     parse_manifest(&text, path)
 }
 
 /// Parses and validates manifest text; `path` names the file in errors.
 pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
     let merr = |key: &str, msg: String| ModelError::manifest(path, key, msg);
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| merr("", format!("not valid TOML: {}", one_line(&e.to_string()))))?;
+    let table: toml::Table =
+        crate::config::toml_error::from_toml_str(text).map_err(|p| merr("", p.to_string()))?;
     // Format and version first, so that a future version gets a clear message rather than a field error.
     match table.get("format") {
         Some(toml::Value::String(s)) if s == FORMAT_NAME => {}
@@ -372,9 +385,8 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         }
         None => return Err(merr("version", "missing".into())),
     }
-    let raw: RawManifest = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| merr("", one_line(e.message())))?;
+    let raw: RawManifest =
+        crate::config::toml_error::from_toml_str(text).map_err(|p| merr("", p.to_string()))?;
 
     validate_input(&raw.input, path)?;
     validate_quant(&raw.quantization, path)?;
@@ -396,10 +408,18 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         return Err(merr(
             "training.p_train",
             format!(
-                "{} is not a per-bit probability in [0, 1]",
+                "{} is out of range; allowed a per-bit probability in [0, 1]",
                 training.p_train
             ),
         ));
+    }
+    if let Some(e) = training.clean_error_pct {
+        if !(e.is_finite() && (0.0..=100.0).contains(&e)) {
+            return Err(merr(
+                "training.clean_error_pct",
+                format!("{e} is out of range; allowed a percentage in [0, 100]"),
+            ));
+        }
     }
     if raw.weights.trim().is_empty() {
         return Err(merr("weights", "must name the .safetensors file".into()));
@@ -427,10 +447,6 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         training,
         layers,
     })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn validate_input(input: &InputSpec, path: &Path) -> Result<(), ModelError> {
@@ -469,11 +485,28 @@ fn validate_input(input: &InputSpec, path: &Path) -> Result<(), ModelError> {
             "give both mean and std, or neither".into(),
         ));
     }
-    if let Some(s) = input.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+    let (lo, hi) = MEAN_RANGE;
+    if let Some(m) = input
+        .mean
+        .iter()
+        .find(|m| !(m.is_finite() && (lo..=hi).contains(*m)))
+    {
+        return Err(ModelError::manifest(
+            path,
+            "input.mean",
+            format!("{m} is out of range; allowed [{lo}, {hi}]"),
+        ));
+    }
+    let (lo, hi) = STD_RANGE;
+    if let Some(s) = input
+        .std
+        .iter()
+        .find(|s| !(s.is_finite() && (lo..=hi).contains(*s)))
+    {
         return Err(ModelError::manifest(
             path,
             "input.std",
-            format!("{s} is not finite and > 0"),
+            format!("{s} is out of range; allowed [{lo:e}, {hi}]"),
         ));
     }
     Ok(())
@@ -503,11 +536,11 @@ fn validate_quant(q: &QuantSpec, path: &Path) -> Result<(), ModelError> {
         ));
     }
     if let Some(w) = q.w_max {
-        if !(w.is_finite() && w > 0.0) {
+        if !(w.is_finite() && w > 0.0 && w <= MAX_W_MAX) {
             return Err(ModelError::manifest(
                 path,
                 "quantization.w_max",
-                format!("{w} must be finite and > 0"),
+                format!("{w} is out of range; allowed (0, {MAX_W_MAX:e}]"),
             ));
         }
     }
@@ -523,7 +556,10 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             Some(v) => Err(ModelError::manifest(
                 path,
                 &key(k),
-                format!("must be a string, found {v}"),
+                format!(
+                    "expected a string, found {}",
+                    crate::limits::excerpt(&v.to_string(), 80)
+                ),
             )),
         }
     };
@@ -533,38 +569,41 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         ModelError::manifest(path, &key("type"), format!("missing (layer \"{name}\")"))
     })?;
     let input = take_str(&mut t, "input")?;
-    let ctx = format!("layers[{i}] (\"{name}\", {ty})");
-    check_value_kinds(&t, path, &ctx)?;
+    let ctx = format!("layers[{i}]");
+    // Every layer error names the layer after the message: `key `layers[3].padding`: ... (layer "conv2", conv2d)`.
+    let about = format!(
+        " (layer \"{}\", {})",
+        crate::limits::printable(&name),
+        crate::limits::printable(&ty)
+    );
+    let lerr = |k: &str, msg: String| {
+        ModelError::manifest(path, &format!("{ctx}.{k}"), format!("{msg}{about}"))
+    };
+    check_value_kinds(&t, &lerr)?;
     fn de<T: serde::de::DeserializeOwned>(
         t: toml::Table,
         path: &Path,
         ctx: &str,
+        about: &str,
     ) -> Result<T, ModelError> {
-        toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| ModelError::manifest(path, ctx, one_line(e.message())))
+        crate::config::toml_error::from_toml_table(t, ctx).map_err(|p| ModelError::Manifest {
+            file: path.to_path_buf(),
+            msg: format!("{p}{about}"),
+        })
     }
     let positive = |vals: &[(&str, usize)]| -> Result<(), ModelError> {
         for (k, v) in vals {
             if *v == 0 {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.{k}"),
-                    "must be > 0".into(),
-                ));
+                return Err(lerr(k, "must be > 0".into()));
             }
         }
         Ok(())
     };
     let kind = match ty.as_str() {
         "conv2d" => {
-            let r: ConvRaw = de(t, path, &ctx)?;
+            let r: ConvRaw = de(t, path, &ctx, &about)?;
             if r.groups.is_some_and(|g| g != 1) {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.groups"),
-                    "only groups = 1 is supported".into(),
-                ));
+                return Err(lerr("groups", "only groups = 1 is supported".into()));
             }
             positive(&[
                 ("in_channels", r.in_channels),
@@ -583,7 +622,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "linear" => {
-            let r: LinearRaw = de(t, path, &ctx)?;
+            let r: LinearRaw = de(t, path, &ctx, &about)?;
             positive(&[
                 ("in_features", r.in_features),
                 ("out_features", r.out_features),
@@ -596,16 +635,15 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "maxpool2d" | "avgpool2d" => {
-            let r: PoolRaw = de(t, path, &ctx)?;
+            let r: PoolRaw = de(t, path, &ctx, &about)?;
             let stride = r.stride.unwrap_or(r.kernel);
             positive(&[
                 ("kernel", r.kernel[0].min(r.kernel[1])),
                 ("stride", stride[0].min(stride[1])),
             ])?;
-            if r.padding[0] * 2 > r.kernel[0] || r.padding[1] * 2 > r.kernel[1] {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.padding"),
+            if r.padding[0] > r.kernel[0] / 2 || r.padding[1] > r.kernel[1] / 2 {
+                return Err(lerr(
+                    "padding",
                     format!(
                         "{:?} must be at most half the kernel {:?}",
                         r.padding, r.kernel
@@ -628,20 +666,19 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "add" => {
-            let r: AddRaw = de(t, path, &ctx)?;
+            let r: AddRaw = de(t, path, &ctx, &about)?;
             LayerKind::Add { inputs: r.inputs }
         }
         "groupnorm" => {
-            let r: GroupNormRaw = de(t, path, &ctx)?;
+            let r: GroupNormRaw = de(t, path, &ctx, &about)?;
             positive(&[("groups", r.groups), ("channels", r.channels)])?;
             if !r.channels.is_multiple_of(r.groups) {
-                return Err(ModelError::manifest(
-                    path,
-                    &format!("{ctx}.groups"),
+                return Err(lerr(
+                    "groups",
                     format!("{} does not divide channels = {}", r.groups, r.channels),
                 ));
             }
-            check_eps(r.eps, path, &ctx)?;
+            check_eps(r.eps, &lerr)?;
             LayerKind::GroupNorm {
                 groups: r.groups,
                 channels: r.channels,
@@ -652,9 +689,9 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "batchnorm" => {
-            let r: BatchNormRaw = de(t, path, &ctx)?;
+            let r: BatchNormRaw = de(t, path, &ctx, &about)?;
             positive(&[("channels", r.channels)])?;
-            check_eps(r.eps, path, &ctx)?;
+            check_eps(r.eps, &lerr)?;
             LayerKind::BatchNorm {
                 channels: r.channels,
                 eps: r.eps,
@@ -666,7 +703,7 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "relu" | "global_avgpool" | "flatten" | "identity" => {
-            let _: NoKeys = de(t, path, &ctx)?;
+            let _: NoKeys = de(t, path, &ctx, &about)?;
             match ty.as_str() {
                 "relu" => LayerKind::Relu,
                 "global_avgpool" => LayerKind::GlobalAvgPool,
@@ -675,7 +712,13 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
             }
         }
         "dropout" => {
-            let _: DropoutRaw = de(t, path, &ctx)?;
+            let r: DropoutRaw = de(t, path, &ctx, &about)?;
+            if !(r.p.is_finite() && (0.0..1.0).contains(&r.p)) {
+                return Err(lerr(
+                    "p",
+                    format!("{} is out of range; allowed [0, 1)", r.p),
+                ));
+            }
             LayerKind::Dropout
         }
         other => {
@@ -690,9 +733,8 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
         }
     };
     if matches!(kind, LayerKind::Add { .. }) && input.is_some() {
-        return Err(ModelError::manifest(
-            path,
-            &format!("{ctx}.input"),
+        return Err(lerr(
+            "input",
             "an add layer names its two operands in `inputs`, not `input`".into(),
         ));
     }
@@ -700,8 +742,11 @@ fn parse_layer(mut t: toml::Table, i: usize, path: &Path) -> Result<Layer, Model
 }
 
 /// Checks the kind of every known layer key before serde sees it, so that a wrong value names its key
-/// (`layers[3] ("conv2", conv2d).padding: expected two non-negative integers, found [-1, 1]`).
-fn check_value_kinds(t: &toml::Table, path: &Path, ctx: &str) -> Result<(), ModelError> {
+/// (`key `layers[3].padding`: expected two non-negative integers, found [-1, 1] (layer "conv2", conv2d)`).
+fn check_value_kinds(
+    t: &toml::Table,
+    lerr: &dyn Fn(&str, String) -> ModelError,
+) -> Result<(), ModelError> {
     use toml::Value;
     let uint = |v: &Value| matches!(v, Value::Integer(i) if *i >= 0);
     for (k, v) in t {
@@ -724,22 +769,24 @@ fn check_value_kinds(t: &toml::Table, path: &Path, ctx: &str) -> Result<(), Mode
             _ => (true, ""),
         };
         if !ok {
-            return Err(ModelError::manifest(
-                path,
-                &format!("{ctx}.{k}"),
-                format!("expected {want}, found {v}"),
+            return Err(lerr(
+                k,
+                format!(
+                    "expected {want}, found {}",
+                    crate::limits::excerpt(&v.to_string(), 80)
+                ),
             ));
         }
     }
     Ok(())
 }
 
-fn check_eps(eps: f32, path: &Path, ctx: &str) -> Result<(), ModelError> {
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(ModelError::manifest(
-            path,
-            &format!("{ctx}.eps"),
-            format!("{eps} must be finite and >= 0"),
+/// Normalization epsilon: finite, in [0, 1].
+fn check_eps(eps: f32, lerr: &dyn Fn(&str, String) -> ModelError) -> Result<(), ModelError> {
+    if !(eps.is_finite() && (0.0..=1.0).contains(&eps)) {
+        return Err(lerr(
+            "eps",
+            format!("{eps} is out of range; allowed [0, 1]"),
         ));
     }
     Ok(())

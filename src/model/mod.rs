@@ -44,15 +44,16 @@ impl ModelError {
             source,
         }
     }
+    /// `FILE: key `KEY`: MSG` (or `FILE: MSG` without a key); text quoted from the file is escaped to one line.
     pub(crate) fn manifest(file: &Path, key: &str, msg: String) -> Self {
         let msg = if key.is_empty() {
             msg
         } else {
-            format!("{key}: {msg}")
+            format!("key `{key}`: {msg}")
         };
         ModelError::Manifest {
             file: file.to_path_buf(),
-            msg,
+            msg: crate::limits::printable(&msg),
         }
     }
     pub(crate) fn tensor(file: &Path, tensor: &str, msg: String) -> Self {

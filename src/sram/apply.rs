@@ -29,12 +29,41 @@ fn check_geometry(profile: &FaultProfile, mapping: &WeightMapping) -> Result<(),
     let m = &profile.meta;
     if m.rows != mapping.rows() || m.columns != mapping.columns() {
         return Err(SramError::Invalid(format!(
-            "profile `{}` has arrays of {}x{} cells but the weight SRAM has {}x{} (weight_sram.rows x columns)",
-            m.name,
+            "profile {} has arrays of {}x{} cells but the weight SRAM has {}x{} (weight_sram.rows x columns)",
+            profile.origin(),
             m.rows,
             m.columns,
             mapping.rows(),
             mapping.columns()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `profile`'s arrays have the geometry of the weight SRAM in `cfg` (read from hardware config
+/// `hw_origin`), naming both files when they differ. Run before mapping so the user learns which two files
+/// disagree.
+pub fn check_profile_fits(
+    profile: &FaultProfile,
+    cfg: &crate::config::WeightSramConfig,
+    hw_origin: &str,
+) -> Result<(), SramError> {
+    let m = &profile.meta;
+    // With ECC the arrays are wider (check-bit columns) and the ECC layout checks the columns itself, naming
+    // the code (a profile of the physical width, or of the data width whose check-bit columns it generates,
+    // docs/ecc.md); here only the rows are compared then.
+    let ecc_checks_columns = cfg.physical_columns() != cfg.columns;
+    if m.rows != cfg.rows || (!ecc_checks_columns && m.columns != cfg.columns) {
+        return Err(SramError::Invalid(format!(
+            "profile {} has arrays of {}x{} cells but hardware config {hw_origin} has weight_sram.rows x columns \
+             = {}x{}; generate a profile with --rows {} --columns {} or use a config with that geometry",
+            profile.origin(),
+            m.rows,
+            m.columns,
+            cfg.rows,
+            cfg.columns,
+            cfg.rows,
+            cfg.physical_columns()
         )));
     }
     Ok(())

@@ -508,6 +508,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    #[allow(clippy::too_many_arguments)]
     fn sram(
         banks: u32,
         apb: u32,

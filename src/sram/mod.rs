@@ -9,7 +9,7 @@ pub mod mapping;
 pub mod plot;
 pub mod profile;
 
-pub use apply::{chip_fault_pattern_at, fault_entries, fault_pattern_at};
+pub use apply::{check_profile_fits, chip_fault_pattern_at, fault_entries, fault_pattern_at};
 pub use curve::{measured_ber, vdd_rel_at_ber, MEASURED_BER};
 pub use generate::{generate, GenerateSpec, Style, StyleParams};
 pub use mapping::{BitsAt, CellAddr, WeightMapping};
@@ -47,8 +47,9 @@ pub enum SramError {
         vdd_rel: f64,
         floor: f64,
     },
-    #[error("SRAM profile `{name}` not found (searched: {searched}); shipped profiles live in sram_profiles/")]
-    NotFound { name: String, searched: String },
+    /// The name or path does not lead to one profile file (docs/run-and-sweep.md, "Names and paths").
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
     #[error("{0}")]
     Invalid(String),
 }

@@ -127,17 +127,27 @@ pub struct ProfileStats {
 }
 
 /// A fault map: header plus the failing cells sorted by failure voltage, highest first (ties by cell index).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FaultProfile {
     pub meta: ProfileMeta,
     cells: Vec<FailingCell>,
+    /// Where the profile came from, for messages: its file when read from one, else its header name.
+    origin: String,
 }
 
+/// Two profiles are equal when their header and cells are; where they were read from does not matter.
+impl PartialEq for FaultProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta && self.cells == other.cells
+    }
+}
+
+/// A profile error; control characters quoted from the file are escaped so the message stays on one line.
 fn perr(origin: &str, line: usize, msg: impl Into<String>) -> SramError {
     SramError::Profile {
         origin: origin.to_string(),
         line,
-        msg: msg.into(),
+        msg: crate::limits::printable(&msg.into()),
     }
 }
 
@@ -160,7 +170,18 @@ impl FaultProfile {
         if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
             return Err(perr(&o, 0, format!("cell index {} listed twice", w[0])));
         }
-        Ok(FaultProfile { meta, cells })
+        let origin = meta.name.clone();
+        Ok(FaultProfile {
+            meta,
+            cells,
+            origin,
+        })
+    }
+
+    /// Where the profile came from: the file it was read from, else (generated in memory) its header name.
+    /// Errors about the profile name this, so two files with the same header name stay apart.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// All stored failing cells, highest failure voltage first.
@@ -172,7 +193,7 @@ impl FaultProfile {
     pub fn check_vdd_rel(&self, vdd_rel: f64) -> Result<(), SramError> {
         if !vdd_rel.is_finite() || vdd_rel < self.meta.floor_vdd_rel || vdd_rel > 2.0 {
             return Err(SramError::VddRel {
-                origin: self.meta.name.clone(),
+                origin: self.origin.clone(),
                 vdd_rel,
                 floor: self.meta.floor_vdd_rel,
             });
@@ -251,15 +272,14 @@ impl FaultProfile {
         })
     }
 
-    /// Finds a profile: a bare name is looked up as `sram_profiles/NAME.sramprof.gz` / `NAME.sramprof` (current
-    /// directory, then the crate directory), else taken as a path.
+    /// Finds a profile by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a bare
+    /// name (`chip1`, `chip1.sramprof.gz`) is looked up in `sram_profiles/`, and a bare name that is also a
+    /// different file in the current directory is refused as ambiguous.
     pub fn resolve(name_or_path: &str) -> Result<std::path::PathBuf, SramError> {
-        crate::config::resolve_in(PROFILE_DIR, name_or_path, "sramprof.gz")
-            .or_else(|_| crate::config::resolve_in(PROFILE_DIR, name_or_path, "sramprof"))
-            .map_err(|searched| SramError::NotFound {
-                name: name_or_path.to_string(),
-                searched,
-            })
+        Ok(crate::locate::locate(
+            crate::locate::Shipped::Profile,
+            name_or_path,
+        )?)
     }
 
     /// Reads a profile file (plain text or gzip-compressed, detected by content), streaming: see
@@ -291,12 +311,14 @@ impl FaultProfile {
             path: origin.to_string(),
             source,
         })?;
-        if head.starts_with(&[0x1f, 0x8b]) {
+        let mut p = if head.starts_with(&[0x1f, 0x8b]) {
             let gz = std::io::BufReader::new(flate2::bufread::GzDecoder::new(r));
-            parse_lines(Lines::new(gz, origin, true), origin)
+            parse_lines(Lines::new(gz, origin, true), origin)?
         } else {
-            parse_lines(Lines::new(r, origin, false), origin)
-        }
+            parse_lines(Lines::new(r, origin, false), origin)?
+        };
+        p.origin = origin.to_string();
+        Ok(p)
     }
 
     /// Writes the profile as text (`.gz` paths are gzip-compressed, deterministically: no timestamp).

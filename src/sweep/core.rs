@@ -13,11 +13,22 @@
 use std::ops::Range;
 
 use super::SweepError;
+use crate::ecc::EccCounts;
+
+/// What one read of the stored weights produced: the raw bit errors and, with ECC, the codeword outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultRead {
+    /// Weight bits that read wrong (before any ECC decoding).
+    pub flipped_bits: u64,
+    /// Codeword outcomes (all zero without ECC).
+    pub ecc: EccCounts,
+}
 
 /// Produces the stored codes of one fault sample at a supply voltage.
 pub trait FaultSource {
     /// Fills `out` (same length as `clean`) with the codes read back at `vdd_v` for fault sample `sample` and
-    /// returns the number of flipped bits (bits of `out` that differ from `clean`).
+    /// returns the number of flipped bits (weight bits that read wrong; with ECC, before decoding, so `out` may
+    /// differ from `clean` in fewer bits).
     fn faulty_image(
         &self,
         sample: u32,
@@ -25,6 +36,20 @@ pub trait FaultSource {
         clean: &[u8],
         out: &mut [u8],
     ) -> Result<u64, SweepError>;
+
+    /// [`faulty_image`](Self::faulty_image) with the ECC outcome counts of the read (unprotected sources: zero).
+    fn faulty_read(
+        &self,
+        sample: u32,
+        vdd_v: f64,
+        clean: &[u8],
+        out: &mut [u8],
+    ) -> Result<FaultRead, SweepError> {
+        Ok(FaultRead {
+            flipped_bits: self.faulty_image(sample, vdd_v, clean, out)?,
+            ecc: EccCounts::default(),
+        })
+    }
 }
 
 /// Inference on a memory image of one model.
@@ -61,6 +86,8 @@ pub struct RunStats {
 pub struct SampleResult {
     pub flipped_bits: Vec<u64>,
     pub error_pct: Vec<f64>,
+    /// ECC codeword outcomes at each voltage (all zero without ECC).
+    pub ecc: Vec<EccCounts>,
 }
 
 /// Runs the fault samples of one model incrementally (see the module docs).
@@ -118,10 +145,12 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
         let mut out = SampleResult {
             flipped_bits: Vec::with_capacity(voltages_v.len()),
             error_pct: Vec::with_capacity(voltages_v.len()),
+            ecc: Vec::with_capacity(voltages_v.len()),
         };
         for &vdd_v in voltages_v {
             super::cancel::check()?;
-            let flipped = faults.faulty_image(sample, vdd_v, self.clean, &mut self.buf)?;
+            let read = faults.faulty_read(sample, vdd_v, self.clean, &mut self.buf)?;
+            let flipped = read.flipped_bits;
             self.stats.points += 1;
             let err = if self.buf[..] == self.clean[..] {
                 self.stats.clean_points += 1;
@@ -149,6 +178,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             };
             out.flipped_bits.push(flipped);
             out.error_pct.push(err);
+            out.ecc.push(read.ecc);
             on_point();
         }
         Ok(out)

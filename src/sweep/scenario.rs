@@ -16,19 +16,17 @@ pub const MODEL_DIR: &str = "models";
 /// The model `run` uses when `--model` is not given: the shipped RandBET 8-bit Fashion-MNIST CNN.
 pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
 
-/// Finds a model manifest: a bare name is looked up as `models/NAME.toml` (current directory, then the source
-/// tree), else the path is taken as given.
+/// Finds a model manifest by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a
+/// bare name is looked up in `models/`, and a bare name that is also a different file in the current directory
+/// is refused as ambiguous.
 pub fn resolve_model(name_or_path: &str) -> Result<PathBuf, SweepError> {
-    crate::config::resolve_in(MODEL_DIR, name_or_path, "toml").map_err(|searched| {
-        SweepError::Input(format!(
-            "model `{name_or_path}` not found (searched: {searched}); shipped models live in models/"
-        ))
-    })
+    crate::locate::locate(crate::locate::Shipped::Model, name_or_path)
+        .map_err(|e| SweepError::Input(e.to_string()))
 }
 
 /// The shipped model manifests (`models/*.toml` in the current directory, else in the source tree), sorted.
 pub fn list_shipped_models() -> Vec<PathBuf> {
-    crate::config::list_shipped_tomls(MODEL_DIR)
+    crate::locate::list_shipped(crate::locate::Shipped::Model)
 }
 
 /// Test sets shared between models of the same data set (loaded once per kind).
@@ -58,18 +56,24 @@ impl DataCache {
         self
     }
 
-    fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
+    /// The test split of `kind` after `--skip` and `--limit` (loaded once).
+    pub fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
         if !self.sets.contains_key(&kind) {
             let load_limit = self.limit.map(|l| l.saturating_add(self.skip));
             let mut ds = data::load_test_split(kind, self.dir.as_deref(), load_limit)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
             if self.skip > 0 {
                 if self.skip >= ds.len() {
+                    let dir = self.dir.as_ref().map_or_else(
+                        || data::DEFAULT_FASHION_MNIST_DIR.to_string(),
+                        |d| d.display().to_string(),
+                    );
                     return Err(SweepError::Input(format!(
-                        "--skip {} leaves no test images: the {:?} test split has {}",
+                        "--skip {} leaves no test images: the {} test split in {dir} has {}; allowed 0..={}",
                         self.skip,
-                        kind,
-                        ds.len()
+                        kind.name(),
+                        ds.len(),
+                        ds.len() - 1
                     )));
                 }
                 ds = ds.without_first(self.skip);
@@ -78,6 +82,30 @@ impl DataCache {
         }
         Ok(&self.sets[&kind])
     }
+
+    /// Content fingerprint and image count of the split of `kind` that will be evaluated
+    /// ([`Dataset::content_sha256`]: the images actually used, independent of the folder's path).
+    pub fn fingerprint(&mut self, kind: DatasetKind) -> Result<(String, usize), SweepError> {
+        let ds = self.get(kind)?;
+        Ok((ds.content_sha256(), ds.len()))
+    }
+}
+
+/// The data set a model is evaluated on: its manifest's `[input] dataset` (default Fashion-MNIST).
+pub fn dataset_kind(model: &Model) -> Result<DatasetKind, SweepError> {
+    let ds_name = model
+        .manifest()
+        .input
+        .dataset
+        .clone()
+        .unwrap_or_else(|| "fashion-mnist".into());
+    DatasetKind::parse(&ds_name).ok_or_else(|| {
+        SweepError::Input(format!(
+            "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
+            model.path().display(),
+            DatasetKind::ALL.map(|k| k.name()).join(", ")
+        ))
+    })
 }
 
 /// A model with its network (decoded weights) and the robust-error evaluator on its test set.
@@ -101,18 +129,7 @@ impl LoadedModel {
     pub fn load(path: &Path, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
         let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
         let m = model.manifest();
-        let ds_name = m
-            .input
-            .dataset
-            .clone()
-            .unwrap_or_else(|| "fashion-mnist".into());
-        let kind = DatasetKind::parse(&ds_name).ok_or_else(|| {
-            SweepError::Input(format!(
-                "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
-                path.display(),
-                DatasetKind::ALL.map(|k| k.name()).join(", ")
-            ))
-        })?;
+        let kind = dataset_kind(&model)?;
         if model.bytes_per_value() != 1 {
             return Err(SweepError::Input(format!(
                 "{}: [quantization] bits = {} signed: run/sweep support codes of at most 8 bits",
@@ -216,6 +233,7 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
+                    .and_then(|l| l.with_zero_padding(padding[0] as u64, padding[1] as u64))
                     .map_err(|e| err(&layer.name, e))?,
                 );
             }
@@ -236,8 +254,11 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
 /// Cycles and energy of one inference of a model on a hardware config, at any voltage.
 #[derive(Debug, Clone)]
 pub struct CostModel {
+    /// Cycles and accesses, with the ECC decoder's latency when the config has ECC.
     pub stats: crate::systolic::NetworkStats,
     pub energy: crate::energy::EnergyModel,
+    /// The reference of every saving: the same accelerator **without ECC** at its nominal voltage, so ECC's
+    /// costs show up in the savings (docs/ecc.md).
     pub nominal: crate::energy::EnergyBreakdown,
 }
 
@@ -248,17 +269,18 @@ pub struct PointCost {
     pub latency_us: f64,
     pub breakdown: crate::energy::EnergyBreakdown,
     pub energy_pj: f64,
-    /// Weight-SRAM dynamic + leakage energy.
+    /// Weight-SRAM dynamic + leakage energy, plus the ECC codec logic.
     pub weight_sram_energy_pj: f64,
-    /// Saving of the total energy against the nominal voltage, percent.
+    /// Saving of the total energy against the nominal voltage without ECC, percent.
     pub energy_saving_pct: f64,
-    /// Saving of the weight-SRAM energy against the nominal voltage, percent.
+    /// Saving of the weight-SRAM energy against the nominal voltage without ECC, percent.
     pub weight_sram_saving_pct: f64,
 }
 
 impl CostModel {
     /// Simulates the model's layers on the config's systolic array once (cycles and accesses do not depend on
-    /// the voltage) and builds the config's energy model.
+    /// the voltage; an ECC decoder adds `ecc_decoder_latency_cycles` per fold) and builds the config's energy
+    /// model (with the ECC costs of `[weight_sram] ecc`).
     pub fn new(hw: &crate::config::HwConfig, model: &Model) -> Result<CostModel, SweepError> {
         use crate::systolic::{simulate_network, BufferParams};
         let origin = &hw.origin;
@@ -269,12 +291,22 @@ impl CostModel {
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let buffers =
             BufferParams::from_hw(hw).map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
-        let stats = simulate_network(&layers, &array, &buffers, model.bits())
+        let plain = simulate_network(&layers, &array, &buffers, model.bits())
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        let ecc = hw.weight_sram.ecc != crate::config::EccScheme::None;
+        let stats = if ecc {
+            plain
+                .clone()
+                .with_decoder_latency(hw.weight_sram.ecc_decoder_latency_cycles as u64)
+        } else {
+            plain.clone()
+        };
         let energy = crate::energy::EnergyModel::new(hw)
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         let nominal = energy
-            .nominal_energy(&stats)
+            .clone()
+            .with_ecc(None)
+            .nominal_energy(&plain)
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         Ok(CostModel {
             stats,
@@ -289,9 +321,7 @@ impl CostModel {
             .energy
             .energy_per_inference(&self.stats, vdd_v)
             .map_err(|e| SweepError::Input(e.to_string()))?;
-        let w = |e: &crate::energy::EnergyBreakdown| {
-            e.weight_sram_dynamic_pj + e.weight_sram_leakage_pj
-        };
+        let w = |e: &crate::energy::EnergyBreakdown| e.weight_sram_total_pj();
         let saving = |a: f64, n: f64| if n > 0.0 { (1.0 - a / n) * 100.0 } else { 0.0 };
         Ok(PointCost {
             cycles: self.stats.total_cycles,
@@ -349,6 +379,15 @@ impl FaultSpec {
         })
     }
 
+    /// Content key ([`super::unit::UnitKey::faults`]): a hash of the profile file's bytes, or `uniform` /
+    /// `uniform_p=<p>` (the rule itself is the content).
+    pub fn content_key(&self) -> Result<String, SweepError> {
+        match self {
+            FaultSpec::Profile { path, .. } => super::unit::file_key("accelsim-profile", path),
+            other => Ok(other.name()),
+        }
+    }
+
     /// Name in reports: the profile name, `uniform` or `uniform_p=<p>`.
     pub fn name(&self) -> String {
         match self {
@@ -398,6 +437,8 @@ struct ProfileFaults {
     mappings: Vec<crate::sram::WeightMapping>,
     seeds: u32,
     vmin_v: f64,
+    /// [`seed_offset`] of the sweep seed.
+    seed_offset: u64,
 }
 
 impl super::core::FaultSource for ProfileFaults {
@@ -409,7 +450,7 @@ impl super::core::FaultSource for ProfileFaults {
         out: &mut [u8],
     ) -> Result<u64, SweepError> {
         let mapping = &self.mappings[(sample / self.seeds) as usize % self.mappings.len()];
-        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64;
+        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64 + self.seed_offset;
         let pattern =
             crate::sram::fault_pattern_at(&self.profile, mapping, clean, vdd_v / self.vmin_v, seed)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
@@ -429,6 +470,8 @@ struct UniformFaults {
     p_max: f64,
     bits: u8,
     vmin_v: f64,
+    /// [`seed_offset`] of the sweep seed.
+    seed_offset: u64,
     current: std::sync::Mutex<Option<(u32, crate::faults::NestedSampler)>>,
 }
 
@@ -462,7 +505,7 @@ impl super::core::FaultSource for UniformFaults {
                 clean.len() as u64,
                 self.bits,
                 self.p_max,
-                UNIFORM_SEED_BASE + sample as u64,
+                UNIFORM_SEED_BASE + sample as u64 + self.seed_offset,
             )
             .map_err(|e| SweepError::Input(e.to_string()))?;
             *guard = Some((sample, sampler));
@@ -482,6 +525,16 @@ impl super::core::FaultSource for UniformFaults {
 pub const UNIFORM_SEED_BASE: u64 = 100;
 /// First seed of the transient-cell draws of profiles.
 pub const TRANSIENT_SEED_BASE: u64 = 1000;
+/// Seeds of one sweep seed are spread over this many values (more than the 1024 × 1024 samples a sweep may
+/// have), so two sweep seeds never share a random chip or transient draw.
+pub const SEED_STRIDE: u64 = 1 << 20;
+
+/// What the sweep seed `S` adds to every seed of a unit: `S · SEED_STRIDE` (0 for the default `S = 0`, so the
+/// default seeds are the paper's 100, 101, ... and `run` draws the same chips). A unit's seeds are thus
+/// `base + sample + S · SEED_STRIDE`: functions of the sweep seed and the unit's key only.
+pub fn seed_offset(sweep_seed: u32) -> u64 {
+    sweep_seed as u64 * SEED_STRIDE
+}
 
 /// Builds the fault source of `spec` for `model` on `hw`: `offsets` weight→memory mappings × `seeds` seeds for
 /// transient cells (profiles), or `offsets × seeds` random chips (uniform errors, seeds 100, 101, ... as the
@@ -495,6 +548,20 @@ pub fn fault_source(
     seeds: u32,
     min_vdd_v: f64,
 ) -> Result<Box<dyn super::core::FaultSource>, SweepError> {
+    fault_source_seeded(spec, hw, model, offsets, seeds, min_vdd_v, 0)
+}
+
+/// [`fault_source`] for sweep seed `sweep_seed` (`sweep --seed`; every seed shifted by [`seed_offset`]).
+pub fn fault_source_seeded(
+    spec: &FaultSpec,
+    hw: &crate::config::HwConfig,
+    model: &LoadedModel,
+    offsets: u32,
+    seeds: u32,
+    min_vdd_v: f64,
+    sweep_seed: u32,
+) -> Result<Box<dyn super::core::FaultSource>, SweepError> {
+    let seed_offset = seed_offset(sweep_seed);
     let bits = u8::try_from(model.bits)
         .ok()
         .filter(|b| (1..=8).contains(b))
@@ -505,20 +572,52 @@ pub fn fault_source(
             ))
         })?;
     let vmin_v = hw.voltage.vmin_v;
+    let mappings = || -> Result<Vec<crate::sram::WeightMapping>, SweepError> {
+        mapping_offsets_bits(hw, model.bits, offsets.max(1))
+            .into_iter()
+            .map(|off| crate::sram::WeightMapping::new(&hw.weight_sram, bits, model.weights(), off))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))
+    };
+    if let Some(layout) = crate::ecc::EccLayout::from_config(&hw.weight_sram) {
+        let zero = std::sync::Arc::new(super::ecc_source::zero_codes(&model.model)?);
+        let due = hw.weight_sram.due;
+        return match spec {
+            FaultSpec::Profile { profile, .. } => {
+                Ok(Box::new(super::ecc_source::ProfileEccFaults::new(
+                    profile.clone(),
+                    &layout,
+                    &mappings()?,
+                    seeds,
+                    vmin_v,
+                    due,
+                    zero,
+                )?))
+            }
+            FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
+                let fixed_p = match spec {
+                    FaultSpec::FixedUniform { p } => Some(*p),
+                    _ => None,
+                };
+                let p_max = fixed_p
+                    .unwrap_or_else(|| crate::sram::measured_ber(min_vdd_v / vmin_v))
+                    .clamp(0.0, 1.0);
+                let first = mappings()?.swap_remove(0);
+                Ok(Box::new(super::ecc_source::UniformEccFaults::new(
+                    fixed_p, p_max, &first, &layout, vmin_v, due, zero,
+                )?))
+            }
+        };
+    }
     match spec {
         FaultSpec::Profile { profile, .. } => {
-            let mappings = mapping_offsets_bits(hw, model.bits, offsets.max(1))
-                .into_iter()
-                .map(|off| {
-                    crate::sram::WeightMapping::new(&hw.weight_sram, bits, model.weights(), off)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))?;
+            let mappings = mappings()?;
             Ok(Box::new(ProfileFaults {
                 profile: profile.clone(),
                 mappings,
                 seeds: seeds.max(1),
                 vmin_v,
+                seed_offset,
             }))
         }
         FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
@@ -534,6 +633,7 @@ pub fn fault_source(
                 p_max,
                 bits,
                 vmin_v,
+                seed_offset,
                 current: std::sync::Mutex::new(None),
             }))
         }

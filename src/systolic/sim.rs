@@ -441,7 +441,29 @@ pub struct NetworkStats {
     pub weight_arrays_used: u64,
     /// Word reads per weight-SRAM array (index = array, bank-major), summed over layers.
     pub per_array_weight_word_reads: Vec<u64>,
+    /// Cycles a pipelined ECC decoder on the weight path adds (in `total_cycles`; 0 without ECC), see
+    /// [`NetworkStats::with_decoder_latency`].
+    pub ecc_decoder_cycles: u64,
     pub layers: Vec<LayerStats>,
+}
+
+impl NetworkStats {
+    /// The network with a pipelined ECC decoder of `cycles` stages between the weight SRAM and the array
+    /// (docs/ecc.md, "Costs"): each fold's weight fill waits `cycles` more for its first decoded word, so the
+    /// network takes `cycles · Σ_layers row_folds · col_folds` more cycles (in `total_cycles`, `latency_s` and
+    /// `ecc_decoder_cycles`; the per-layer rows and the utilization over compute cycles are unchanged).
+    pub fn with_decoder_latency(mut self, cycles: u64) -> NetworkStats {
+        let folds: u64 = self
+            .layers
+            .iter()
+            .map(|l| l.row_folds.saturating_mul(l.col_folds))
+            .fold(0u64, u64::saturating_add);
+        let extra = folds.saturating_mul(cycles);
+        self.ecc_decoder_cycles = self.ecc_decoder_cycles.saturating_add(extra);
+        self.total_cycles = self.total_cycles.saturating_add(extra);
+        self.latency_s = self.total_cycles as f64 / (self.clock_mhz * 1e6);
+        self
+    }
 }
 
 /// Spatial rows, spatial columns and temporal extent of `d` under `dataflow` (table in the module docs).
@@ -539,14 +561,16 @@ pub fn simulate_layer_io(
     let output_sram_writes = d.m * d.n * psum_passes;
     let output_sram_reads = d.m * d.n * (psum_passes - 1);
 
-    // DRAM traffic.
+    // DRAM traffic. The IFMAP buffer holds the padded map (what the array streams), but DRAM carries only the
+    // unpadded one: the zero padding is produced on chip (docs/energy.md, "DRAM traffic").
     let ifmap_bytes = bits_to_bytes(layer.ifmap_elems(), buffers.act_bits);
+    let ifmap_dram_bytes = bits_to_bytes(layer.dram_ifmap_elems(), buffers.act_bits);
     let ofmap_bytes = bits_to_bytes(layer.ofmap_elems(), buffers.act_bits);
     let weight_bytes = bits_to_bytes(weights, weight_bits);
     let dram_ifmap = if ifmap_bytes > buffers.ifmap_bytes {
-        ifmap_bytes * ifmap_passes
+        ifmap_dram_bytes * ifmap_passes
     } else if io.input_from_dram {
-        ifmap_bytes
+        ifmap_dram_bytes
     } else {
         0
     };
@@ -710,6 +734,7 @@ fn network_totals(
         weight_words: sum(|l| l.weight_words),
         weight_arrays_used: per_array.iter().filter(|&&n| n > 0).count() as u64,
         per_array_weight_word_reads: per_array,
+        ecc_decoder_cycles: 0,
         layers,
     }
 }
