@@ -1,6 +1,7 @@
 # accelsim — the two README commands and their helpers.
 #   make run   : the user's example on the shipped defaults, then the default sweep into reports/
-#   make test  : every check CI runs (format, lint, Rust tests, a sharded sweep on a real one-node Slurm, Python companion tests)
+#   make test  : every check CI runs (format, lint, Rust tests, a sharded sweep on a real one-node Slurm, Python companion
+#                and Python API tests)
 #   make fuzz  : every file reader on FUZZ_CASES (default 5000) random mutations of the shipped files each
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -9,8 +10,11 @@ VENV := training/.venv
 VPY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := target/release/accelsim
+PYVENV := python/.venv
+PYVPY := $(PYVENV)/bin/python
+PYDEPS := $(PYVENV)/.deps-installed
 
-.PHONY: run test deps dataset venv build rust-test py-test lint models profiles bench fixtures clean test-slurm fuzz
+.PHONY: run test deps dataset venv build rust-test py-test python python-test lint models profiles bench fixtures clean test-slurm fuzz
 
 # Fashion-MNIST from Debian (only when root and missing; otherwise explain).
 dataset:
@@ -30,6 +34,22 @@ $(VPY):
 
 venv: $(VPY)
 
+# The Python API (python/, pyo3 + maturin): its own small venv (numpy, pandas, matplotlib, pytest, maturin; no torch)
+# with the package installed in development mode (release build of the extension; python/accelsim/*.py edits apply
+# at once). Users install it with `pip install ./python` into any Python >= 3.10 environment.
+$(PYDEPS): python/requirements-dev.txt
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVPY) -m pip install -q --upgrade pip
+	$(PYVPY) -m pip install -q -r python/requirements-dev.txt
+	@touch $(PYDEPS)
+
+python: $(PYDEPS)
+	VIRTUAL_ENV=$(abspath $(PYVENV)) $(PYVENV)/bin/maturin develop --release -m python/Cargo.toml
+
+# The API against the CLI's output on the same arguments, so the CLI binary is built too.
+python-test: build python
+	ACCELSIM_BIN=$(abspath $(BIN)) $(PYVPY) -m pytest -q python/tests
+
 build:
 	$(CARGO) build --release --bin accelsim
 
@@ -42,6 +62,7 @@ lint:
 	@# The repository explains itself: no tracked file cites the team's outside reading (docs/references.md instead).
 	@if git grep -n 'domain[.]md' -- . ; then echo "error: tracked files cite a document outside the repository (cite docs/ instead)"; exit 1; fi
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p accelsim-python --all-targets -- -D warnings
 
 # Bench binaries are compiled (and linted by clippy) here but only run by `make bench`.
 rust-test:
@@ -58,7 +79,7 @@ test-slurm: dataset
 	$(CARGO) build --bin accelsim
 	bash tests/slurm/run.sh target/debug/accelsim
 
-test: dataset lint rust-test test-slurm py-test
+test: dataset lint rust-test test-slurm py-test python-test
 
 models: dataset venv build
 	bash training/scripts/train_all.sh

@@ -462,3 +462,58 @@ fn dram_reads_the_unpadded_image() {
     assert_eq!(net.dram_reads_bytes, 784);
     assert_eq!(net.dram_writes_bytes, 10);
 }
+
+/// `cycles --model` maps a model's own conv/linear layers: the shipped Fashion-MNIST CNN gives exactly the rows of
+/// its shipped topology CSV, and the 4-bit model needs half the weight-SRAM words of the 8-bit one (weight bits
+/// default to the model's).
+#[test]
+fn cycles_of_a_model_equal_its_topology() {
+    let by_model = cycles_json(&["--model", "fmnist-cnn-randbet-8b"]);
+    let by_csv = cycles_json(&["--topology", "hw_configs/topologies/fmnist_cnn.csv"]);
+    assert_eq!(by_model.len(), by_csv.len());
+    for (m, t) in by_model.iter().zip(&by_csv) {
+        for key in [
+            "m",
+            "n",
+            "k",
+            "macs",
+            "total_cycles",
+            "weight_sram_word_reads",
+        ] {
+            assert_eq!(m[key], t[key], "{key} of {}", t["layer"]);
+        }
+    }
+    let words = |rows: &[serde_json::Value]| -> u64 {
+        rows.iter()
+            .map(|r| r["weight_words"].as_u64().unwrap())
+            .sum()
+    };
+    let four = cycles_json(&["--model", "models/fmnist-cnn-randbet-4b.toml"]);
+    assert_eq!(words(&four) * 2, words(&by_model));
+    // Conflicting or missing sources are one-line user errors.
+    for args in [
+        &[
+            "cycles",
+            "--model",
+            "fmnist-cnn-randbet-8b",
+            "--topology",
+            "x.csv",
+        ][..],
+        &["cycles"][..],
+        &["cycles", "--model", "no-such-model"][..],
+        &[
+            "cycles",
+            "--model",
+            "fmnist-cnn-randbet-8b",
+            "--scalesim-ofmap",
+        ][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{args:?}"
+        );
+    }
+}
