@@ -75,7 +75,7 @@ fn clap_errors_keep_names_suggestions_and_the_help_to_read() {
         &["frobnicate"],
         &[
             "unrecognized subcommand 'frobnicate'",
-            "subcommands: quantize, inject, model, eval, profile, cycles, run, sweep",
+            "subcommands: quantize, inject, model, eval, import, profile, cycles, run, sweep",
         ],
     );
     user_error(&[], &["'accelsim' needs a subcommand: quantize, inject"]);
@@ -262,7 +262,7 @@ fn integer_and_float_flags_state_their_real_range() {
                 "profile", "pattern", "chip1", "--bits", "8", "--elements", "1000000000000", "--vdd-rel", "0.9",
                 "--out", "x",
             ],
-            "--elements 1000000000000 is out of range: allowed 1..=100000000",
+            "--elements 1000000000000 is out of range: allowed 1..=268435456",
         ),
         (
             &["profile", "pattern", "chip1", "--bits", "0", "--elements", "10", "--vdd-rel", "0.9", "--out", "x"],
