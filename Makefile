@@ -70,8 +70,9 @@ rust-test:
 	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
 
-py-test: venv
-	cd training && .venv/bin/python -m pytest -q
+# The companion's tests drive the simulator too (ONNX import and --logits), so the release binary is built first.
+py-test: venv build
+	cd training && ACCELSIM_BIN=$(abspath $(BIN)) .venv/bin/python -m pytest -q
 
 # A sharded sweep (--emit-slurm) on a throw-away one-node Slurm cluster; see tests/slurm/run.sh and docs/scale-out.md.
 # Installs the Debian Slurm/munge packages when root and missing; fails under CI=true when it cannot run.
