@@ -123,10 +123,11 @@ def sweep(
     progress   draw a progress bar on stderr (only on a terminal)
 
     Returns a pandas DataFrame when pandas is installed, else a list of dicts; either way with the columns (and
-    values) of sweep.csv: model, method, bits, profile, vdd_v, vdd_rel, ber, flipped_bits, clean_error_pct,
-    faulty_error_pct, faulty_error_std_pct, samples, test_images, cycles, latency_us, energy_pj,
-    weight_sram_energy_pj, energy_saving_pct, weight_sram_saving_pct. Raises UserError on bad input; Ctrl-C
-    stops it (KeyboardInterrupt) at the next grid point, keeping finished work in ``out``.
+    values) of sweep.csv, units in the names (docs/run-and-sweep.md): model, method, bits, profile, ecc, vdd_v,
+    vdd_rel, ber, flipped_bits, clean_error_pct, faulty_error_pct, faulty_error_std_pct, samples, test_images,
+    cycles, latency_us, energy_pj, weight_sram_energy_pj, energy_saving_pct, weight_sram_saving_pct,
+    ecc_corrected_words, ecc_detected_words, ecc_silent_words. Raises UserError on bad input; Ctrl-C stops it
+    (KeyboardInterrupt) at the next grid point, keeping finished work in ``out``.
     """
     models_l = _names(models, "--models")
     profiles_l = _names(profiles, "--profiles")

@@ -65,6 +65,10 @@ def test_sweep_without_pandas_gives_dicts(monkeypatch):
     assert isinstance(rows, list) and len(rows) == 2
     assert rows[0]["profile"] == "uniform" and rows[1]["vdd_v"] == 0.9
     assert isinstance(rows[0]["cycles"], int) and isinstance(rows[0]["ber"], float)
+    # The docstring lists exactly these columns.
+    doc = " ".join(accelsim.sweep.__doc__.split())
+    listed = doc.split("units in the names (docs/run-and-sweep.md): ")[1].split(". Raises")[0]
+    assert [c.strip() for c in listed.split(",")] == list(rows[0])
 
 
 def test_sweep_to_a_folder_is_the_clis_and_resumes(cli, tmp_path):
