@@ -1,7 +1,8 @@
-//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV (docs/systolic.md).
+//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV or on a model's own graph
+//! (docs/systolic.md).
 //!
 //! ```text
-//! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
+//! accelsim cycles (--topology hw_configs/topologies/resnet20.csv | --model M) [--hw 14nm_sram] [--array 32x32]
 //!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--vdd V] [--json | --csv]
 //! ```
 use super::{values, CliError, CliResult};
@@ -19,8 +20,18 @@ pub struct Args {
     /// SCALE-Sim topology CSV: a path, or a name in hw_configs/topologies/ (`resnet20`). Columns `Layer name,
     /// IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,` (padding included
     /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
-    #[arg(long, value_name = "CSV")]
-    pub topology: String,
+    /// An optional `Groups` column (accelsim's extension) maps grouped and depthwise convolutions per group.
+    #[arg(
+        long,
+        value_name = "CSV",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub topology: Option<String>,
+    /// Derive the layers from a model instead (a path, or a name in models/): its convolution and linear layers,
+    /// grouped and depthwise convolutions one GEMM per group; weight bits default to the model's.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
     /// Hardware config: a name in hw_configs/ or a path. Its [systolic], [activation_sram] and [weight_sram]
     /// sections set the array, buffers and weight memory.
     #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
@@ -31,10 +42,11 @@ pub struct Args {
     /// Dataflow (overrides the config): ws, os or is.
     #[arg(long, value_name = "DF")]
     pub dataflow: Option<String>,
-    /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight.
-    #[arg(long, default_value_t = 8, value_name = "BITS", allow_negative_numbers = true,
+    /// Weight width in bits (1..=32; default: the model's with --model, else 8). Sets weight-SRAM words per
+    /// weight.
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true,
           value_parser = values::int_in(1u32, 32))]
-    pub weight_bits: u32,
+    pub weight_bits: Option<u32>,
     /// Round output sizes as SCALE-Sim v2 does (`ceil((H - R + stride) / stride)`) instead of PyTorch's floor,
     /// for a like-for-like comparison with SCALE-Sim on strided layers.
     #[arg(long)]
@@ -68,7 +80,6 @@ pub fn parse_array(s: &str) -> Result<(u64, u64), String> {
 
 pub fn run(args: Args) -> CliResult {
     let hw = super::load_hw("--hw", &args.hw)?;
-    let topology = super::locate_flag(Shipped::Topology, "--topology", &args.topology)?;
     let mut sys = hw.systolic.clone();
     if let Some(a) = &args.array {
         let (r, c) = parse_array(a).map_err(CliError::user)?;
@@ -90,8 +101,48 @@ pub fn run(args: Args) -> CliResult {
     } else {
         OfmapRounding::Floor
     };
-    let layers = read_topology(&topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
-    let net = simulate_network(&layers, &array, &buffers, args.weight_bits)
+    let (layers, weight_bits) = match (&args.model, &args.topology) {
+        (Some(m), _) => {
+            if args.scalesim_ofmap {
+                return Err(CliError::user(
+                    "--scalesim-ofmap applies to --topology CSVs; a model's output sizes are its own",
+                ));
+            }
+            let path = super::locate_flag(Shipped::Model, "--model", m)?;
+            let model =
+                crate::model::Model::load(&path).map_err(|e| CliError::user(e.to_string()))?;
+            let layers = crate::sweep::scenario::systolic_layers(&model)
+                .map_err(|e| CliError::user(e.to_string()))?;
+            if layers.is_empty() {
+                return Err(CliError::user(format!(
+                    "{}: the model has no convolution or linear layer to map onto the array",
+                    path.display()
+                )));
+            }
+            (layers, args.weight_bits.unwrap_or(model.bits()))
+        }
+        (None, Some(t)) => {
+            let topology = super::locate_flag(Shipped::Topology, "--topology", t)?;
+            let layers =
+                read_topology(&topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
+            if !layers.iter().any(|l| l.name.contains("[g")) {
+                if let Some(l) = layers
+                    .iter()
+                    .find(|l| crate::systolic::looks_depthwise(&l.name))
+                {
+                    eprintln!(
+                        "note: {}: layer `{}` looks depthwise but the CSV has no Groups column, so it is simulated \
+                         as a dense convolution (add a Groups column; docs/systolic.md)",
+                        topology.display(),
+                        l.name
+                    );
+                }
+            }
+            (layers, args.weight_bits.unwrap_or(8))
+        }
+        (None, None) => return Err(CliError::user("give --topology CSV or --model M")),
+    };
+    let net = simulate_network(&layers, &array, &buffers, weight_bits)
         .map_err(|e| CliError::user(e.to_string()))?;
     let layer_energy = match args.vdd {
         Some(vdd) if args.json || args.csv => Some(per_layer_energy(&net, &hw, vdd)?),
