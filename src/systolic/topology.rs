@@ -129,14 +129,16 @@ pub fn parse_topology(
                 let mut nums = nums;
                 let groups = match groups_col {
                     Some(j) if nums.len() == header.len() - 1 => nums.remove(j - 1),
-                    Some(_) => return Err(perr(
-                        line,
-                        format!(
+                    Some(_) => {
+                        return Err(perr(
+                            line,
+                            format!(
                             "layer `{name}`: expected {} numbers (one per header column), found {}",
                             header.len() - 1,
                             nums.len()
                         ),
-                    )),
+                        ))
+                    }
                     None => 1,
                 };
                 if nums.len() != 7 && nums.len() != 8 {
