@@ -1,6 +1,8 @@
 # accelsim — the two README commands and their helpers.
 #   make run   : the user's example on the shipped defaults, then the default sweep into reports/
-#   make test  : every check CI runs (format, lint, Rust tests, a sharded sweep on a real one-node Slurm, Python companion tests)
+#   make test  : every check CI runs (format, lint, Rust tests, a sharded sweep on a real one-node Slurm, Python companion
+#                and Python API tests)
+#   make fuzz  : every file reader on FUZZ_CASES (default 5000) random mutations of the shipped files each
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
@@ -8,8 +10,11 @@ VENV := training/.venv
 VPY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := target/release/accelsim
+PYVENV := python/.venv
+PYVPY := $(PYVENV)/bin/python
+PYDEPS := $(PYVENV)/.deps-installed
 
-.PHONY: run test deps dataset venv build rust-test py-test lint models profiles bench fixtures clean test-slurm
+.PHONY: run test deps dataset venv build rust-test py-test python python-test lint models profiles bench fixtures clean test-slurm fuzz
 
 # Fashion-MNIST from Debian (only when root and missing; otherwise explain).
 dataset:
@@ -29,6 +34,22 @@ $(VPY):
 
 venv: $(VPY)
 
+# The Python API (python/, pyo3 + maturin): its own small venv (numpy, pandas, matplotlib, pytest, maturin; no torch)
+# with the package installed in development mode (release build of the extension; python/accelsim/*.py edits apply
+# at once). Users install it with `pip install ./python` into any Python >= 3.10 environment.
+$(PYDEPS): python/requirements-dev.txt
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVPY) -m pip install -q --upgrade pip
+	$(PYVPY) -m pip install -q -r python/requirements-dev.txt
+	@touch $(PYDEPS)
+
+python: $(PYDEPS)
+	VIRTUAL_ENV=$(abspath $(PYVENV)) $(PYVENV)/bin/maturin develop --release -m python/Cargo.toml
+
+# The API against the CLI's output on the same arguments, so the CLI binary is built too.
+python-test: build python
+	ACCELSIM_BIN=$(abspath $(BIN)) $(PYVPY) -m pytest -q python/tests
+
 build:
 	$(CARGO) build --release --bin accelsim
 
@@ -41,6 +62,7 @@ lint:
 	@# The repository explains itself: no tracked file cites the team's outside reading (docs/references.md instead).
 	@if git grep -n 'domain[.]md' -- . ; then echo "error: tracked files cite a document outside the repository (cite docs/ instead)"; exit 1; fi
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p accelsim-python --all-targets -- -D warnings
 
 # Bench binaries are compiled (and linted by clippy) here but only run by `make bench`.
 rust-test:
@@ -48,8 +70,9 @@ rust-test:
 	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
 
-py-test: venv
-	cd training && .venv/bin/python -m pytest -q
+# The companion's tests drive the simulator too (ONNX import and --logits), so the release binary is built first.
+py-test: venv build
+	cd training && ACCELSIM_BIN=$(abspath $(BIN)) .venv/bin/python -m pytest -q
 
 # A sharded sweep (--emit-slurm) on a throw-away one-node Slurm cluster; see tests/slurm/run.sh and docs/scale-out.md.
 # Installs the Debian Slurm/munge packages when root and missing; fails under CI=true when it cannot run.
@@ -57,7 +80,7 @@ test-slurm: dataset
 	$(CARGO) build --bin accelsim
 	bash tests/slurm/run.sh target/debug/accelsim
 
-test: dataset lint rust-test test-slurm py-test
+test: dataset lint rust-test test-slurm py-test python-test
 
 models: dataset venv build
 	bash training/scripts/train_all.sh
@@ -67,6 +90,12 @@ profiles: build
 
 bench:
 	$(CARGO) bench
+
+# Property-based fuzzing of every file reader (tests/fuzz_parsers.rs): `make test` runs 40 cases per reader,
+# this target FUZZ_CASES per reader (overflow checks stay on: the test profile, not --release).
+FUZZ_CASES ?= 5000
+fuzz: dataset
+	ACCELSIM_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz_parsers -- --nocapture
 
 clean:
 	$(CARGO) clean

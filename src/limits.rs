@@ -30,7 +30,7 @@ pub const MAX_WEIGHTS_FILE_BYTES: u64 = 4 << 30;
 pub const MAX_PATTERN_FILE_BYTES: u64 = 4 << 30;
 /// Largest `.npy` file read: 4 GiB.
 pub const MAX_NPY_FILE_BYTES: u64 = 4 << 30;
-/// Largest TOML file (hardware config, model manifest) read: 4 MiB.
+/// Largest text file (hardware config, model manifest, topology CSV) read: 4 MiB.
 pub const MAX_TOML_FILE_BYTES: u64 = 4 << 20;
 /// Largest dataset file (IDX or CIFAR binary), after gzip decompression: 2 GiB.
 pub const MAX_DATASET_BYTES: u64 = 2 << 30;

@@ -240,13 +240,22 @@ fn image(path: &Path) -> Vec<u8> {
     }
 }
 
-/// A copy of the shipped default config with extra `[weight_sram]` keys.
+/// A copy of the shipped default config with `[weight_sram]` keys set (replacing the file's own lines for them).
 fn hw_with(w: &World, name: &str, keys: &str) -> PathBuf {
-    let text = std::fs::read_to_string(
+    let names: Vec<String> = keys
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .map(|k| format!("{} =", k.trim()))
+        .collect();
+    let text: String = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("hw_configs/14nm_sram.toml"),
     )
     .unwrap()
-    .replace("[weight_sram]\n", &format!("[weight_sram]\n{keys}\n"));
+    .lines()
+    .filter(|l| !names.iter().any(|n| l.starts_with(n.as_str())))
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let text = text.replace("[weight_sram]\n", &format!("[weight_sram]\n{keys}\n"));
     let p = w.path(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -441,4 +450,87 @@ fn bad_ecc_input_is_a_one_line_error() {
     let r = json(&run(&w, &il32, u, "0.8", &["--ecc", "secded"]));
     assert_eq!(r["ecc_code"], "secded(39,32)");
     assert_eq!(r["ecc_interleave"], 2);
+}
+
+fn sweep(w: &World, profile: &Path, out: &Path, extra: &[&str]) -> Output {
+    bin()
+        .args([
+            "sweep",
+            "--quiet",
+            "--grid",
+            "1.0,0.85,0.8",
+            "--offsets",
+            "2",
+            "--profiles",
+        ])
+        .arg(profile)
+        .arg("--models")
+        .arg(&w.model)
+        .arg("--data")
+        .arg(w.dir.path())
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records()
+        .map(|rec| {
+            header
+                .iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_has_an_ecc_axis_with_counts_per_point() {
+    let w = World::new();
+    let chip = w.path("chipx.sramprof.gz");
+    let out = bin()
+        .args([
+            "profile", "generate", "--style", "chip1", "--arrays", "4", "--seed", "9", "--out",
+        ])
+        .arg(&chip)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (plain_dir, ecc_dir) = (w.path("plain"), w.path("ecc"));
+    let o = sweep(&w, &chip, &plain_dir, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = sweep(&w, &chip, &ecc_dir, &["--ecc", "none,secded"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = csv_rows(&plain_dir.join("sweep.csv"));
+    let rows = csv_rows(&ecc_dir.join("sweep.csv"));
+    assert_eq!(plain.len(), 3);
+    assert_eq!(rows.len(), 6);
+    assert!(plain.iter().all(|r| r["ecc"] == "none"));
+    let (none, sec): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r["ecc"] == "none");
+    assert_eq!(sec.len(), 3);
+    assert!(sec.iter().all(|r| r["ecc"] == "secded"));
+    // The unprotected rows are the plain sweep's, and the raw bit errors are the same under SECDED.
+    for ((a, b), s) in plain.iter().zip(&none).zip(&sec) {
+        assert_eq!(a, *b);
+        assert_eq!(a["flipped_bits"], s["flipped_bits"]);
+    }
+    let num = |r: &std::collections::HashMap<String, String>, k: &str| r[k].parse::<f64>().unwrap();
+    // At 1.0 V nothing fails; below, SECDED corrects words and every point carries its counts.
+    assert_eq!(num(sec[0], "ecc_corrected_words"), 0.0);
+    assert!(num(sec[2], "ecc_corrected_words") > 0.0);
+    assert!(num(none[2], "ecc_corrected_words") == 0.0);
+    assert!(num(sec[1], "energy_pj") > num(none[1], "energy_pj"));
+    let report = std::fs::read_to_string(ecc_dir.join("report.md")).unwrap();
+    assert!(report.contains("tiny-normal-8b + secded"), "{report}");
+    assert!(report.contains("secded(72,64)"), "{report}");
+    // Resuming computes nothing, and the unprotected sweep's state is written as before the axis existed.
+    let o = sweep(&w, &chip, &ecc_dir, &["--ecc", "none,secded"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 units computed"));
+    let state = std::fs::read_to_string(plain_dir.join("sweep-state.json")).unwrap();
+    assert!(!state.contains("\"ecc"), "{state}");
 }

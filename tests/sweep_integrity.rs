@@ -206,7 +206,7 @@ fn empty_test_splits_are_user_errors() {
         .args(["--skip", "10000"]));
     assert_user_error(&o, &["--skip 10000", "allowed 0..=63"]);
     let o = run(w.sweep(&sweep_args).arg(w.path("s")).args(["--limit", "0"]));
-    assert_user_error(&o, &["--limit", "allowed 1.."]);
+    assert_user_error(&o, &["--limit", "allowed >= 1"]);
     let run_cmd = |extra: &[&str], data: &Path| {
         let mut c = bin();
         c.args([
@@ -229,7 +229,7 @@ fn empty_test_splits_are_user_errors() {
     );
     assert_user_error(
         &run_cmd(&["--limit", "0"], w.data()),
-        &["--limit", "allowed 1.."],
+        &["--limit", "allowed >= 1"],
     );
     let eval = |extra: &[&str], data: &Path| {
         let mut c = bin();
@@ -552,7 +552,7 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     let w = World::new(4000);
     let out = w.path("busy");
     let mut a = w
-        .std_sweep_with(w.data(), 16, &out, &[])
+        .slow_sweep(&out, 16, &[])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -568,8 +568,8 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     let pid = format!("pid {}", a.id());
     let folder = out.display().to_string();
     // The same configuration (it would write the same files) and another configuration: both refused.
-    let same = run(w.std_sweep_with(w.data(), 16, &out, &[]));
-    let other = run(w.std_sweep_with(w.data(), 2, &out, &[]));
+    let same = run(w.slow_sweep(&out, 16, &[]));
+    let other = run(w.slow_sweep(&out, 2, &[]));
     let still_running = a.try_wait().unwrap().is_none();
     let _ = a.kill();
     let _ = a.wait();
@@ -579,8 +579,8 @@ fn a_second_run_into_a_busy_folder_is_refused() {
     );
     assert_user_error(&same, &[&folder, &pid, "same files"]);
     assert_user_error(&other, &[&folder, &pid, "different configuration"]);
-    // The killed holder's lock is stale: the folder is free again and the sweep resumes.
-    let err = assert_ok(&run(w.std_sweep_with(w.data(), 16, &out, &[])));
+    // The killed holder's lock is stale: the folder is free again (here for a smaller sweep, --fresh).
+    let err = assert_ok(&run(w.std_sweep_with(w.data(), 2, &out, &["--fresh"])));
     assert!(err.contains("units computed"), "{err}");
     assert!(!out.join(".lock.sweep").exists());
 }

@@ -89,7 +89,7 @@ fn another_configuration_is_refused_while_a_shard_runs() {
     let w = World::new(4000);
     let out = w.path("busy");
     let mut a = w
-        .std_sweep_with(w.data(), 16, &out, &["--shard", "0/2"])
+        .slow_sweep(&out, 16, &["--shard", "0/2"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -102,11 +102,11 @@ fn another_configuration_is_refused_while_a_shard_runs() {
         assert!(t0.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(5));
     }
-    let other = run(w.std_sweep_with(w.data(), 2, &out, &["--shard", "1/2"]));
-    let same_shard = run(w.std_sweep_with(w.data(), 16, &out, &["--shard", "0/2"]));
+    let other = run(w.slow_sweep(&out, 2, &["--shard", "1/2"]));
+    let same_shard = run(w.slow_sweep(&out, 16, &["--shard", "0/2"]));
     // The sibling shard of the same sweep gets its own lock while the first one still holds its.
     let mut sibling = w
-        .std_sweep_with(w.data(), 16, &out, &["--shard", "1/2"])
+        .slow_sweep(&out, 16, &["--shard", "1/2"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

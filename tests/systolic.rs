@@ -171,6 +171,96 @@ fn resnet20_runs_at_three_dataflows() {
     );
 }
 
+/// `--vdd` with `--json` / `--csv`: each layer carries its share of the energy, the shares add up to the text
+/// report's network total, and the nominal column equals the energy at `--vdd nominal_v`.
+#[test]
+fn vdd_combines_with_json_and_csv() {
+    let topo = ["--topology", "hw_configs/topologies/fmnist_cnn.csv"];
+    let run = |extra: &[&str]| {
+        let out = bin().arg("cycles").args(topo).args(extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&run(&["--vdd", "0.85", "--json"])).unwrap();
+    assert_eq!(rows.len(), 4);
+    let total = |r: &serde_json::Value, key: &str| r[key]["total_pj"].as_f64().unwrap();
+    let json_sum: f64 = rows.iter().map(|r| total(r, "energy_pj")).sum();
+    let json_nominal: f64 = rows.iter().map(|r| total(r, "nominal_energy_pj")).sum();
+    for r in &rows {
+        assert_eq!(r["energy_pj"]["vdd_v"].as_f64(), Some(0.85));
+        assert!(
+            total(r, "energy_pj") > 0.0 && total(r, "energy_pj") < total(r, "nominal_energy_pj")
+        );
+        // The per-layer statistics are still there.
+        assert!(r["compute_cycles"].as_u64().unwrap() > 0);
+    }
+    // The text report's network total (printed to 0.1 pJ) is the sum of the layers.
+    let text = run(&["--vdd", "0.85"]);
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("energy per inference"))
+        .find(|l| l.trim_start().starts_with("total "))
+        .unwrap();
+    let nums: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!((nums[0] - json_sum).abs() <= 0.051, "{line} vs {json_sum}");
+    assert!(
+        (nums[1] - json_nominal).abs() <= 0.051,
+        "{line} vs {json_nominal}"
+    );
+    // CSV: the same numbers in named columns.
+    let csv = run(&["--vdd", "0.85", "--csv"]);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let body: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(body.len(), 4);
+    for (r, j) in body.iter().zip(&rows) {
+        assert_eq!(r.len(), header.len());
+        assert_eq!(r[col("vdd_v")], "0.85");
+        let e: f64 = r[col("energy_pj")].parse().unwrap();
+        assert!(
+            (e - total(j, "energy_pj")).abs() <= 1e-6 * e.max(1.0),
+            "{e}"
+        );
+        let parts: f64 = [
+            "weight_sram_dynamic_pj",
+            "weight_sram_leakage_pj",
+            "act_sram_pj",
+            "mac_pj",
+            "dram_pj",
+        ]
+        .iter()
+        .map(|c| r[col(c)].parse::<f64>().unwrap())
+        .sum();
+        assert!((parts - e).abs() <= 1e-5 * e.max(1.0), "{parts} vs {e}");
+    }
+    // At the nominal voltage, the energy equals the nominal column.
+    let csv = run(&["--vdd", "1.15", "--csv"]);
+    for l in csv.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[col("energy_pj")], f[col("nominal_energy_pj")], "{l}");
+    }
+    // Without --vdd the outputs keep their shape.
+    let plain: Vec<serde_json::Value> = serde_json::from_str(&run(&["--json"])).unwrap();
+    assert!(plain[0].get("energy_pj").is_none());
+    assert!(!run(&["--csv"])
+        .lines()
+        .next()
+        .unwrap()
+        .contains("energy_pj"));
+}
+
 #[test]
 fn user_errors_are_one_line_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -371,4 +461,59 @@ fn dram_reads_the_unpadded_image() {
     let net = simulate_network(&layers, &array, &buffers, 8).unwrap();
     assert_eq!(net.dram_reads_bytes, 784);
     assert_eq!(net.dram_writes_bytes, 10);
+}
+
+/// `cycles --model` maps a model's own conv/linear layers: the shipped Fashion-MNIST CNN gives exactly the rows of
+/// its shipped topology CSV, and the 4-bit model needs half the weight-SRAM words of the 8-bit one (weight bits
+/// default to the model's).
+#[test]
+fn cycles_of_a_model_equal_its_topology() {
+    let by_model = cycles_json(&["--model", "fmnist-cnn-randbet-8b"]);
+    let by_csv = cycles_json(&["--topology", "hw_configs/topologies/fmnist_cnn.csv"]);
+    assert_eq!(by_model.len(), by_csv.len());
+    for (m, t) in by_model.iter().zip(&by_csv) {
+        for key in [
+            "m",
+            "n",
+            "k",
+            "macs",
+            "total_cycles",
+            "weight_sram_word_reads",
+        ] {
+            assert_eq!(m[key], t[key], "{key} of {}", t["layer"]);
+        }
+    }
+    let words = |rows: &[serde_json::Value]| -> u64 {
+        rows.iter()
+            .map(|r| r["weight_words"].as_u64().unwrap())
+            .sum()
+    };
+    let four = cycles_json(&["--model", "models/fmnist-cnn-randbet-4b.toml"]);
+    assert_eq!(words(&four) * 2, words(&by_model));
+    // Conflicting or missing sources are one-line user errors.
+    for args in [
+        &[
+            "cycles",
+            "--model",
+            "fmnist-cnn-randbet-8b",
+            "--topology",
+            "x.csv",
+        ][..],
+        &["cycles"][..],
+        &["cycles", "--model", "no-such-model"][..],
+        &[
+            "cycles",
+            "--model",
+            "fmnist-cnn-randbet-8b",
+            "--scalesim-ofmap",
+        ][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{args:?}"
+        );
+    }
 }

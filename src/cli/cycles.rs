@@ -1,14 +1,16 @@
-//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV or on a model's own graph
-//! (docs/systolic.md).
+//! `accelsim cycles`: the systolic-array model on a SCALE-Sim topology CSV or a model's layers (docs/systolic.md).
 //!
 //! ```text
-//! accelsim cycles (--topology hw_configs/topologies/resnet20.csv | --model M) [--hw 14nm_sram] [--array 32x32]
+//! accelsim cycles --topology hw_configs/topologies/resnet20.csv [--hw 14nm_sram] [--array 32x32]
 //!                 [--dataflow ws|os|is] [--weight-bits 8] [--scalesim-ofmap] [--vdd V] [--json | --csv]
+//! accelsim cycles --model fmnist-cnn-randbet-8b [--hw ...] [--dataflow ...] [--vdd V] [--json | --csv]
 //! ```
 use super::{values, CliError, CliResult};
 use crate::config::HwConfig;
 use crate::energy::{EnergyBreakdown, EnergyModel};
 use crate::locate::Shipped;
+use crate::model::Model;
+use crate::sweep::scenario::systolic_layers;
 use crate::systolic::{
     read_topology, simulate_network, ArrayParams, BufferParams, Dataflow, NetworkStats,
     OfmapRounding,
@@ -19,18 +21,13 @@ use std::fmt::Write as _;
 pub struct Args {
     /// SCALE-Sim topology CSV: a path, or a name in hw_configs/topologies/ (`resnet20`). Columns `Layer name,
     /// IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,` (padding included
-    /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
-    /// An optional `Groups` column (accelsim's extension) maps grouped and depthwise convolutions per group.
-    #[arg(
-        long,
-        value_name = "CSV",
-        required_unless_present = "model",
-        conflicts_with = "model"
-    )]
+    /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`. An optional `Groups` column (accelsim's extension)
+    /// maps grouped and depthwise convolutions one GEMM per group.
+    #[arg(long, value_name = "CSV", required_unless_present = "model")]
     pub topology: Option<String>,
-    /// Derive the layers from a model instead (a path, or a name in models/): its convolution and linear layers,
-    /// grouped and depthwise convolutions one GEMM per group; weight bits default to the model's.
-    #[arg(long, value_name = "MODEL")]
+    /// A model instead of a topology: a name in models/ or a manifest path; its conv and linear layers (batch 1)
+    /// are mapped, as `run` and `sweep` do.
+    #[arg(long, value_name = "MODEL", conflicts_with = "topology")]
     pub model: Option<String>,
     /// Hardware config: a name in hw_configs/ or a path. Its [systolic], [activation_sram] and [weight_sram]
     /// sections set the array, buffers and weight memory.
@@ -42,8 +39,8 @@ pub struct Args {
     /// Dataflow (overrides the config): ws, os or is.
     #[arg(long, value_name = "DF")]
     pub dataflow: Option<String>,
-    /// Weight width in bits (1..=32; default: the model's with --model, else 8). Sets weight-SRAM words per
-    /// weight.
+    /// Weight width in bits (8 or 4 for the shipped models; 1..=32). Sets weight-SRAM words per weight
+    /// [default: the model's bits with --model, else 8].
     #[arg(long, value_name = "BITS", allow_negative_numbers = true,
           value_parser = values::int_in(1u32, 32))]
     pub weight_bits: Option<u32>,
@@ -79,6 +76,31 @@ pub fn parse_array(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(args: Args) -> CliResult {
+    let (hw, net) = network(&args)?;
+    let layer_energy = match args.vdd {
+        Some(vdd) if args.json || args.csv => Some(per_layer_energy(&net, &hw, vdd)?),
+        _ => None,
+    };
+    let out = if args.json {
+        let mut s = json_report(&net, layer_energy.as_deref())?;
+        s.push('\n');
+        s
+    } else if args.csv {
+        csv_report(&net, layer_energy.as_deref())
+    } else {
+        let mut t = text_report(&net, &hw);
+        if let Some(vdd) = args.vdd {
+            t.push_str(&energy_report(&net, &hw, vdd)?);
+        }
+        t
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The hardware config and the systolic statistics of the topology (or model) of `args`; `--json` without
+/// `--vdd` prints the per-layer part, which is what the Python binding's `accelsim.cycles` returns.
+pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
     let hw = super::load_hw("--hw", &args.hw)?;
     let mut sys = hw.systolic.clone();
     if let Some(a) = &args.array {
@@ -101,27 +123,8 @@ pub fn run(args: Args) -> CliResult {
     } else {
         OfmapRounding::Floor
     };
-    let (layers, weight_bits) = match (&args.model, &args.topology) {
-        (Some(m), _) => {
-            if args.scalesim_ofmap {
-                return Err(CliError::user(
-                    "--scalesim-ofmap applies to --topology CSVs; a model's output sizes are its own",
-                ));
-            }
-            let path = super::locate_flag(Shipped::Model, "--model", m)?;
-            let model =
-                crate::model::Model::load(&path).map_err(|e| CliError::user(e.to_string()))?;
-            let layers = crate::sweep::scenario::systolic_layers(&model)
-                .map_err(|e| CliError::user(e.to_string()))?;
-            if layers.is_empty() {
-                return Err(CliError::user(format!(
-                    "{}: the model has no convolution or linear layer to map onto the array",
-                    path.display()
-                )));
-            }
-            (layers, args.weight_bits.unwrap_or(model.bits()))
-        }
-        (None, Some(t)) => {
+    let (layers, model_bits) = match (&args.topology, &args.model) {
+        (Some(t), None) => {
             let topology = super::locate_flag(Shipped::Topology, "--topology", t)?;
             let layers =
                 read_topology(&topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
@@ -138,31 +141,29 @@ pub fn run(args: Args) -> CliResult {
                     );
                 }
             }
-            (layers, args.weight_bits.unwrap_or(8))
+            (layers, None)
         }
-        (None, None) => return Err(CliError::user("give --topology CSV or --model M")),
+        (None, Some(m)) => {
+            if args.scalesim_ofmap {
+                return Err(CliError::user(
+                    "--scalesim-ofmap applies to --topology only (a model's layers use PyTorch's output sizes)",
+                ));
+            }
+            let path = super::locate_flag(Shipped::Model, "--model", m)?;
+            let model = Model::load(&path).map_err(|e| CliError::user(e.to_string()))?;
+            let layers = systolic_layers(&model).map_err(|e| CliError::user(e.to_string()))?;
+            (layers, Some(model.bits()))
+        }
+        _ => {
+            return Err(CliError::user(
+                "give one of --topology CSV or --model MODEL",
+            ))
+        }
     };
+    let weight_bits = args.weight_bits.or(model_bits).unwrap_or(8);
     let net = simulate_network(&layers, &array, &buffers, weight_bits)
         .map_err(|e| CliError::user(e.to_string()))?;
-    let layer_energy = match args.vdd {
-        Some(vdd) if args.json || args.csv => Some(per_layer_energy(&net, &hw, vdd)?),
-        _ => None,
-    };
-    let out = if args.json {
-        let mut s = json_report(&net, layer_energy.as_deref())?;
-        s.push('\n');
-        s
-    } else if args.csv {
-        csv_report(&net, layer_energy.as_deref())
-    } else {
-        let mut t = text_report(&net, &hw);
-        if let Some(vdd) = args.vdd {
-            t.push_str(&energy_report(&net, &hw, vdd)?);
-        }
-        t
-    };
-    print!("{out}");
-    Ok(())
+    Ok((hw, net))
 }
 
 /// A layer's energy at the chosen voltage and at nominal (see [`EnergyModel::per_layer_energy`]).

@@ -44,6 +44,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
+    let out = evaluate(&args, true)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
+        );
+    } else {
+        print_text(&out);
+    }
+    Ok(())
+}
+
+/// Evaluates the model of `args` and returns the `eval --json` object (the Python binding's `Model.eval`);
+/// `progress`: draw a progress bar on stderr.
+pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliError> {
     let model_path = super::locate_flag(Shipped::Model, "--model", &args.model)?;
     super::check_data_dir(args.data.as_deref())?;
     let model = Model::load(&model_path).map_err(|e| CliError::user(e.to_string()))?;
@@ -93,7 +108,11 @@ pub fn run(args: Args) -> CliResult {
     } else {
         Network::from_model(&model)
     };
-    let bar = ProgressBar::new(ds.len() as u64);
+    let bar = if progress {
+        ProgressBar::new(ds.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} eval [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
@@ -113,47 +132,42 @@ pub fn run(args: Args) -> CliResult {
         crate::npy::write_f32(path, &data, &shape)
             .map_err(|e| CliError::user(format!("--logits {}: {e}", path.display())))?;
     }
-    let recorded = m.training.clean_error_pct;
-    if args.json {
-        let out = json!({
-            "model": m.name,
-            "file": model_path.display().to_string(),
-            "dataset": kind.name(),
-            "images": clean.images,
-            "wrong": clean.wrong,
-            "clean_error_pct": clean.error_pct(),
-            "recorded_clean_error_pct": recorded,
-            "weights": if args.float { "float" } else { "quantized" },
-            "bits": model.bits(),
-            "seconds": secs,
-            "images_per_s": clean.images as f64 / secs.max(1e-9),
-        });
+    Ok(json!({
+        "model": m.name,
+        "file": model_path.display().to_string(),
+        "dataset": kind.name(),
+        "images": clean.images,
+        "wrong": clean.wrong,
+        "clean_error_pct": clean.error_pct(),
+        "recorded_clean_error_pct": m.training.clean_error_pct,
+        "recorded_test_images": m.training.test_images,
+        "weights": if args.float { "float" } else { "quantized" },
+        "bits": model.bits(),
+        "seconds": secs,
+        "images_per_s": clean.images as f64 / secs.max(1e-9),
+    }))
+}
+
+fn print_text(out: &serde_json::Value) {
+    let f = |k: &str| out[k].as_f64().unwrap_or(f64::NAN);
+    let s = |k: &str| out[k].as_str().unwrap_or("?").to_string();
+    println!(
+        "{}: clean error {:.2}% ({} of {} {} test images wrong; {} weights, {} bits)",
+        s("model"),
+        f("clean_error_pct"),
+        out["wrong"],
+        out["images"],
+        s("dataset"),
+        s("weights"),
+        out["bits"]
+    );
+    if let Some(r) = out["recorded_clean_error_pct"].as_f64() {
         println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
-        );
-    } else {
-        println!(
-            "{}: clean error {:.2}% ({} of {} {} test images wrong; {} weights, {} bits)",
-            m.name,
-            clean.error_pct(),
-            clean.wrong,
-            clean.images,
-            kind,
-            if args.float { "float" } else { "quantized" },
-            model.bits()
-        );
-        if let Some(r) = recorded {
-            println!(
-                "recorded at export: {r:.2}% on {} images",
-                m.training.test_images.map_or("?".into(), |n| n.to_string())
-            );
-        }
-        println!(
-            "{:.2} s, {:.0} images/s",
-            secs,
-            clean.images as f64 / secs.max(1e-9)
+            "recorded at export: {r:.2}% on {} images",
+            out["recorded_test_images"]
+                .as_u64()
+                .map_or("?".into(), |n| n.to_string())
         );
     }
-    Ok(())
+    println!("{:.2} s, {:.0} images/s", f("seconds"), f("images_per_s"));
 }

@@ -141,20 +141,35 @@ fn corrupt<C: Code>(
     }
 }
 
-enum Mode {
+/// Where the flips come from: sampled from rates and a seed, or replayed from a pattern file.
+pub enum Mode {
     Sample { rates: BitErrorRates, seed: u64 },
     Replay(PathBuf, FaultPattern),
 }
 
-pub fn run(args: Args) -> CliResult {
-    let input = args
-        .input
-        .as_ref()
-        .ok_or_else(|| CliError::user("--input FILE (.npy of integer codes) is required"))?;
-    let output = args
-        .output
-        .as_ref()
-        .ok_or_else(|| CliError::user("--output FILE is required"))?;
+/// Checks `bits` against the storage type and the codes against `bits`, then samples (or replays) and applies the
+/// faults in place; returns (flipped bits, the sampled pattern when `want_pattern`). `input` names the codes in
+/// messages. The CLI and the Python binding's `accelsim.inject` both call this.
+pub fn apply<C: Code>(
+    input: &Path,
+    codes: &mut [C],
+    bits: u8,
+    mode: &Mode,
+    want_pattern: bool,
+) -> Result<(u64, Option<FaultPattern>), CliError> {
+    let dtype = match C::NAME {
+        "u8" => "uint8",
+        "i8" => "int8",
+        "i16" => "int16",
+        _ => "int32",
+    };
+    check_bits_for(input, dtype, bits)?;
+    check_high_bits(input, codes, bits)?;
+    corrupt(codes, bits, mode, want_pattern)
+}
+
+/// The stored bits per code and the fault mode from the flags (one-line user errors naming the flag).
+pub fn parse(args: &Args) -> Result<(u8, Mode), CliError> {
     let bits_s = args.bits.as_deref().ok_or_else(|| {
         CliError::user("--bits M is required (2..=8 for uint8; 8, 16, 32 for int8/int16/int32)")
     })?;
@@ -213,8 +228,44 @@ pub fn run(args: Args) -> CliResult {
             seed,
         }
     };
+    Ok((bits, mode))
+}
 
+/// Saves a sampled pattern with the metadata that describes how it was drawn (docs/faults.md).
+pub fn write_pattern(
+    path: &Path,
+    pattern: &FaultPattern,
+    rates: &BitErrorRates,
+    seed: u64,
+    elements: usize,
+    source: &str,
+) -> Result<(), CliError> {
+    let mut meta = BTreeMap::new();
+    meta.insert("seed".to_string(), seed.to_string());
+    meta.insert("p01".to_string(), rates.p01.to_string());
+    meta.insert("p10".to_string(), rates.p10.to_string());
+    meta.insert("elements".to_string(), elements.to_string());
+    meta.insert("source".to_string(), source.to_string());
+    meta.insert(
+        "sampler".to_string(),
+        "accelsim nested ladder v1".to_string(),
+    );
+    pattern
+        .write_with_metadata(path, &meta)
+        .map_err(|e| CliError::user(e.to_string()))
+}
+
+pub fn run(args: Args) -> CliResult {
+    let input = args
+        .input
+        .as_ref()
+        .ok_or_else(|| CliError::user("--input FILE (.npy of integer codes) is required"))?;
+    let output = args
+        .output
+        .as_ref()
+        .ok_or_else(|| CliError::user("--output FILE is required"))?;
     super::check_input_file("--input", input, "a .npy file of integer codes")?;
+    let (bits, mode) = parse(&args)?;
     let arr = npy::read(input).map_err(|e| CliError::user(e.to_string()))?;
     let dtype = arr.data.dtype_name();
     let mut codes = match arr.data {
@@ -230,24 +281,22 @@ pub fn run(args: Args) -> CliResult {
             )))
         }
     };
-    check_bits_for(input, dtype, bits)?;
     let want_pattern = args.pattern.is_some();
     let (flips, pattern, n, data) = match &mut codes {
         Input::U8(v) => {
-            check_high_bits(input, v, bits)?;
-            let (f, p) = corrupt(v, bits, &mode, want_pattern)?;
+            let (f, p) = apply(input, v, bits, &mode, want_pattern)?;
             (f, p, v.len(), NpyData::U8(std::mem::take(v)))
         }
         Input::I8(v) => {
-            let (f, p) = corrupt(v, bits, &mode, want_pattern)?;
+            let (f, p) = apply(input, v, bits, &mode, want_pattern)?;
             (f, p, v.len(), NpyData::I8(std::mem::take(v)))
         }
         Input::I16(v) => {
-            let (f, p) = corrupt(v, bits, &mode, want_pattern)?;
+            let (f, p) = apply(input, v, bits, &mode, want_pattern)?;
             (f, p, v.len(), NpyData::I16(std::mem::take(v)))
         }
         Input::I32(v) => {
-            let (f, p) = corrupt(v, bits, &mode, want_pattern)?;
+            let (f, p) = apply(input, v, bits, &mode, want_pattern)?;
             (f, p, v.len(), NpyData::I32(std::mem::take(v)))
         }
     };
@@ -263,15 +312,7 @@ pub fn run(args: Args) -> CliResult {
     match &mode {
         Mode::Sample { rates, seed } => {
             if let (Some(path), Some(p)) = (&args.pattern, &pattern) {
-                let mut meta = BTreeMap::new();
-                meta.insert("seed".to_string(), seed.to_string());
-                meta.insert("p01".to_string(), rates.p01.to_string());
-                meta.insert("p10".to_string(), rates.p10.to_string());
-                meta.insert("elements".to_string(), n.to_string());
-                meta.insert("source".to_string(), input.display().to_string());
-                meta.insert("sampler".to_string(), "accelsim nested ladder v1".to_string());
-                p.write_with_metadata(path, &meta)
-                    .map_err(|e| CliError::user(e.to_string()))?;
+                write_pattern(path, p, rates, *seed, n, &input.display().to_string())?;
             }
             println!(
                 "flipped {flips} of {stored} stored bits ({:.3e}; p01 = {}, p10 = {}, seed {seed}) in {} {dtype} codes of {bits} bits -> {}",

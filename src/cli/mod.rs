@@ -157,3 +157,60 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Sweep(a) => sweep::run(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, visit: &mut dyn FnMut(&str, &clap::Arg)) {
+        for a in cmd.get_arguments() {
+            visit(path, a);
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), visit);
+        }
+    }
+
+    /// Every flag and positional argument of every subcommand explains itself in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "accelsim", &mut |path, a| {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() && a.get_id() != "help" && a.get_id() != "version" {
+                missing.push(format!("{path} {}", a.get_id()));
+            }
+            // A default written into the help text as well as declared would print twice.
+            if !a.get_default_values().is_empty() && help.contains("[default:") {
+                missing.push(format!(
+                    "{path} {}: [default: ...] written by hand",
+                    a.get_id()
+                ));
+            }
+        });
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+
+    /// Numeric flags take negative numbers as values, so their parser (not clap) answers with the range.
+    #[test]
+    fn numeric_flags_accept_negative_numbers() {
+        for args in [
+            &["accelsim", "run", "--vdd", "-1"][..],
+            &["accelsim", "run", "--vdd", "1", "--offsets", "-1"],
+            &["accelsim", "eval", "--model", "m", "--limit", "-5"],
+            &["accelsim", "profile", "stats", "chip1", "--vdd-rel", "-1"],
+        ] {
+            let e = Cli::try_parse_from(args).err();
+            if let Some(e) = e {
+                assert_ne!(
+                    e.kind(),
+                    clap::error::ErrorKind::UnknownArgument,
+                    "{args:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! `accelsim model show FILE [--json]`: the graph, parameter count, memory bits at the model's precision and the
 //! training facts recorded at export (docs/model-format.md).
+use std::path::Path;
+
 use serde_json::json;
 
 use super::{CliError, CliResult};
@@ -58,56 +60,67 @@ fn layer_inputs(model: &Model, i: usize) -> Vec<String> {
         .collect()
 }
 
-fn show(a: ShowArgs) -> CliResult {
-    let file = super::locate_flag(crate::locate::Shipped::Model, "model show", &a.file)?;
-    let model = Model::load(&file).map_err(|e| CliError::user(e.to_string()))?;
+/// The `model show --json` object of the model manifest at `file` (already located; the Python binding's
+/// `Model.info`).
+pub fn show_json(file: &Path) -> Result<serde_json::Value, CliError> {
+    let model = Model::load(file).map_err(|e| CliError::user(e.to_string()))?;
     let m = model.manifest();
     let q = model.quant_config();
     let t = &m.training;
-    let layers = &m.layers;
-    if a.json {
-        let layer_json: Vec<_> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                json!({
-                    "name": l.name,
-                    "type": l.kind.type_name(),
-                    "inputs": layer_inputs(&model, i),
-                    "output_shape": model.graph().shapes[i].to_string(),
-                    "params": layer_params(&model, i),
-                })
+    let layer_json: Vec<_> = m
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({
+                "name": l.name,
+                "type": l.kind.type_name(),
+                "inputs": layer_inputs(&model, i),
+                "output_shape": model.graph().shapes[i].to_string(),
+                "params": layer_params(&model, i),
             })
-            .collect();
-        let out = json!({
-            "file": file.display().to_string(),
-            "name": m.name,
-            "format_version": crate::model::manifest::FORMAT_VERSION,
-            "method": t.method,
-            "bits": q.bits,
-            "w_max": q.w_max,
-            "p_train": t.p_train,
-            "params": model.num_params(),
-            "memory_bits": model.memory_bits(),
-            "clean_error_pct": t.clean_error_pct,
-            "test_images": t.test_images,
-            "epochs": t.epochs,
-            "seed": t.seed,
-            "framework": t.framework,
-            "notes": t.notes,
-            "quantization": q,
-            "quantization_text": q.describe(),
-            "input": m.input,
-            "classes": model.graph().outputs(),
-            "param_tensors": model.param_tensors().len(),
-            "layers": layer_json,
-        });
+        })
+        .collect();
+    Ok(json!({
+        "file": file.display().to_string(),
+        "name": m.name,
+        "format_version": crate::model::manifest::FORMAT_VERSION,
+        "method": t.method,
+        "bits": q.bits,
+        "w_max": q.w_max,
+        "p_train": t.p_train,
+        "params": model.num_params(),
+        "memory_bits": model.memory_bits(),
+        "clean_error_pct": t.clean_error_pct,
+        "test_images": t.test_images,
+        "epochs": t.epochs,
+        "seed": t.seed,
+        "framework": t.framework,
+        "notes": t.notes,
+        "quantization": q,
+        "quantization_text": q.describe(),
+        "input": m.input,
+        "classes": model.graph().outputs(),
+        "param_tensors": model.param_tensors().len(),
+        "layers": layer_json,
+    }))
+}
+
+fn show(a: ShowArgs) -> CliResult {
+    let file = super::locate_flag(crate::locate::Shipped::Model, "model show", &a.file)?;
+    if a.json {
+        let out = show_json(&file)?;
         println!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| CliError::internal(e.to_string()))?
         );
         return Ok(());
     }
+    let model = Model::load(&file).map_err(|e| CliError::user(e.to_string()))?;
+    let m = model.manifest();
+    let q = model.quant_config();
+    let t = &m.training;
+    let layers = &m.layers;
     let [c, h, w] = m.input.shape;
     println!("model       {} ({})", m.name, file.display());
     println!(

@@ -33,7 +33,7 @@ pub struct PatternArgs {
     /// Bits per stored weight (m), 1..=32 and at most the config's word width.
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = values::int_in(1u8, 32))]
     pub bits: u8,
-    /// Number of weights (elements in memory order), 1..=100000000.
+    /// Number of weights (elements in memory order), 1..=268435456 (2^28).
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::int_in(1u64, MAX_PATTERN_ELEMENTS))]
     pub elements: u64,
@@ -222,7 +222,7 @@ pub fn run(args: Args) -> CliResult {
         ProfileCommand::Pattern(a) => {
             if !(1..=MAX_PATTERN_ELEMENTS).contains(&a.elements) {
                 return Err(CliError::user(format!(
-                    "--elements {} is out of range; allowed 1..={MAX_PATTERN_ELEMENTS}",
+                    "--elements {} is out of range: allowed 1..={MAX_PATTERN_ELEMENTS}",
                     a.elements
                 )));
             }
@@ -276,6 +276,19 @@ pub fn run(args: Args) -> CliResult {
         }
         ProfileCommand::Show(a) => {
             let p = load(&a.file)?;
+            let m = &p.meta;
+            for (first_flag, first, n_flag, n, total, unit) in [
+                ("--array", a.array, "--arrays", a.arrays, m.arrays, "arrays"),
+                ("--row", a.row, "--rows", a.rows, m.rows, "rows"),
+            ] {
+                if u64::from(first) + u64::from(n) > u64::from(total) {
+                    return Err(CliError::user(format!(
+                        "{first_flag} {first} {n_flag} {n} is outside profile {}, which has {total} {unit}: \
+                         allowed {first_flag} + {n_flag} <= {total}",
+                        p.origin()
+                    )));
+                }
+            }
             let seg = MapSegment {
                 array0: a.array,
                 arrays: a.arrays,

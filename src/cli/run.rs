@@ -161,15 +161,20 @@ pub fn run(args: Args) -> CliResult {
         }
         return Ok(());
     }
-    let report = compute(&args)?;
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&run_json(&args)?)
+            .map_err(|e| CliError::internal(e.to_string()))?;
         println!("{text}");
     } else {
-        print_text(&report);
+        print_text(&compute(&args)?);
     }
     Ok(())
+}
+
+/// The `--json` object of `accelsim run` for `args` (keys in [`RunReport`]'s field order); the Python binding's
+/// `accelsim.run` returns exactly this value.
+pub fn run_json(args: &Args) -> Result<serde_json::Value, CliError> {
+    serde_json::to_value(compute(args)?).map_err(|e| CliError::internal(e.to_string()))
 }
 
 /// Runs the whole pipeline for `args` (library-level so tests can call it without parsing output).

@@ -30,13 +30,13 @@ pub struct Args {
     #[command(subcommand)]
     pub action: Option<Action>,
     /// Hardware config: a name in hw_configs/ or a path.
-    #[arg(long, default_value = "14nm_sram")]
+    #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
     /// Models: comma-separated names in models/ or paths [default: every shipped model].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Fault maps: comma-separated names in sram_profiles/, paths, or `uniform` (measured BER curve).
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_PROFILES)]
+    #[arg(long, value_name = "PROFILE,...", value_delimiter = ',', default_value = DEFAULT_PROFILES)]
     pub profiles: Vec<String>,
     /// Voltage grid in volts: comma list of values and START:STOP:STEP ranges.
     #[arg(long, default_value = DEFAULT_GRID)]
@@ -49,11 +49,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
           value_parser = super::values::int_in(1u32, 1024))]
     pub seeds: u32,
+    /// ECC schemes to sweep, an axis: comma-separated `none`, `parity`, `secded` (e.g. `none,secded`; docs/ecc.md)
+    /// [default: the config's `[weight_sram] ecc`]. Code size, interleaving and DUE policy come from the config.
+    #[arg(long, value_name = "SCHEMES", value_delimiter = ',', value_parser = super::run::parse_ecc)]
+    pub ecc: Vec<crate::config::EccScheme>,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
-    /// Fashion-MNIST test images) [default: 0].
+    /// Fashion-MNIST test images).
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
           value_parser = super::values::count_from(0))]
     pub skip: usize,
@@ -62,7 +66,7 @@ pub struct Args {
           value_parser = super::values::count_from(1))]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
-    #[arg(long, default_value = "reports")]
+    #[arg(long, value_name = "DIR", default_value = "reports")]
     pub out: PathBuf,
     /// Discard a previous sweep's state in --out instead of resuming it.
     #[arg(long)]
@@ -74,8 +78,8 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells) [default: 0, the
-    /// paper's seeds 100, 101, ...].
+    /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells); 0 keeps the
+    /// paper's seeds 100, 101, ...
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u32,
     /// Compute only shard K (0-based) of N into --out (docs/scale-out.md); `sweep merge OUT` writes the report
@@ -203,6 +207,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         grid_v,
         offsets: args.offsets,
         seeds: args.seeds,
+        ecc: args.ecc.clone(),
         seed: args.seed,
         data_dir: args.data.clone(),
         skip: args.skip,
@@ -237,6 +242,16 @@ pub fn invocation(args: &Args) -> Vec<String> {
     }
     if args.seeds != 1 {
         push("--seeds", args.seeds.to_string());
+    }
+    if !args.ecc.is_empty() {
+        push(
+            "--ecc",
+            args.ecc
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if let Some(d) = &args.data {
         push("--data", d.display().to_string());

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Protection scheme of the weight SRAM's words (`[weight_sram] ecc`, `--ecc`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EccScheme {
     /// No check bits: every read error reaches the weights (the paper's setting).

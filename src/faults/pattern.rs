@@ -273,9 +273,21 @@ impl FaultPattern {
             },
             crate::limits::ReadError::TooLarge(msg) => fmt_err(msg),
         })?;
-        crate::limits::check_safetensors_layout(&bytes)
+        Self::from_bytes_with_metadata(&bytes, path)
+    }
+
+    /// Parses the bytes of a pattern file; `path` only names the file in errors.
+    pub fn from_bytes_with_metadata(
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(Self, BTreeMap<String, String>), FaultError> {
+        let fmt_err = |msg: String| FaultError::Format {
+            path: path.to_path_buf(),
+            msg,
+        };
+        crate::limits::check_safetensors_layout(bytes)
             .map_err(|m| fmt_err(format!("not a safetensors file: {m}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
+        let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| fmt_err(format!("not a safetensors file ({e:?})")))?;
         let meta: BTreeMap<String, String> = header
             .metadata()
@@ -309,7 +321,7 @@ impl FaultPattern {
                     meta.get("bits")
                 ))
             })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(format!("{e:?}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| fmt_err(format!("{e:?}")))?;
         let get = |name: &str, dtype: Dtype, width: usize| -> Result<Vec<[u8; 8]>, FaultError> {
             let t = st
                 .tensor(name)

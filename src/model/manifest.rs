@@ -1041,6 +1041,7 @@ fn check_value_kinds(
     Ok(())
 }
 
+/// Every value finite (activation slopes and offsets).
 fn check_finite(
     vals: &[(&str, f32)],
     lerr: &dyn Fn(&str, String) -> ModelError,

@@ -49,11 +49,15 @@ pub struct Summary {
 /// Reference model and lowest safe voltage per (model, profile); `None` when `rows` is empty.
 pub fn summarize(rows: &[SweepRow], tolerance_pts: f64) -> Option<Summary> {
     let first = rows.first()?;
-    let normal = rows.iter().find(|r| r.method == "normal");
-    let ref_model = normal.unwrap_or(first).model.clone();
+    // The unprotected normal model when there is one (an ECC sweep has it with and without ECC).
+    let normal = rows
+        .iter()
+        .find(|r| r.method == "normal" && r.series() == r.model)
+        .or_else(|| rows.iter().find(|r| r.method == "normal"));
+    let ref_model = normal.unwrap_or(first).series();
     // Reference error: the reference model's highest-voltage point, averaged over profiles (equal when the
     // nominal voltage is fault-free, which the monotonicity tests check).
-    let ref_rows: Vec<&SweepRow> = rows.iter().filter(|r| r.model == ref_model).collect();
+    let ref_rows: Vec<&SweepRow> = rows.iter().filter(|r| r.series() == ref_model).collect();
     let v_top = ref_rows
         .iter()
         .map(|r| r.vdd_v)
@@ -93,7 +97,11 @@ pub fn summarize(rows: &[SweepRow], tolerance_pts: f64) -> Option<Summary> {
         });
     }
     // Order: profile, then models in the order they first appear in the rows.
-    let order = |m: &str| rows.iter().position(|r| r.model == m).unwrap_or(usize::MAX);
+    let order = |m: &str| {
+        rows.iter()
+            .position(|r| r.series() == m)
+            .unwrap_or(usize::MAX)
+    };
     points.sort_by(|a, b| {
         a.profile
             .cmp(&b.profile)

@@ -49,11 +49,17 @@ fn distinct<'a>(it: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
-/// Rows of one (model, profile), sorted by voltage ascending.
+/// The distinct curves ([`SweepRow::series`]: model, plus its ECC scheme) in first-seen order.
+fn series_names(rows: &[SweepRow]) -> Vec<String> {
+    let names: Vec<String> = rows.iter().map(|r| r.series()).collect();
+    distinct(names.iter().map(|s| s.as_str()))
+}
+
+/// Rows of one (series, profile), sorted by voltage ascending.
 fn series<'a>(rows: &'a [SweepRow], model: &str, profile: &str) -> Vec<&'a SweepRow> {
     let mut s: Vec<&SweepRow> = rows
         .iter()
-        .filter(|r| r.model == model && r.profile == profile)
+        .filter(|r| r.series() == model && r.profile == profile)
         .collect();
     s.sort_by(|a, b| a.vdd_v.total_cmp(&b.vdd_v));
     s
@@ -132,7 +138,7 @@ where
     DB::ErrorType: 'static,
 {
     let profiles = distinct(rows.iter().map(|r| r.profile.as_str()));
-    let models = distinct(rows.iter().map(|r| r.model.as_str()));
+    let models = series_names(rows);
     let (x0, x1) = range_with_margin(
         rows.iter().map(|r| r.vdd_v).fold(f64::INFINITY, f64::min),
         rows.iter()
@@ -224,7 +230,7 @@ fn draw_energy_vs_voltage<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let models = distinct(rows.iter().map(|r| r.model.as_str()));
+    let models = series_names(rows);
     let max_pj = rows.iter().map(|r| r.energy_pj).fold(0.0, f64::max);
     let (div, unit) = energy_unit(max_pj);
     let (x0, x1) = range_with_margin(
@@ -256,7 +262,7 @@ where
     for model in &models {
         let Some(profile) = rows
             .iter()
-            .find(|r| &r.model == model)
+            .find(|r| &r.series() == model)
             .map(|r| r.profile.clone())
         else {
             continue;
@@ -336,7 +342,7 @@ where
     DB::ErrorType: 'static,
 {
     let profiles = distinct(rows.iter().map(|r| r.profile.as_str()));
-    let models = distinct(rows.iter().map(|r| r.model.as_str()));
+    let models = series_names(rows);
     let max_pj = rows.iter().map(|r| r.energy_pj).fold(0.0, f64::max);
     let (div, unit) = energy_unit(max_pj);
     let (x0, x1) = range_with_margin(
@@ -446,11 +452,11 @@ pub fn tradeoff(dir: &Path, rows: &[SweepRow]) -> Result<PlotFiles, ReportError>
     )
 }
 
-/// Group rows by (model, profile) in first-seen order, for callers that need per-series views.
+/// Group rows by (series, profile) in first-seen order, for callers that need per-series views.
 pub fn group_by_series(rows: &[SweepRow]) -> BTreeMap<(String, String), Vec<&SweepRow>> {
     let mut m: BTreeMap<(String, String), Vec<&SweepRow>> = BTreeMap::new();
     for r in rows {
-        m.entry((r.model.clone(), r.profile.clone()))
+        m.entry((r.series(), r.profile.clone()))
             .or_default()
             .push(r);
     }

@@ -18,6 +18,9 @@ pub struct SweepRow {
     pub bits: u32,
     /// Fault source: an SRAM profile name (`chip1`) or `uniform` for `--ber`-style random bit errors.
     pub profile: String,
+    /// Protection of the weight SRAM's words: `none`, `parity` or `secded` (docs/ecc.md).
+    #[serde(default = "unprotected")]
+    pub ecc: String,
     /// Weight-SRAM supply voltage in volts.
     pub vdd_v: f64,
     /// Supply voltage relative to the profile's V_min (1.0 = lowest voltage without failures).
@@ -49,6 +52,15 @@ pub struct SweepRow {
     /// Saving of the weight-SRAM energy per inference against the nominal voltage (percent): the quantity the
     /// paper's savings figures refer to (docs/energy.md#paper-energy-model).
     pub weight_sram_saving_pct: f64,
+    /// ECC codewords holding weights whose errors were corrected, mean over samples (0 without ECC).
+    #[serde(default)]
+    pub ecc_corrected_words: f64,
+    /// ECC codewords detected uncorrectable (the DUE policy applied), mean over samples.
+    #[serde(default)]
+    pub ecc_detected_words: f64,
+    /// ECC codewords delivered wrong without a flag (undetected or miscorrected), mean over samples.
+    #[serde(default)]
+    pub ecc_silent_words: f64,
 }
 
 /// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
@@ -84,6 +96,22 @@ pub fn read_csv(path: &Path) -> Result<Vec<SweepRow>, ReportError> {
         .collect()
 }
 
+fn unprotected() -> String {
+    "none".into()
+}
+
+impl SweepRow {
+    /// The curve the row belongs to in the plots and the report: the model name, followed by ` + <ecc>` when
+    /// its weights are ECC-protected.
+    pub fn series(&self) -> String {
+        if self.ecc.is_empty() || self.ecc == "none" {
+            self.model.clone()
+        } else {
+            format!("{} + {}", self.model, self.ecc)
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod synthetic {
     use super::SweepRow;
@@ -113,6 +141,7 @@ pub(crate) mod synthetic {
                         method: method.into(),
                         bits,
                         profile: profile.into(),
+                        ecc: "none".into(),
                         vdd_v,
                         vdd_rel,
                         ber,
@@ -128,6 +157,9 @@ pub(crate) mod synthetic {
                         weight_sram_energy_pj: 0.5 * e_nom * vdd_rel * vdd_rel,
                         energy_saving_pct: 100.0 * (1.0 - energy / e_nom),
                         weight_sram_saving_pct: 100.0 * (1.0 - vdd_rel * vdd_rel),
+                        ecc_corrected_words: 0.0,
+                        ecc_detected_words: 0.0,
+                        ecc_silent_words: 0.0,
                     });
                 }
             }

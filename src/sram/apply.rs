@@ -49,7 +49,11 @@ pub fn check_profile_fits(
     hw_origin: &str,
 ) -> Result<(), SramError> {
     let m = &profile.meta;
-    if m.rows != cfg.rows || m.columns != cfg.columns {
+    // With ECC the arrays are wider (check-bit columns) and the ECC layout checks the columns itself, naming
+    // the code (a profile of the physical width, or of the data width whose check-bit columns it generates,
+    // docs/ecc.md); here only the rows are compared then.
+    let ecc_checks_columns = cfg.physical_columns() != cfg.columns;
+    if m.rows != cfg.rows || (!ecc_checks_columns && m.columns != cfg.columns) {
         return Err(SramError::Invalid(format!(
             "profile {} has arrays of {}x{} cells but hardware config {hw_origin} has weight_sram.rows x columns \
              = {}x{}; generate a profile with --rows {} --columns {} or use a config with that geometry",
@@ -59,7 +63,7 @@ pub fn check_profile_fits(
             cfg.rows,
             cfg.columns,
             cfg.rows,
-            cfg.columns
+            cfg.physical_columns()
         )));
     }
     Ok(())

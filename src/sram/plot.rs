@@ -58,16 +58,16 @@ pub fn draw_map_png(
     let m = &profile.meta;
     if seg.arrays == 0
         || seg.rows == 0
-        || seg.array0 + seg.arrays > m.arrays
-        || seg.row0 + seg.rows > m.rows
+        || seg.array0 as u64 + seg.arrays as u64 > m.arrays as u64
+        || seg.row0 as u64 + seg.rows as u64 > m.rows as u64
     {
         return Err(SramError::Invalid(format!(
-            "map segment arrays {}..{} rows {}..{} is outside the profile `{}` ({} arrays of {} rows)",
+            "map segment arrays {}..{} rows {}..{} is outside the profile {} ({} arrays of {} rows)",
             seg.array0,
             seg.array0 as u64 + seg.arrays as u64,
             seg.row0,
             seg.row0 as u64 + seg.rows as u64,
-            m.name,
+            profile.origin(),
             m.arrays,
             m.rows
         )));

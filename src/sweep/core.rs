@@ -148,6 +148,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             ecc: Vec::with_capacity(voltages_v.len()),
         };
         for &vdd_v in voltages_v {
+            super::cancel::check()?;
             let read = faults.faulty_read(sample, vdd_v, self.clean, &mut self.buf)?;
             let flipped = read.flipped_bits;
             self.stats.points += 1;
@@ -362,6 +363,36 @@ mod tests {
                 runner.stats.inferences + runner.stats.clean_points + runner.stats.reused_points
             );
         }
+    }
+
+    #[test]
+    fn a_set_cancel_flag_stops_before_the_next_point() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let clean = clean_image(200, 5);
+        let faults = NestedUniform {
+            v_min: 0.9,
+            p_per_volt: 0.1,
+        };
+        let grid = [0.9, 0.8, 0.7, 0.6];
+        let mut eval = ToyEval::new(&clean, 16);
+        let mut runner = SeriesRunner::new(&mut eval, &clean).unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut points = 0;
+        let r = super::super::cancel::with_flag(flag.clone(), || {
+            runner.run_sample(&faults, 0, &grid, || {
+                points += 1;
+                if points == 2 {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            })
+        });
+        assert!(matches!(r, Err(SweepError::Cancelled)), "{r:?}");
+        assert_eq!(points, 2, "stopped before the third point");
+        assert_eq!(runner.stats.points, 2);
+        // Without a set flag the same runner completes the sample.
+        let done = runner.run_sample(&faults, 0, &grid, || {}).unwrap();
+        assert_eq!(done.error_pct.len(), grid.len());
     }
 
     #[test]

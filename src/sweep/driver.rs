@@ -41,6 +41,8 @@ pub struct SweepSpec {
     pub grid_v: Vec<f64>,
     pub offsets: u32,
     pub seeds: u32,
+    /// ECC schemes to sweep (`--ecc`); empty: the config's `[weight_sram] ecc`.
+    pub ecc: Vec<crate::config::EccScheme>,
     /// The sweep seed (`--seed`, default 0): shifts every random seed of every unit
     /// ([`scenario::seed_offset`]).
     pub seed: u32,
@@ -189,10 +191,10 @@ fn check_other_states(
         if path == own {
             continue;
         }
-        let Ok(file) = StateFile::read(&path) else {
+        let Some(found) = StateFile::peek_fingerprint(&path) else {
             continue;
         };
-        if file.fingerprint != fingerprint {
+        if found != fingerprint {
             if fresh {
                 std::fs::remove_file(&path).map_err(|source| SweepError::Io {
                     path: path.clone(),
@@ -201,7 +203,7 @@ fn check_other_states(
             } else {
                 return Err(SweepError::Fingerprint {
                     path,
-                    found: file.fingerprint,
+                    found,
                     expected: fingerprint.to_string(),
                 });
             }
@@ -322,20 +324,25 @@ fn compute_units(
     let mut stats = RunStats::default();
     let (mut resumed, mut computed) = (0, 0);
     for pm in &plan.models {
-        let key = |f: &super::plan::PlannedFaults, sample: u32| UnitKey {
+        let key = |f: &super::plan::PlannedFaults, ecc, sample: u32| UnitKey {
             model: pm.key.clone(),
             faults: f.key.clone(),
+            ecc,
             sample,
         };
-        let pending_of = |f: &super::plan::PlannedFaults, state: &SweepState| -> Vec<u32> {
+        let pending_of = |f: &super::plan::PlannedFaults, ecc, state: &SweepState| -> Vec<u32> {
             (0..plan.samples)
                 .filter(|&s| {
-                    let k = key(f, s);
+                    let k = key(f, ecc, s);
                     mine.contains(&k) && state.get(&k).is_none()
                 })
                 .collect()
         };
-        let any_pending = plan.faults.iter().any(|f| !pending_of(f, state).is_empty());
+        let any_pending = plan.faults.iter().any(|f| {
+            plan.ecc
+                .iter()
+                .any(|&e| !pending_of(f, e, state).is_empty())
+        });
         let mut loaded = if any_pending {
             bar.set_message(format!("loading {}", pm.name));
             Some(LoadedModel::load(&pm.path, data)?)
@@ -343,10 +350,14 @@ fn compute_units(
             None
         };
         let (_, images, _) = fp.expect.models[&pm.key];
-        for f in &plan.faults {
-            let pending = pending_of(f, state);
+        for (f, (ei, &ecc)) in plan
+            .faults
+            .iter()
+            .flat_map(|f| plan.ecc.iter().enumerate().map(move |e| (f, e)))
+        {
+            let pending = pending_of(f, ecc, state);
             let done = (0..plan.samples)
-                .filter(|&s| mine.contains(&key(f, s)))
+                .filter(|&s| mine.contains(&key(f, ecc, s)))
                 .count()
                 - pending.len();
             resumed += done;
@@ -363,10 +374,14 @@ fn compute_units(
                     pm.name
                 )));
             }
-            bar.set_message(format!("{} / {}", pm.name, f.name));
+            bar.set_message(if ecc == crate::config::EccScheme::None {
+                format!("{} / {}", pm.name, f.name)
+            } else {
+                format!("{} / {} / {ecc}", pm.name, f.name)
+            });
             let source = scenario::fault_source_seeded(
                 &f.spec,
-                &spec.hw,
+                &plan.hw[ei],
                 lm,
                 spec.offsets,
                 spec.seeds,
@@ -377,14 +392,23 @@ fn compute_units(
             let mut runner = SeriesRunner::new(lm, &clean)?;
             for s in pending {
                 let r = runner.run_sample(source.as_ref(), s, &spec.grid_v, || bar.inc(1))?;
+                let ecc_words = if ecc == crate::config::EccScheme::None {
+                    Vec::new()
+                } else {
+                    r.ecc
+                        .iter()
+                        .map(|c| [c.corrected, c.detected, c.silent])
+                        .collect()
+                };
                 state.record(UnitResult {
-                    key: key(f, s),
+                    key: key(f, ecc, s),
                     model_name: pm.name.clone(),
                     faults_name: f.name.clone(),
                     clean_error_pct: runner.clean_error_pct(),
                     test_images: images,
                     flipped_bits: r.flipped_bits,
                     error_pct: r.error_pct,
+                    ecc_words,
                 })?;
                 computed += 1;
             }
@@ -409,12 +433,17 @@ pub fn build_rows<'a>(
 ) -> Result<Vec<SweepRow>, SweepError> {
     let mut rows = Vec::new();
     for pm in &plan.models {
-        for f in &plan.faults {
+        for (f, (ei, &ecc)) in plan
+            .faults
+            .iter()
+            .flat_map(|f| plan.ecc.iter().enumerate().map(move |e| (f, e)))
+        {
             let mut units = Vec::with_capacity(plan.samples as usize);
             for sample in 0..plan.samples {
                 let k = UnitKey {
                     model: pm.key.clone(),
                     faults: f.key.clone(),
+                    ecc,
                     sample,
                 };
                 units.push(get(&k).ok_or_else(|| {
@@ -429,12 +458,20 @@ pub fn build_rows<'a>(
                 let flips: Vec<f64> = units.iter().map(|u| u.flipped_bits[k] as f64).collect();
                 let (mean, std) = mean_std(&errs);
                 let flipped = flips.iter().sum::<f64>() / flips.len().max(1) as f64;
-                let at = pm.cost.at(vdd_v)?;
+                let ecc_mean = |i: usize| {
+                    units
+                        .iter()
+                        .map(|u| u.ecc_words.get(k).map_or(0, |c| c[i]) as f64)
+                        .sum::<f64>()
+                        / units.len().max(1) as f64
+                };
+                let at = pm.costs[ei].at(vdd_v)?;
                 rows.push(SweepRow {
                     model: pm.name.clone(),
                     method: pm.method.clone(),
                     bits: pm.bits,
                     profile: f.name.clone(),
+                    ecc: ecc.name().to_string(),
                     vdd_v,
                     vdd_rel: spec.hw.vdd_rel(vdd_v),
                     ber: flipped / (pm.weights as f64 * pm.bits as f64),
@@ -450,11 +487,38 @@ pub fn build_rows<'a>(
                     weight_sram_energy_pj: at.weight_sram_energy_pj,
                     energy_saving_pct: at.energy_saving_pct,
                     weight_sram_saving_pct: at.weight_sram_saving_pct,
+                    ecc_corrected_words: ecc_mean(0),
+                    ecc_detected_words: ecc_mean(1),
+                    ecc_silent_words: ecc_mean(2),
                 });
             }
         }
     }
     Ok(rows)
+}
+
+/// The report's line on the weight SRAM's protection.
+fn ecc_setup_line(spec: &SweepSpec) -> String {
+    let w = &spec.hw.weight_sram;
+    let schemes: Vec<crate::config::EccScheme> = if spec.ecc.is_empty() {
+        vec![w.ecc]
+    } else {
+        spec.ecc.clone()
+    };
+    let codes: Vec<String> = schemes
+        .iter()
+        .map(|&e| {
+            crate::ecc::code_for(e, w.ecc_data_bits)
+                .map_or_else(|| "none".to_string(), |c| c.name())
+        })
+        .collect();
+    format!(
+        "weight-SRAM ECC: {} (interleave {}, detected-uncorrectable words: {}; docs/ecc.md); energies and \
+         savings include every ECC cost, savings against the nominal voltage without ECC",
+        codes.join(", "),
+        w.interleave,
+        w.due.name()
+    )
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.
@@ -514,6 +578,7 @@ pub fn write_report(
                 spec.offsets,
                 spec.seeds
             ),
+            ecc_setup_line(spec),
             format!(
                 "test images per evaluation: {}{} (error = clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol)",
                 rows.first().map_or(0, |r| r.test_images),

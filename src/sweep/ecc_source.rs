@@ -62,9 +62,12 @@ pub struct ProfileEccFaults {
     vmin_v: f64,
     due: DuePolicy,
     zero: Arc<Vec<u8>>,
+    /// The sweep seed's shift of every seed ([`super::scenario::seed_offset`]).
+    seed_offset: u64,
 }
 
 impl ProfileEccFaults {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         profile: Arc<FaultProfile>,
         layout: &EccLayout,
@@ -73,6 +76,7 @@ impl ProfileEccFaults {
         vmin_v: f64,
         due: DuePolicy,
         zero: Arc<Vec<u8>>,
+        seed_offset: u64,
     ) -> Result<Self, SweepError> {
         let rows = mappings.first().map_or(0, |m| m.rows());
         let faults = EccFaultMap::new(profile, layout, rows)
@@ -89,6 +93,7 @@ impl ProfileEccFaults {
             vmin_v,
             due,
             zero,
+            seed_offset,
         })
     }
 }
@@ -112,7 +117,7 @@ impl FaultSource for ProfileEccFaults {
         out: &mut [u8],
     ) -> Result<FaultRead, SweepError> {
         let map = &self.maps[(sample / self.seeds) as usize % self.maps.len()];
-        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64;
+        let seed = TRANSIENT_SEED_BASE + (sample % self.seeds) as u64 + self.seed_offset;
         let errors = codeword_errors(&self.faults, map, clean, vdd_v / self.vmin_v, seed)
             .map_err(|e| SweepError::Input(e.to_string()))?;
         out.copy_from_slice(clean);
@@ -140,10 +145,12 @@ pub struct UniformEccFaults {
     extra_total: u64,
     due: DuePolicy,
     zero: Arc<Vec<u8>>,
+    seed_offset: u64,
     current: Mutex<Option<(u32, NestedSampler, NestedSampler)>>,
 }
 
 impl UniformEccFaults {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         fixed_p: Option<f64>,
         p_max: f64,
@@ -152,6 +159,7 @@ impl UniformEccFaults {
         vmin_v: f64,
         due: DuePolicy,
         zero: Arc<Vec<u8>>,
+        seed_offset: u64,
     ) -> Result<Self, SweepError> {
         let map =
             CodewordMap::new(mapping, layout).map_err(|e| SweepError::Input(e.to_string()))?;
@@ -172,6 +180,7 @@ impl UniformEccFaults {
             extra_total: total,
             due,
             zero,
+            seed_offset,
             current: Mutex::new(None),
         })
     }
@@ -211,7 +220,7 @@ impl FaultSource for UniformEccFaults {
             .lock()
             .map_err(|_| SweepError::Eval("fault sampler lock poisoned".into()))?;
         if guard.as_ref().is_none_or(|(s, _, _)| *s != sample) {
-            let seed = UNIFORM_SEED_BASE + sample as u64;
+            let seed = UNIFORM_SEED_BASE + sample as u64 + self.seed_offset;
             let input = |e: crate::faults::FaultError| SweepError::Input(e.to_string());
             let data = NestedSampler::new(clean.len() as u64, self.bits, self.p_max, seed)
                 .map_err(input)?;

@@ -1,6 +1,7 @@
 //! Sweeps: voltage grid × models × fault profiles → one row per point (see [`crate::report::SweepRow`]).
 //!
 //! - [`grid`]: voltage grid specs;
+//! - [`cancel`]: cooperative cancellation for front ends that run sweeps on a worker thread;
 //! - [`unit`]: units of work keyed by content, shards;
 //! - [`plan`]: a sweep's inputs by content, its canonical unit list and configuration fingerprint;
 //! - [`state`]: the resumable state files (atomic writes, validated on load);
@@ -14,6 +15,7 @@
 //!   previous one reuses its result without running inference.
 //!
 //! See docs/run-and-sweep.md.
+pub mod cancel;
 pub mod core;
 pub mod driver;
 pub mod ecc_source;
@@ -59,11 +61,14 @@ pub enum SweepError {
     /// An internal failure while evaluating (not the user's fault).
     #[error("{0}")]
     Eval(String),
+    /// Stopped on request (see [`cancel`]); finished sweep units are kept in the state file.
+    #[error("cancelled; finished work is kept and a rerun resumes it")]
+    Cancelled,
 }
 
 impl SweepError {
     /// Whether the error is the user's to fix (bad input) rather than an internal failure.
     pub fn is_user(&self) -> bool {
-        !matches!(self, SweepError::Eval(_))
+        !matches!(self, SweepError::Eval(_) | SweepError::Cancelled)
     }
 }

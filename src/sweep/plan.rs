@@ -6,7 +6,7 @@
 //! everything a unit's result depends on:
 //! - the hardware config file's bytes,
 //! - every model's and fault source's content key (names too, since they label the rows),
-//! - the grid, `--offsets`, `--seeds`, `--seed`,
+//! - the grid, `--offsets`, `--seeds`, `--seed`, the ECC schemes (`--ecc`; the other ECC keys are in the config),
 //! - every test split's **content** ([`crate::data::Dataset::content_sha256`]: shape and the bytes of the images
 //!   used after `--skip`/`--limit`) and size, never its folder's path: passing the default folder explicitly
 //!   is the same configuration, and replacing the images in a folder is a different one.
@@ -20,6 +20,7 @@ use super::scenario::{self, CostModel, DataCache, FaultSpec};
 use super::state::{fingerprint, hash_file, Expect};
 use super::unit::{dedup_by_content, model_key, ContentKey, UnitKey};
 use super::SweepError;
+use crate::config::EccScheme;
 use crate::data::DatasetKind;
 use crate::model::Model;
 
@@ -37,7 +38,8 @@ pub struct PlannedModel {
     /// Stored weight elements W.
     pub weights: u64,
     pub dataset: DatasetKind,
-    pub cost: CostModel,
+    /// Cycles and energy under each ECC scheme of the sweep ([`Plan::ecc`] order).
+    pub costs: Vec<CostModel>,
 }
 
 /// A fault source of the sweep.
@@ -53,6 +55,10 @@ pub struct PlannedFaults {
 pub struct Plan {
     pub models: Vec<PlannedModel>,
     pub faults: Vec<PlannedFaults>,
+    /// ECC schemes swept (`--ecc`, repeats removed; the config's scheme when not given).
+    pub ecc: Vec<EccScheme>,
+    /// The hardware config under each scheme of [`Plan::ecc`] (validated).
+    pub hw: Vec<crate::config::HwConfig>,
     /// Fault samples per (model, fault source): offsets × seeds.
     pub samples: u32,
     /// Notes for stderr (repeated inputs dropped).
@@ -91,12 +97,36 @@ struct FingerprintInput<'a> {
     seeds: u32,
     seed: u32,
     data: Vec<DataPrint>,
+    /// ECC schemes; omitted for an unprotected sweep, whose fingerprint is then the same as before the axis.
+    #[serde(skip_serializing_if = "only_unprotected")]
+    ecc: Vec<&'static str>,
+}
+
+fn only_unprotected(v: &[&'static str]) -> bool {
+    v == [EccScheme::None.name()]
 }
 
 impl Plan {
     /// Resolves the inputs of `spec` by content (see the module docs). Needs no test data.
     pub fn new(spec: &SweepSpec) -> Result<Plan, SweepError> {
         let mut notes = Vec::new();
+        let mut ecc: Vec<EccScheme> = Vec::new();
+        for &e in &spec.ecc {
+            if !ecc.contains(&e) {
+                ecc.push(e);
+            }
+        }
+        if ecc.is_empty() {
+            ecc.push(spec.hw.weight_sram.ecc);
+        }
+        let hw = ecc
+            .iter()
+            .map(|&e| {
+                spec.hw
+                    .with_ecc(e)
+                    .map_err(|err| SweepError::Input(format!("--ecc {e}: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut models = Vec::new();
         for path in &spec.models {
             let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
@@ -109,7 +139,10 @@ impl Plan {
                 bits: model.bits(),
                 weights: model.param_tensors().iter().map(|p| p.len as u64).sum(),
                 dataset: scenario::dataset_kind(&model)?,
-                cost: CostModel::new(&spec.hw, &model)?,
+                costs: hw
+                    .iter()
+                    .map(|h| CostModel::new(h, &model))
+                    .collect::<Result<_, _>>()?,
             });
         }
         let ck = |key: &str, name: &str, origin: String| ContentKey {
@@ -149,6 +182,8 @@ impl Plan {
         Ok(Plan {
             models,
             faults,
+            ecc,
+            hw,
             samples: spec.offsets.max(1) * spec.seeds.max(1),
             notes,
         })
@@ -160,12 +195,15 @@ impl Plan {
         let mut out = Vec::new();
         for m in &self.models {
             for f in &self.faults {
-                for sample in 0..self.samples {
-                    out.push(UnitKey {
-                        model: m.key.clone(),
-                        faults: f.key.clone(),
-                        sample,
-                    });
+                for &ecc in &self.ecc {
+                    for sample in 0..self.samples {
+                        out.push(UnitKey {
+                            model: m.key.clone(),
+                            faults: f.key.clone(),
+                            ecc,
+                            sample,
+                        });
+                    }
                 }
             }
         }
@@ -248,6 +286,7 @@ impl Plan {
             seeds: spec.seeds,
             seed: spec.seed,
             data: prints,
+            ecc: self.ecc.iter().map(|e| e.name()).collect(),
         };
         expect.fingerprint = fingerprint(&input);
         Ok(Fingerprinted {

@@ -247,12 +247,12 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
-                    // Zeros on chip: the padded size above minus the real map, split over both sides.
+                    // Zeros on chip: the padded size above minus the real map (all padding rows and columns,
+                    // asymmetric or not, less a dilated kernel's extra span); DRAM carries only the real map.
                     .and_then(|l| {
-                        l.with_zero_padding(
-                            ((ph + kernel[0]).saturating_sub(sh) / 2) as u64,
-                            ((pw + kernel[1]).saturating_sub(sw) / 2) as u64,
-                        )
+                        let extra_h = (ph + kernel[0]).saturating_sub(sh) as u64;
+                        let extra_w = (pw + kernel[1]).saturating_sub(sw) as u64;
+                        l.with_zero_padding_sides([extra_h, extra_w, 0, 0])
                     })
                     .map_err(|e| err(&layer.name, e))?;
                     out.push(l);
@@ -613,6 +613,7 @@ pub fn fault_source_seeded(
                     vmin_v,
                     due,
                     zero,
+                    seed_offset,
                 )?))
             }
             FaultSpec::MeasuredUniform | FaultSpec::FixedUniform { .. } => {
@@ -625,7 +626,14 @@ pub fn fault_source_seeded(
                     .clamp(0.0, 1.0);
                 let first = mappings()?.swap_remove(0);
                 Ok(Box::new(super::ecc_source::UniformEccFaults::new(
-                    fixed_p, p_max, &first, &layout, vmin_v, due, zero,
+                    fixed_p,
+                    p_max,
+                    &first,
+                    &layout,
+                    vmin_v,
+                    due,
+                    zero,
+                    seed_offset,
                 )?))
             }
         };

@@ -13,9 +13,11 @@
 use super::driver::shell_quote;
 use super::plan::{Fingerprinted, Plan};
 
-/// MACs per second one core sustains in the engine's inference, calibrated on the default sweep on the
-/// development machine (2 cores; docs/scale-out.md) and rounded down.
-pub const CALIBRATED_MACS_PER_CORE_S: f64 = 1.0e9;
+/// MACs per second of one core, counting every grid point as a full inference: the default sweep took 80
+/// core-seconds for 30 units × 12 voltages × 10 000 images × 1.1 M MACs (5·10¹⁰ counted MAC/s, about 2.7·10¹⁰
+/// at the points that do run inference) on the development machine (docs/scale-out.md); rounded down 2.7× below
+/// the latter so that grids where every point is faulty and slower cores still fit.
+pub const CALIBRATED_MACS_PER_CORE_S: f64 = 1.0e10;
 /// Margin on the time request.
 pub const TIME_MARGIN: f64 = 2.0;
 /// Fixed start-up time per task (loading models, profiles and data, hashing the data), seconds.
@@ -35,15 +37,16 @@ pub struct Estimate {
 /// Estimates the requests for `shards` tasks of one CPU each (see the module docs):
 /// - time = `margin · (startup + units_per_task · grid · images · max MACs) / rate`, in whole minutes, at least
 ///   10; every grid point is counted as an inference (fault-free points need none, so this is an upper bound);
-/// - memory = 256 MiB + 8 bytes per test-image pixel (raw and normalised images, activations) + 16 bytes per
-///   weight of the largest model, times 1.5, in MiB; the merge job loads the data once too.
+/// - memory = 128 MiB + 8 bytes per test-image pixel (raw and normalised images, activations) + 16 bytes per
+///   weight of the largest model, times 1.5, in MiB (285 MiB for the shipped models on 10 000 images; the
+///   default sweep peaks at 95 MiB); the merge job loads the data once too.
 pub fn estimate(plan: &Plan, fp: &Fingerprinted, grid_len: usize, shards: u32) -> Estimate {
     let total = fp.expect.units.len();
     let units_per_task = total.div_ceil(shards.max(1) as usize);
     let max_macs = plan
         .models
         .iter()
-        .map(|m| m.cost.stats.macs)
+        .flat_map(|m| m.costs.iter().map(|c| c.stats.macs))
         .max()
         .unwrap_or(0) as f64;
     let images = fp.expect.models.values().map(|v| v.1).max().unwrap_or(0) as f64;
@@ -62,7 +65,7 @@ pub fn estimate(plan: &Plan, fp: &Fingerprinted, grid_len: usize, shards: u32) -
             + units_per_task as f64 * grid_len as f64 * images * max_macs
                 / CALIBRATED_MACS_PER_CORE_S);
     let mem_mb =
-        ((256.0 * 1048576.0 + 8.0 * pixels + 16.0 * weights) * 1.5 / 1048576.0).ceil() as u64;
+        ((128.0 * 1048576.0 + 8.0 * pixels + 16.0 * weights) * 1.5 / 1048576.0).ceil() as u64;
     Estimate {
         units_per_task,
         task_minutes: ((secs / 60.0).ceil() as u64).max(10),

@@ -41,6 +41,9 @@ pub struct UnitResult {
     pub flipped_bits: Vec<u64>,
     /// Faulty (clean-or-faulty) test error at each voltage, percent.
     pub error_pct: Vec<f64>,
+    /// ECC codeword outcomes at each voltage (corrected, detected, silent words); empty without ECC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecc_words: Vec<[u64; 3]>,
 }
 
 /// The on-disk form of a state file.
@@ -169,6 +172,38 @@ impl StateFile {
         serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
     }
 
+    /// The fingerprint of a state file from its first 4 KiB (the field comes third), without reading or parsing
+    /// the units: a shard checks its siblings' files with this at start, so N shards read O(N) bytes each, not
+    /// O(N · state size). `None` when the file cannot be read or does not start like a state file.
+    pub fn peek_fingerprint(path: &Path) -> Option<String> {
+        use std::io::Read;
+        let mut head = vec![0u8; 4096];
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => return None,
+            }
+        }
+        let text = std::str::from_utf8(&head[..n]).ok().or_else(|| {
+            // Cut inside a multi-byte character: keep the valid prefix.
+            std::str::from_utf8(&head[..n.saturating_sub(3)]).ok()
+        })?;
+        if !text.contains(FORMAT) {
+            return None;
+        }
+        let rest = &text[text.find("\"fingerprint\"")? + 13..];
+        let rest = rest
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start()
+            .strip_prefix('"')?;
+        let fp = &rest[..rest.find('"')?];
+        (fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())).then(|| fp.to_string())
+    }
+
     /// Checks everything but the fingerprint against `expect` (see the module docs). `path` names the file in
     /// the error.
     pub fn validate(&self, path: &Path, expect: &Expect) -> Result<(), SweepError> {
@@ -219,6 +254,19 @@ impl StateFile {
                     u.error_pct.len(),
                     u.flipped_bits.len(),
                     expect.grid_len
+                )));
+            }
+            let protected = k.ecc != crate::config::EccScheme::None;
+            if u.ecc_words.len() != if protected { expect.grid_len } else { 0 } {
+                return Err(bad(format!(
+                    "{who}: {} ECC count triples for a grid of {} voltages ({})",
+                    u.ecc_words.len(),
+                    expect.grid_len,
+                    if protected {
+                        "one per voltage"
+                    } else {
+                        "none without ECC"
+                    }
                 )));
             }
             if let Some(x) = std::iter::once(u.clean_error_pct)
@@ -351,6 +399,7 @@ mod tests {
         UnitKey {
             model: "m0".into(),
             faults: "f0".into(),
+            ecc: Default::default(),
             sample,
         }
     }
@@ -374,7 +423,41 @@ mod tests {
             test_images: 100,
             flipped_bits: vec![0, 3],
             error_pct: vec![9.0, 9.5],
+            ecc_words: vec![],
         }
+    }
+
+    #[test]
+    fn ecc_units_carry_one_count_triple_per_voltage_and_unprotected_ones_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = expect(1, "fp");
+        let mut k = key(0);
+        k.ecc = crate::config::EccScheme::Secded;
+        e.units.push(k.clone());
+        let mut s = open(dir.path(), &e, false).unwrap();
+        s.record(unit(0)).unwrap();
+        let mut u = unit(0);
+        u.key = k;
+        u.ecc_words = vec![[0, 0, 0], [3, 1, 0]];
+        s.record(u.clone()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
+        // The unprotected unit is written exactly as before the ECC axis (no `ecc`, no `ecc_words`).
+        assert_eq!(text.matches("\"ecc\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"ecc_words\"").count(), 1, "{text}");
+        let back = open(dir.path(), &e, false).unwrap();
+        assert_eq!(back.get(&u.key), Some(&u));
+        // A protected unit without one triple per voltage is refused.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let i = v["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|x| x["key"].get("ecc").is_some())
+            .unwrap();
+        v["units"][i]["ecc_words"].as_array_mut().unwrap().pop();
+        std::fs::write(dir.path().join(STATE_FILE), v.to_string()).unwrap();
+        let err = open(dir.path(), &e, false).unwrap_err().to_string();
+        assert!(err.contains("ECC count triples"), "{err}");
     }
 
     fn open(dir: &Path, e: &Expect, fresh: bool) -> Result<SweepState, SweepError> {
@@ -555,6 +638,25 @@ mod tests {
             }
             prop_assert_eq!(got.clean_error_pct.to_bits(), u.clean_error_pct.to_bits());
         }
+    }
+
+    #[test]
+    fn fingerprint_is_peeked_from_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = "ab".repeat(32);
+        let mut s = open(dir.path(), &expect(3, &fp), false).unwrap();
+        for i in 0..3 {
+            s.record(unit(i)).unwrap();
+        }
+        let path = dir.path().join(STATE_FILE);
+        assert_eq!(StateFile::peek_fingerprint(&path), Some(fp.clone()));
+        assert_eq!(StateFile::read(&path).unwrap().fingerprint, fp);
+        std::fs::write(&path, "{\"format\": \"other\", \"fingerprint\": \"x\"}").unwrap();
+        assert_eq!(StateFile::peek_fingerprint(&path), None);
+        assert_eq!(
+            StateFile::peek_fingerprint(&dir.path().join("missing.json")),
+            None
+        );
     }
 
     #[test]

@@ -28,13 +28,29 @@ pub struct UnitKey {
     pub model: String,
     /// Content key of the fault source ([`super::scenario::FaultSpec::content_key`]).
     pub faults: String,
+    /// Protection of the weight SRAM (`sweep --ecc`). Omitted from the state file when `none`, so the units of
+    /// an unprotected sweep are written as before the axis existed.
+    #[serde(default, skip_serializing_if = "is_unprotected")]
+    pub ecc: crate::config::EccScheme,
     /// Fault sample: `offset_index * seeds + seed_index` (profiles) or the random chip (uniform errors).
     pub sample: u32,
 }
 
+fn is_unprotected(e: &crate::config::EccScheme) -> bool {
+    *e == crate::config::EccScheme::None
+}
+
 impl std::fmt::Display for UnitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.model, self.faults, self.sample)
+        if is_unprotected(&self.ecc) {
+            write!(f, "{}/{}/{}", self.model, self.faults, self.sample)
+        } else {
+            write!(
+                f,
+                "{}/{}/{}/{}",
+                self.model, self.faults, self.ecc, self.sample
+            )
+        }
     }
 }
 

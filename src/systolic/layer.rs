@@ -72,8 +72,8 @@ pub enum LayerShape {
         stride_h: u64,
         stride_w: u64,
         rounding: OfmapRounding,
-        /// Zero padding per side included in `ifmap_h`/`ifmap_w` (0 when unknown, e.g. from a SCALE-Sim
-        /// topology). The padding is produced on chip, so DRAM carries only the unpadded map.
+        /// Zero rows (top + bottom) and columns (left + right) included in `ifmap_h`/`ifmap_w` (0 when unknown,
+        /// e.g. from a SCALE-Sim topology). The padding is produced on chip, so DRAM carries only the unpadded map.
         pad_h: u64,
         pad_w: u64,
     },
@@ -185,6 +185,16 @@ impl Layer {
     /// Only the DRAM traffic changes: DRAM holds the unpadded map, the zeros are produced on chip. Errors when
     /// the padding leaves no input (`2·pad ≥` the padded size) or is given for a GEMM.
     pub fn with_zero_padding(self, pad_h: u64, pad_w: u64) -> Result<Layer, LayerError> {
+        self.with_zero_padding_sides([pad_h, pad_w, pad_h, pad_w])
+    }
+
+    /// [`with_zero_padding`](Self::with_zero_padding) with each side's padding `[top, left, bottom, right]`
+    /// (asymmetric padding, e.g. ONNX `auto_pad = SAME_UPPER` with an even kernel).
+    pub fn with_zero_padding_sides(self, pads: [u64; 4]) -> Result<Layer, LayerError> {
+        let (pad_h, pad_w) = (
+            pads[0].saturating_add(pads[2]),
+            pads[1].saturating_add(pads[3]),
+        );
         let (h, w) = match self.shape {
             LayerShape::Conv {
                 ifmap_h, ifmap_w, ..
@@ -193,13 +203,13 @@ impl Layer {
             LayerShape::Gemm { .. } => (0, 0),
         };
         for (field, pad, size) in [("padding height", pad_h, h), ("padding width", pad_w, w)] {
-            if pad.saturating_mul(2) >= size {
+            if pad >= size {
                 return Err(LayerError::OutOfRange {
                     layer: self.name.clone(),
                     field,
                     value: pad,
                     min: 0,
-                    max: size.saturating_sub(1) / 2,
+                    max: size.saturating_sub(1),
                 });
             }
         }
@@ -400,7 +410,8 @@ impl Layer {
         }
     }
 
-    /// Elements of the input feature map in DRAM: the unpadded `batch · (H − 2·pad_h) · (W − 2·pad_w) · C`
+    /// Elements of the input feature map in DRAM: the unpadded `batch · (H − pad_h) · (W − pad_w) · C` (`pad_h`,
+    /// `pad_w`: all zero rows and columns)
     /// (`M · K` for a GEMM). The zero padding is produced on chip (docs/energy.md, "DRAM traffic").
     pub fn dram_ifmap_elems(&self) -> u64 {
         match self.shape {
@@ -412,7 +423,7 @@ impl Layer {
                 pad_h,
                 pad_w,
                 ..
-            } => batch * (ifmap_h - 2 * pad_h) * (ifmap_w - 2 * pad_w) * channels,
+            } => batch * (ifmap_h - pad_h) * (ifmap_w - pad_w) * channels,
             LayerShape::Gemm { m, k, .. } => m * k,
         }
     }

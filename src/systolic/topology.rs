@@ -46,10 +46,16 @@ pub enum TopologyForm {
 /// Reads a SCALE-Sim topology CSV from a file (see the module docs).
 pub fn read_topology(path: &Path, rounding: OfmapRounding) -> Result<Vec<Layer>, TopologyError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+    let io = |source| TopologyError::Io {
         file: file.clone(),
         source,
-    })?;
+    };
+    let bytes = crate::limits::read_file(path, crate::limits::MAX_TOML_FILE_BYTES, "topology file")
+        .map_err(|e| match e {
+            crate::limits::ReadError::Io(e) => io(e),
+            crate::limits::ReadError::TooLarge(m) => io(std::io::Error::other(m)),
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::other("not UTF-8 text")))?;
     parse_topology(&text, &file, rounding)
 }
 
@@ -62,7 +68,7 @@ pub fn parse_topology(
     let perr = |line: usize, message: String| TopologyError::Parse {
         file: file.to_string(),
         line,
-        message,
+        message: crate::limits::printable(&message),
     };
     let mut rows = text
         .lines()

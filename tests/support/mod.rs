@@ -227,6 +227,23 @@ impl World {
     pub fn std_sweep(&self, out: &Path, extra: &[&str]) -> Command {
         self.std_sweep_with(self.data(), 2, out, extra)
     }
+    /// A sweep that runs for several seconds (41 voltages × 16 offsets; use a world of a few thousand images),
+    /// for tests that need a process holding the folder while they try a second one.
+    pub fn slow_sweep(&self, out: &Path, offsets: u32, extra: &[&str]) -> Command {
+        let models = format!("{},{}", self.model.display(), self.model4.display());
+        let profiles = format!("{},uniform", self.profile.display());
+        let mut c = bin();
+        c.args(["sweep", "--quiet", "--data"]).arg(self.data());
+        c.args([
+            "--offsets",
+            &offsets.to_string(),
+            "--grid",
+            "1.15,1.0:0.8:0.005",
+        ]);
+        c.args(["--models", &models, "--profiles", &profiles]);
+        c.arg("--out").arg(out).args(extra);
+        c
+    }
     /// [`World::std_sweep`] with another data folder and number of offsets.
     pub fn std_sweep_with(&self, data: &Path, offsets: u32, out: &Path, extra: &[&str]) -> Command {
         let models = format!("{},{}", self.model.display(), self.model4.display());
