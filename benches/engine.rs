@@ -2,7 +2,11 @@
 //! random weights, at 1 and 2 rayon threads, next to PyTorch's CPU throughput on the same graph measured by
 //! `training/scripts/bench_torch.py` (when `training/.venv` with torch exists).
 //!
-//! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch).
+//! With the venv's onnxruntime it also runs the MobileNet-style and ResNet-18-size ONNX networks of
+//! `training/scripts/bench_onnx.py`, imported by accelsim, next to onnxruntime's fp32 CPU throughput on the same files.
+//!
+//! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch
+//! and onnxruntime).
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -214,5 +218,79 @@ fn main() {
             "  PyTorch   2 threads: {t2:>10.0} images/s   accelsim/PyTorch = {:.2}",
             r2 / t2
         );
+    }
+    onnx_bench();
+}
+
+/// The MobileNet-style and ResNet-18-size networks of `training/scripts/bench_onnx.py`: the script exports them
+/// and times onnxruntime (fp32, 1 and 2 threads); accelsim imports the same ONNX files (8-bit RQuant, as `accelsim
+/// import` does by default) and runs them on the same number of random images.
+fn onnx_bench() {
+    if std::env::var_os("ENGINE_BENCH_NO_TORCH").is_some() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = root.join("training/.venv/bin/python");
+    let script = root.join("training/scripts/bench_onnx.py");
+    if !py.exists() {
+        println!("ONNX models: skipped (no training/.venv with torch and onnxruntime)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(py)
+        .arg(script)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run bench_onnx.py");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        println!(
+            "ONNX models: skipped ({})",
+            err.lines().last().unwrap_or("bench_onnx.py failed")
+        );
+        return;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    else {
+        println!("ONNX models: skipped (no JSON from bench_onnx.py)");
+        return;
+    };
+    for name in ["mobilenet", "resnet18"] {
+        let r = &v[name];
+        let (Some(path), Some(n), Some(o1), Some(o2)) = (
+            r["onnx"].as_str(),
+            r["images"].as_u64(),
+            r["ort_1"].as_f64(),
+            r["ort_2"].as_f64(),
+        ) else {
+            continue;
+        };
+        let opts = accelsim::onnx::ImportOptions {
+            name: name.into(),
+            dataset: None,
+            mean: vec![],
+            std: vec![],
+            quant: accelsim::quant::QuantConfig::rquant(8),
+        };
+        let imported =
+            accelsim::onnx::import_file(Path::new(path), name, &opts).expect("import bench model");
+        let manifest = accelsim::onnx::write_model(&dir.path().join(name), &imported)
+            .expect("write bench model");
+        let model = Model::load(manifest).expect("load bench model");
+        let net = Network::from_model(&model);
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(2);
+        let x = Array4::from_shape_fn((n as usize, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
+        let (a1, a2) = (throughput(&net, &x, 1, 3), throughput(&net, &x, 2, 3));
+        println!(
+            "engine {name} (ONNX import, {} params, random weights), {n} images, best of 3:",
+            model.num_params()
+        );
+        println!("  accelsim     1 thread : {a1:>8.1} images/s   onnxruntime {o1:>8.1}   accelsim/onnxruntime = {:.2}", a1 / o1);
+        println!("  accelsim     2 threads: {a2:>8.1} images/s   onnxruntime {o2:>8.1}   accelsim/onnxruntime = {:.2}", a2 / o2);
     }
 }

@@ -319,3 +319,58 @@ fn cli_import_exits_2_on_refusals_and_writes_a_loadable_model() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// `cycles --model` maps each group of a grouped/depthwise convolution to its own GEMM: the MACs it reports are
+/// the model's real MACs (not those of a dense convolution), layer by layer.
+#[test]
+fn cycles_from_the_model_maps_groups_separately() {
+    let d = tempfile::tempdir().unwrap();
+    let m = import(d.path(), "mobile_block");
+    let out = Command::new(env!("CARGO_BIN_EXE_accelsim"))
+        .args(["cycles", "--json", "--model"])
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let g = m.graph();
+    let mut want_rows = 0;
+    let mut want_macs = 0u64;
+    for (i, l) in m.manifest().layers.iter().enumerate() {
+        match &l.kind {
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                groups,
+                ..
+            } => {
+                let accelsim::model::Shape::Chw(_, oh, ow) = g.shapes[i] else {
+                    unreachable!()
+                };
+                want_rows += groups;
+                want_macs +=
+                    (oh * ow * out_channels * (in_channels / groups) * kernel[0] * kernel[1])
+                        as u64;
+            }
+            LayerKind::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
+                want_rows += 1;
+                want_macs += (in_features * out_features) as u64;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(rows.len(), want_rows);
+    let macs: u64 = rows.iter().map(|r| r["macs"].as_u64().unwrap()).sum();
+    assert_eq!(macs, want_macs);
+    let names: Vec<&str> = rows.iter().map(|r| r["layer"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| n.contains("[g")).count(), 4 + 2);
+}

@@ -21,7 +21,8 @@ use std::fmt::Write as _;
 pub struct Args {
     /// SCALE-Sim topology CSV: a path, or a name in hw_configs/topologies/ (`resnet20`). Columns `Layer name,
     /// IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,` (padding included
-    /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`.
+    /// in the IFMAP size) or the GEMM form `Layer, M, N, K,`. An optional `Groups` column (accelsim's extension)
+    /// maps grouped and depthwise convolutions one GEMM per group.
     #[arg(long, value_name = "CSV", required_unless_present = "model")]
     pub topology: Option<String>,
     /// A model instead of a topology: a name in models/ or a manifest path; its conv and linear layers (batch 1)
@@ -127,6 +128,19 @@ pub fn network(args: &Args) -> Result<(HwConfig, NetworkStats), CliError> {
             let topology = super::locate_flag(Shipped::Topology, "--topology", t)?;
             let layers =
                 read_topology(&topology, rounding).map_err(|e| CliError::user(e.to_string()))?;
+            if !layers.iter().any(|l| l.name.contains("[g")) {
+                if let Some(l) = layers
+                    .iter()
+                    .find(|l| crate::systolic::looks_depthwise(&l.name))
+                {
+                    eprintln!(
+                        "note: {}: layer `{}` looks depthwise but the CSV has no Groups column, so it is simulated \
+                         as a dense convolution (add a Groups column; docs/systolic.md)",
+                        topology.display(),
+                        l.name
+                    );
+                }
+            }
             (layers, None)
         }
         (None, Some(m)) => {

@@ -184,7 +184,7 @@ impl Dataset {
     }
 
     /// The network input: `x[n,c,h,w] = (pixel/255 - mean[c]) / std[c]` (docs/model-format.md `[input]`).
-    /// `mean`/`std` hold one value per channel, or a single value used for every channel.
+    /// `mean`/`std` hold one value per channel, or a single value used for every channel; both empty: `pixel/255`.
     pub fn normalized(&self, mean: &[f32], std: &[f32]) -> Result<Array4<f32>, DataError> {
         normalize(self.images.view(), mean, std)
     }
@@ -205,6 +205,12 @@ pub fn normalize(
                 "{what} has {n} values but the images have {c} channels (give 1 or {c})"
             ))),
         }
+    };
+    // No mean and no std: no normalization, x = pixel/255 (docs/model-format.md `[input]`).
+    let (mean, std) = if mean.is_empty() && std.is_empty() {
+        (&[0.0f32][..], &[1.0f32][..])
+    } else {
+        (mean, std)
     };
     let mean = per_channel(mean, "mean")?;
     let std = per_channel(std, "std")?;

@@ -43,4 +43,6 @@ pub use sim::{
     fold_cycles, simulate_layer, simulate_layer_io, simulate_network, spatio_temporal, ArrayParams,
     ArrayReads, BufferParams, Dataflow, LayerIo, LayerStats, NetworkStats, SimError, WeightLayout,
 };
-pub use topology::{parse_topology, read_topology, to_scalesim_csv, TopologyError};
+pub use topology::{
+    looks_depthwise, parse_topology, read_topology, to_scalesim_csv, TopologyError,
+};

@@ -90,6 +90,11 @@ pub fn parse_topology(
             ),
         )
     })?;
+    // Optional `Groups` column (an accelsim extension; SCALE-Sim has none): grouped and depthwise convolutions.
+    let groups_col = header
+        .iter()
+        .position(|c| c.to_ascii_lowercase().contains("group"))
+        .filter(|&j| j >= 8 && form == TopologyForm::Conv);
     let mut layers = Vec::new();
     for (line, cells) in rows {
         let name = cells[0].to_string();
@@ -127,6 +132,21 @@ pub fn parse_topology(
                 Layer::gemm(&name, nums[0], nums[1], nums[2]).map_err(lerr)?
             }
             TopologyForm::Conv => {
+                let mut nums = nums;
+                let groups = match groups_col {
+                    Some(j) if nums.len() == header.len() - 1 => nums.remove(j - 1),
+                    Some(_) => {
+                        return Err(perr(
+                            line,
+                            format!(
+                            "layer `{name}`: expected {} numbers (one per header column), found {}",
+                            header.len() - 1,
+                            nums.len()
+                        ),
+                        ))
+                    }
+                    None => 1,
+                };
                 if nums.len() != 7 && nums.len() != 8 {
                     return Err(perr(
                         line,
@@ -137,12 +157,41 @@ pub fn parse_topology(
                         ),
                     ));
                 }
+                if groups == 0 || !nums[4].is_multiple_of(groups) || !nums[5].is_multiple_of(groups)
+                {
+                    return Err(perr(
+                        line,
+                        format!(
+                            "layer `{name}`: groups = {groups} must divide the channels ({}) and filters ({})",
+                            nums[4], nums[5]
+                        ),
+                    ));
+                }
                 let stride_w = *nums.get(7).unwrap_or(&nums[6]);
-                Layer::scalesim_conv(
-                    &name, nums[0], nums[1], nums[2], nums[3], nums[4], nums[5], nums[6], stride_w,
-                    rounding,
-                )
-                .map_err(lerr)?
+                // Each group is its own GEMM (docs/systolic.md, grouped and depthwise convolutions).
+                for gi in 0..groups {
+                    let gname = if groups == 1 {
+                        name.clone()
+                    } else {
+                        format!("{name}[g{gi}]")
+                    };
+                    layers.push(
+                        Layer::scalesim_conv(
+                            &gname,
+                            nums[0],
+                            nums[1],
+                            nums[2],
+                            nums[3],
+                            nums[4] / groups,
+                            nums[5] / groups,
+                            nums[6],
+                            stride_w,
+                            rounding,
+                        )
+                        .map_err(lerr)?,
+                    );
+                }
+                continue;
             }
         };
         layers.push(layer);
@@ -169,12 +218,22 @@ fn detect_form(header: &[&str]) -> Option<TopologyForm> {
     if lower.len() == 4 && lower[1] == "m" && lower[2] == "n" && lower[3] == "k" {
         return Some(TopologyForm::Gemm);
     }
-    let conv_ok = (lower.len() == 8 || lower.len() == 9)
+    let conv_ok = (8..=10).contains(&lower.len())
         && lower[1].contains("ifmap")
         && lower[3].contains("filter")
         && lower[5].contains("channel")
         && lower[7].contains("stride");
     conv_ok.then_some(TopologyForm::Conv)
+}
+
+/// Whether a layer name suggests a depthwise convolution (`dw`, `depthwise`, `dwise`), for the note that a CSV
+/// without a `Groups` column simulates it as dense.
+pub fn looks_depthwise(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("depthwise")
+        || n.contains("dwise")
+        || n.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|t| t == "dw" || t.starts_with("dw") && t[2..].chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Writes layers as a SCALE-Sim convolution topology CSV (GEMM layers as their `M × K` IFMAP with a `1 × K`
@@ -261,6 +320,39 @@ mod tests {
         let again =
             parse_topology(&to_scalesim_csv(&layers), "u.csv", OfmapRounding::Floor).unwrap();
         assert_eq!(layers, again);
+    }
+
+    #[test]
+    fn groups_column_maps_each_group_to_its_own_gemm() {
+        let t = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides, Groups,\n\
+                 dw1, 10, 10, 3, 3, 4, 4, 1, 4,\n\
+                 pw1, 8, 8, 1, 1, 4, 8, 1, 1,\n\
+                 g2, 10, 10, 3, 3, 4, 6, 1, 2,\n";
+        let layers = parse_topology(t, "t.csv", OfmapRounding::Floor).unwrap();
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dw1[g0]", "dw1[g1]", "dw1[g2]", "dw1[g3]", "pw1", "g2[g0]", "g2[g1]"]
+        );
+        // Depthwise: 4 GEMMs of K = 9, N = 1 (4·64·9 MACs), not one dense K = 36, N = 4 (16·64·9).
+        assert_eq!(layers[0].gemm_dims(), GemmDims { m: 64, n: 1, k: 9 });
+        let dw_macs: u64 = layers[..4].iter().map(|l| l.macs()).sum();
+        assert_eq!(dw_macs, 4 * 64 * 9);
+        assert_eq!(layers[5].gemm_dims(), GemmDims { m: 64, n: 3, k: 18 });
+        let bad = t.replace(
+            "g2, 10, 10, 3, 3, 4, 6, 1, 2,",
+            "g2, 10, 10, 3, 3, 4, 6, 1, 4,",
+        );
+        let e = parse_topology(&bad, "t.csv", OfmapRounding::Floor)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.csv:4") && e.contains("groups = 4"), "{e}");
+        assert!(
+            looks_depthwise("conv_dw_3")
+                && looks_depthwise("DepthwiseConv")
+                && looks_depthwise("dw1")
+        );
+        assert!(!looks_depthwise("down") && !looks_depthwise("conv1"));
     }
 
     #[test]
