@@ -33,7 +33,7 @@ pub struct PatternArgs {
     /// Bits per stored weight (m), 1..=32 and at most the config's word width.
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = values::int_in(1u8, 32))]
     pub bits: u8,
-    /// Number of weights (elements in memory order), 1..=100000000.
+    /// Number of weights (elements in memory order), 1..=268435456 (2^28).
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::int_in(1u64, MAX_PATTERN_ELEMENTS))]
     pub elements: u64,
@@ -232,7 +232,7 @@ pub fn run(args: Args) -> CliResult {
             let word_bits = hw.weight_sram.word_bits;
             if u32::from(a.bits) > word_bits {
                 return Err(CliError::user(format!(
-                    "--bits {} is out of range for {}: allowed 1..={} (weight_sram.word_bits)",
+                    "--bits {} is out of range for {}; allowed 1..={} (weight_sram.word_bits)",
                     a.bits,
                     hw.origin,
                     word_bits.min(32)
@@ -242,7 +242,7 @@ pub fn run(args: Args) -> CliResult {
                 let total = hw.weight_sram.total_bits();
                 if off >= total || off % u64::from(a.bits) != 0 {
                     return Err(CliError::user(format!(
-                        "--offset-bits {off} is out of range for {}: allowed multiples of --bits {} in 0..{total}",
+                        "--offset-bits {off} is out of range for {}; allowed multiples of --bits {} in 0..{total}",
                         hw.origin, a.bits
                     )));
                 }
