@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
-    /// Fashion-MNIST test images) [default: 0].
+    /// Fashion-MNIST test images).
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
           value_parser = super::values::count_from(0))]
     pub skip: usize,
@@ -74,8 +74,8 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells) [default: 0, the
-    /// paper's seeds 100, 101, ...].
+    /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells); 0 keeps the
+    /// paper's seeds 100, 101, ...
     #[arg(long, value_name = "S", default_value_t = 0, allow_negative_numbers = true,
           value_parser = super::values::int_from(0u32))]
     pub seed: u32,
