@@ -128,40 +128,40 @@ fn negative_numbers_are_values_refused_with_the_range() {
     );
     user_error(
         &["run", "--vdd", "0.9", "--ber", "-0.1"],
-        &["--ber -0.1 is out of range: allowed 0..=1 (a per-bit probability"],
+        &["--ber -0.1 is out of range; allowed 0..=1 (a per-bit probability"],
     );
     user_error(
         &["eval", "--model", "fmnist-cnn-randbet-8b", "--limit", "-5"],
         &[
-            "--limit -5 is out of range: allowed >= 1",
+            "--limit -5 is out of range; allowed >= 1",
             "'accelsim eval --help'",
         ],
     );
     user_error(
         &["run", "--vdd", "0.9", "--limit", "-5"],
-        &["--limit -5 is out of range: allowed >= 1"],
+        &["--limit -5 is out of range; allowed >= 1"],
     );
     user_error(
         &["sweep", "--limit", "-5"],
-        &["--limit -5 is out of range: allowed >= 1"],
+        &["--limit -5 is out of range; allowed >= 1"],
     );
     user_error(
         &["run", "--vdd", "0.9", "--offsets", "-1"],
-        &["--offsets -1 is out of range: allowed 1..=1024"],
+        &["--offsets -1 is out of range; allowed 1..=1024"],
     );
     user_error(
         &["run", "--vdd", "0.9", "--skip", "-5"],
-        &["--skip -5 is out of range: allowed >= 0"],
+        &["--skip -5 is out of range; allowed >= 0"],
     );
     user_error(
         &["sweep", "--tolerance", "-1"],
-        &["--tolerance -1 is out of range: allowed 0..=100 percentage points"],
+        &["--tolerance -1 is out of range; allowed 0..=100 percentage points"],
     );
     user_error(
         &[
             "profile", "generate", "--style", "chip1", "--seed", "-1", "--out", "x",
         ],
-        &["--seed -1 is out of range: allowed >= 0"],
+        &["--seed -1 is out of range; allowed >= 0"],
     );
     user_error(
         &["cycles", "--topology", "resnet20", "--vdd", "-0.5"],
@@ -186,27 +186,27 @@ fn integer_and_float_flags_state_their_real_range() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["run", "--vdd", "0.9", "--offsets", "0"],
-            "--offsets 0 is out of range: allowed 1..=1024",
+            "--offsets 0 is out of range; allowed 1..=1024",
         ),
         (
             &["run", "--vdd", "0.9", "--offsets", "99999999999"],
-            "--offsets 99999999999 is out of range: allowed 1..=1024",
+            "--offsets 99999999999 is out of range; allowed 1..=1024",
         ),
         (
             &["run", "--vdd", "0.9", "--seeds", "1.5"],
-            "--seeds 1.5 is not an integer: allowed 1..=1024",
+            "--seeds 1.5 is not an integer; allowed 1..=1024",
         ),
         (
             &["run", "--vdd", "0.9", "--seeds", "1025"],
-            "--seeds 1025 is out of range: allowed 1..=1024",
+            "--seeds 1025 is out of range; allowed 1..=1024",
         ),
         (
             &["run", "--vdd", "0.9", "--limit", "0"],
-            "--limit 0 is out of range: allowed >= 1",
+            "--limit 0 is out of range; allowed >= 1",
         ),
         (
             &["run", "--vdd", "0.9", "--ber", "1.5"],
-            "--ber 1.5 is out of range: allowed 0..=1",
+            "--ber 1.5 is out of range; allowed 0..=1",
         ),
         (
             &["run", "--vdd", "nan"],
@@ -219,54 +219,54 @@ fn integer_and_float_flags_state_their_real_range() {
         ),
         (
             &["sweep", "--offsets", "0"],
-            "--offsets 0 is out of range: allowed 1..=1024",
+            "--offsets 0 is out of range; allowed 1..=1024",
         ),
         (
             &["sweep", "--seeds", "2000"],
-            "--seeds 2000 is out of range: allowed 1..=1024",
+            "--seeds 2000 is out of range; allowed 1..=1024",
         ),
         (
             &["sweep", "--tolerance", "inf"],
-            "--tolerance inf is not a finite number: allowed 0..=100",
+            "--tolerance inf is not a finite number; allowed 0..=100",
         ),
         (
             &["cycles", "--topology", "resnet20", "--weight-bits", "0"],
-            "--weight-bits 0 is out of range: allowed 1..=32",
+            "--weight-bits 0 is out of range; allowed 1..=32",
         ),
         (
             &["cycles", "--topology", "resnet20", "--weight-bits", "33"],
-            "--weight-bits 33 is out of range: allowed 1..=32",
+            "--weight-bits 33 is out of range; allowed 1..=32",
         ),
         (
             &["profile", "generate", "--style", "chip1", "--seed", "1", "--out", "x", "--arrays", "0"],
-            "--arrays 0 is out of range: allowed 1..=65536",
+            "--arrays 0 is out of range; allowed 1..=65536",
         ),
         (
             &["profile", "generate", "--style", "chip1", "--seed", "1", "--out", "x", "--rows", "70000"],
-            "--rows 70000 is out of range: allowed 1..=65536",
+            "--rows 70000 is out of range; allowed 1..=65536",
         ),
         (
             &["profile", "generate", "--style", "chip1", "--seed", "1", "--out", "x", "--columns", "5000"],
-            "--columns 5000 is out of range: allowed 1..=4096",
+            "--columns 5000 is out of range; allowed 1..=4096",
         ),
         (
             &["profile", "generate", "--style", "chip1", "--seed", "1", "--out", "x", "--floor", "1"],
-            "--floor 1 is out of range: allowed 0.75 <= floor < 1",
+            "--floor 1 is out of range; allowed 0.75 <= floor < 1",
         ),
         (
             &["profile", "generate", "--style", "chip1", "--seed", "1x", "--out", "x"],
-            "--seed 1x is not an integer: allowed >= 0",
+            "--seed 1x is not an integer; allowed >= 0",
         ),
         (
             &[
                 "profile", "pattern", "chip1", "--bits", "8", "--elements", "1000000000000", "--vdd-rel", "0.9",
                 "--out", "x",
             ],
-            "--elements 1000000000000 is out of range: allowed 1..=268435456",
+            "--elements 1000000000000 is out of range; allowed 1..=268435456",
         ),
         (
             &["profile", "pattern", "chip1", "--bits", "0", "--elements", "10", "--vdd-rel", "0.9", "--out", "x"],
-            "--bits 0 is out of range: allowed 1..=32",
+            "--bits 0 is out of range; allowed 1..=32",
         ),
         (
             &[
@@ -277,7 +277,7 @@ fn integer_and_float_flags_state_their_real_range() {
         ),
         (
             &["profile", "show", "chip1", "--vdd-rel", "0.9", "--out", "x.png", "--array", "4294967295"],
-            "--array 4294967295 is out of range: allowed 0..=65535",
+            "--array 4294967295 is out of range; allowed 0..=65535",
         ),
         (
             &["profile", "show", "chip1", "--vdd-rel", "0.9", "--out", "x.png", "--array", "40"],

@@ -166,7 +166,7 @@ fn bad_inputs_give_one_line_errors_and_exit_2() {
             .into_iter()
             .map(String::from)
             .collect(),
-            "--elements 1000000000000 is out of range: allowed 1..=268435456",
+            "--elements 1000000000000 is out of range; allowed 1..=268435456",
         ),
         (
             vec!["profile".into(), "stats".into(), "no_such_chip".into()],

@@ -159,7 +159,7 @@ pub fn one_line(e: &clap::Error, root: &clap::Command, args: &[String]) -> Strin
             let allowed = if valid.is_empty() {
                 String::new()
             } else {
-                format!(": allowed {}", valid.join(", "))
+                format!("; allowed {}", valid.join(", "))
             };
             format!(
                 "{} {v} is not allowed{allowed}{}",
@@ -170,7 +170,7 @@ pub fn one_line(e: &clap::Error, root: &clap::Command, args: &[String]) -> Strin
         (ErrorKind::ValueValidation, Some(a), Some(v)) => {
             let source = std::error::Error::source(e);
             match source.and_then(|s| s.downcast_ref::<ValueError>()) {
-                // Our value parsers word the reason ("is out of range: allowed 1..=1024").
+                // Our value parsers word the reason ("is out of range; allowed 1..=1024").
                 Some(reason) => format!("{} {v} {reason}", flag_name(a)),
                 None => match source {
                     Some(s) => format!("{} {v}: {s}", flag_name(a)),
@@ -262,7 +262,7 @@ mod tests {
         assert!(m.starts_with("--vdd needs a value (--vdd <V>)"), "{m}");
         let m = err(&["run", "--vdd", "0.9", "--offsets", "0"]);
         assert!(
-            m.starts_with("--offsets 0 is out of range: allowed 1..=1024"),
+            m.starts_with("--offsets 0 is out of range; allowed 1..=1024"),
             "{m}"
         );
         let m = err(&["run", "--vdd", "0.9", "--vdd", "0.8"]);

@@ -222,7 +222,7 @@ pub fn run(args: Args) -> CliResult {
         ProfileCommand::Pattern(a) => {
             if !(1..=MAX_PATTERN_ELEMENTS).contains(&a.elements) {
                 return Err(CliError::user(format!(
-                    "--elements {} is out of range: allowed 1..={MAX_PATTERN_ELEMENTS}",
+                    "--elements {} is out of range; allowed 1..={MAX_PATTERN_ELEMENTS}",
                     a.elements
                 )));
             }
@@ -232,7 +232,7 @@ pub fn run(args: Args) -> CliResult {
             let word_bits = hw.weight_sram.word_bits;
             if u32::from(a.bits) > word_bits {
                 return Err(CliError::user(format!(
-                    "--bits {} is out of range for {}: allowed 1..={} (weight_sram.word_bits)",
+                    "--bits {} is out of range for {}; allowed 1..={} (weight_sram.word_bits)",
                     a.bits,
                     hw.origin,
                     word_bits.min(32)
@@ -242,7 +242,7 @@ pub fn run(args: Args) -> CliResult {
                 let total = hw.weight_sram.total_bits();
                 if off >= total || off % u64::from(a.bits) != 0 {
                     return Err(CliError::user(format!(
-                        "--offset-bits {off} is out of range for {}: allowed multiples of --bits {} in 0..{total}",
+                        "--offset-bits {off} is out of range for {}; allowed multiples of --bits {} in 0..{total}",
                         hw.origin, a.bits
                     )));
                 }

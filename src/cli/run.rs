@@ -126,12 +126,12 @@ pub struct RunReport {
 }
 
 /// Parses `--ecc` (one scheme).
-pub fn parse_ecc(s: &str) -> Result<EccScheme, String> {
+pub fn parse_ecc(s: &str) -> Result<EccScheme, values::ValueError> {
     EccScheme::parse(s.trim()).ok_or_else(|| {
-        format!(
-            "`{s}` is not an ECC scheme; allowed {}",
+        values::ValueError(format!(
+            "is not an ECC scheme; allowed {}",
             EccScheme::ALL.map(|e| e.name()).join(", ")
-        )
+        ))
     })
 }
 
@@ -194,13 +194,13 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
         if !(1..=1024).contains(&v) {
             return Err(CliError::user(format!(
-                "{flag} {v} is out of range: allowed 1..=1024"
+                "{flag} {v} is out of range; allowed 1..=1024"
             )));
         }
     }
     if args.limit == Some(0) {
         return Err(CliError::user(
-            "--limit 0 is out of range: allowed >= 1 (or omit it for all images)",
+            "--limit 0 is out of range; allowed >= 1 (or omit it for all images)",
         ));
     }
     let model_path = super::locate_flag(
@@ -212,7 +212,7 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         (Some(p), _, _) => {
             if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
                 return Err(CliError::user(format!(
-                    "--ber {p} is out of range: allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
+                    "--ber {p} is out of range; allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
                 )));
             }
             FaultSpec::FixedUniform { p }

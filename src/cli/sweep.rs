@@ -80,7 +80,8 @@ pub struct Args {
     pub quiet: bool,
     /// Sweep seed: shifts every random seed of every unit (uniform chips, transient cells); 0 keeps the
     /// paper's seeds 100, 101, ...
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::values::int_from(0u32))]
     pub seed: u32,
     /// Compute only shard K (0-based) of N into --out (docs/scale-out.md); `sweep merge OUT` writes the report
     /// once every shard is done.
@@ -93,7 +94,8 @@ pub struct Args {
     pub shard: Option<String>,
     /// Print a Slurm job-array script of N shards plus a dependent merge job to stdout instead of running
     /// (`... --emit-slurm 16 > sweep.sbatch; bash sweep.sbatch`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = super::values::int_in(1u32, MAX_SHARDS))]
     pub emit_slurm: Option<u32>,
 }
 

@@ -2,8 +2,8 @@
 //! of the Rust type behind it, and negative numbers reach the parser (flags declare `allow_negative_numbers`) so
 //! `--limit -5` is answered with the range instead of "unexpected argument '-5'".
 //!
-//! A parser's error is a [`ValueError`] holding the reason as a predicate (`is out of range: allowed 1..=1024`);
-//! the binary prefixes the flag and the value, giving `--offsets 0 is out of range: allowed 1..=1024`.
+//! A parser's error is a [`ValueError`] holding the reason as a predicate (`is out of range; allowed 1..=1024`);
+//! the binary prefixes the flag and the value, giving `--offsets 0 is out of range; allowed 1..=1024`.
 use std::fmt;
 
 /// Why a flag's value was refused, worded to follow "`--flag value`".
@@ -29,9 +29,10 @@ macro_rules! flag_int {
 }
 flag_int!(u8, u16, u32, u64);
 
-/// The allowed range as users read it: `1..=1024`, or `>= 1` when only the type bounds it from above.
+/// The allowed range as users read it: `1..=1024`, or `>= 1` when only a 64-bit type bounds it from above (a
+/// narrower type's maximum is a real limit and is stated).
 fn describe<T: FlagInt>(lo: T, hi: T) -> String {
-    if hi.into() == T::MAX.into() {
+    if hi.into() == T::MAX.into() && hi.into() >= i128::from(u64::MAX) {
         format!(">= {lo}")
     } else {
         format!("{lo}..={hi}")
@@ -45,16 +46,16 @@ pub fn int_in<T: FlagInt>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, ValueError
         let t = s.trim();
         let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ValueError(format!("is not an integer: allowed {allowed}")));
+            return Err(ValueError(format!("is not an integer; allowed {allowed}")));
         }
         // Only digits are left, so a parse failure is an overflow of i128: far out of range.
         let v: i128 = t
             .parse()
-            .map_err(|_| ValueError(format!("is out of range: allowed {allowed}")))?;
+            .map_err(|_| ValueError(format!("is out of range; allowed {allowed}")))?;
         if v < lo.into() || v > hi.into() {
-            return Err(ValueError(format!("is out of range: allowed {allowed}")));
+            return Err(ValueError(format!("is out of range; allowed {allowed}")));
         }
-        T::try_from(v).map_err(|_| ValueError(format!("is out of range: allowed {allowed}")))
+        T::try_from(v).map_err(|_| ValueError(format!("is out of range; allowed {allowed}")))
     }
 }
 
@@ -69,7 +70,7 @@ pub fn count_from(lo: u64) -> impl Fn(&str) -> Result<usize, ValueError> + Clone
     let p = int_from(lo);
     move |s: &str| {
         let v = p(s)?;
-        usize::try_from(v).map_err(|_| ValueError(format!("is out of range: allowed >= {lo}")))
+        usize::try_from(v).map_err(|_| ValueError(format!("is out of range; allowed >= {lo}")))
     }
 }
 
@@ -77,10 +78,10 @@ fn parse_finite(s: &str, what: &str) -> Result<f64, ValueError> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| ValueError(format!("is not a number: allowed {what}")))?;
+        .map_err(|_| ValueError(format!("is not a number; allowed {what}")))?;
     if !v.is_finite() {
         return Err(ValueError(format!(
-            "is not a finite number: allowed {what}"
+            "is not a finite number; allowed {what}"
         )));
     }
     Ok(v)
@@ -95,7 +96,7 @@ pub fn float_where(
     move |s: &str| {
         let v = parse_finite(s, what)?;
         if !ok(v) {
-            return Err(ValueError(format!("is out of range: allowed {what}")));
+            return Err(ValueError(format!("is out of range; allowed {what}")));
         }
         Ok(v)
     }
@@ -139,26 +140,31 @@ mod tests {
         ] {
             assert_eq!(
                 p(bad).unwrap_err().0,
-                "is out of range: allowed 1..=1024",
+                "is out of range; allowed 1..=1024",
                 "{bad}"
             );
         }
         for bad in ["1.5", "abc", "", "1e3", "0x10", "nan"] {
             assert_eq!(
                 p(bad).unwrap_err().0,
-                "is not an integer: allowed 1..=1024",
+                "is not an integer; allowed 1..=1024",
                 "{bad}"
             );
         }
         assert_eq!(
             int_from(0u64)("-1").unwrap_err().0,
-            "is out of range: allowed >= 0"
+            "is out of range; allowed >= 0"
         );
         assert_eq!(
             count_from(1)("0").unwrap_err().0,
-            "is out of range: allowed >= 1"
+            "is out of range; allowed >= 1"
         );
         assert!(!int_in(0u8, 8)("300").unwrap_err().0.contains("255"));
+        // A 32-bit seed's maximum is a real limit, so it is stated.
+        assert_eq!(
+            int_from(0u32)("4294967296").unwrap_err().0,
+            "is out of range; allowed 0..=4294967295"
+        );
     }
 
     #[test]
@@ -171,19 +177,19 @@ mod tests {
         assert_eq!(p("1"), Ok(1.0));
         assert_eq!(
             p("-0.1").unwrap_err().0,
-            "is out of range: allowed 0..=1 (a per-bit probability)"
+            "is out of range; allowed 0..=1 (a per-bit probability)"
         );
         assert_eq!(
             p("1.5").unwrap_err().0,
-            "is out of range: allowed 0..=1 (a per-bit probability)"
+            "is out of range; allowed 0..=1 (a per-bit probability)"
         );
         assert_eq!(
             p("nan").unwrap_err().0,
-            "is not a finite number: allowed 0..=1 (a per-bit probability)"
+            "is not a finite number; allowed 0..=1 (a per-bit probability)"
         );
         assert_eq!(
             p("x").unwrap_err().0,
-            "is not a number: allowed 0..=1 (a per-bit probability)"
+            "is not a number; allowed 0..=1 (a per-bit probability)"
         );
         assert_eq!(finite("volts")("-1"), Ok(-1.0));
         assert_eq!(

@@ -40,7 +40,7 @@ pub enum ConfigError {
         allowed: String,
     },
     /// A command-line value out of the range this config allows (e.g. `--vdd` against its voltages).
-    #[error("{flag} {value} is out of range for {origin}: allowed {allowed}")]
+    #[error("{flag} {value} is out of range for {origin}; allowed {allowed}")]
     Flag {
         origin: String,
         flag: String,
