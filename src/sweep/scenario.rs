@@ -370,11 +370,11 @@ impl FaultSpec {
 }
 
 /// Offsets (in bits) of the weight→memory mappings averaged over: `count` evenly spaced starting points in the
-/// weight SRAM, each a multiple of `bits · word_bits` (hence of the weight width, and word aligned), the first
-/// one at the config's `offset_bits`.
+/// weight SRAM, each a multiple of `t · word_bits` (`t` the slot width of `bits`-bit codes under the config's
+/// packing; hence slot and word aligned), the first one at the config's `offset_bits`.
 pub fn mapping_offsets_bits(hw: &crate::config::HwConfig, bits: u32, count: u32) -> Vec<u64> {
     let total = hw.weight_sram.total_bits();
-    let quantum = bits as u64 * hw.weight_sram.word_bits as u64;
+    let quantum = hw.weight_sram.packing.slot_bits(bits) as u64 * hw.weight_sram.word_bits as u64;
     let base = hw.weight_sram.offset_bits;
     (0..count as u64)
         .map(|i| {
