@@ -22,9 +22,14 @@ pub struct Args {
     /// Supply voltage of the scaled rails (the weight SRAM by default), volts.
     #[arg(long, required_unless_present = "list_hw")]
     pub vdd: Option<f64>,
-    /// Model manifest: a name in models/ or a path [default: fmnist-cnn-randbet-8b].
+    /// Model manifest: a name in models/, a path, or a family name of the shipped models (with --bits)
+    /// [default: fmnist-cnn-randbet-8b].
     #[arg(long)]
     pub model: Option<String>,
+    /// Bits per weight: a family's member trained at M bits if shipped, else post-training quantization of its
+    /// float weights at M bits; for a model name, that model's float weights at M bits [default: as stored].
+    #[arg(long, value_name = "M")]
+    pub bits: Option<u32>,
     /// Fault map: a name in sram_profiles/ (`chip1`), a path, or `uniform` (random bit errors at the measured
     /// BER of the voltage) [default: the config's fault_profile].
     #[arg(long)]
@@ -62,8 +67,11 @@ pub struct Args {
 pub struct RunReport {
     pub hw: String,
     pub model: String,
+    pub family: String,
     pub method: String,
     pub bits: u32,
+    /// `trained` or `ptq` (docs/run-and-sweep.md#precision-axis).
+    pub weights_source: String,
     pub weights: u64,
     pub faults: String,
     pub vdd_v: f64,
@@ -89,6 +97,11 @@ pub struct RunReport {
     pub energy_saving_pct: f64,
     pub weight_sram_energy_pj: f64,
     pub weight_sram_saving_pct: f64,
+    /// Energy per inference of the same network with 8-bit weights at V_min (the paper's reference).
+    pub reference_8b_vmin_energy_pj: f64,
+    pub reference_8b_vmin_weight_sram_energy_pj: f64,
+    pub energy_saving_vs_vmin_pct: f64,
+    pub weight_sram_saving_vs_vmin_pct: f64,
 }
 
 fn user(e: impl std::fmt::Display) -> CliError {
@@ -152,9 +165,25 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
             "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
         ));
     }
-    let model_path =
-        scenario::resolve_model(args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL))
-            .map_err(sweep_err)?;
+    let model_name = args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL);
+    let bits = args
+        .bits
+        .map(|b| scenario::parse_bits(&[b]))
+        .transpose()
+        .map_err(sweep_err)?;
+    let variants = scenario::resolve_variants(&[model_name.to_string()], bits.as_deref())
+        .map_err(sweep_err)?;
+    let variant = match variants.as_slice() {
+        [v] => v.clone(),
+        many => return Err(CliError::user(format!(
+            "--model {model_name} is a family of {} models ({}); pass --bits M to pick one width",
+            many.len(),
+            many.iter()
+                .map(|v| format!("{} bits", v.bits))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    };
     let spec = match (args.ber, &args.profile, &hw.fault_profile) {
         (Some(p), _, _) => {
             if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
@@ -170,7 +199,10 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     };
     spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;
     let mut data = DataCache::new(args.data.clone(), args.limit).skipping(args.skip);
-    let mut loaded = LoadedModel::load(&model_path, &mut data).map_err(sweep_err)?;
+    let model = variant
+        .load_model(&mut std::collections::HashMap::new())
+        .map_err(sweep_err)?;
+    let mut loaded = LoadedModel::from_model(model, &mut data).map_err(sweep_err)?;
     let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
     let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
     let faults = scenario::fault_source(&spec, &hw, &loaded, args.offsets, args.seeds, vdd_v)
@@ -199,8 +231,10 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     Ok(RunReport {
         hw: hw.name.clone(),
         model: name,
+        family: variant.family.clone(),
         method,
         bits,
+        weights_source: variant.source.name().to_string(),
         weights,
         faults: spec.name(),
         vdd_v,
@@ -224,6 +258,11 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         energy_saving_pct: at.energy_saving_pct,
         weight_sram_energy_pj: at.weight_sram_energy_pj,
         weight_sram_saving_pct: at.weight_sram_saving_pct,
+        reference_8b_vmin_energy_pj: cost.reference_8b_vmin.total_pj,
+        reference_8b_vmin_weight_sram_energy_pj: cost.reference_8b_vmin.weight_sram_dynamic_pj
+            + cost.reference_8b_vmin.weight_sram_leakage_pj,
+        energy_saving_vs_vmin_pct: at.energy_saving_vs_vmin_pct,
+        weight_sram_saving_vs_vmin_pct: at.weight_sram_saving_vs_vmin_pct,
     })
 }
 
@@ -239,8 +278,13 @@ fn pj(x: f64) -> String {
 
 fn print_text(r: &RunReport) {
     let b = &r.energy_breakdown_pj;
+    let source = if r.weights_source == "ptq" {
+        ", post-training quantized"
+    } else {
+        ""
+    };
     println!(
-        "accelsim run: {} ({}, {}-bit, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
+        "accelsim run: {} ({}, {}-bit{source}, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
         r.model, r.method, r.bits, r.weights, r.hw, r.vdd_v, r.vdd_rel, r.nominal_v
     );
     println!(
@@ -278,10 +322,17 @@ fn print_text(r: &RunReport) {
     println!("    MACs           {}", pj(b.mac_pj));
     println!("    DRAM           {}", pj(b.dram_pj));
     println!(
-        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V ({} per inference)",
+        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs this model at nominal {:.3} V ({} per inference)",
         r.energy_saving_pct,
         r.weight_sram_saving_pct,
         r.nominal_v,
         pj(r.nominal_energy_pj)
+    );
+    println!(
+        "                   {:.1}% of total energy, {:.1}% of weight-SRAM energy vs 8-bit weights at V_min {:.3} V ({} per inference; the paper's reference)",
+        r.energy_saving_vs_vmin_pct,
+        r.weight_sram_saving_vs_vmin_pct,
+        r.vdd_v / r.vdd_rel,
+        pj(r.reference_8b_vmin_energy_pj)
     );
 }

@@ -22,9 +22,15 @@ pub struct Args {
     /// Hardware config: a name in hw_configs/ or a path.
     #[arg(long, default_value = "14nm_sram")]
     pub hw: String,
-    /// Models: comma-separated names in models/ or paths [default: every shipped model].
+    /// Models: comma-separated names in models/, paths, or family names of the shipped models (every member)
+    /// [default: every shipped model].
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Bit widths, comma-separated (e.g. 8,6,4,3,2): each family at each width, the model trained at that width
+    /// when one is shipped, else post-training quantization of the family's float weights [default: every model
+    /// at its own width].
+    #[arg(long, value_delimiter = ',', value_name = "M,...")]
+    pub bits: Vec<u32>,
     /// Fault maps: comma-separated names in sram_profiles/, paths, or `uniform` (measured BER curve).
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_PROFILES)]
     pub profiles: Vec<String>,
@@ -86,21 +92,12 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
             args.tolerance
         )));
     }
-    let models = if args.models.is_empty() {
-        let shipped = scenario::list_shipped_models();
-        if shipped.is_empty() {
-            return Err(CliError::user(
-                "no shipped models found in models/; pass --models NAME,...",
-            ));
-        }
-        shipped
+    let bits = if args.bits.is_empty() {
+        None
     } else {
-        args.models
-            .iter()
-            .map(|m| scenario::resolve_model(m.trim()))
-            .collect::<Result<_, _>>()
-            .map_err(sweep_err)?
+        Some(scenario::parse_bits(&args.bits).map_err(sweep_err)?)
     };
+    let models = scenario::resolve_variants(&args.models, bits.as_deref()).map_err(sweep_err)?;
     let faults = args
         .profiles
         .iter()

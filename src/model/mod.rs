@@ -158,10 +158,12 @@ impl Model {
     /// 32) is an error naming the manifest's `quantization`.
     pub fn requantized(&self, bits: u32, name: &str) -> Result<Model, ModelError> {
         let mut manifest = self.manifest.clone();
-        manifest.quantization.bits = bits;
+        if bits != manifest.quantization.bits {
+            manifest.quantization.bits = bits;
+            manifest.training.clean_error_pct = None;
+            manifest.training.test_images = None;
+        }
         manifest.name = name.to_string();
-        manifest.training.clean_error_pct = None;
-        manifest.training.test_images = None;
         let quant_config = quant_config(&manifest.quantization, &self.path)?;
         let (quantized, image) =
             quantize_all(&self.params, &self.float_params, &quant_config, &self.path)?;

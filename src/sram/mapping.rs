@@ -1,7 +1,7 @@
 //! Mapping quantized weight bits to physical SRAM bit cells (docs/hw-config.md, "Weight-to-cell mapping").
 //!
 //! The weights (all tensors in manifest order, one m-bit code per element) fill **slots** of `t` bits, where
-//! `t = m` with dense packing and `t = 8·ceil(m/8)` with byte packing ([`Packing`]); a word of `word_bits` holds
+//! `t = m` with dense packing and `t = 8·ceil(m/8)` with byte packing ([`Packing`](crate::config::Packing)); a word of `word_bits` holds
 //! `k = floor(word_bits / t)` slots and a weight never straddles two words. Element `e` is in slot
 //! `s = (e + offset_slots) mod C` with `C = k * W` slots in a memory of `W` words, so a model larger than the
 //! memory wraps around: element `e` and `e + C` share cells (successive tiles reuse the same cells). Slot `s` is
@@ -9,7 +9,7 @@
 //! `(s mod k)*t + m .. (s mod k + 1)*t` (byte packing) and `k*t .. word_bits` hold no weight bit. Word placement
 //! follows [`Mapping`](crate::config::Mapping): linear (array by array, row by row) or bank-interleaved.
 use super::SramError;
-use crate::config::{Mapping, Packing, WeightSramConfig};
+use crate::config::{Mapping, WeightSramConfig};
 
 /// Physical address of one bit cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -281,6 +281,7 @@ impl Iterator for BitsAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Packing;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::core::{mean_std, RunStats, SeriesRunner};
-use super::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel};
+use super::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, ModelVariant};
 use super::state::{hash_file, SweepState, UnitResult};
 use super::SweepError;
 use crate::config::HwConfig;
-use crate::model::Model;
 use crate::report::SweepRow;
 
 /// Everything a sweep needs.
@@ -21,8 +20,8 @@ pub struct SweepSpec {
     pub hw: HwConfig,
     /// Path the hardware config was read from (hashed into the fingerprint).
     pub hw_path: PathBuf,
-    /// Model manifests.
-    pub models: Vec<PathBuf>,
+    /// The models, each at one bit width (trained or PTQ, [`scenario::resolve_variants`]).
+    pub models: Vec<ModelVariant>,
     pub faults: Vec<FaultSpec>,
     /// Voltages, descending (see [`super::grid::parse_voltage_grid`]).
     pub grid_v: Vec<f64>,
@@ -37,6 +36,8 @@ struct FingerprintInput<'a> {
     version: u32,
     hw_sha256: String,
     models: Vec<(String, String)>,
+    /// (name, manifest path, bits, weights source) of every swept model.
+    variants: Vec<(String, String, u32, &'static str)>,
     faults: Vec<(String, String)>,
     grid_v: &'a [f64],
     offsets: u32,
@@ -87,8 +88,13 @@ impl SweepSpec {
 
     /// SHA-256 over the configuration and the contents of every input file.
     pub fn fingerprint_input(&self) -> Result<impl Serialize + '_, SweepError> {
-        let mut models = Vec::new();
-        for m in &self.models {
+        let mut models: Vec<(String, String)> = Vec::new();
+        let mut paths: Vec<&Path> = self.models.iter().map(|v| v.path.as_path()).collect();
+        paths.dedup();
+        for m in paths {
+            if models.iter().any(|(p, _)| *p == m.display().to_string()) {
+                continue;
+            }
             let mut h = hash_file(m)?;
             // Hash the tensors file the manifest names too, so retrained weights change the fingerprint.
             let weights = std::fs::read_to_string(m)
@@ -114,10 +120,23 @@ impl SweepSpec {
             };
             faults.push((f.name(), h));
         }
+        let variants = self
+            .models
+            .iter()
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    v.path.display().to_string(),
+                    v.bits,
+                    v.source.name(),
+                )
+            })
+            .collect();
         Ok(FingerprintInput {
-            version: 1,
+            version: 2,
             hw_sha256: hash_file(&self.hw_path)?,
             models,
+            variants,
             faults,
             grid_v: &self.grid_v,
             offsets: self.offsets,
@@ -161,29 +180,29 @@ pub fn run_sweep(
     let mut stats = RunStats::default();
     let (mut units_resumed, mut units_computed) = (0, 0);
     let mut rows = Vec::new();
-    for model_path in &spec.models {
-        // Manifest name and metadata without evaluating (resumed models need no test set).
-        let model = Model::load(model_path).map_err(|e| SweepError::Input(e.to_string()))?;
-        let name = model.manifest().name.clone();
+    // Models loaded from disk once; the widths of one family are quantized from the same float weights.
+    let mut sources = std::collections::HashMap::new();
+    for variant in &spec.models {
+        let model = variant.load_model(&mut sources)?;
+        let name = variant.name.clone();
+        let bits = variant.bits;
         let all_done = spec
             .faults
             .iter()
-            .all(|f| (0..samples).all(|s| state.get(&name, &f.name(), s).is_some()));
+            .all(|f| (0..samples).all(|s| state.get(&name, bits, &f.name(), s).is_some()));
         let cost = CostModel::new(&spec.hw, &model)?;
         let method = model.manifest().training.method.clone();
-        let bits = model.bits();
         let weights: u64 = model.param_tensors().iter().map(|p| p.len as u64).sum();
-        drop(model);
         let mut loaded = if all_done {
             None
         } else {
             bar.set_message(format!("loading {name}"));
-            Some(LoadedModel::load(model_path, &mut data)?)
+            Some(LoadedModel::from_model(model, &mut data)?)
         };
         for f in &spec.faults {
             let fname = f.name();
             let pending: Vec<u32> = (0..samples)
-                .filter(|&s| state.get(&name, &fname, s).is_none())
+                .filter(|&s| state.get(&name, bits, &fname, s).is_none())
                 .collect();
             units_resumed += (samples as usize) - pending.len();
             bar.inc((samples as u64 - pending.len() as u64) * spec.grid_v.len() as u64);
@@ -198,6 +217,7 @@ pub fn run_sweep(
                     let r = runner.run_sample(source.as_ref(), s, &spec.grid_v, || bar.inc(1))?;
                     state.record(UnitResult {
                         model: name.clone(),
+                        bits,
                         profile: fname.clone(),
                         sample: s,
                         clean_error_pct: runner.clean_error_pct(),
@@ -215,7 +235,7 @@ pub fn run_sweep(
                 stats.tensors_decoded += st.tensors_decoded;
             }
             let units: Vec<&UnitResult> = (0..samples)
-                .filter_map(|s| state.get(&name, &fname, s))
+                .filter_map(|s| state.get(&name, bits, &fname, s))
                 .collect();
             for (k, &vdd_v) in spec.grid_v.iter().enumerate() {
                 let errs: Vec<f64> = units.iter().map(|u| u.error_pct[k]).collect();
@@ -225,8 +245,10 @@ pub fn run_sweep(
                 let at = cost.at(vdd_v)?;
                 rows.push(SweepRow {
                     model: name.clone(),
+                    family: variant.family.clone(),
                     method: method.clone(),
                     bits,
+                    weights_source: variant.source.name().to_string(),
                     profile: fname.clone(),
                     vdd_v,
                     vdd_rel: spec.hw.vdd_rel(vdd_v),
@@ -243,6 +265,8 @@ pub fn run_sweep(
                     weight_sram_energy_pj: at.weight_sram_energy_pj,
                     energy_saving_pct: at.energy_saving_pct,
                     weight_sram_saving_pct: at.weight_sram_saving_pct,
+                    energy_saving_vs_vmin_pct: at.energy_saving_vs_vmin_pct,
+                    weight_sram_saving_vs_vmin_pct: at.weight_sram_saving_vs_vmin_pct,
                 });
             }
         }

@@ -14,13 +14,15 @@ use super::SweepError;
 /// File name of the state inside the output folder.
 pub const STATE_FILE: &str = "sweep-state.json";
 const FORMAT: &str = "accelsim-sweep-state";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
-/// Results of one unit: one (model, profile, sample) at every voltage of the grid (grid order, descending).
+/// Results of one unit: one (model, bits, profile, sample) at every voltage of the grid (grid order, descending).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnitResult {
     pub model: String,
+    /// Bits per stored weight of the model evaluated (the precision axis).
+    pub bits: u32,
     pub profile: String,
     pub sample: u32,
     pub clean_error_pct: f64,
@@ -125,17 +127,20 @@ impl SweepState {
         &self.units
     }
 
-    /// The completed unit for (model, profile, sample), if any.
-    pub fn get(&self, model: &str, profile: &str, sample: u32) -> Option<&UnitResult> {
-        self.units
-            .iter()
-            .find(|u| u.model == model && u.profile == profile && u.sample == sample)
+    /// The completed unit for (model, bits, profile, sample), if any.
+    pub fn get(&self, model: &str, bits: u32, profile: &str, sample: u32) -> Option<&UnitResult> {
+        self.units.iter().find(|u| {
+            u.model == model && u.bits == bits && u.profile == profile && u.sample == sample
+        })
     }
 
     /// Records a completed unit and rewrites the state file atomically.
     pub fn record(&mut self, unit: UnitResult) -> Result<(), SweepError> {
         self.units.retain(|u| {
-            !(u.model == unit.model && u.profile == unit.profile && u.sample == unit.sample)
+            !(u.model == unit.model
+                && u.bits == unit.bits
+                && u.profile == unit.profile
+                && u.sample == unit.sample)
         });
         self.units.push(unit);
         self.save()
@@ -180,6 +185,7 @@ mod tests {
     fn unit(sample: u32) -> UnitResult {
         UnitResult {
             model: "m".into(),
+            bits: 8,
             profile: "chip1".into(),
             sample,
             clean_error_pct: 9.0,
@@ -202,7 +208,11 @@ mod tests {
         s.record(unit(0)).unwrap(); // re-recording replaces
         let s2 = SweepState::open(dir.path(), &cfg, false).unwrap();
         assert_eq!(s2.units(), &[unit(0)]);
-        assert!(s2.get("m", "chip1", 0).is_some() && s2.get("m", "chip1", 1).is_none());
+        assert!(
+            s2.get("m", 8, "chip1", 0).is_some()
+                && s2.get("m", 8, "chip1", 1).is_none()
+                && s2.get("m", 4, "chip1", 0).is_none()
+        );
 
         let other = Cfg {
             grid: vec![0.9, 0.8],
