@@ -38,6 +38,8 @@ run: dataset build
 
 lint:
 	$(CARGO) fmt --all -- --check
+	@# The repository explains itself: no tracked file cites the team's outside reading (docs/references.md instead).
+	@if git grep -n 'domain[.]md' -- . ; then echo "error: tracked files cite a document outside the repository (cite docs/ instead)"; exit 1; fi
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # Bench binaries are compiled (and linted by clippy) here but only run by `make bench`.

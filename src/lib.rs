@@ -6,11 +6,13 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod ecc;
 pub mod energy;
 pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod fsutil;
+pub mod limits;
 pub mod model;
 pub mod npy;
 pub mod quant;

@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
+/// Most dimensions an array may have (NumPy's own limit).
+pub const MAX_NDIM: usize = 64;
+/// Longest header dictionary read (NumPy itself refuses headers over 10000 bytes by default).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
 /// Errors of `.npy` reading and writing; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -123,10 +127,17 @@ impl NpyArray {
 
 /// Reads a `.npy` file.
 pub fn read(path: &Path) -> Result<NpyArray, NpyError> {
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::limits::read_file(path, crate::limits::MAX_NPY_FILE_BYTES, ".npy file")
+        .map_err(|e| match e {
+            crate::limits::ReadError::Io(source) => NpyError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::limits::ReadError::TooLarge(msg) => NpyError::Format {
+                path: path.to_path_buf(),
+                msg,
+            },
+        })?;
     parse(&bytes, path)
 }
 
@@ -147,7 +158,7 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>), NpyError> {
 pub fn parse(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyError> {
     let err = |msg: String| NpyError::Format {
         path: path.to_path_buf(),
-        msg,
+        msg: crate::limits::printable(&msg),
     };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(err("missing the \\x93NUMPY magic string".into()));
@@ -171,13 +182,23 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyError> {
             )))
         }
     };
+    if header_len > MAX_HEADER_BYTES {
+        return Err(err(format!(
+            "header length {header_len} is out of range; allowed at most {MAX_HEADER_BYTES} bytes"
+        )));
+    }
     let end = start
         .checked_add(header_len)
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| err(format!("truncated header ({header_len} bytes announced)")))?;
     let header =
         std::str::from_utf8(&bytes[start..end]).map_err(|_| err("header is not text".into()))?;
-    let h = parse_header(header).map_err(|m| err(format!("{m} in header {}", header.trim())))?;
+    let h = parse_header(header).map_err(|m| {
+        err(format!(
+            "{m} in header {}",
+            crate::limits::excerpt(header.trim(), 200)
+        ))
+    })?;
     let (kind, size) = match h.descr.as_str() {
         "<f4" | "=f4" => ("f4", 4),
         "<f8" | "=f8" => ("f8", 8),
@@ -194,11 +215,17 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<NpyArray, NpyError> {
             };
             return Err(NpyError::Dtype {
                 path: path.to_path_buf(),
-                found: format!("'{d}'"),
+                found: format!("'{}'", crate::limits::excerpt(d, 40)),
                 expected: why.into(),
             });
         }
     };
+    if h.shape.len() > MAX_NDIM {
+        return Err(err(format!(
+            "shape has {} dimensions; allowed at most {MAX_NDIM}",
+            h.shape.len()
+        )));
+    }
     if h.fortran_order && h.shape.iter().filter(|&&d| d > 1).count() > 1 {
         return Err(err(
             "fortran_order = True is not supported; save with np.ascontiguousarray(x)".into(),
@@ -368,6 +395,9 @@ impl Lexer<'_> {
             // Python 2 longs: `3L`.
             self.eat(b'L');
             dims.push(d);
+            if dims.len() > MAX_NDIM {
+                return Err(format!("more than {MAX_NDIM} dimensions"));
+            }
             self.ws();
             if !self.eat(b',') {
                 self.expect(b')')?;

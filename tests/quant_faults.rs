@@ -51,6 +51,16 @@ fn vectors_file_matches_the_quantizer() {
             assert!(n >= 24, "{n} cases for signed={signed} bits={bits}");
         }
     }
+    // The fixed-range extremes cases pin the reference decode: ±w_max exactly, never ±(w_max + ε)·k/levels.
+    let extremes: Vec<_> = file
+        .cases
+        .iter()
+        .filter(|c| c.name.ends_with("_global_sym_round_wmax0.1_extremes"))
+        .collect();
+    assert_eq!(extremes.len(), 3);
+    for c in extremes {
+        assert_eq!(&c.dequantized[..4], &[-0.1, 0.1, -0.1, 0.1], "{}", c.name);
+    }
     assert_eq!(
         vectors::to_json(&fresh),
         text,

@@ -130,10 +130,43 @@ fn bad_inputs_give_one_line_errors_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.sramprof");
     std::fs::write(&bad, "format = accelsim-sram-profile\nversion = 9\n").unwrap();
+    // Issue #11: a ~400-byte profile whose header claims 65535 arrays of 256x256 cells, all failing.
+    let huge = dir.path().join("huge.sramprof");
+    std::fs::write(
+        &huge,
+        "format = accelsim-sram-profile\nversion = 1\nname = huge\narrays = 65535\nrows = 256\ncolumns = 256\n\
+         floor_vdd_rel = 0.75\nfailing_cells = 4294901760\narray,row,column,fail_vdd_rel,kind,p_access\n\
+         0,0,0,0.9,1,1\n",
+    )
+    .unwrap();
+    let pat_out = dir.path().join("p.safetensors").display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["profile".into(), "stats".into(), bad.display().to_string()],
             "version 9",
+        ),
+        (
+            vec!["profile".into(), "stats".into(), huge.display().to_string()],
+            "failing_cells",
+        ),
+        (
+            vec![
+                "profile",
+                "pattern",
+                "chip1",
+                "--bits",
+                "8",
+                "--elements",
+                "1000000000000",
+                "--vdd-rel",
+                "0.8",
+                "--out",
+                &pat_out,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--elements 1000000000000 is out of range; allowed 1..=268435456",
         ),
         (
             vec!["profile".into(), "stats".into(), "no_such_chip".into()],

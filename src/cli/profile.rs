@@ -114,6 +114,11 @@ pub struct ShowArgs {
     pub rows: u32,
 }
 
+/// Most weights `profile pattern --elements` maps: 2^28 = 268435456, a 256 MiB model of 8-bit codes. The
+/// pattern holds up to one entry (24 bytes) per weight, a few GiB at the profile's floor voltage
+/// (docs/sram-profiles.md).
+pub const MAX_PATTERN_ELEMENTS: u64 = 1 << 28;
+
 /// Profile errors are the user's (bad file, bad voltage, bad option): exit code 2.
 fn user(e: SramError) -> CliError {
     CliError::user(e.to_string())
@@ -192,6 +197,12 @@ pub fn run(args: Args) -> CliResult {
             Ok(())
         }
         ProfileCommand::Pattern(a) => {
+            if !(1..=MAX_PATTERN_ELEMENTS).contains(&a.elements) {
+                return Err(CliError::user(format!(
+                    "--elements {} is out of range; allowed 1..={MAX_PATTERN_ELEMENTS}",
+                    a.elements
+                )));
+            }
             let p = load(&a.file)?;
             let hw = crate::config::HwConfig::load_named(&a.hw)
                 .map_err(|e| CliError::user(e.to_string()))?;

@@ -175,14 +175,16 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         .map_err(sweep_err)?;
     let variant = match variants.as_slice() {
         [v] => v.clone(),
-        many => return Err(CliError::user(format!(
+        many => {
+            return Err(CliError::user(format!(
             "--model {model_name} is a family of {} models ({}); pass --bits M to pick one width",
             many.len(),
             many.iter()
                 .map(|v| format!("{} bits", v.bits))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))),
+        )))
+        }
     };
     let spec = match (args.ber, &args.profile, &hw.fault_profile) {
         (Some(p), _, _) => {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::{CliError, CliResult};
 use crate::config::HwConfig;
-use crate::report::markdown::{ReportContext, DEFAULT_TOLERANCE_PTS};
-use crate::sweep::driver::{run_sweep, SweepSpec};
+use crate::report::markdown::DEFAULT_TOLERANCE_PTS;
+use crate::sweep::driver::{run_sweep_with, RunOptions, SweepSpec};
 use crate::sweep::grid::parse_voltage_grid;
 use crate::sweep::scenario::{self, FaultSpec};
 use crate::sweep::SweepError;
@@ -46,7 +46,11 @@ pub struct Args {
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Evaluate only the first N test images [default: all].
+    /// Leave out the first N test images (e.g. `--skip 9000 --limit 1000`: the held-out last 1000
+    /// Fashion-MNIST test images) [default: 0].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: usize,
+    /// Evaluate only the first N test images (after `--skip`) [default: all].
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Output folder for sweep.csv, the plots, report.md and the resumable state.
@@ -84,7 +88,9 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         }
     }
     if args.limit == Some(0) {
-        return Err(CliError::user("--limit 0 is out of range; allowed 1.."));
+        return Err(CliError::user(
+            "--limit 0 is out of range; allowed 1.. (or omit it for all images)",
+        ));
     }
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
         return Err(CliError::user(format!(
@@ -113,53 +119,76 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         offsets: args.offsets,
         seeds: args.seeds,
         data_dir: args.data.clone(),
+        skip: args.skip,
         limit: args.limit,
     })
+}
+
+/// The configuration flags of `args` that differ from their defaults, in a fixed order: what the report
+/// quotes and the state file stores (`accelsim sweep <these>` rebuilds the sweep). Flags that do not change
+/// the results (`--out`, `--fresh`, `--quiet`, `--shard`) are not part of it, so every way of producing one
+/// sweep writes the same report.
+pub fn invocation(args: &Args) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut push = |flag: &str, value: String| {
+        v.push(flag.to_string());
+        v.push(value);
+    };
+    if args.hw != "14nm_sram" {
+        push("--hw", args.hw.clone());
+    }
+    if !args.models.is_empty() {
+        push("--models", args.models.join(","));
+    }
+    if !args.bits.is_empty() {
+        let b: Vec<String> = args.bits.iter().map(|b| b.to_string()).collect();
+        push("--bits", b.join(","));
+    }
+    if args.profiles.join(",") != DEFAULT_PROFILES {
+        push("--profiles", args.profiles.join(","));
+    }
+    if args.grid != DEFAULT_GRID {
+        push("--grid", args.grid.clone());
+    }
+    if args.offsets != 3 {
+        push("--offsets", args.offsets.to_string());
+    }
+    if args.seeds != 1 {
+        push("--seeds", args.seeds.to_string());
+    }
+    if let Some(d) = &args.data {
+        push("--data", d.display().to_string());
+    }
+    if args.skip != 0 {
+        push("--skip", args.skip.to_string());
+    }
+    if let Some(l) = args.limit {
+        push("--limit", l.to_string());
+    }
+    if args.tolerance != DEFAULT_TOLERANCE_PTS {
+        push("--tolerance", args.tolerance.to_string());
+    }
+    v
 }
 
 pub fn run(args: Args) -> CliResult {
     let spec = spec_from_args(&args)?;
     let started = std::time::Instant::now();
-    let outcome = run_sweep(&spec, &args.out, args.fresh, !args.quiet).map_err(sweep_err)?;
-    let command = std::env::args()
-        .enumerate()
-        .map(|(i, a)| if i == 0 { "accelsim".to_string() } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let ctx = ReportContext {
-        title: format!("accelsim sweep on {}", spec.hw.name),
-        command,
-        setup: vec![
-            format!(
-                "hardware: `{}` ({}), V_min {:.3} V, nominal {:.3} V",
-                spec.hw_path.display(),
-                spec.hw.name,
-                spec.hw.voltage.vmin_v,
-                spec.hw.voltage.nominal_v
-            ),
-            format!(
-                "fault sources: {}; {} mapping offsets × {} seeds per point",
-                spec.faults
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                spec.offsets,
-                spec.seeds
-            ),
-            format!(
-                "test images per evaluation: {} (error = clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol)",
-                outcome.rows.first().map_or(0, |r| r.test_images)
-            ),
-            format!(
-                "configuration fingerprint: `{}`",
-                &outcome.fingerprint[..16]
-            ),
-        ],
+    let opts = RunOptions {
+        fresh: args.fresh,
+        progress: !args.quiet,
+        invocation: invocation(&args),
+        report_tolerance_pts: Some(args.tolerance),
         ..Default::default()
     };
-    let summary = crate::report::write_bundle(&args.out, &outcome.rows, &ctx, args.tolerance)
-        .map_err(|e| CliError::internal(e.to_string()))?;
+    let outcome = run_sweep_with(&spec, &args.out, &opts).map_err(sweep_err)?;
+    for n in &outcome.notes {
+        eprintln!("{n}");
+    }
+    let summary = outcome
+        .summary
+        .clone()
+        .ok_or_else(|| CliError::internal("the sweep wrote no report"))?;
     let st = outcome.stats;
     eprintln!(
         "sweep: {} rows in {:.1} s; {} units computed, {} resumed; {} of {} points ran inference \

@@ -3,8 +3,11 @@
 //! A config is read once with serde (`deny_unknown_fields` everywhere), range-checked by [`HwConfig::validate`],
 //! and trusted by the rest of the code afterwards. Every error names the file, the key and the allowed range.
 //! Voltages are in volts; `vdd_rel = vdd_v / vmin_v` is the voltage normalized to V_min as in docs/sram-profiles.md#paper-chips.
+pub mod ecc;
 pub mod energy;
 pub mod systolic;
+
+pub use ecc::{DuePolicy, EccScheme};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -135,6 +138,22 @@ pub struct WeightSramConfig {
     /// of the slot width ([`Packing::slot_bits`]) when a mapping is built.
     #[serde(default)]
     pub offset_bits: u64,
+    /// Error-correcting code on the stored words (docs/ecc.md): `none` (default), `parity` or `secded`.
+    #[serde(default)]
+    pub ecc: EccScheme,
+    /// Data bits per codeword, 16, 32 or 64 (SECDED (22,16), (39,32), (72,64)); divides `word_bits`.
+    #[serde(default = "ecc::default_ecc_data_bits")]
+    pub ecc_data_bits: u32,
+    /// Bit-interleaving degree: groups of this many codewords of a row share their columns bit by bit
+    /// (1 = none); divides the codewords per row (`columns / ecc_data_bits`).
+    #[serde(default = "ecc::default_interleave")]
+    pub interleave: u32,
+    /// Detected-uncorrectable words: `zero` their weights (default) or `keep` the raw bits.
+    #[serde(default)]
+    pub due: DuePolicy,
+    /// Cycles the pipelined ECC decoder adds to the weight path, paid once per fold (docs/ecc.md), 0..=64.
+    #[serde(default = "ecc::default_ecc_latency")]
+    pub ecc_decoder_latency_cycles: u32,
 }
 
 impl WeightSramConfig {
@@ -161,6 +180,42 @@ impl WeightSramConfig {
     /// Capacity in KiB.
     pub fn capacity_kib(&self) -> f64 {
         self.total_bits() as f64 / 8.0 / 1024.0
+    }
+    /// Check bits per codeword (0 without ECC).
+    pub fn ecc_check_bits(&self) -> u32 {
+        ecc::check_bits(self.ecc, self.ecc_data_bits)
+    }
+    /// Codewords per data row (`columns / ecc_data_bits`; 0 without ECC).
+    pub fn codewords_per_row(&self) -> u32 {
+        if self.ecc == EccScheme::None {
+            0
+        } else {
+            self.columns / self.ecc_data_bits
+        }
+    }
+    /// Physical bit lines per array: the data columns plus the check bits of every codeword of a row
+    /// (`columns + codewords_per_row · check_bits`, e.g. 72 for 64 data columns under (72,64) SECDED).
+    pub fn physical_columns(&self) -> u32 {
+        self.columns + self.codewords_per_row() * self.ecc_check_bits()
+    }
+    /// Physical bit cells per array (`rows · physical_columns`).
+    pub fn physical_cells_per_array(&self) -> u64 {
+        self.rows as u64 * self.physical_columns() as u64
+    }
+    /// Bits read per word access including check bits (`word_bits · (k + r) / k`).
+    pub fn physical_word_bits(&self) -> u32 {
+        if self.ecc == EccScheme::None {
+            self.word_bits
+        } else {
+            self.word_bits / self.ecc_data_bits * (self.ecc_data_bits + self.ecc_check_bits())
+        }
+    }
+    /// This section with another protection scheme (the other ECC keys kept), e.g. for `--ecc`.
+    pub fn with_ecc(&self, ecc: EccScheme) -> WeightSramConfig {
+        WeightSramConfig {
+            ecc,
+            ..self.clone()
+        }
     }
 }
 
@@ -231,7 +286,77 @@ fn check_f(origin: &str, key: &str, v: f64, lo: f64, hi: f64) -> Result<(), Conf
     Ok(())
 }
 
+/// The ECC keys of `[weight_sram]` (docs/ecc.md): ranges always, the geometry only when a code is selected.
+fn validate_ecc(o: &str, w: &WeightSramConfig) -> Result<(), ConfigError> {
+    if !ecc::ECC_DATA_BITS.contains(&w.ecc_data_bits) {
+        return Err(range_err(
+            o,
+            "weight_sram.ecc_data_bits",
+            w.ecc_data_bits,
+            "16, 32 or 64 (SECDED (22,16), (39,32), (72,64))",
+        ));
+    }
+    check_u(o, "weight_sram.interleave", w.interleave, 1, 64)?;
+    check_u(
+        o,
+        "weight_sram.ecc_decoder_latency_cycles",
+        w.ecc_decoder_latency_cycles,
+        0,
+        ecc::MAX_ECC_LATENCY_CYCLES,
+    )?;
+    if w.ecc == EccScheme::None {
+        return Ok(());
+    }
+    if !w.word_bits.is_multiple_of(w.ecc_data_bits) {
+        return Err(range_err(
+            o,
+            "weight_sram.ecc_data_bits",
+            w.ecc_data_bits,
+            format!(
+                "a divisor of weight_sram.word_bits = {} (a codeword never straddles two words)",
+                w.word_bits
+            ),
+        ));
+    }
+    let per_row = w.codewords_per_row();
+    if !per_row.is_multiple_of(w.interleave) {
+        let divisors: Vec<String> = (1..=per_row)
+            .filter(|d| per_row.is_multiple_of(*d))
+            .map(|d| d.to_string())
+            .collect();
+        return Err(range_err(
+            o,
+            "weight_sram.interleave",
+            w.interleave,
+            format!(
+                "a divisor of the {per_row} codewords per row (columns / ecc_data_bits): {}",
+                divisors.join(", ")
+            ),
+        ));
+    }
+    let phys = w.arrays() * w.physical_cells_per_array();
+    if phys > u32::MAX as u64 {
+        return Err(range_err(
+            o,
+            "weight_sram (banks*arrays_per_bank*rows*physical columns with check bits)",
+            phys,
+            format!("at most {} bit cells", u32::MAX),
+        ));
+    }
+    Ok(())
+}
+
 impl HwConfig {
+    /// This config with another ECC scheme on the weight SRAM (`--ecc`), validated again so that a scheme that
+    /// does not fit the geometry (e.g. an `interleave` that does not divide the codewords per row) is a one-line
+    /// error naming the key.
+    pub fn with_ecc(&self, ecc: EccScheme) -> Result<HwConfig, ConfigError> {
+        let mut c = self.clone();
+        c.weight_sram = self.weight_sram.with_ecc(ecc);
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -328,6 +453,7 @@ impl HwConfig {
                 format!("at most {max_cells} bit cells"),
             ));
         }
+        validate_ecc(o, w)?;
         if w.offset_bits >= w.total_bits() {
             return Err(range_err(
                 o,

@@ -36,7 +36,8 @@ pub(crate) fn load_cifar(
     parse_cifar(kind, &bytes, &path, label_bytes, limit)
 }
 
-fn parse_cifar(
+/// A CIFAR split from the bytes of its binary file (`label_bytes` = 1 for CIFAR-10, 2 for CIFAR-100).
+pub fn parse_cifar(
     kind: DatasetKind,
     bytes: &[u8],
     path: &Path,

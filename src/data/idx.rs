@@ -1,6 +1,7 @@
 //! IDX files (the MNIST / Fashion-MNIST container), gzip-compressed or raw.
 //!
 //! Layout: magic `00 00 08 NDIM` (0x08 = unsigned byte), NDIM big-endian u32 dimensions, then the bytes in C order.
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -25,66 +26,107 @@ fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Reads a whole file and gunzips it when it starts with the gzip magic.
+/// Reads an IDX file, raw or gzip-compressed, within [`MAX_DATASET_BYTES`](crate::limits::MAX_DATASET_BYTES).
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = read_file(path)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Format {
-                file: path.to_path_buf(),
-                msg: format!("corrupt gzip stream: {e}"),
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    Ok(decode_idx(&raw, path)?.into_owned())
 }
 
-/// A parsed IDX file of unsigned bytes: dimensions and the payload (exactly prod(dims) bytes, extra bytes refused).
-pub(crate) fn parse_idx<'a>(
-    bytes: &'a [u8],
-    file: &Path,
-) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+/// The uncompressed bytes of an IDX file given raw or gzip-compressed (by its magic bytes). A gzip stream is
+/// inflated header first; the payload is then inflated only up to the size the dimensions declare (checked
+/// against [`MAX_DATASET_BYTES`](crate::limits::MAX_DATASET_BYTES)), so a corrupt header or a gzip bomb stops
+/// early.
+pub fn decode_idx<'a>(raw: &'a [u8], file: &Path) -> Result<Cow<'a, [u8]>, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let err = |msg: String| DataError::Format {
         file: file.to_path_buf(),
         msg,
     };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+    let mut dec = flate2::read::GzDecoder::new(raw);
+    let mut out = Vec::new();
+    let mut inflate = |out: &mut Vec<u8>, n: u64| {
+        (&mut dec)
+            .take(n)
+            .read_to_end(out)
+            .map_err(|e| err(format!("corrupt gzip stream: {e}")))
+    };
+    inflate(&mut out, 4)?;
+    if out.len() < 4 || out[..3] != [0, 0, 8] {
+        // Let the header reader word the error (bad magic, element type).
+        idx_header(&out, file)?;
+        return Err(err("truncated IDX header".into()));
+    }
+    let ndim = out[3] as u64;
+    inflate(&mut out, 4 * ndim)?;
+    let (header, dims) = idx_header(&out, file)?;
+    let total = crate::limits::checked_product(dims.iter().map(|&d| d as u64))
+        .and_then(|t| t.checked_add(header as u64))
+        .filter(|&t| t <= crate::limits::MAX_DATASET_BYTES)
+        .ok_or_else(|| {
+            err(format!(
+                "IDX dimensions {dims:?} declare more than the {} limit for a dataset file",
+                crate::limits::human_bytes(crate::limits::MAX_DATASET_BYTES)
+            ))
+        })?;
+    inflate(&mut out, total - header as u64 + 1)?;
+    if out.len() as u64 > total {
+        return Err(err(format!(
+            "the decompressed file is longer than its dimensions {dims:?} declare (corrupted file?)"
+        )));
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The header length and the dimensions of IDX bytes (magic already checked by the caller or refused here).
+fn idx_header(bytes: &[u8], file: &Path) -> Result<(usize, Vec<u32>), DataError> {
+    let err = |msg: String| DataError::Format {
+        file: file.to_path_buf(),
+        msg,
+    };
+    let mut c = crate::limits::Cursor::new(bytes);
+    let magic = c
+        .take(4, "the IDX magic number")
+        .map_err(|_| err("not an IDX file (bad magic number)".into()))?;
+    if magic[0] != 0 || magic[1] != 0 {
         return Err(err("not an IDX file (bad magic number)".into()));
     }
-    if bytes[2] != 0x08 {
+    if magic[2] != 0x08 {
         return Err(err(format!(
             "IDX element type 0x{:02x} is not supported (only 0x08 = unsigned byte)",
-            bytes[2]
+            magic[2]
         )));
     }
-    let ndim = bytes[3] as usize;
-    let header = 4 + 4 * ndim;
-    if ndim == 0 || bytes.len() < header {
-        return Err(err(format!("truncated IDX header ({ndim} dimensions)")));
+    let ndim = magic[3] as usize;
+    if ndim == 0 {
+        return Err(err("IDX header declares 0 dimensions".into()));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            let b = &bytes[4 + 4 * i..8 + 4 * i];
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-        })
-        .collect();
-    let total = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| err("IDX dimensions overflow".into()))?;
+    let dims = (0..ndim)
+        .map(|i| c.u32_be(&format!("IDX dimension {i}")))
+        .collect::<Result<Vec<u32>, String>>()
+        .map_err(|m| err(format!("truncated IDX header ({ndim} dimensions): {m}")))?;
+    Ok((c.pos(), dims))
+}
+
+/// A parsed IDX file of unsigned bytes: dimensions and the payload (exactly prod(dims) bytes, extra bytes refused).
+/// A parsed IDX file of unsigned bytes: dimensions and the payload (exactly prod(dims) bytes, extra bytes refused).
+pub fn parse_idx<'a>(bytes: &'a [u8], file: &Path) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+    let (header, dims) = idx_header(bytes, file)?;
     let payload = &bytes[header..];
-    if payload.len() != total {
-        return Err(err(format!(
-            "IDX payload has {} bytes but dimensions {:?} need {} (truncated or corrupted file)",
-            payload.len(),
-            dims,
-            total
-        )));
+    let total = crate::limits::checked_product(dims.iter().map(|&d| d as u64));
+    if total != Some(payload.len() as u64) {
+        return Err(DataError::Format {
+            file: file.to_path_buf(),
+            msg: format!(
+                "IDX payload has {} bytes but dimensions {:?} need {} (truncated or corrupted file)",
+                payload.len(),
+                dims,
+                total.map_or("more than 2^64".to_string(), |t| t.to_string())
+            ),
+        });
     }
-    Ok((dims, payload))
+    Ok((dims.into_iter().map(|d| d as usize).collect(), payload))
 }
 
 pub(crate) fn load_mnist_like(
@@ -98,8 +140,21 @@ pub(crate) fn load_mnist_like(
         find(dir, LABELS).ok_or_else(|| not_found(kind, dir, format!("{LABELS}[.gz]")))?;
     let img_bytes = read_maybe_gz(&img_path)?;
     let lab_bytes = read_maybe_gz(&lab_path)?;
-    let (idims, ipix) = parse_idx(&img_bytes, &img_path)?;
-    let (ldims, labs) = parse_idx(&lab_bytes, &lab_path)?;
+    load_from_bytes(kind, &img_bytes, &img_path, &lab_bytes, &lab_path, limit)
+}
+
+/// The images and labels of an MNIST-like split from the (uncompressed) bytes of its two IDX files.
+pub fn load_from_bytes(
+    kind: DatasetKind,
+    img_bytes: &[u8],
+    img_path: &Path,
+    lab_bytes: &[u8],
+    lab_path: &Path,
+    limit: Option<usize>,
+) -> Result<Dataset, DataError> {
+    let (img_path, lab_path) = (img_path.to_path_buf(), lab_path.to_path_buf());
+    let (idims, ipix) = parse_idx(img_bytes, &img_path)?;
+    let (ldims, labs) = parse_idx(lab_bytes, &lab_path)?;
     if idims.len() != 3 {
         return Err(DataError::Format {
             file: img_path,
@@ -226,5 +281,35 @@ pub(crate) mod tests {
         std::fs::write(d.path().join(format!("{IMAGES}.gz")), [0x1f, 0x8b, 0, 1, 2]).unwrap();
         let e = load_mnist_like(DatasetKind::Mnist, d.path(), None).unwrap_err();
         assert!(e.to_string().contains("gzip"), "{e}");
+    }
+
+    #[test]
+    fn gzip_is_inflated_only_as_far_as_the_header_claims() {
+        let p = Path::new("t.gz");
+        // A header claiming 2^32 x 2^32 x 2^32 bytes: refused before inflating the payload.
+        let e = decode_idx(&gz(&idx_bytes(&[u32::MAX; 3], &[0; 16])), p).unwrap_err();
+        assert!(
+            e.to_string().contains("declare more than the 2 GiB limit"),
+            "{e}"
+        );
+        // A gzip bomb behind a small header: stops one byte past the declared 4 bytes.
+        let mut bomb = idx_bytes(&[2, 2], &[1, 2, 3, 4]);
+        bomb.extend(std::iter::repeat_n(0u8, 1 << 22));
+        let e = decode_idx(&gz(&bomb), p).unwrap_err();
+        assert!(
+            e.to_string().contains("longer than its dimensions [2, 2]"),
+            "{e}"
+        );
+        // Exact: the same bytes as raw.
+        let good = idx_bytes(&[3], &[7, 8, 9]);
+        assert_eq!(&*decode_idx(&gz(&good), p).unwrap(), &good[..]);
+        assert_eq!(&*decode_idx(&good, p).unwrap(), &good[..]);
+        // Truncated header and bad magic behind gzip.
+        let e = decode_idx(&gz(&good[..6]), p).unwrap_err();
+        assert!(e.to_string().contains("truncated IDX header"), "{e}");
+        let e = decode_idx(&gz(&[1, 2, 3, 4, 5]), p).unwrap_err();
+        assert!(e.to_string().contains("magic"), "{e}");
+        let e = parse_idx(&idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]), p).unwrap_err();
+        assert!(e.to_string().contains("need more than 2^64"), "{e}");
     }
 }

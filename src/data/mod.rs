@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayView4, Axis};
 
-mod cifar;
-mod idx;
+pub mod cifar;
+pub mod idx;
 
 /// Debian's location of Fashion-MNIST (package `dataset-fashion-mnist`), the default `--data` folder.
 pub const DEFAULT_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -151,6 +151,27 @@ impl Dataset {
         }
     }
 
+    /// SHA-256 (hex) of the split's content: its kind, its shape (N, C, H, W) — what the IDX or CIFAR headers
+    /// declare — and every pixel and label byte it holds. Two folders holding the same images give the same
+    /// fingerprint whatever their path; replacing one image changes it. Used by the sweep's configuration
+    /// fingerprint (docs/run-and-sweep.md).
+    pub fn content_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"accelsim-test-split\0");
+        h.update(self.kind.name().as_bytes());
+        for d in self.images.shape() {
+            h.update((*d as u64).to_le_bytes());
+        }
+        h.update((self.classes as u64).to_le_bytes());
+        match self.images.as_slice() {
+            Some(px) => h.update(px),
+            None => self.images.iter().for_each(|b| h.update([*b])),
+        }
+        h.update(&self.labels);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// True when the split holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
@@ -224,10 +245,20 @@ pub fn load_test_split(
             }
         },
     };
-    match kind {
-        DatasetKind::FashionMnist | DatasetKind::Mnist => idx::load_mnist_like(kind, &dir, limit),
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, &dir, limit),
+    let ds = match kind {
+        DatasetKind::FashionMnist | DatasetKind::Mnist => idx::load_mnist_like(kind, &dir, limit)?,
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, &dir, limit)?,
+    };
+    // An empty split would report 0.00% error for any model: refuse it (the files' headers declare 0 images).
+    if ds.is_empty() {
+        return Err(DataError::Format {
+            file: dir,
+            msg: format!(
+                "the {kind} test split holds 0 images; allowed: at least 1 (check the files' headers)"
+            ),
+        });
     }
+    Ok(ds)
 }
 
 fn not_found(kind: DatasetKind, dir: &Path, missing: String) -> DataError {
@@ -239,10 +270,19 @@ fn not_found(kind: DatasetKind, dir: &Path, missing: String) -> DataError {
     }
 }
 
+/// A dataset file, at most [`MAX_DATASET_BYTES`](crate::limits::MAX_DATASET_BYTES) bytes.
 fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        file: path.to_path_buf(),
-        source,
+    crate::limits::read_file(path, crate::limits::MAX_DATASET_BYTES, "dataset file").map_err(|e| {
+        match e {
+            crate::limits::ReadError::Io(source) => DataError::Io {
+                file: path.to_path_buf(),
+                source,
+            },
+            crate::limits::ReadError::TooLarge(msg) => DataError::Format {
+                file: path.to_path_buf(),
+                msg,
+            },
+        }
     })
 }
 

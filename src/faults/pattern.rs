@@ -34,6 +34,57 @@ pub struct FaultPattern {
     pub entries: Vec<FaultEntry>,
 }
 
+/// Checks the provenance keys the simulator writes (docs/faults.md), where present: `p01`, `p10` per-bit
+/// probabilities in [0, 1]; `vdd_rel` in (0, 2]; `seed`, `offset_bits` unsigned integers; `elements` an
+/// unsigned integer above every entry's index. Other keys are free text.
+fn check_provenance(meta: &BTreeMap<String, String>, p: &FaultPattern) -> Result<(), String> {
+    let float = |key: &str, ok: &dyn Fn(f64) -> bool, allowed: &str| -> Result<(), String> {
+        match meta.get(key) {
+            Some(v)
+                if !v
+                    .trim()
+                    .parse::<f64>()
+                    .is_ok_and(|x| x.is_finite() && ok(x)) =>
+            {
+                Err(format!(
+                    "metadata {key} = {v:?} is out of range; allowed {allowed}"
+                ))
+            }
+            _ => Ok(()),
+        }
+    };
+    float(
+        "p01",
+        &|x| (0.0..=1.0).contains(&x),
+        "a per-bit probability in [0, 1]",
+    )?;
+    float(
+        "p10",
+        &|x| (0.0..=1.0).contains(&x),
+        "a per-bit probability in [0, 1]",
+    )?;
+    float("vdd_rel", &|x| x > 0.0 && x <= 2.0, "(0, 2]")?;
+    for key in ["seed", "offset_bits", "elements"] {
+        if let Some(v) = meta.get(key) {
+            if v.trim().parse::<u64>().is_err() {
+                return Err(format!(
+                    "metadata {key} = {v:?} is not valid; allowed an unsigned integer"
+                ));
+            }
+        }
+    }
+    if let (Some(n), Some(last)) = (meta.get("elements"), p.entries.last()) {
+        let n: u64 = n.trim().parse().expect("checked above");
+        if last.index >= n {
+            return Err(format!(
+                "index {} is outside metadata elements = {n} (allowed 0..{n})",
+                last.index
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl FaultPattern {
     /// An empty pattern over m-bit codes.
     pub fn new(bits: u8) -> Self {
@@ -206,14 +257,24 @@ impl FaultPattern {
 
     /// Reads a pattern file and returns its metadata too (including `format`, `version`, `bits`).
     pub fn read_with_metadata(path: &Path) -> Result<(Self, BTreeMap<String, String>), FaultError> {
-        let bytes = std::fs::read(path).map_err(|source| FaultError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let fmt_err = |msg: String| FaultError::Format {
             path: path.to_path_buf(),
             msg,
         };
+        let bytes = crate::limits::read_file(
+            path,
+            crate::limits::MAX_PATTERN_FILE_BYTES,
+            "fault-pattern file",
+        )
+        .map_err(|e| match e {
+            crate::limits::ReadError::Io(source) => FaultError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::limits::ReadError::TooLarge(msg) => fmt_err(msg),
+        })?;
+        crate::limits::check_safetensors_layout(&bytes)
+            .map_err(|m| fmt_err(format!("not a safetensors file: {m}")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| fmt_err(format!("not a safetensors file ({e:?})")))?;
         let meta: BTreeMap<String, String> = header
@@ -299,6 +360,55 @@ impl FaultPattern {
         let p = FaultPattern { bits, entries };
         p.validate_entries(None)
             .map_err(|e| fmt_err(e.to_string()))?;
+        check_provenance(&meta, &p).map_err(fmt_err)?;
         Ok((p, meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provenance_floats_and_counts_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.safetensors");
+        let p = FaultPattern {
+            bits: 8,
+            entries: vec![FaultEntry {
+                index: 9,
+                flip: 1,
+                set0: 0,
+                set1: 0,
+            }],
+        };
+        let write = |pairs: &[(&str, &str)]| {
+            let meta = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            p.write_with_metadata(&path, &meta).unwrap();
+            FaultPattern::read(&path).map_err(|e| e.to_string())
+        };
+        assert!(write(&[("p01", "0.01"), ("elements", "10"), ("vdd_rel", "0.8")]).is_ok());
+        for (pairs, needle) in [
+            (
+                vec![("p01", "nan")],
+                "metadata p01 = \"nan\" is out of range; allowed a per-bit probability in [0, 1]",
+            ),
+            (vec![("p10", "1.5")], "metadata p10"),
+            (
+                vec![("vdd_rel", "inf")],
+                "metadata vdd_rel = \"inf\" is out of range; allowed (0, 2]",
+            ),
+            (vec![("seed", "-1")], "metadata seed"),
+            (
+                vec![("elements", "9")],
+                "index 9 is outside metadata elements = 9",
+            ),
+        ] {
+            let e = write(&pairs).unwrap_err();
+            assert!(e.contains(needle) && e.contains("p.safetensors"), "{e}");
+        }
     }
 }

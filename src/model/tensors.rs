@@ -31,10 +31,25 @@ pub(crate) struct Loaded {
 }
 
 pub(crate) fn load_tensors(m: &Manifest, path: &Path) -> Result<Loaded, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Weights {
+    let weights_err = |msg: String| ModelError::Weights {
         file: path.to_path_buf(),
-        msg: format!("not a valid safetensors file (truncated or corrupted?): {e:?}"),
+        msg,
+    };
+    let bytes = crate::limits::read_file(
+        path,
+        crate::limits::MAX_WEIGHTS_FILE_BYTES,
+        "model tensors file",
+    )
+    .map_err(|e| match e {
+        crate::limits::ReadError::Io(e) => ModelError::io(path, e),
+        crate::limits::ReadError::TooLarge(msg) => weights_err(msg),
+    })?;
+    crate::limits::check_safetensors_layout(&bytes)
+        .map_err(|m| weights_err(format!("not a valid safetensors file: {m}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        weights_err(format!(
+            "not a valid safetensors file (truncated or corrupted?): {e:?}"
+        ))
     })?;
     let available: HashSet<String> = st.names().into_iter().cloned().collect();
     let mut used: HashSet<String> = HashSet::new();
@@ -86,7 +101,7 @@ pub(crate) fn load_tensors(m: &Manifest, path: &Path) -> Result<Loaded, ModelErr
         extra.sort();
         return Err(ModelError::tensor(
             path,
-            extra[0],
+            &crate::limits::printable(extra[0]),
             format!(
                 "not referenced by the manifest ({} unreferenced tensor(s); a typo in a layer's tensor name?)",
                 extra.len()

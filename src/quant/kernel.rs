@@ -19,7 +19,7 @@ pub struct GroupCodec {
     hi: f32,
     /// hi - lo (asymmetric span).
     span: f32,
-    /// Δ: symmetric q / levels; asymmetric f32((1 + ε) / levels) in f64.
+    /// Δ: symmetric q / levels (global: q = f32(q_fixed + ε) in f64); asymmetric f32((1 + ε) / levels) in f64.
     delta: f32,
     /// Offset of offset-binary codes, 2^(m-1) (0 for signed codes).
     offset: f32,
@@ -47,6 +47,18 @@ pub(crate) fn global_q_fixed(cfg: &QuantConfig) -> f32 {
     cfg.w_max.unwrap_or(1.0)
 }
 
+/// The q that sets the symmetric step Δ = q / levels for a group whose range is [-hi, hi]: the range itself for
+/// per-layer/per-channel ranges (which already include ε), but f32(f64(q_fixed) + ε) for the fixed global range,
+/// whose inputs and decoded values stay clamped to ±q_fixed as in the 2021 reference quantizer
+/// (docs/quantization.md#paper-schemes).
+#[inline]
+pub(crate) fn range_step_q(cfg: &QuantConfig, hi: f32) -> f32 {
+    match cfg.granularity {
+        super::Granularity::Global => (hi as f64 + 0.001_f64) as f32,
+        _ => hi,
+    }
+}
+
 /// Storage range of codes: unsigned [0, 2^m - 1], signed [-2^(m-1), 2^(m-1) - 1].
 #[inline]
 pub(crate) fn storage_range(cfg: &QuantConfig) -> (i64, i64) {
@@ -63,7 +75,8 @@ impl GroupCodec {
     pub(crate) fn from_stats(cfg: &QuantConfig, min: f32, max: f32, max_abs: f32) -> Self {
         let (lo, hi) = if cfg.symmetric {
             let q = match cfg.granularity {
-                super::Granularity::Global => (global_q_fixed(cfg) as f64 + 0.001_f64) as f32,
+                // The range is ±q_fixed itself; ε enters only the step (see `from_range`).
+                super::Granularity::Global => global_q_fixed(cfg),
                 _ => {
                     let q = max_abs + EPS;
                     match cfg.w_max {
@@ -89,7 +102,7 @@ impl GroupCodec {
     pub fn from_range(cfg: &QuantConfig, range: GroupRange) -> Self {
         let (vmin, vmax) = storage_range(cfg);
         let delta = if cfg.symmetric {
-            range.hi / levels_f32(cfg.bits)
+            range_step_q(cfg, range.hi) / levels_f32(cfg.bits)
         } else {
             asymmetric_delta(cfg.bits)
         };

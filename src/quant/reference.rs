@@ -118,8 +118,9 @@ fn one_group(w: &[f32], cfg: &QuantConfig) -> (Vec<i64>, Vec<f32>, (f32, f32)) {
     };
     let q_fixed = cfg.w_max.unwrap_or(1.0);
     if cfg.symmetric {
+        // Global: the range is ±q_fixed (inputs and decoded values are clamped to it); ε widens only the step.
         let q = if cfg.granularity == Granularity::Global {
-            (q_fixed as f64 + 0.001_f64) as f32
+            q_fixed
         } else {
             let abs: Vec<f32> = wc.iter().map(|x| x.abs()).collect();
             let mut mx = 0.0f32;
@@ -134,7 +135,12 @@ fn one_group(w: &[f32], cfg: &QuantConfig) -> (Vec<i64>, Vec<f32>, (f32, f32)) {
                 _ => q,
             }
         };
-        let delta = q / levels(cfg.bits);
+        let step_q = if cfg.granularity == Granularity::Global {
+            (q as f64 + 0.001_f64) as f32
+        } else {
+            q
+        };
+        let delta = step_q / levels(cfg.bits);
         let clamped: Vec<f32> = wc.iter().map(|&x| clampf(x, -q, q)).collect();
         let scaled: Vec<f32> = clamped.iter().map(|&x| x / delta).collect();
         let shifted: Vec<f32> = scaled.iter().map(|&x| x + offset(cfg)).collect();
@@ -178,7 +184,9 @@ fn one_group(w: &[f32], cfg: &QuantConfig) -> (Vec<i64>, Vec<f32>, (f32, f32)) {
 }
 
 fn decode(codes: &[i64], lo: f32, hi: f32, cfg: &QuantConfig) -> Vec<f32> {
-    let delta = if cfg.symmetric {
+    let delta = if cfg.symmetric && cfg.granularity == Granularity::Global {
+        ((hi as f64 + 0.001_f64) as f32) / levels(cfg.bits)
+    } else if cfg.symmetric {
         hi / levels(cfg.bits)
     } else {
         ((1.0_f64 + 0.001_f64) / (2f64.powi(cfg.bits as i32 - 1) - 1.0)) as f32

@@ -90,6 +90,79 @@ fn rquant_8bit_known_values() {
     assert!((d[3] - 0.5).abs() < 0.01);
 }
 
+/// The fixed-range ("global") scheme of the 2021 reference quantizer: the step is Δ = (q_fixed + ε)/levels, but
+/// inputs and decoded values are clamped to ±q_fixed itself (docs/quantization.md#paper-schemes), so the decoded
+/// extremes are exactly ±w_max, never ±(w_max + ε)·k/levels. Expected codes are worked out by hand below.
+#[test]
+fn global_fixed_range_decodes_to_plus_minus_q_fixed() {
+    let global = |bits: u8, signed: bool, rounding: Rounding, w_max: Option<f32>| QuantConfig {
+        bits,
+        granularity: Granularity::Global,
+        symmetric: true,
+        signed,
+        rounding,
+        w_max,
+    };
+    // m = 8, w_max = 0.1: Δ = 0.101/127; -0.1/Δ = -125.74 → +128 = 2.26 → 2; 0.1 → 253.74 → 254; 0.3 is
+    // clipped to 0.1. Decoding 2 gives -126·Δ = -0.10020 before the clamp, -0.1 after it.
+    let cfg = global(8, false, Rounding::Nearest, Some(0.1));
+    let q = quantize(&[-0.1, 0.1, 0.3, 0.0], &[4], &cfg).unwrap();
+    assert_eq!(q.codes(), &Codes::U8(vec![2, 254, 254, 128]));
+    assert_eq!(q.dequantize(), vec![-0.1, 0.1, 0.1, 0.0]);
+    // Corrupted extreme codes decode to ±w_max too (code 0 = -128·Δ, 255 = 127·Δ = 0.101).
+    let mut out = vec![0.0; 4];
+    q.dequantize_codes_into(&Codes::U8(vec![0, 255, 1, 253]), &mut out)
+        .unwrap();
+    assert_eq!(&out[..2], &[-0.1, 0.1]);
+    let r = q.ranges();
+    assert_eq!((r[0].lo, r[0].hi), (-0.1, 0.1));
+    // m = 4: Δ = 0.101/7; -0.1/Δ = -6.93 → +8 = 1.07 → 1 (round and trunc), decoded -7·Δ = -0.101 → -0.1;
+    // 0.1 → 14.93 → 15 (round; 7·Δ = 0.101 → 0.1) or 14 (trunc; 6·Δ, inside the range, unclamped).
+    let q = quantize(
+        &[-0.1, 0.1],
+        &[2],
+        &global(4, false, Rounding::Nearest, Some(0.1)),
+    )
+    .unwrap();
+    assert_eq!(q.codes(), &Codes::U8(vec![1, 15]));
+    assert_eq!(q.dequantize(), vec![-0.1, 0.1]);
+    let q = quantize(
+        &[-0.1, 0.1],
+        &[2],
+        &global(4, false, Rounding::Truncate, Some(0.1)),
+    )
+    .unwrap();
+    assert_eq!(q.codes(), &Codes::U8(vec![1, 14]));
+    assert_eq!(q.dequantize(), vec![-0.1, 6.0 * (0.101f32 / 7.0)]);
+    // Signed 8-bit: -0.1/Δ = -125.74 → -126 → -0.10020 → -0.1.
+    let q = quantize(
+        &[-0.1, 0.1],
+        &[2],
+        &global(8, true, Rounding::Nearest, Some(0.1)),
+    )
+    .unwrap();
+    assert_eq!(q.codes(), &Codes::I8(vec![-126, 126]));
+    assert_eq!(q.dequantize(), vec![-0.1, 0.1]);
+    // Without clipping q_fixed = 1: 1.5 is clamped to 1 (not 1.001) before encoding; truncation then gives
+    // trunc(126.87 + 128) = 254, and decoding clamps to ±1.
+    let q = quantize(
+        &[1.5, -1.5],
+        &[2],
+        &global(8, false, Rounding::Truncate, None),
+    )
+    .unwrap();
+    assert_eq!(q.codes(), &Codes::U8(vec![254, 1]));
+    assert_eq!(
+        q.dequantize(),
+        vec![(126.0f32 * (1.001f32 / 127.0)).min(1.0), -1.0]
+    );
+    // The slow reference agrees.
+    let r = reference::quantize_dequantize(&[-0.1, 0.1, 0.3, 0.0], &[4], &cfg);
+    assert_eq!(r.codes, vec![2, 254, 254, 128]);
+    assert_eq!(r.dequantized, vec![-0.1, 0.1, 0.1, 0.0]);
+    assert_eq!(r.ranges, vec![(-0.1, 0.1)]);
+}
+
 #[test]
 fn normal_truncates_toward_zero() {
     // q = 1 + 0.001, Δ = q/7 at 4 bits; 1/Δ = 6.993 → trunc(14.99) = 14 (ε keeps the top code 15 unused);

@@ -144,6 +144,38 @@ pub fn generate() -> Result<VectorFile, QuantError> {
             }
         }
     }
+    // The fixed-range ("global") scheme at its extremes: the 2021 reference quantizer clamps inputs and decoded
+    // values to ±w_max (not ±(w_max + ε)), so -0.1 and 0.1 decode to exactly ∓0.1 at m = 8 and 4
+    // (docs/quantization.md#paper-schemes).
+    for (signed, bits) in [(false, 8u8), (false, 4), (true, 8)] {
+        let cfg = QuantConfig {
+            bits,
+            granularity: Granularity::Global,
+            symmetric: true,
+            signed,
+            rounding: Rounding::Nearest,
+            w_max: Some(0.1),
+        };
+        let shape = vec![6];
+        let input = vec![-0.1f32, 0.1, -0.3, 0.3, 0.0, 0.05];
+        let q = quantize(&input, &shape, &cfg)?;
+        cases.push(VectorCase {
+            name: format!(
+                "{}{bits}_global_sym_round_wmax0.1_extremes",
+                if signed { "s" } else { "u" }
+            ),
+            bits,
+            granularity: Granularity::Global,
+            symmetric: true,
+            signed,
+            rounding: true,
+            w_max: Some(0.1),
+            shape,
+            input,
+            codes: q.codes().to_i64_vec(),
+            dequantized: q.dequantize(),
+        });
+    }
     // A fully constant tensor for the asymmetric guard (min == max) in both signednesses.
     for (signed, bits) in [(false, 8u8), (true, 8u8)] {
         let cfg = QuantConfig {

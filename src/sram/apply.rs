@@ -12,7 +12,7 @@ use super::SramError;
 use crate::faults::{FaultEntry, FaultPattern};
 use rayon::slice::ParallelSliceMut;
 
-fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -20,7 +20,7 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// Uniform draw in [0, 1) for one (seed, physical cell, element) access.
-fn access_draw(seed: u64, phys_cell: u64, element: u64) -> f64 {
+pub(crate) fn access_draw(seed: u64, phys_cell: u64, element: u64) -> f64 {
     let h = splitmix64(splitmix64(splitmix64(seed) ^ phys_cell) ^ element);
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -167,6 +167,11 @@ mod tests {
             mapping,
             packing: Packing::Dense,
             offset_bits: 0,
+            ecc: Default::default(),
+            ecc_data_bits: 64,
+            interleave: 1,
+            due: Default::default(),
+            ecc_decoder_latency_cycles: 1,
         }
     }
 

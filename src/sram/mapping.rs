@@ -145,6 +145,27 @@ impl WeightMapping {
     pub fn columns(&self) -> u32 {
         self.columns as u32
     }
+    /// Words in the memory (`W`).
+    pub fn total_words(&self) -> u64 {
+        self.total_words
+    }
+    /// Bits per word.
+    pub fn word_bits(&self) -> u64 {
+        self.word_bits
+    }
+    /// Words per array row.
+    pub fn words_per_row(&self) -> u64 {
+        self.words_per_row
+    }
+    /// Slot of element 0 (`offset_bits / m`, modulo the capacity).
+    pub fn offset_slots(&self) -> u64 {
+        self.offset_slots
+    }
+    /// Word index (placement order, `0..W`) stored at word `word_in_row` of `row` of `array`; the inverse of the
+    /// placement policy. Arguments must be in range.
+    pub fn word_index_at(&self, array: u64, row: u64, word_in_row: u64) -> u64 {
+        self.word_at(array, row, word_in_row)
+    }
     /// Total cells.
     pub fn total_cells(&self) -> u64 {
         self.arrays() * self.rows * self.columns
@@ -302,6 +323,11 @@ mod tests {
             mapping,
             packing: Packing::Dense,
             offset_bits: 0,
+            ecc: Default::default(),
+            ecc_data_bits: 64,
+            interleave: 1,
+            due: Default::default(),
+            ecc_decoder_latency_cycles: 1,
         }
     }
 

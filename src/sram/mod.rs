@@ -3,6 +3,7 @@
 //! docs/sram-profiles.md; the paper's chips and measured curve are summarized there too.
 pub mod apply;
 pub mod curve;
+pub mod ecc_faults;
 pub mod generate;
 pub mod mapping;
 pub mod plot;

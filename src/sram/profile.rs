@@ -5,7 +5,7 @@
 //! one with probability `p_access` per access. Only cells with `v_f` above the profile's floor are stored.
 use super::SramError;
 use serde::Serialize;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 /// Directory (relative to the current directory or to the crate root) holding the shipped profiles.
@@ -18,6 +18,17 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const CELL_HEADER: &str = "array,row,column,fail_vdd_rel,kind,p_access";
 /// Most cells a profile may describe (cell indices are u32).
 pub const MAX_CELLS: u64 = u32::MAX as u64;
+/// Most failing cells a profile file may list (2^24, about 400 MB in memory; the generator makes at most
+/// 2^23 cells in all).
+pub const MAX_FAILING_CELLS: u64 = 1 << 24;
+/// Most bytes of a profile's header: everything before the cell table header line.
+pub const MAX_HEADER_BYTES: u64 = 64 << 10;
+/// Longest line of a profile file, in bytes.
+pub const MAX_LINE_BYTES: usize = 4096;
+/// Bytes the cell table may take per declared failing cell (a written row takes at most about 40).
+pub const MAX_ROW_BYTES: u64 = 128;
+/// Bytes the cell table may take beyond `MAX_ROW_BYTES · failing_cells` (comments, blank lines).
+pub const TABLE_SLACK_BYTES: u64 = 64 << 10;
 
 /// How a failing cell reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -122,11 +133,12 @@ pub struct FaultProfile {
     cells: Vec<FailingCell>,
 }
 
+/// A profile error; control characters quoted from the file are escaped so the message stays on one line.
 fn perr(origin: &str, line: usize, msg: impl Into<String>) -> SramError {
     SramError::Profile {
         origin: origin.to_string(),
         line,
-        msg: msg.into(),
+        msg: crate::limits::printable(&msg.into()),
     }
 }
 
@@ -194,9 +206,10 @@ impl FaultProfile {
         let failing = self.failing_at(vdd_rel)?;
         let n = self.meta.total_cells() as f64;
         let (mut ber, mut p01, mut p10, mut persistent) = (0.0, 0.0, 0.0, 0usize);
-        let columns = self.meta.arrays as usize * self.meta.columns as usize;
-        let mut per_column = vec![0u32; columns];
+        // Per-column counts over the failing cells only (a dense table of all arrays*columns could take a GiB).
+        let columns = self.meta.arrays as u64 * self.meta.columns as u64;
         let (rows, cols) = (self.meta.rows as u64, self.meta.columns as u64);
+        let mut column_of: Vec<u64> = Vec::with_capacity(failing.len());
         for c in failing {
             ber += c.p_access;
             match c.kind {
@@ -212,18 +225,21 @@ impl FaultProfile {
             }
             let idx = c.cell as u64;
             let array = idx / (rows * cols);
-            per_column[(array * cols + idx % cols) as usize] += 1;
+            column_of.push(array * cols + idx % cols);
         }
+        column_of.sort_unstable();
+        // Σ k² over the columns' counts k; the mean is failing / columns.
+        let sum_sq: u128 = column_of
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run.len() as u128).pow(2))
+            .sum();
         let q = failing.len() as f64 / n;
         let column_clustering = if failing.is_empty() || q >= 1.0 {
             None
         } else {
-            let mean = failing.len() as f64 / columns as f64;
-            let var = per_column
-                .iter()
-                .map(|&k| (k as f64 - mean).powi(2))
-                .sum::<f64>()
-                / columns as f64;
+            // var = Σ (k - mean)² / columns = (columns·Σk² - (Σk)²) / columns², exact in integers.
+            let f = failing.len() as u128;
+            let var = (columns as u128 * sum_sq - f * f) as f64 / (columns as f64).powi(2);
             Some(var / (rows as f64 * q * (1.0 - q)))
         };
         Ok(ProfileStats {
@@ -247,34 +263,41 @@ impl FaultProfile {
             })
     }
 
-    /// Reads a profile file (plain text or gzip-compressed, detected by content).
+    /// Reads a profile file (plain text or gzip-compressed, detected by content), streaming: see
+    /// [`from_reader`](Self::from_reader).
     pub fn load(path: &Path) -> Result<FaultProfile, SramError> {
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| SramError::Io {
+        let io = |source| SramError::Io {
             path: origin.clone(),
             source,
-        })?;
-        Self::from_bytes(&bytes, &origin)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        if file.metadata().map_err(io)?.is_dir() {
+            return Err(io(std::io::Error::other("is a directory, expected a file")));
+        }
+        Self::from_reader(std::io::BufReader::with_capacity(1 << 16, file), &origin)
     }
 
-    /// Parses a profile from file bytes; `origin` names it in errors.
+    /// Parses a profile from file bytes; see [`from_reader`](Self::from_reader).
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<FaultProfile, SramError> {
-        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(bytes)
-                .read_to_string(&mut s)
-                .map_err(|e| {
-                    perr(
-                        origin,
-                        0,
-                        format!("corrupt gzip stream or not UTF-8 text: {e}"),
-                    )
-                })?;
-            s
+        Self::from_reader(bytes, origin)
+    }
+
+    /// Parses a profile (plain text or gzip, detected by the magic bytes); `origin` names it in errors. The text
+    /// is read line by line within budgets: [`MAX_HEADER_BYTES`] for the header, then [`MAX_ROW_BYTES`] per
+    /// failing cell the header declares (at most [`MAX_FAILING_CELLS`]), so a corrupt header or a gzip bomb is
+    /// refused before it is inflated or stored.
+    pub fn from_reader<R: BufRead>(mut r: R, origin: &str) -> Result<FaultProfile, SramError> {
+        let head = r.fill_buf().map_err(|source| SramError::Io {
+            path: origin.to_string(),
+            source,
+        })?;
+        if head.starts_with(&[0x1f, 0x8b]) {
+            let gz = std::io::BufReader::new(flate2::bufread::GzDecoder::new(r));
+            parse_lines(Lines::new(gz, origin, true), origin)
         } else {
-            String::from_utf8(bytes.to_vec()).map_err(|_| perr(origin, 0, "not UTF-8 text"))?
-        };
-        parse_text(&text, origin)
+            parse_lines(Lines::new(r, origin, false), origin)
+        }
     }
 
     /// Writes the profile as text (`.gz` paths are gzip-compressed, deterministically: no timestamp).
@@ -389,15 +412,93 @@ fn validate_cell(c: &FailingCell, m: &ProfileMeta, total: u64) -> Result<(), Str
     Ok(())
 }
 
-fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+/// Reads a profile's lines one at a time under a byte budget: the header may take at most
+/// [`MAX_HEADER_BYTES`], the cell table at most [`MAX_ROW_BYTES`] per declared failing cell (plus
+/// [`TABLE_SLACK_BYTES`]), so neither a corrupt header nor a gzip bomb can make the reader inflate or store more
+/// than the header claims.
+struct Lines<R> {
+    r: R,
+    origin: String,
+    gzip: bool,
+    line: usize,
+    budget: u64,
+    /// What the budget is for, worded for the error.
+    budget_what: String,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(r: R, origin: &str, gzip: bool) -> Self {
+        Lines {
+            r,
+            origin: origin.to_string(),
+            gzip,
+            line: 0,
+            budget: MAX_HEADER_BYTES,
+            budget_what: format!(
+                "the header (the lines before `{CELL_HEADER}`) is longer than {} (missing cell table header?)",
+                crate::limits::human_bytes(MAX_HEADER_BYTES)
+            ),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line without its line ending, with its 1-based number; `None` at the end of the file.
+    fn next_line(&mut self) -> Result<Option<(usize, &str)>, SramError> {
+        self.buf.clear();
+        let cap = (MAX_LINE_BYTES as u64 + 1).min(self.budget.saturating_add(1));
+        let n = (&mut self.r)
+            .take(cap)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| {
+                let what = if self.gzip {
+                    "corrupt gzip stream"
+                } else {
+                    "read error"
+                };
+                perr(&self.origin, self.line + 1, format!("{what}: {e}"))
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        if n as u64 > self.budget {
+            return Err(perr(&self.origin, self.line, self.budget_what.clone()));
+        }
+        self.budget -= n as u64;
+        if n > MAX_LINE_BYTES && !self.buf.ends_with(b"\n") {
+            return Err(perr(
+                &self.origin,
+                self.line,
+                format!("line is longer than {MAX_LINE_BYTES} bytes"),
+            ));
+        }
+        let text = std::str::from_utf8(&self.buf)
+            .map_err(|_| perr(&self.origin, self.line, "not UTF-8 text"))?;
+        Ok(Some((self.line, text.trim_end_matches(['\n', '\r']))))
+    }
+}
+
+/// Checks a free-text header value: one line of printable text (no control characters).
+fn check_text(o: &str, ln: usize, key: &str, v: &str) -> Result<(), SramError> {
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return Err(perr(
+            o,
+            ln,
+            format!(
+                "key `{key}` contains the control character {:?}; allowed printable text",
+                c
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_lines<R: BufRead>(mut lines: Lines<R>, o: &str) -> Result<FaultProfile, SramError> {
     let mut fields: std::collections::BTreeMap<String, (usize, String)> = Default::default();
     let mut table_line = 0;
     let mut first = true;
-    for (ln, line) in lines.by_ref() {
+    while let Some((ln, line)) = lines.next_line()? {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
@@ -440,6 +541,7 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
                 format!("unknown key `{k}`; expected one of {}", KEYS.join(", ")),
             ));
         }
+        check_text(o, ln, k, v)?;
         if fields
             .insert(k.to_string(), (ln, v.trim().to_string()))
             .is_some()
@@ -488,8 +590,16 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
             format!("missing the cell table header `{CELL_HEADER}` (truncated file?)"),
         ));
     }
+    let name = get("name")?;
+    if name.1.is_empty() {
+        return Err(perr(
+            o,
+            name.0,
+            "key `name` is empty; allowed a non-empty name",
+        ));
+    }
     let meta = ProfileMeta {
-        name: get("name")?.1.to_string(),
+        name: name.1.to_string(),
         source: fields
             .get("source")
             .map(|x| x.1.clone())
@@ -509,11 +619,12 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
             "a number in (0, 2)",
         )?,
     };
+    let failing = get("failing_cells")?;
     let expected: u64 = num(
         o,
-        get("failing_cells")?,
+        failing,
         "failing_cells",
-        "an unsigned integer",
+        &format!("0..={MAX_FAILING_CELLS}"),
     )?;
     validate_meta(&meta, o).map_err(|e| match e {
         SramError::Profile { origin, msg, .. } => SramError::Profile {
@@ -524,11 +635,34 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
         e => e,
     })?;
     let total = meta.total_cells();
-    let mut cells = Vec::with_capacity(expected.min(total) as usize);
-    for (ln, line) in lines {
+    if expected > total.min(MAX_FAILING_CELLS) {
+        return Err(perr(
+            o,
+            failing.0,
+            format!(
+                "key `failing_cells` = {expected} is out of range; allowed 0..={} (at most arrays*rows*columns = \
+                 {total} and at most {MAX_FAILING_CELLS})",
+                total.min(MAX_FAILING_CELLS)
+            ),
+        ));
+    }
+    // From here on the file may only hold the rows the header announced.
+    lines.budget = expected * MAX_ROW_BYTES + TABLE_SLACK_BYTES;
+    lines.budget_what = format!(
+        "the cell table is longer than failing_cells = {expected} rows allow (at most {MAX_ROW_BYTES} bytes per row)"
+    );
+    let mut cells = Vec::with_capacity(expected.min(1 << 16) as usize);
+    while let Some((ln, line)) = lines.next_line()? {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
+        }
+        if cells.len() as u64 == expected {
+            return Err(perr(
+                o,
+                ln,
+                format!("the table has more rows than the header's failing_cells = {expected} (edited file?)"),
+            ));
         }
         let f: Vec<&str> = t.split(',').collect();
         if f.len() != 6 {
@@ -558,7 +692,10 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
             perr(
                 o,
                 ln,
-                format!("field `fail_vdd_rel` = `{}` is not a number", f[3]),
+                format!(
+                    "field `fail_vdd_rel` = `{}` is not a number; allowed ({}, 2]",
+                    f[3], meta.floor_vdd_rel
+                ),
             )
         })?;
         let kind = FailureKind::from_code(f[4].trim())
@@ -567,7 +704,10 @@ fn parse_text(text: &str, o: &str) -> Result<FaultProfile, SramError> {
             perr(
                 o,
                 ln,
-                format!("field `p_access` = `{}` is not a number", f[5]),
+                format!(
+                    "field `p_access` = `{}` is not a number; allowed (0, 1]",
+                    f[5]
+                ),
             )
         })?;
         let cell = FailingCell {
@@ -721,5 +861,126 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("gzip"), "{e}");
+    }
+
+    /// A header claiming far more than the file holds is refused before anything is allocated from it (issue
+    /// #11: a 400-byte file claiming 65535 arrays of 256x256 cells used to abort with a 100 GB allocation).
+    #[test]
+    fn header_claims_are_checked_before_allocating() {
+        let head = |arrays: u32, failing: u64| {
+            format!(
+                "format = accelsim-sram-profile\nversion = 1\nname = big\narrays = {arrays}\nrows = 256\n\
+                 columns = 256\nfloor_vdd_rel = 0.75\nfailing_cells = {failing}\n{CELL_HEADER}\n0,0,0,0.9,1,1\n"
+            )
+        };
+        let e = FaultProfile::from_bytes(head(65535, 4_000_000_000).as_bytes(), "big.sramprof")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failing_cells") && e.contains(&format!("0..={MAX_FAILING_CELLS}")),
+            "{e}"
+        );
+        // Within the limit but more than the file holds: a plain count mismatch, no big allocation.
+        let e = FaultProfile::from_bytes(head(65535, MAX_FAILING_CELLS).as_bytes(), "big.sramprof")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("but the table has 1 rows"), "{e}");
+        // More rows than declared: refused at the first extra row.
+        let text = head(2, 1) + "0,0,1,0.9,1,1\n";
+        let e = FaultProfile::from_bytes(text.as_bytes(), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x:11:") && e.contains("more rows"), "{e}");
+        // failing_cells beyond the cells of the profile.
+        let e = FaultProfile::from_bytes(head(1, 65537).as_bytes(), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most arrays*rows*columns = 65536"), "{e}");
+    }
+
+    #[test]
+    fn gzip_bombs_and_long_lines_stop_at_the_budget() {
+        let gz = |text: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(text).unwrap();
+            enc.finish().unwrap()
+        };
+        // A table of a billion comment lines after a header declaring one cell: stops after ~64 KiB.
+        let mut text = small().to_text().into_bytes();
+        let one_row = b"# padding padding padding padding padding padding padding padding\n";
+        for _ in 0..20_000 {
+            text.extend_from_slice(one_row);
+        }
+        let e = FaultProfile::from_bytes(&gz(&text), "bomb.sramprof.gz")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cell table is longer than failing_cells = 3"),
+            "{e}"
+        );
+        // A header that never ends.
+        let mut text = b"format = accelsim-sram-profile\n".to_vec();
+        text.extend(std::iter::repeat_n(b"# x\n".as_slice(), 100_000).flatten());
+        let e = FaultProfile::from_bytes(&gz(&text), "h.gz")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("header"), "{e}");
+        // One endless line.
+        let mut text = b"format = accelsim-sram-profile\nname = ".to_vec();
+        text.extend(std::iter::repeat_n(b'a', 10_000));
+        let e = FaultProfile::from_bytes(&text, "l")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("l:2:") && e.contains("longer than 4096 bytes"),
+            "{e}"
+        );
+        // Control characters in free text would break one-line messages and reports.
+        let text = small().to_text().replace("name = t", "name = t\u{1b}[31m");
+        let e = FaultProfile::from_bytes(text.as_bytes(), "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("control character"), "{e}");
+        let e = FaultProfile::from_bytes(
+            small().to_text().replace("name = t", "name =").as_bytes(),
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`name` is empty"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// The sparse column-clustering statistic equals the dense per-column reference.
+        #[test]
+        fn column_clustering_matches_dense_reference(
+            arrays in 1u32..4, rows in 1u32..6, columns in 1u32..9,
+            picks in proptest::collection::btree_set(0u32..(3 * 5 * 8), 0..40),
+        ) {
+            let meta = ProfileMeta { arrays, rows, columns, ..meta() };
+            let total = meta.total_cells() as u32;
+            let cells: Vec<FailingCell> = picks.iter().filter(|&&c| c < total).map(|&cell| FailingCell {
+                cell, fail_vdd_rel: 0.9, kind: FailureKind::Flips, p_access: 1.0,
+            }).collect();
+            let p = FaultProfile::new(meta, cells.clone()).unwrap();
+            let got = p.stats_at(0.8).unwrap().column_clustering;
+            let ncol = (arrays * columns) as usize;
+            let mut per = vec![0f64; ncol];
+            for c in &cells {
+                let (a, col) = (c.cell / (rows * columns), c.cell % columns);
+                per[(a * columns + col) as usize] += 1.0;
+            }
+            let q = cells.len() as f64 / total as f64;
+            let want = if cells.is_empty() || q >= 1.0 { None } else {
+                let mean = cells.len() as f64 / ncol as f64;
+                let var = per.iter().map(|k| (k - mean).powi(2)).sum::<f64>() / ncol as f64;
+                Some(var / (rows as f64 * q * (1.0 - q)))
+            };
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => proptest::prop_assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{g} {w}"),
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
     }
 }

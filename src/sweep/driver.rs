@@ -1,60 +1,100 @@
-//! The sweep driver: models × fault sources × voltage grid → [`SweepRow`]s, resumable (see [`super::state`]).
+//! The sweep driver: models × fault sources × voltage grid → [`SweepRow`]s, resumable and shardable.
 //!
-//! Work is organised in units of (model, fault source, sample); each unit evaluates every grid voltage from
-//! high to low with the incremental [`SeriesRunner`]. Completed units are recorded in the state file after each
-//! unit, so a killed sweep resumes with the next unit; a resumed sweep with a different configuration fails.
+//! Work is organised in units ([`UnitKey`]: model × fault source × sample, keyed by content); each unit evaluates
+//! every grid voltage from high to low with the incremental [`SeriesRunner`]. A run
+//! 1. resolves the inputs by content and fingerprints the configuration ([`Plan`]);
+//! 2. takes the folder's advisory lock ([`FolderLock`]) for the whole run: a second process of the same role or
+//!    of another configuration is refused, shards of one sweep share the folder, stale temporaries are removed;
+//! 3. refuses state files of other configurations in the folder (unless `fresh`, which removes them), opens and
+//!    validates its own state file;
+//! 4. computes the pending units of its shard, recording each one atomically as it completes;
+//! 5. for a whole sweep, builds the rows from the units and (if asked) writes the report bundle, still under
+//!    the lock. [`super::merge`] builds the same rows from the shards' state files.
+//!
+//! A unit's result depends only on its key and the fingerprinted configuration: every random number is drawn
+//! from seeds that are functions of the unit's fault source and sample (docs/run-and-sweep.md, Determinism),
+//! so it is the same whichever shard, in whichever order and on whichever machine computes it.
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::core::{mean_std, RunStats, SeriesRunner};
-use super::scenario::{self, CostModel, DataCache, FaultSpec, LoadedModel, ModelVariant};
-use super::state::{hash_file, SweepState, UnitResult};
+use super::lock::FolderLock;
+use super::plan::{Fingerprinted, Plan};
+use super::scenario::{self, DataCache, FaultSpec, LoadedModel};
+use super::state::{list_state_files, state_file_name, StateFile, SweepState, UnitResult};
+use super::unit::{Shard, UnitKey};
 use super::SweepError;
 use crate::config::HwConfig;
+use crate::report::markdown::{ReportContext, Summary};
 use crate::report::SweepRow;
 
 /// Everything a sweep needs.
 #[derive(Debug, Clone)]
 pub struct SweepSpec {
     pub hw: HwConfig,
-    /// Path the hardware config was read from (hashed into the fingerprint).
+    /// Path the hardware config was read from (its bytes are hashed into the fingerprint).
     pub hw_path: PathBuf,
-    /// The models, each at one bit width (trained or PTQ, [`scenario::resolve_variants`]).
-    pub models: Vec<ModelVariant>,
+    /// The models, each at one bit width (trained or PTQ, [`scenario::resolve_variants`]; a repeated model is
+    /// swept once, [`Plan::new`]).
+    pub models: Vec<scenario::ModelVariant>,
     pub faults: Vec<FaultSpec>,
     /// Voltages, descending (see [`super::grid::parse_voltage_grid`]).
     pub grid_v: Vec<f64>,
     pub offsets: u32,
     pub seeds: u32,
     pub data_dir: Option<PathBuf>,
+    /// Leave out the first N test images (`--skip`).
+    pub skip: usize,
+    /// Evaluate only the first N test images after `skip` (`--limit`).
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct FingerprintInput<'a> {
-    version: u32,
-    hw_sha256: String,
-    models: Vec<(String, String)>,
-    /// (name, manifest path, bits, weights source) of every swept model.
-    variants: Vec<(String, String, u32, &'static str)>,
-    faults: Vec<(String, String)>,
-    grid_v: &'a [f64],
-    offsets: u32,
-    seeds: u32,
-    data_dir: Option<String>,
-    limit: Option<usize>,
+/// How to run a sweep.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Discard the state of this shard and any state of another configuration in the folder.
+    pub fresh: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    pub shard: Shard,
+    /// The configuration flags (stored in the state, quoted by the report; see `cli::sweep::invocation`).
+    pub invocation: Vec<String>,
+    /// Write `sweep.csv`, the plots and `report.md` (whole sweeps only) with this tolerance (percentage points).
+    pub report_tolerance_pts: Option<f64>,
 }
 
-/// Result of a sweep.
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            fresh: false,
+            progress: false,
+            shard: Shard::WHOLE,
+            invocation: Vec::new(),
+            report_tolerance_pts: None,
+        }
+    }
+}
+
+/// Result of a sweep (or of one shard).
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
+    /// The rows of a whole sweep (empty for a shard).
     pub rows: Vec<SweepRow>,
+    /// The report summary when the bundle was written.
+    pub summary: Option<Summary>,
     /// Work counters of the units computed in this run (not of resumed ones).
     pub stats: RunStats,
     pub units_resumed: usize,
     pub units_computed: usize,
+    /// Units of this shard (all units for a whole sweep).
+    pub shard_units: usize,
+    /// Units of the whole sweep.
+    pub total_units: usize,
     pub fingerprint: String,
+    /// Notes for stderr (repeated inputs dropped, stale temporaries removed).
+    pub notes: Vec<String>,
+    /// The state file written.
+    pub state_path: PathBuf,
 }
 
 impl SweepSpec {
@@ -70,6 +110,11 @@ impl SweepSpec {
                 "no fault profiles to sweep (pass --profiles)".into(),
             ));
         }
+        if self.limit == Some(0) {
+            return Err(SweepError::Input(
+                "--limit 0 is out of range; allowed 1.. (or omit it for all images)".into(),
+            ));
+        }
         for &v in &self.grid_v {
             let rel = self
                 .hw
@@ -82,89 +127,185 @@ impl SweepSpec {
         Ok(())
     }
 
-    fn samples(&self) -> u32 {
-        self.offsets.max(1) * self.seeds.max(1)
-    }
-
-    /// SHA-256 over the configuration and the contents of every input file.
-    pub fn fingerprint_input(&self) -> Result<impl Serialize + '_, SweepError> {
-        let mut models: Vec<(String, String)> = Vec::new();
-        let mut paths: Vec<&Path> = self.models.iter().map(|v| v.path.as_path()).collect();
-        paths.dedup();
-        for m in paths {
-            if models.iter().any(|(p, _)| *p == m.display().to_string()) {
-                continue;
-            }
-            let mut h = hash_file(m)?;
-            // Hash the tensors file the manifest names too, so retrained weights change the fingerprint.
-            let weights = std::fs::read_to_string(m)
-                .ok()
-                .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
-                .and_then(|v| v.get("weights").and_then(|w| w.as_str()).map(String::from));
-            let st = m
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(weights.unwrap_or_default());
-            if st.is_file() {
-                h.push(':');
-                h.push_str(&hash_file(&st)?);
-            }
-            models.push((m.display().to_string(), h));
-        }
-        let mut faults = Vec::new();
-        for f in &self.faults {
-            let h = match f {
-                FaultSpec::Profile { path, .. } => hash_file(path)?,
-                FaultSpec::MeasuredUniform => "measured-ber-curve".into(),
-                FaultSpec::FixedUniform { p } => format!("p={p}"),
-            };
-            faults.push((f.name(), h));
-        }
-        let variants = self
-            .models
-            .iter()
-            .map(|v| {
-                (
-                    v.name.clone(),
-                    v.path.display().to_string(),
-                    v.bits,
-                    v.source.name(),
-                )
-            })
-            .collect();
-        Ok(FingerprintInput {
-            version: 2,
-            hw_sha256: hash_file(&self.hw_path)?,
-            models,
-            variants,
-            faults,
-            grid_v: &self.grid_v,
-            offsets: self.offsets,
-            seeds: self.seeds,
-            data_dir: self.data_dir.as_ref().map(|d| d.display().to_string()),
-            limit: self.limit,
-        })
+    /// The test-data cache of this sweep (`--data`, `--skip`, `--limit`).
+    pub fn data_cache(&self) -> DataCache {
+        DataCache::new(self.data_dir.clone(), self.limit).skipping(self.skip)
     }
 }
 
-/// Runs (or resumes) a sweep writing its state into `out_dir`. `progress`: draw a progress bar on stderr.
+/// The lock role of a shard ([`FolderLock`]): `sweep` for a whole sweep (and a merge), else `shard-K-of-N`.
+pub fn lock_role(shard: Shard) -> String {
+    if shard.is_whole() {
+        "sweep".into()
+    } else {
+        format!("shard-{}-of-{}", shard.index, shard.count)
+    }
+}
+
+/// The files a whole sweep or a merge writes into its folder.
+pub fn bundle_files() -> Vec<String> {
+    let mut v: Vec<String> = [crate::report::CSV_FILE, crate::report::REPORT_FILE]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for stem in ["error_vs_voltage", "energy_vs_voltage", "tradeoff"] {
+        for ext in ["png", "svg"] {
+            v.push(format!("{stem}.{ext}"));
+        }
+    }
+    v
+}
+
+/// Runs (or resumes) a whole sweep writing its state into `out_dir` and returns its rows (the report is left to
+/// the caller). `progress`: draw a progress bar on stderr. See [`run_sweep_with`] for shards and reports.
 pub fn run_sweep(
     spec: &SweepSpec,
     out_dir: &Path,
     fresh: bool,
     progress: bool,
 ) -> Result<SweepOutcome, SweepError> {
+    run_sweep_with(
+        spec,
+        out_dir,
+        &RunOptions {
+            fresh,
+            progress,
+            ..Default::default()
+        },
+    )
+}
+
+/// Refuses (or with `fresh` removes) state files in `dir` that belong to another configuration; unreadable
+/// ones are left to their own shard's run and to `sweep merge`, which refuse them.
+fn check_other_states(
+    dir: &Path,
+    own: &Path,
+    fingerprint: &str,
+    fresh: bool,
+) -> Result<(), SweepError> {
+    for (_, path) in list_state_files(dir)? {
+        if path == own {
+            continue;
+        }
+        let Ok(file) = StateFile::read(&path) else {
+            continue;
+        };
+        if file.fingerprint != fingerprint {
+            if fresh {
+                std::fs::remove_file(&path).map_err(|source| SweepError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            } else {
+                return Err(SweepError::Fingerprint {
+                    path,
+                    found: file.fingerprint,
+                    expected: fingerprint.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) one shard of a sweep, or the whole sweep, into `out_dir` (see the module docs).
+pub fn run_sweep_with(
+    spec: &SweepSpec,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<SweepOutcome, SweepError> {
     spec.validate()?;
     std::fs::create_dir_all(out_dir).map_err(|source| SweepError::Io {
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let mut state = SweepState::open(out_dir, &spec.fingerprint_input()?, fresh)?;
-    let samples = spec.samples();
-    let total_points =
-        (spec.models.len() * spec.faults.len()) as u64 * samples as u64 * spec.grid_v.len() as u64;
+    let plan = Plan::new(spec)?;
+    let mut data = spec.data_cache();
+    let fp = plan.fingerprint(spec, &mut data)?;
+    let shard = opts.shard;
+    let state_name = state_file_name(shard);
+    let mut own = vec![state_name.clone()];
+    if shard.is_whole() {
+        own.extend(bundle_files());
+    }
+    let lock = FolderLock::acquire(out_dir, &lock_role(shard), &fp.expect.fingerprint, &own)?;
+    let mut notes = plan.notes.clone();
+    if lock.removed_temporaries > 0 {
+        notes.push(format!(
+            "note: removed {} stale temporary file(s) of a killed run from {}",
+            lock.removed_temporaries,
+            out_dir.display()
+        ));
+    }
+    check_other_states(
+        out_dir,
+        &out_dir.join(&state_name),
+        &fp.expect.fingerprint,
+        opts.fresh,
+    )?;
+    let mut state = SweepState::open(
+        out_dir,
+        shard,
+        &fp.expect,
+        fp.config.clone(),
+        opts.invocation.clone(),
+        opts.fresh,
+    )?;
+    // The file exists from the start (so `sweep status` sees a started shard) and --fresh takes effect now.
+    state.save()?;
+    let mine: Vec<UnitKey> = fp.expect.shard_units(shard).to_vec();
+    let (stats, units_resumed, units_computed) = compute_units(
+        spec,
+        &plan,
+        &fp,
+        &mine,
+        &mut data,
+        &mut state,
+        opts.progress,
+    )?;
+    let mut out = SweepOutcome {
+        rows: Vec::new(),
+        summary: None,
+        stats,
+        units_resumed,
+        units_computed,
+        shard_units: mine.len(),
+        total_units: fp.expect.units.len(),
+        fingerprint: fp.expect.fingerprint.clone(),
+        notes,
+        state_path: state.path().to_path_buf(),
+    };
+    if shard.is_whole() {
+        out.rows = build_rows(spec, &plan, |k| state.get(k))?;
+        if let Some(tol) = opts.report_tolerance_pts {
+            out.summary = Some(write_report(
+                out_dir,
+                spec,
+                &out.rows,
+                &out.fingerprint,
+                &opts.invocation,
+                tol,
+            )?);
+        }
+    }
+    drop(lock);
+    Ok(out)
+}
+
+/// Computes the units of `mine` that `state` does not hold yet, model by model (a model is loaded only when
+/// one of its units is pending). Returns (stats, resumed, computed).
+fn compute_units(
+    spec: &SweepSpec,
+    plan: &Plan,
+    fp: &Fingerprinted,
+    mine: &[UnitKey],
+    data: &mut DataCache,
+    state: &mut SweepState,
+    progress: bool,
+) -> Result<(RunStats, usize, usize), SweepError> {
+    let mine: HashSet<&UnitKey> = mine.iter().collect();
     let bar = if progress {
-        indicatif::ProgressBar::new(total_points)
+        indicatif::ProgressBar::new((mine.len() * spec.grid_v.len()) as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -176,89 +317,131 @@ pub fn run_sweep(
         .progress_chars("=> "),
     );
     let min_v = spec.grid_v.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut data = DataCache::new(spec.data_dir.clone(), spec.limit);
     let mut stats = RunStats::default();
-    let (mut units_resumed, mut units_computed) = (0, 0);
-    let mut rows = Vec::new();
-    // Models loaded from disk once; the widths of one family are quantized from the same float weights.
+    let (mut resumed, mut computed) = (0, 0);
+    // Manifests read once; a family's widths quantize the same float weights (docs/run-and-sweep.md#precision-axis).
     let mut sources = std::collections::HashMap::new();
-    for variant in &spec.models {
-        let model = variant.load_model(&mut sources)?;
-        let name = variant.name.clone();
-        let bits = variant.bits;
-        let all_done = spec
-            .faults
-            .iter()
-            .all(|f| (0..samples).all(|s| state.get(&name, bits, &f.name(), s).is_some()));
-        let cost = CostModel::new(&spec.hw, &model)?;
-        let method = model.manifest().training.method.clone();
-        let weights: u64 = model.param_tensors().iter().map(|p| p.len as u64).sum();
-        let mut loaded = if all_done {
-            None
-        } else {
-            bar.set_message(format!("loading {name}"));
-            Some(LoadedModel::from_model(model, &mut data)?)
+    for pm in &plan.models {
+        let key = |f: &super::plan::PlannedFaults, sample: u32| UnitKey {
+            model: pm.key.clone(),
+            bits: pm.bits,
+            faults: f.key.clone(),
+            sample,
         };
-        for f in &spec.faults {
-            let fname = f.name();
-            let pending: Vec<u32> = (0..samples)
-                .filter(|&s| state.get(&name, bits, &fname, s).is_none())
-                .collect();
-            units_resumed += (samples as usize) - pending.len();
-            bar.inc((samples as u64 - pending.len() as u64) * spec.grid_v.len() as u64);
-            if let (false, Some(lm)) = (pending.is_empty(), loaded.as_mut()) {
-                bar.set_message(format!("{name} / {fname}"));
-                let source =
-                    scenario::fault_source(f, &spec.hw, lm, spec.offsets, spec.seeds, min_v)?;
-                let clean = lm.model.memory_image().to_vec();
-                let test_images = lm.test_images;
-                let mut runner = SeriesRunner::new(lm, &clean)?;
-                for s in pending {
-                    let r = runner.run_sample(source.as_ref(), s, &spec.grid_v, || bar.inc(1))?;
-                    state.record(UnitResult {
-                        model: name.clone(),
-                        bits,
-                        profile: fname.clone(),
-                        sample: s,
-                        clean_error_pct: runner.clean_error_pct(),
-                        test_images: test_images as u32,
-                        flipped_bits: r.flipped_bits,
-                        error_pct: r.error_pct,
-                    })?;
-                    units_computed += 1;
-                }
-                let st = runner.stats;
-                stats.points += st.points;
-                stats.inferences += st.inferences;
-                stats.clean_points += st.clean_points;
-                stats.reused_points += st.reused_points;
-                stats.tensors_decoded += st.tensors_decoded;
+        let pending_of = |f: &super::plan::PlannedFaults, state: &SweepState| -> Vec<u32> {
+            (0..plan.samples)
+                .filter(|&s| {
+                    let k = key(f, s);
+                    mine.contains(&k) && state.get(&k).is_none()
+                })
+                .collect()
+        };
+        let any_pending = plan.faults.iter().any(|f| !pending_of(f, state).is_empty());
+        let mut loaded = if any_pending {
+            bar.set_message(format!("loading {}", pm.name));
+            let model = pm.variant.load_model(&mut sources)?;
+            Some(LoadedModel::from_model(model, data)?)
+        } else {
+            None
+        };
+        let (_, images, _) = fp.expect.models[&pm.key];
+        for f in &plan.faults {
+            let pending = pending_of(f, state);
+            let done = (0..plan.samples)
+                .filter(|&s| mine.contains(&key(f, s)))
+                .count()
+                - pending.len();
+            resumed += done;
+            bar.inc((done * spec.grid_v.len()) as u64);
+            let (false, Some(lm)) = (pending.is_empty(), loaded.as_mut()) else {
+                continue;
+            };
+            if lm.test_images as u32 != images || lm.name != pm.name {
+                return Err(SweepError::Eval(format!(
+                    "{}: loaded {} test images for `{}`, planned {images} for `{}`",
+                    pm.path.display(),
+                    lm.test_images,
+                    lm.name,
+                    pm.name
+                )));
             }
-            let units: Vec<&UnitResult> = (0..samples)
-                .filter_map(|s| state.get(&name, bits, &fname, s))
-                .collect();
+            bar.set_message(format!("{} / {}", pm.name, f.name));
+            let source =
+                scenario::fault_source(&f.spec, &spec.hw, lm, spec.offsets, spec.seeds, min_v)?;
+            let clean = lm.model.memory_image().to_vec();
+            let mut runner = SeriesRunner::new(lm, &clean)?;
+            for s in pending {
+                let r = runner.run_sample(source.as_ref(), s, &spec.grid_v, || bar.inc(1))?;
+                state.record(UnitResult {
+                    key: key(f, s),
+                    model_name: pm.name.clone(),
+                    faults_name: f.name.clone(),
+                    clean_error_pct: runner.clean_error_pct(),
+                    test_images: images,
+                    flipped_bits: r.flipped_bits,
+                    error_pct: r.error_pct,
+                })?;
+                computed += 1;
+            }
+            let st = runner.stats;
+            stats.points += st.points;
+            stats.inferences += st.inferences;
+            stats.clean_points += st.clean_points;
+            stats.reused_points += st.reused_points;
+            stats.tensors_decoded += st.tensors_decoded;
+        }
+    }
+    bar.finish_and_clear();
+    Ok((stats, resumed, computed))
+}
+
+/// The rows of a complete sweep: per model (order given), fault source and voltage, the mean over samples
+/// (samples in index order, so every way of producing the units sums in the same order).
+pub fn build_rows<'a>(
+    spec: &SweepSpec,
+    plan: &Plan,
+    get: impl Fn(&UnitKey) -> Option<&'a UnitResult>,
+) -> Result<Vec<SweepRow>, SweepError> {
+    let mut rows = Vec::new();
+    for pm in &plan.models {
+        for f in &plan.faults {
+            let mut units = Vec::with_capacity(plan.samples as usize);
+            for sample in 0..plan.samples {
+                let k = UnitKey {
+                    model: pm.key.clone(),
+                    bits: pm.bits,
+                    faults: f.key.clone(),
+                    sample,
+                };
+                units.push(get(&k).ok_or_else(|| {
+                    SweepError::Eval(format!(
+                        "unit {k} ({} / {} / sample {sample}) has no result",
+                        pm.name, f.name
+                    ))
+                })?);
+            }
             for (k, &vdd_v) in spec.grid_v.iter().enumerate() {
                 let errs: Vec<f64> = units.iter().map(|u| u.error_pct[k]).collect();
                 let flips: Vec<f64> = units.iter().map(|u| u.flipped_bits[k] as f64).collect();
                 let (mean, std) = mean_std(&errs);
                 let flipped = flips.iter().sum::<f64>() / flips.len().max(1) as f64;
-                let at = cost.at(vdd_v)?;
+                let at = pm.cost.at(vdd_v)?;
                 rows.push(SweepRow {
-                    model: name.clone(),
-                    family: variant.family.clone(),
-                    method: method.clone(),
-                    bits,
-                    weights_source: variant.source.name().to_string(),
-                    profile: fname.clone(),
+                    model: pm.name.clone(),
+                    family: pm.family.clone(),
+                    method: pm.method.clone(),
+                    bits: pm.bits,
+                    weights_source: pm.variant.source.name().to_string(),
+                    profile: f.name.clone(),
                     vdd_v,
                     vdd_rel: spec.hw.vdd_rel(vdd_v),
-                    ber: flipped / (weights as f64 * bits as f64),
+                    ber: flipped / (pm.weights as f64 * pm.bits as f64),
                     flipped_bits: flipped,
-                    clean_error_pct: units.first().map_or(f64::NAN, |u| u.clean_error_pct),
+                    clean_error_pct: units[0].clean_error_pct,
                     faulty_error_pct: mean,
                     faulty_error_std_pct: std,
                     samples: units.len() as u32,
-                    test_images: units.first().map_or(0, |u| u.test_images),
+                    test_images: units[0].test_images,
                     cycles: at.cycles,
                     latency_us: at.latency_us,
                     energy_pj: at.energy_pj,
@@ -271,12 +454,81 @@ pub fn run_sweep(
             }
         }
     }
-    bar.finish_and_clear();
-    Ok(SweepOutcome {
-        rows,
-        stats,
-        units_resumed,
-        units_computed,
-        fingerprint: state.fingerprint().to_string(),
+    Ok(rows)
+}
+
+/// Quotes `s` for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:,=+@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `accelsim sweep` followed by the quoted configuration flags.
+pub fn command_line(invocation: &[String]) -> String {
+    std::iter::once("accelsim sweep".to_string())
+        .chain(invocation.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes `sweep.csv`, the plots and `report.md` for the rows of a complete sweep. The report depends only on
+/// the configuration (the quoted flags, never the exact command line, `--out` or `--shard`), so a resumed, a
+/// merged and an uninterrupted sweep write the same bytes.
+pub fn write_report(
+    out_dir: &Path,
+    spec: &SweepSpec,
+    rows: &[SweepRow],
+    fingerprint: &str,
+    invocation: &[String],
+    tolerance_pts: f64,
+) -> Result<Summary, SweepError> {
+    let faults: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in rows {
+            if !v.contains(&r.profile) {
+                v.push(r.profile.clone());
+            }
+        }
+        v
+    };
+    let ctx = ReportContext {
+        title: format!("accelsim sweep on {}", spec.hw.name),
+        command: command_line(invocation),
+        setup: vec![
+            format!(
+                "hardware: `{}` ({}), V_min {:.3} V, nominal {:.3} V",
+                spec.hw_path.display(),
+                spec.hw.name,
+                spec.hw.voltage.vmin_v,
+                spec.hw.voltage.nominal_v
+            ),
+            format!(
+                "fault sources: {}; {} mapping offsets × {} seeds per point",
+                faults.join(", "),
+                spec.offsets,
+                spec.seeds
+            ),
+            format!(
+                "test images per evaluation: {}{} (error = clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol)",
+                rows.first().map_or(0, |r| r.test_images),
+                if spec.skip > 0 {
+                    format!(", from test image #{}", spec.skip)
+                } else {
+                    String::new()
+                }
+            ),
+            format!("configuration fingerprint: `{}`", &fingerprint[..16]),
+        ],
+        ..Default::default()
+    };
+    crate::report::write_bundle(out_dir, rows, &ctx, tolerance_pts).map_err(|e| match e {
+        crate::report::ReportError::Io { path, source } => SweepError::Io { path, source },
+        other => SweepError::Eval(other.to_string()),
     })
 }

@@ -1,7 +1,11 @@
 //! Sweeps: voltage grid × models × fault profiles → one row per point (see [`crate::report::SweepRow`]).
 //!
 //! - [`grid`]: voltage grid specs;
-//! - [`state`]: the resumable state file (atomic writes, configuration fingerprint);
+//! - [`unit`]: units of work keyed by content, shards;
+//! - [`plan`]: a sweep's inputs by content, its canonical unit list and configuration fingerprint;
+//! - [`state`]: the resumable state files (atomic writes, validated on load);
+//! - [`lock`]: the advisory lock on the output folder;
+//! - [`driver`]: runs a sweep or one shard of it, builds the rows and the report;
 //! - [`core`]: the incremental evaluation of one (model, profile) series: voltages from high to low, faults nested
 //!   (a cell failing at V fails at every V' < V, docs/sram-profiles.md#paper-chips), so consecutive voltages differ by a few new
 //!   faults; tensors whose stored codes did not change are not re-decoded, and a point whose image equals the
@@ -11,15 +15,18 @@
 pub mod core;
 pub mod driver;
 pub mod grid;
+pub mod lock;
+pub mod plan;
 pub mod scenario;
 pub mod state;
+pub mod unit;
 
 use std::path::PathBuf;
 
 /// Errors of the sweep layer. All but `Eval` are user errors (exit 2 at the CLI; see [`SweepError::is_user`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("bad voltage grid `{spec}`: {msg}")]
+    #[error("--grid `{spec}`: {msg}")]
     Grid { spec: String, msg: String },
     #[error(
         "{path}: this folder holds a sweep with a different configuration (fingerprint {found}, this run {expected}); \
@@ -30,8 +37,11 @@ pub enum SweepError {
         found: String,
         expected: String,
     },
-    #[error("{path}: unreadable sweep state: {msg}; delete it or pass --fresh")]
+    #[error("{path}: invalid sweep state: {msg}; pass --fresh to discard it (or delete the file)")]
     State { path: PathBuf, msg: String },
+    /// The output folder is in use by another live process (advisory lock, [`lock`]).
+    #[error("{path}: {msg}")]
+    Busy { path: PathBuf, msg: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

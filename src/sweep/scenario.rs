@@ -135,7 +135,8 @@ pub fn parse_bits(list: &[u32]) -> Result<Vec<u32>, SweepError> {
 /// member at its own width (`trained`); `Some(widths)` evaluates each family (or named model) at each width: the
 /// member trained at that width when there is one, else PTQ of the float source (the member with the most bits,
 /// the first such manifest by path on a tie; for a named model, the model itself). Order: families in the order
-/// given (shipped: sorted by the first member's path), widths descending, then by manifest path; duplicates once.
+/// given (shipped: sorted by the first member's path), widths descending, then by manifest path; repeats kept
+/// (the sweep's plan drops them with a note).
 pub fn resolve_variants(
     names: &[String],
     bits: Option<&[u32]>,
@@ -224,11 +225,9 @@ pub fn resolve_variants(
             }
         };
         chosen.sort_by(|a, b| b.bits.cmp(&a.bits).then(a.path.cmp(&b.path)));
-        for v in chosen {
-            if !out.iter().any(|o| o.name == v.name && o.bits == v.bits) {
-                out.push(v);
-            }
-        }
+        // Repeats (the same file at the same width, given twice) are left to the sweep's plan, which sweeps
+        // them once with a note and refuses different files that share a name.
+        out.extend(chosen);
     }
     Ok(out)
 }
@@ -260,18 +259,24 @@ impl DataCache {
         self
     }
 
-    fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
+    /// The test split of `kind` after `--skip` and `--limit` (loaded once).
+    pub fn get(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
         if !self.sets.contains_key(&kind) {
             let load_limit = self.limit.map(|l| l.saturating_add(self.skip));
             let mut ds = data::load_test_split(kind, self.dir.as_deref(), load_limit)
                 .map_err(|e| SweepError::Input(e.to_string()))?;
             if self.skip > 0 {
                 if self.skip >= ds.len() {
+                    let dir = self.dir.as_ref().map_or_else(
+                        || data::DEFAULT_FASHION_MNIST_DIR.to_string(),
+                        |d| d.display().to_string(),
+                    );
                     return Err(SweepError::Input(format!(
-                        "--skip {} leaves no test images: the {:?} test split has {}",
+                        "--skip {} leaves no test images: the {} test split in {dir} has {}; allowed 0..={}",
                         self.skip,
-                        kind,
-                        ds.len()
+                        kind.name(),
+                        ds.len(),
+                        ds.len() - 1
                     )));
                 }
                 ds = ds.without_first(self.skip);
@@ -280,6 +285,30 @@ impl DataCache {
         }
         Ok(&self.sets[&kind])
     }
+
+    /// Content fingerprint and image count of the split of `kind` that will be evaluated
+    /// ([`Dataset::content_sha256`]: the images actually used, independent of the folder's path).
+    pub fn fingerprint(&mut self, kind: DatasetKind) -> Result<(String, usize), SweepError> {
+        let ds = self.get(kind)?;
+        Ok((ds.content_sha256(), ds.len()))
+    }
+}
+
+/// The data set a model is evaluated on: its manifest's `[input] dataset` (default Fashion-MNIST).
+pub fn dataset_kind(model: &Model) -> Result<DatasetKind, SweepError> {
+    let ds_name = model
+        .manifest()
+        .input
+        .dataset
+        .clone()
+        .unwrap_or_else(|| "fashion-mnist".into());
+    DatasetKind::parse(&ds_name).ok_or_else(|| {
+        SweepError::Input(format!(
+            "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
+            model.path().display(),
+            DatasetKind::ALL.map(|k| k.name()).join(", ")
+        ))
+    })
 }
 
 /// A model with its network (decoded weights) and the robust-error evaluator on its test set.
@@ -310,18 +339,7 @@ impl LoadedModel {
         let path = model.path().to_path_buf();
         let path = path.as_path();
         let m = model.manifest();
-        let ds_name = m
-            .input
-            .dataset
-            .clone()
-            .unwrap_or_else(|| "fashion-mnist".into());
-        let kind = DatasetKind::parse(&ds_name).ok_or_else(|| {
-            SweepError::Input(format!(
-                "{}: [input] dataset = \"{ds_name}\" has no test-set reader; allowed: {}",
-                path.display(),
-                DatasetKind::ALL.map(|k| k.name()).join(", ")
-            ))
-        })?;
+        let kind = dataset_kind(&model)?;
         if model.bytes_per_value() != 1 {
             return Err(SweepError::Input(format!(
                 "{}: [quantization] bits = {} signed: run/sweep support codes of at most 8 bits",
@@ -425,6 +443,7 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
                         stride[1] as u64,
                         OfmapRounding::Floor,
                     )
+                    .and_then(|l| l.with_zero_padding(padding[0] as u64, padding[1] as u64))
                     .map_err(|e| err(&layer.name, e))?,
                 );
             }
@@ -576,6 +595,15 @@ impl FaultSpec {
             path,
             profile: std::sync::Arc::new(profile),
         })
+    }
+
+    /// Content key ([`super::unit::UnitKey::faults`]): a hash of the profile file's bytes, or `uniform` /
+    /// `uniform_p=<p>` (the rule itself is the content).
+    pub fn content_key(&self) -> Result<String, SweepError> {
+        match self {
+            FaultSpec::Profile { path, .. } => super::unit::file_key("accelsim-profile", path),
+            other => Ok(other.name()),
+        }
     }
 
     /// Name in reports: the profile name, `uniform` or `uniform_p=<p>`.

@@ -72,6 +72,10 @@ pub enum LayerShape {
         stride_h: u64,
         stride_w: u64,
         rounding: OfmapRounding,
+        /// Zero padding per side included in `ifmap_h`/`ifmap_w` (0 when unknown, e.g. from a SCALE-Sim
+        /// topology). The padding is produced on chip, so DRAM carries only the unpadded map.
+        pad_h: u64,
+        pad_w: u64,
     },
     /// Plain GEMM: `M × K` inputs times `K × N` weights.
     Gemm { m: u64, n: u64, k: u64 },
@@ -173,7 +177,43 @@ impl Layer {
             stride,
             stride,
             OfmapRounding::Floor,
-        )
+        )?
+        .with_zero_padding(pad, pad)
+    }
+
+    /// The same convolution, recording that `pad_h`/`pad_w` zeros per side are part of its (padded) IFMAP size.
+    /// Only the DRAM traffic changes: DRAM holds the unpadded map, the zeros are produced on chip. Errors when
+    /// the padding leaves no input (`2·pad ≥` the padded size) or is given for a GEMM.
+    pub fn with_zero_padding(self, pad_h: u64, pad_w: u64) -> Result<Layer, LayerError> {
+        let (h, w) = match self.shape {
+            LayerShape::Conv {
+                ifmap_h, ifmap_w, ..
+            } => (ifmap_h, ifmap_w),
+            LayerShape::Gemm { .. } if pad_h == 0 && pad_w == 0 => return Ok(self),
+            LayerShape::Gemm { .. } => (0, 0),
+        };
+        for (field, pad, size) in [("padding height", pad_h, h), ("padding width", pad_w, w)] {
+            if pad.saturating_mul(2) >= size {
+                return Err(LayerError::OutOfRange {
+                    layer: self.name.clone(),
+                    field,
+                    value: pad,
+                    min: 0,
+                    max: size.saturating_sub(1) / 2,
+                });
+            }
+        }
+        let mut layer = self;
+        if let LayerShape::Conv {
+            pad_h: ph,
+            pad_w: pw,
+            ..
+        } = &mut layer.shape
+        {
+            *ph = pad_h;
+            *pw = pad_w;
+        }
+        Ok(layer)
     }
 
     /// A linear (fully connected) layer `in_features → out_features` on `batch` examples: GEMM
@@ -226,6 +266,8 @@ impl Layer {
             stride_h: check(name, "stride height", stride_h)?,
             stride_w: check(name, "stride width", stride_w)?,
             rounding,
+            pad_h: 0,
+            pad_w: 0,
         };
         for (axis, filter, input) in [("height", filter_h, ifmap_h), ("width", filter_w, ifmap_w)] {
             if filter > input {
@@ -354,6 +396,23 @@ impl Layer {
                 channels,
                 ..
             } => batch * ifmap_h * ifmap_w * channels,
+            LayerShape::Gemm { m, k, .. } => m * k,
+        }
+    }
+
+    /// Elements of the input feature map in DRAM: the unpadded `batch · (H − 2·pad_h) · (W − 2·pad_w) · C`
+    /// (`M · K` for a GEMM). The zero padding is produced on chip (docs/energy.md, "DRAM traffic").
+    pub fn dram_ifmap_elems(&self) -> u64 {
+        match self.shape {
+            LayerShape::Conv {
+                batch,
+                ifmap_h,
+                ifmap_w,
+                channels,
+                pad_h,
+                pad_w,
+                ..
+            } => batch * (ifmap_h - 2 * pad_h) * (ifmap_w - 2 * pad_w) * channels,
             LayerShape::Gemm { m, k, .. } => m * k,
         }
     }

@@ -556,15 +556,17 @@ pub fn simulate_layer_io(
     let output_sram_writes = d.m * d.n * psum_passes;
     let output_sram_reads = d.m * d.n * (psum_passes - 1);
 
-    // DRAM traffic.
+    // DRAM traffic. The IFMAP buffer holds the padded map (what the array streams), but DRAM carries only the
+    // unpadded one: the zero padding is produced on chip (docs/energy.md, "DRAM traffic").
     let ifmap_bytes = bits_to_bytes(layer.ifmap_elems(), buffers.act_bits);
+    let ifmap_dram_bytes = bits_to_bytes(layer.dram_ifmap_elems(), buffers.act_bits);
     let ofmap_bytes = bits_to_bytes(layer.ofmap_elems(), buffers.act_bits);
     // Weights travel from DRAM in their storage format (byte packing: one byte per code).
     let weight_bytes = bits_to_bytes(weights, wl.slot_bits(weight_bits));
     let dram_ifmap = if ifmap_bytes > buffers.ifmap_bytes {
-        ifmap_bytes * ifmap_passes
+        ifmap_dram_bytes * ifmap_passes
     } else if io.input_from_dram {
-        ifmap_bytes
+        ifmap_dram_bytes
     } else {
         0
     };

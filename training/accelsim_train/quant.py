@@ -5,8 +5,9 @@ float32 operation on a torch float32 tensor; constants are float32 tensors, neve
 silently computed in float64 or fused.
 
 Symmetric (paper Eq. 1, per-layer = "normal"):
-    q = min(max|wc| + 0.001, w_max)        (layer/channel; global: q = f32(q_fixed + 0.001) in f64, q_fixed = w_max or 1)
-    delta = q / (2^(m-1) - 1)
+    q = min(max|wc| + 0.001, w_max), delta = q / (2^(m-1) - 1)        (layer/channel)
+    q = q_fixed (= w_max or 1), delta = f32(q_fixed + 0.001 in f64) / (2^(m-1) - 1)        (global: eps widens only
+        the step; inputs and decoded values stay clamped to +-q_fixed, as the 2021 reference quantizer)
     v = integerize(clamp(wc, -q, q) / delta [+ 2^(m-1) if unsigned]),   clamped to the storage range
     w_hat = clamp((v [- 2^(m-1)]) * delta, -q, q)
 Asymmetric (RQuant when unsigned + rounding):
@@ -121,8 +122,8 @@ def context(w: torch.Tensor, scheme: QuantScheme) -> Context:
     q_fixed = scheme.w_max if scheme.w_max is not None else 1.0
     if scheme.symmetric:
         if scheme.granularity == "global":
-            # w_max is an f32 on both sides: f32(f64(f32(q_fixed)) + 0.001), one cast
-            q = _f32(float(np.float32(q_fixed)) + EPS)
+            # the fixed range itself; eps enters only the step (_sym_step_q)
+            q = _f32(q_fixed)
         else:
             q = _group_reduce(wc.abs(), scheme.granularity, "max") + _f32(EPS)
             if scheme.w_max is not None:
@@ -131,6 +132,14 @@ def context(w: torch.Tensor, scheme: QuantScheme) -> Context:
     if scheme.granularity == "global":
         return Context(-_f32(q_fixed), _f32(q_fixed))
     return Context(_group_reduce(wc, scheme.granularity, "min"), _group_reduce(wc, scheme.granularity, "max"))
+
+
+def _sym_step_q(q: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
+    """The q of the symmetric step delta = q / levels: the range itself (layer/channel ranges include eps), or for
+    the fixed global range f32(f64(f32(q_fixed)) + 0.001), one cast (w_max is an f32 on both sides)."""
+    if scheme.granularity == "global":
+        return _f32(float(q) + EPS)
+    return q
 
 
 def _levels_f32(bits: int) -> torch.Tensor:
@@ -156,7 +165,7 @@ def encode(w: torch.Tensor, scheme: QuantScheme, ctx: Optional[Context] = None) 
     offset = _f32(float(1 << (scheme.bits - 1)))
     if scheme.symmetric:
         q = ctx.hi
-        delta = q / _levels_f32(scheme.bits)
+        delta = _sym_step_q(q, scheme) / _levels_f32(scheme.bits)
         t = torch.clamp(wc, -q, q) / delta
     else:
         qmin, qmax = ctx.lo, ctx.hi
@@ -185,7 +194,7 @@ def decode(v: torch.Tensor, scheme: QuantScheme, ctx: Context) -> torch.Tensor:
         a = v.to(torch.int64).clamp(0, scheme.code_max).to(torch.float32) - offset
     if scheme.symmetric:
         q = ctx.hi
-        delta = q / _levels_f32(scheme.bits)
+        delta = _sym_step_q(q, scheme) / _levels_f32(scheme.bits)
         a = a * delta
         return torch.maximum(torch.minimum(a, q), -q)
     qmin, qmax = ctx.lo, ctx.hi

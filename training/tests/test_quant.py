@@ -31,12 +31,14 @@ def ref_quant(w: np.ndarray, s: QuantScheme):
         for x in wc:
             if s.symmetric:
                 if s.granularity == "global":
-                    q = f32(float(f32(qf)) + 0.001)
+                    # fixed range: clamp to +-q_fixed, but the step uses q_fixed + eps (2021 reference quantizer)
+                    q = f32(qf)
+                    delta = f32(f32(float(f32(qf)) + 0.001) / levels)
                 else:
                     q = max(abs(v) for v in wc) + f32(0.001)
                     if s.w_max is not None:
                         q = min(q, f32(s.w_max))
-                delta = f32(q / levels)
+                    delta = f32(q / levels)
                 t = f32(min(max(x, -q), q) / delta)
                 if not s.signed:
                     t = f32(t + offset)
@@ -115,6 +117,40 @@ def test_round_trip_error_bounded_and_codes_in_range(s):
         step = (float(ctx.hi) - float(ctx.lo)) / 2 * 1.001 / ((1 << (s.bits - 1)) - 1)
     bound = step * (0.5 if s.rounding else 1.0) * 1.0001 + 1e-7
     assert float((d - wc).abs().max()) <= bound
+
+
+def test_global_fixed_range_decodes_to_plus_minus_w_max():
+    """Hand-worked values of the fixed-range ("global") scheme, as the 2021 reference quantizer computes it:
+    step (w_max + eps) / levels, inputs and decoded values clamped to +-w_max (docs/quantization.md#paper-schemes)."""
+    # m = 8, w_max = 0.1: -0.1 / (0.101/127) = -125.74 -> +128 -> 2; 0.1 -> 254; 0.3 is clipped to 0.1.
+    s = QuantScheme(8, "global", True, False, True, 0.1)
+    w = torch.tensor([-0.1, 0.1, 0.3, 0.0])
+    ctx = quant.context(w, s)
+    v = quant.encode(w, s, ctx)
+    assert v.tolist() == [2, 254, 254, 128]
+    assert quant.decode(v, s, ctx).tolist() == torch.tensor([-0.1, 0.1, 0.1, 0.0]).tolist()
+    # corrupted extreme codes decode to +-w_max as well (code 0 would be -128 steps = -0.1018)
+    assert quant.decode(torch.tensor([0, 255], dtype=torch.uint8), s, ctx).tolist() == torch.tensor([-0.1, 0.1]).tolist()
+    # m = 4: -0.1 -> 1.07 -> code 1 -> -7 steps = -0.101 before the clamp, -0.1 after it
+    s4 = QuantScheme(4, "global", True, False, True, 0.1)
+    w = torch.tensor([-0.1, 0.1])
+    ctx = quant.context(w, s4)
+    v = quant.encode(w, s4, ctx)
+    assert v.tolist() == [1, 15]
+    assert quant.decode(v, s4, ctx).tolist() == torch.tensor([-0.1, 0.1]).tolist()
+    # signed 8-bit: -0.1 -> -126 -> -0.1 after the clamp
+    ss = QuantScheme(8, "global", True, True, True, 0.1)
+    ctx = quant.context(w, ss)
+    v = quant.encode(w, ss, ctx)
+    assert v.tolist() == [-126, 126]
+    assert quant.decode(v, ss, ctx).tolist() == torch.tensor([-0.1, 0.1]).tolist()
+    # without clipping q_fixed = 1: 1.5 is clamped to 1 (not 1.001) before encoding: trunc(126.87 + 128) = 254
+    st = QuantScheme(8, "global", True, False, False, None)
+    w = torch.tensor([1.5, -1.5])
+    ctx = quant.context(w, st)
+    v = quant.encode(w, st, ctx)
+    assert v.tolist() == [254, 1]
+    assert quant.decode(v, st, ctx).tolist()[1] == -1.0
 
 
 def test_constant_tensor_never_nan():
