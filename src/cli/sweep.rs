@@ -210,13 +210,36 @@ pub fn run(args: Args) -> CliResult {
     for p in &summary.points {
         match &p.safe {
             Some(r) => println!(
-                "  {:8} {:28} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%)",
-                p.profile, p.model, r.vdd_v, r.faulty_error_pct, r.energy_saving_pct, r.weight_sram_saving_pct
+                "  {:8} {:30} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs nominal, \
+                 {:.1}% ({:.1}%) vs 8-bit @ V_min",
+                p.profile,
+                p.model,
+                r.vdd_v,
+                r.faulty_error_pct,
+                r.energy_saving_pct,
+                r.weight_sram_saving_pct,
+                r.energy_saving_vs_vmin_pct,
+                r.weight_sram_saving_vs_vmin_pct
             ),
             None => println!(
-                "  {:8} {:28} above tolerance at every voltage",
+                "  {:8} {:30} above tolerance at every voltage",
                 p.profile, p.model
             ),
+        }
+    }
+    for b in &summary.best {
+        if let Some(r) = &b.row {
+            println!(
+                "  best on {}: {} ({} bits, {}) at {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs 8-bit @ V_min",
+                b.profile,
+                r.model,
+                r.bits,
+                r.weights_source,
+                r.vdd_v,
+                r.faulty_error_pct,
+                r.energy_saving_vs_vmin_pct,
+                r.weight_sram_saving_vs_vmin_pct
+            );
         }
     }
     Ok(())

@@ -446,6 +446,11 @@ pub fn tradeoff(dir: &Path, rows: &[SweepRow]) -> Result<PlotFiles, ReportError>
     )
 }
 
+/// The profiles of `rows` in first-seen order.
+pub fn distinct_profiles(rows: &[SweepRow]) -> Vec<String> {
+    distinct(rows.iter().map(|r| r.profile.as_str()))
+}
+
 /// Group rows by (model, profile) in first-seen order, for callers that need per-series views.
 pub fn group_by_series(rows: &[SweepRow]) -> BTreeMap<(String, String), Vec<&SweepRow>> {
     let mut m: BTreeMap<(String, String), Vec<&SweepRow>> = BTreeMap::new();

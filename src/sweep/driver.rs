@@ -523,6 +523,18 @@ pub fn write_report(
                     String::new()
                 }
             ),
+            format!(
+                "weight SRAM: {} packing of the m-bit codes (docs/hw-config.md#packing); rails following the swept \
+                 voltage: {}; energy model docs/energy.md",
+                spec.hw.weight_sram.packing.name(),
+                spec.hw
+                    .voltage
+                    .scaled_rails
+                    .iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             format!("configuration fingerprint: `{}`", &fingerprint[..16]),
         ],
         ..Default::default()
