@@ -204,7 +204,7 @@ pub fn run(args: Args) -> CliResult {
         st.tensors_decoded
     );
     println!(
-        "wrote {}/{{sweep.csv, report.md, error_vs_voltage, energy_vs_voltage, tradeoff (.png/.svg)}}",
+        "wrote {}/{{sweep.csv, report.md, error_vs_voltage, energy_vs_voltage, tradeoff, heatmap_error, heatmap_energy (.png/.svg)}}",
         args.out.display()
     );
     for p in &summary.points {

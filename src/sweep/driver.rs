@@ -148,7 +148,13 @@ pub fn bundle_files() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for stem in ["error_vs_voltage", "energy_vs_voltage", "tradeoff"] {
+    for stem in [
+        "error_vs_voltage",
+        "energy_vs_voltage",
+        "tradeoff",
+        "heatmap_error",
+        "heatmap_energy",
+    ] {
         for ext in ["png", "svg"] {
             v.push(format!("{stem}.{ext}"));
         }
