@@ -346,7 +346,9 @@ fn compute_units(
         let mut loaded = if any_pending {
             bar.set_message(format!("loading {}", pm.name));
             let model = pm.variant.load_model(&mut sources)?;
-            Some(LoadedModel::from_model(model, data)?)
+            let lm = LoadedModel::from_model(model, data)?;
+            stats.images_inferred += lm.test_images as u64; // the clean pass
+            Some(lm)
         } else {
             None
         };
@@ -395,6 +397,7 @@ fn compute_units(
             stats.clean_points += st.clean_points;
             stats.reused_points += st.reused_points;
             stats.tensors_decoded += st.tensors_decoded;
+            stats.images_inferred += st.images_inferred;
         }
     }
     bar.finish_and_clear();

@@ -392,6 +392,11 @@ impl ImageEvaluator for LoadedModel {
             .map_err(|e| SweepError::Eval(e.to_string()))
     }
 
+    fn images_per_inference(&self) -> u64 {
+        // Only the clean-right images are run on the faulty network (docs/run-and-sweep.md#evaluation-protocol).
+        (self.eval.clean().images - self.eval.clean().wrong) as u64
+    }
+
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError> {
         self.net
             .set_weights_from_image(&self.model, image, Some(changed))
