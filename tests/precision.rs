@@ -21,7 +21,6 @@ struct Row {
     weight_sram_energy_pj: f64,
     energy_pj: f64,
     energy_saving_pct: f64,
-    weight_sram_saving_pct: f64,
     energy_saving_vs_vmin_pct: f64,
     weight_sram_saving_vs_vmin_pct: f64,
 }

@@ -658,17 +658,22 @@ mod tests {
             .cloned()
             .collect();
         assert!(summarize(&no_normal, 1.0).unwrap().low_bit.is_empty());
-        // A PTQ 8-bit normal model is not the reference when a trained one exists.
-        let mut with_ptq = rows.clone();
-        for r in with_ptq.iter_mut().filter(|r| r.method == "normal") {
-            let mut p = r.clone();
-            p.model = "normal-ptq".into();
-            p.weights_source = "ptq".into();
-            p.faulty_error_pct = 1.0;
-            r.model.push_str("-trained");
-            with_ptq.push(p);
-            break;
-        }
+        // A PTQ 8-bit normal model listed first (and better) is not the reference when a trained one exists.
+        let ptq: Vec<SweepRow> = rows
+            .iter()
+            .filter(|r| r.method == "normal")
+            .map(|r| SweepRow {
+                model: "normal-ptq".into(),
+                weights_source: "ptq".into(),
+                faulty_error_pct: 1.0,
+                ..r.clone()
+            })
+            .collect();
+        let with_ptq: Vec<SweepRow> = ptq.into_iter().chain(rows.iter().cloned()).collect();
+        assert_eq!(
+            summarize(&with_ptq, 1.0).unwrap().reference.model,
+            "fmnist-normal-8b"
+        );
         assert!(summarize(&with_ptq, 1.0).unwrap().reference.trained);
     }
 }
