@@ -228,10 +228,11 @@ fn merge_many() {
         .unwrap_or(4096);
     let hw_path = HwConfig::resolve("14nm_sram").expect("shipped hw config");
     let hw = HwConfig::load(&hw_path).expect("hw");
-    let models: Vec<_> = ["fmnist-cnn-normal-8b", "fmnist-cnn-randbet-8b"]
+    let names: Vec<String> = ["fmnist-cnn-normal-8b", "fmnist-cnn-randbet-8b"]
         .iter()
-        .map(|m| scenario::resolve_model(m).expect("shipped model"))
+        .map(|m| m.to_string())
         .collect();
+    let models = scenario::resolve_variants(&names, None).expect("shipped models");
     let faults = vec![
         FaultSpec::MeasuredUniform,
         FaultSpec::resolve("chip1").expect("chip1"),

@@ -25,9 +25,14 @@ pub struct Args {
     #[arg(long, value_name = "V", required_unless_present = "list_hw", allow_negative_numbers = true,
           value_parser = values::finite("volts, e.g. 0.85"))]
     pub vdd: Option<f64>,
-    /// Model manifest: a name in models/ or a path [default: fmnist-cnn-randbet-8b].
+    /// Model manifest: a name in models/, a path, or a family name of the shipped models (with --bits)
+    /// [default: fmnist-cnn-randbet-8b].
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+    /// Bits per weight: a family's member trained at M bits if shipped, else post-training quantization of its
+    /// float weights at M bits; for a model name, that model's float weights at M bits [default: as stored].
+    #[arg(long, value_name = "M")]
+    pub bits: Option<u32>,
     /// Fault map: a name in sram_profiles/ (`chip1`), a path, or `uniform` (random bit errors at the measured
     /// BER of the voltage) [default: the config's fault_profile].
     #[arg(long, value_name = "PROFILE")]
@@ -78,8 +83,11 @@ pub struct Args {
 pub struct RunReport {
     pub hw: String,
     pub model: String,
+    pub family: String,
     pub method: String,
     pub bits: u32,
+    /// `trained` or `ptq` (docs/run-and-sweep.md#precision-axis).
+    pub weights_source: String,
     pub weights: u64,
     pub faults: String,
     pub vdd_v: f64,
@@ -105,6 +113,11 @@ pub struct RunReport {
     pub energy_saving_pct: f64,
     pub weight_sram_energy_pj: f64,
     pub weight_sram_saving_pct: f64,
+    /// Energy per inference of the same network with 8-bit weights at V_min (the paper's reference).
+    pub reference_8b_vmin_energy_pj: f64,
+    pub reference_8b_vmin_weight_sram_energy_pj: f64,
+    pub energy_saving_vs_vmin_pct: f64,
+    pub weight_sram_saving_vs_vmin_pct: f64,
     /// Protection of the weight SRAM: `none`, `parity` or `secded`.
     pub ecc: String,
     /// The code, e.g. `secded(72,64)` (`none` without ECC).
@@ -203,11 +216,27 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
             "--limit 0 is out of range; allowed >= 1 (or omit it for all images)",
         ));
     }
-    let model_path = super::locate_flag(
-        Shipped::Model,
-        "--model",
-        args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL),
-    )?;
+    let model_name = args.model.as_deref().unwrap_or(scenario::DEFAULT_MODEL);
+    let bits = args
+        .bits
+        .map(|b| scenario::parse_bits(&[b]))
+        .transpose()
+        .map_err(sweep_err)?;
+    let variants = scenario::resolve_variants(&[model_name.to_string()], bits.as_deref())
+        .map_err(sweep_err)?;
+    let variant = match variants.as_slice() {
+        [v] => v.clone(),
+        many => {
+            return Err(CliError::user(format!(
+            "--model {model_name} is a family of {} models ({}); pass --bits M to pick one width",
+            many.len(),
+            many.iter()
+                .map(|v| format!("{} bits", v.bits))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        }
+    };
     let spec = match (args.ber, &args.profile, &hw.fault_profile) {
         (Some(p), _, _) => {
             if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
@@ -234,7 +263,10 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     };
     spec.check_vdd_rel(vdd_rel).map_err(sweep_err)?;
     let mut data = DataCache::new(args.data.clone(), args.limit).skipping(args.skip);
-    let mut loaded = LoadedModel::load(&model_path, &mut data).map_err(sweep_err)?;
+    let model = variant
+        .load_model(&mut std::collections::HashMap::new())
+        .map_err(sweep_err)?;
+    let mut loaded = LoadedModel::from_model(model, &mut data).map_err(sweep_err)?;
     let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
     let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
     let faults = scenario::fault_source(&spec, &hw, &loaded, args.offsets, args.seeds, vdd_v)
@@ -293,8 +325,10 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     Ok(RunReport {
         hw: hw.name.clone(),
         model: name,
+        family: variant.family.clone(),
         method,
         bits,
+        weights_source: variant.source.name().to_string(),
         weights,
         faults: spec.name(),
         vdd_v,
@@ -329,6 +363,11 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         ecc_detected_words: ecc_mean(1),
         ecc_silent_words: ecc_mean(2),
         ecc_decoder_cycles: cost.stats.ecc_decoder_cycles,
+        reference_8b_vmin_energy_pj: cost.reference_8b_vmin.total_pj,
+        reference_8b_vmin_weight_sram_energy_pj: cost.reference_8b_vmin.weight_sram_dynamic_pj
+            + cost.reference_8b_vmin.weight_sram_leakage_pj,
+        energy_saving_vs_vmin_pct: at.energy_saving_vs_vmin_pct,
+        weight_sram_saving_vs_vmin_pct: at.weight_sram_saving_vs_vmin_pct,
     })
 }
 
@@ -344,8 +383,13 @@ fn pj(x: f64) -> String {
 
 fn print_text(r: &RunReport) {
     let b = &r.energy_breakdown_pj;
+    let source = if r.weights_source == "ptq" {
+        ", post-training quantized"
+    } else {
+        ""
+    };
     println!(
-        "accelsim run: {} ({}, {}-bit, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
+        "accelsim run: {} ({}, {}-bit{source}, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
         r.model, r.method, r.bits, r.weights, r.hw, r.vdd_v, r.vdd_rel, r.nominal_v
     );
     println!(
@@ -405,11 +449,18 @@ fn print_text(r: &RunReport) {
     println!("    MACs           {}", pj(b.mac_pj));
     println!("    DRAM           {}", pj(b.dram_pj));
     println!(
-        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs nominal {:.3} V{} ({} per inference)",
+        "  savings          {:.1}% of total energy, {:.1}% of weight-SRAM energy vs this model at nominal {:.3} V{} ({} per inference)",
         r.energy_saving_pct,
         r.weight_sram_saving_pct,
         r.nominal_v,
         if r.ecc == "none" { "" } else { " without ECC" },
         pj(r.nominal_energy_pj)
+    );
+    println!(
+        "                   {:.1}% of total energy, {:.1}% of weight-SRAM energy vs 8-bit weights at V_min {:.3} V ({} per inference; the paper's reference)",
+        r.energy_saving_vs_vmin_pct,
+        r.weight_sram_saving_vs_vmin_pct,
+        r.vdd_v / r.vdd_rel,
+        pj(r.reference_8b_vmin_energy_pj)
     );
 }

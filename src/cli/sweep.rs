@@ -32,9 +32,15 @@ pub struct Args {
     /// Hardware config: a name in hw_configs/ or a path.
     #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
-    /// Models: comma-separated names in models/ or paths [default: every shipped model].
+    /// Models: comma-separated names in models/, paths, or family names of the shipped models (every member)
+    /// [default: every shipped model].
     #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Bit widths, comma-separated (e.g. 8,6,4,3,2): each family at each width, the model trained at that width
+    /// when one is shipped, else post-training quantization of the family's float weights [default: every model
+    /// at its own width].
+    #[arg(long, value_delimiter = ',', value_name = "M,...")]
+    pub bits: Vec<u32>,
     /// Fault maps: comma-separated names in sram_profiles/, paths, or `uniform` (measured BER curve).
     #[arg(long, value_name = "PROFILE,...", value_delimiter = ',', default_value = DEFAULT_PROFILES)]
     pub profiles: Vec<String>,
@@ -181,20 +187,12 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
             args.tolerance
         )));
     }
-    let models = if args.models.is_empty() {
-        let shipped = scenario::list_shipped_models();
-        if shipped.is_empty() {
-            return Err(CliError::user(
-                "no shipped models found in models/; pass --models NAME,...",
-            ));
-        }
-        shipped
+    let bits = if args.bits.is_empty() {
+        None
     } else {
-        args.models
-            .iter()
-            .map(|m| super::locate_flag(Shipped::Model, "--models", m.trim()))
-            .collect::<Result<_, _>>()?
+        Some(scenario::parse_bits(&args.bits).map_err(sweep_err)?)
     };
+    let models = scenario::resolve_variants(&args.models, bits.as_deref()).map_err(sweep_err)?;
     let faults = args
         .profiles
         .iter()
@@ -232,6 +230,10 @@ pub fn invocation(args: &Args) -> Vec<String> {
     }
     if !args.models.is_empty() {
         push("--models", args.models.join(","));
+    }
+    if !args.bits.is_empty() {
+        let b: Vec<String> = args.bits.iter().map(|b| b.to_string()).collect();
+        push("--bits", b.join(","));
     }
     if args.profiles.join(",") != DEFAULT_PROFILES {
         push("--profiles", args.profiles.join(","));
@@ -337,19 +339,42 @@ pub fn run(args: Args) -> CliResult {
         st.tensors_decoded
     );
     println!(
-        "wrote {}/{{sweep.csv, report.md, error_vs_voltage, energy_vs_voltage, tradeoff (.png/.svg)}}",
+        "wrote {}/{{sweep.csv, report.md, error_vs_voltage, energy_vs_voltage, tradeoff, heatmap_error, heatmap_energy (.png/.svg)}}",
         args.out.display()
     );
     for p in &summary.points {
         match &p.safe {
             Some(r) => println!(
-                "  {:8} {:28} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%)",
-                p.profile, p.model, r.vdd_v, r.faulty_error_pct, r.energy_saving_pct, r.weight_sram_saving_pct
+                "  {:8} {:30} lowest safe {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs nominal, \
+                 {:.1}% ({:.1}%) vs 8-bit @ V_min",
+                p.profile,
+                p.model,
+                r.vdd_v,
+                r.faulty_error_pct,
+                r.energy_saving_pct,
+                r.weight_sram_saving_pct,
+                r.energy_saving_vs_vmin_pct,
+                r.weight_sram_saving_vs_vmin_pct
             ),
             None => println!(
-                "  {:8} {:28} above tolerance at every voltage",
+                "  {:8} {:30} above tolerance at every voltage",
                 p.profile, p.model
             ),
+        }
+    }
+    for b in &summary.best {
+        if let Some(r) = &b.row {
+            println!(
+                "  best on {}: {} ({} bits, {}) at {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs 8-bit @ V_min",
+                b.profile,
+                r.model,
+                r.bits,
+                r.weights_source,
+                r.vdd_v,
+                r.faulty_error_pct,
+                r.energy_saving_vs_vmin_pct,
+                r.weight_sram_saving_vs_vmin_pct
+            );
         }
     }
     Ok(())

@@ -13,13 +13,30 @@ pub enum SramScaling {
     Table,
 }
 
+/// How the energy of one MAC follows the operand widths (docs/energy.md#precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MacScaling {
+    /// `E = mac_pj · (s · (m_w · m_a)/(8 · 8) + (1 − s))`: an array multiplier's energy grows with the product of
+    /// its operand widths (m_w weight bits, m_a = `[systolic] act_bits`), the 32-bit accumulator's does not change
+    /// ([Horowitz14]: 8/32-bit multiply 0.2/3.1 pJ ≈ the 16× of (32/8)²); `s` = `mac_multiplier_share`.
+    #[default]
+    OperandWidths,
+    /// `E = mac_pj` whatever the widths.
+    Constant,
+}
+
 /// Energy parameters (pJ per access/operation at the reference voltage of each rail, leakage, scaling law).
 /// Missing keys take the [`Default`] values; unknown keys are rejected. Call [`EnergyConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnergyConfig {
-    /// Energy of one MAC (8-bit multiply + 32-bit accumulate) at the logic voltage, pJ, `[0, 1000]`.
+    /// Energy of one MAC (8-bit × 8-bit multiply + 32-bit accumulate) at the logic voltage, pJ, `[0, 1000]`.
     pub mac_pj: f64,
+    /// How the MAC energy follows the weight and activation widths.
+    pub mac_scaling: MacScaling,
+    /// Share of `mac_pj` spent in the 8×8-bit multiplier, `[0, 1]` (the rest is the 32-bit accumulate).
+    pub mac_multiplier_share: f64,
     /// Dynamic energy of one weight-SRAM word read at `V_min`, pJ, `[0, 1000]`.
     pub weight_sram_read_pj: f64,
     /// Dynamic energy of one weight-SRAM word write at `V_min`, pJ, `[0, 1000]` (reloads only).
@@ -48,6 +65,8 @@ impl Default for EnergyConfig {
     fn default() -> Self {
         EnergyConfig {
             mac_pj: 0.034,
+            mac_scaling: MacScaling::OperandWidths,
+            mac_multiplier_share: MAC_MULTIPLIER_SHARE,
             weight_sram_read_pj: 1.14,
             weight_sram_write_pj: 1.25,
             weight_sram_scaling: SramScaling::Quadratic,
@@ -60,6 +79,10 @@ impl Default for EnergyConfig {
         }
     }
 }
+
+/// Multiplier share of an 8-bit MAC with a 32-bit accumulator: 0.2 pJ / (0.2 + 0.1) pJ at 45 nm [Horowitz14]
+/// (docs/energy.md#precision).
+pub const MAC_MULTIPLIER_SHARE: f64 = 0.2 / 0.3;
 
 /// The paper's normalized SRAM energy points (docs/sram-profiles.md#measured-ber), usable as `weight_sram_table`.
 pub const PAPER_SRAM_TABLE: [[f64; 2]; 7] = [
@@ -97,6 +120,10 @@ impl EnergyConfig {
             if !(v.is_finite() && (0.0..=max).contains(&v)) {
                 return Err(range_err(key, v, &format!("[0, {max}]")));
             }
+        }
+        let share = self.mac_multiplier_share;
+        if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
+            return Err(range_err("mac_multiplier_share", share, "[0, 1]"));
         }
         let efold = self.leakage_v_per_efold;
         if !(efold.is_finite() && efold > 0.0 && efold <= 10.0) {

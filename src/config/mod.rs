@@ -78,6 +78,36 @@ pub enum Mapping {
     BankInterleaved,
 }
 
+/// How m-bit weight codes are packed into the weight SRAM's words (docs/hw-config.md#weight-to-cell-mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Packing {
+    /// Codes back to back in slots of m bits, `floor(word_bits / m)` per word; a code never straddles two
+    /// words (e.g. 21 three-bit codes and one unused bit per 64-bit word).
+    #[default]
+    Dense,
+    /// One code per byte (slots of `8·ceil(m/8)` bits): the paper's storage of m-bit codes in 8-bit containers;
+    /// the `8 − m` upper cells of each byte hold no weight bit, so their failures never matter.
+    Byte,
+}
+
+impl Packing {
+    /// Bits one m-bit code occupies in a word: `m` (dense) or `8·ceil(m/8)` (byte).
+    pub fn slot_bits(self, bits: u32) -> u32 {
+        match self {
+            Packing::Dense => bits,
+            Packing::Byte => bits.div_ceil(8) * 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Packing::Dense => "dense",
+            Packing::Byte => "byte",
+        }
+    }
+}
+
 /// `[voltage]`: supply voltages in volts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,8 +142,11 @@ pub struct WeightSramConfig {
     /// Word placement policy.
     #[serde(default)]
     pub mapping: Mapping,
+    /// How m-bit codes fill a word: `dense` (default) or `byte`.
+    #[serde(default)]
+    pub packing: Packing,
     /// Where the first weight is placed, in bits from the start of the (mapped) weight memory; must be a multiple
-    /// of the weight width when a mapping is built.
+    /// of the slot width ([`Packing::slot_bits`]) when a mapping is built.
     #[serde(default)]
     pub offset_bits: u64,
     /// Error-correcting code on the stored words (docs/ecc.md): `none` (default), `parity` or `secded`.

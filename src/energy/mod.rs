@@ -10,13 +10,15 @@
 //!   28 nm measurement of 4.8× lower leakage for −280 mV (docs/energy.md#published-figures);
 //! * activation buffers: `(input reads + output writes + partial-sum reads) · act_bytes · E_byte · (V/V_nom)²`
 //!   (`E_byte` given at the SRAM nominal voltage `nominal_v`);
-//! * MACs: `macs · E_mac · (V/V_logic)²`;
+//! * MACs: `macs · E_mac(m_w, m_a) · (V/V_logic)²`, with `E_mac = mac_pj · (s · m_w·m_a/64 + 1 − s)` (multiplier
+//!   ∝ operand widths, 32-bit accumulator fixed; `s` = `mac_multiplier_share`, docs/energy.md#precision);
 //! * DRAM: `bytes · 8 · E_bit` (never voltage-scaled).
 //!
 //! Only the rails in `[voltage] scaled_rails` follow `vdd_v`; the others stay at their nominal voltage
 //! (`nominal_v` for the SRAM rails, `logic_v` for the logic). The baseline that savings are measured against
-//! runs every rail at its own nominal voltage, scaled or not. 4-bit weights halve the weight-SRAM
-//! words, hence both the word reads and the leakage, because the cycle model packs `64 / bits` weights per word.
+//! runs every rail at its own nominal voltage, scaled or not. With dense packing 4-bit weights halve the
+//! weight-SRAM words, hence both the word reads and the leakage, because the cycle model packs `64 / bits`
+//! weights per word (byte packing keeps 8 per word).
 //!
 //! ```
 //! use accelsim::config::HwConfig;
@@ -32,7 +34,7 @@
 //! assert!(at_vmin.weight_sram_dynamic_pj < nominal.weight_sram_dynamic_pj);
 //! assert!(model.savings_pct(&stats, 0.85).unwrap() > 0.0);
 //! //! ```
-use crate::config::energy::{EnergyConfig, SramScaling};
+use crate::config::energy::{EnergyConfig, MacScaling, SramScaling};
 use crate::config::systolic::SystolicConfig;
 use crate::systolic::NetworkStats;
 use serde::Serialize;
@@ -232,6 +234,21 @@ impl EnergyModel {
         }
     }
 
+    /// Energy of one MAC at the logic voltage for `weight_bits`-bit weights and the configured activation width:
+    /// `mac_pj · (s · m_w·m_a/(8·8) + 1 − s)` (`operand_widths`) or `mac_pj` (`constant`), docs/energy.md#precision.
+    pub fn mac_pj_at_width(&self, weight_bits: u32) -> f64 {
+        let c = &self.cfg;
+        match c.mac_scaling {
+            MacScaling::Constant => c.mac_pj,
+            MacScaling::OperandWidths => {
+                let s = c.mac_multiplier_share;
+                let widths = weight_bits as f64 * self.act_bits as f64 / 64.0;
+                // s·w + (1 − s), written so that w = 1 (8 × 8 bits) gives mac_pj exactly.
+                c.mac_pj * (1.0 + s * (widths - 1.0))
+            }
+        }
+    }
+
     /// Leakage power relative to `V_min`: `exp((v − V_min) / leakage_v_per_efold)`.
     pub fn leakage_scale(&self, v: f64) -> f64 {
         ((v - self.volts.vmin_v) / self.cfg.leakage_v_per_efold).exp()
@@ -299,7 +316,7 @@ impl EnergyModel {
             (stats.input_sram_reads + stats.output_sram_writes + stats.output_sram_reads) as f64;
         let act_sram_pj =
             act_accesses * self.act_bits as f64 / 8.0 * c.act_sram_pj_per_byte * act_scale;
-        let mac_pj = stats.macs as f64 * c.mac_pj * logic_scale;
+        let mac_pj = stats.macs as f64 * self.mac_pj_at_width(stats.weight_bits) * logic_scale;
         let dram_pj =
             (stats.dram_reads_bytes + stats.dram_writes_bytes) as f64 * 8.0 * c.dram_pj_per_bit;
         Ok(EnergyBreakdown {
@@ -454,11 +471,14 @@ impl EnergyModel {
                 scaling: "(V/V_nominal)^2",
             },
             EnergyTableRow {
-                component: "mac",
-                value: c.mac_pj * (v_l / self.volts.logic_v).powi(2),
+                component: "mac (8-bit weights)",
+                value: self.mac_pj_at_width(8) * (v_l / self.volts.logic_v).powi(2),
                 unit: "pJ/MAC",
                 voltage_v: Some(v_l),
-                scaling: "(V/V_logic)^2",
+                scaling: match c.mac_scaling {
+                    MacScaling::OperandWidths => "(V/V_logic)^2, multiplier x m_w*m_a/64",
+                    MacScaling::Constant => "(V/V_logic)^2",
+                },
             },
             EnergyTableRow {
                 component: "dram",

@@ -22,6 +22,9 @@ pub const MAX_W_MAX: f32 = 1e6;
 #[derive(Clone, Debug)]
 pub struct Manifest {
     pub name: String,
+    /// The model family (`family = "..."`, optional): models of one network and training recipe at different
+    /// bit widths (docs/model-format.md#families). `None`: the model is a family of its own.
+    pub family: Option<String>,
     /// Path of the tensors file, relative to the manifest.
     pub weights: String,
     pub input: InputSpec,
@@ -310,6 +313,8 @@ struct RawManifest {
     #[allow(dead_code)]
     version: i64,
     name: String,
+    #[serde(default)]
+    family: Option<String>,
     weights: String,
     input: InputSpec,
     quantization: QuantSpec,
@@ -537,6 +542,9 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         }
         None => return Err(merr("version", "missing".into())),
     }
+    if let Some(v) = table.get("family").filter(|v| !v.is_str()) {
+        return Err(merr("family", format!("must be a string, found {v}")));
+    }
     let raw: RawManifest =
         crate::config::toml_error::from_toml_str(text).map_err(|p| merr("", p.to_string()))?;
 
@@ -573,6 +581,18 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
             ));
         }
     }
+    if let Some(f) = &raw.family {
+        if f.is_empty()
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(merr(
+                "family",
+                format!("\"{f}\" is not allowed (letters, digits, '-', '_', '.'; at least one)"),
+            ));
+        }
+    }
     if raw.weights.trim().is_empty() {
         return Err(merr("weights", "must name the .safetensors file".into()));
     }
@@ -593,6 +613,7 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
     }
     Ok(Manifest {
         name: raw.name,
+        family: raw.family,
         weights: raw.weights,
         input: raw.input,
         quantization: raw.quantization,

@@ -6,6 +6,7 @@
 //! the fault models corrupt. Nothing in a model file is ever executed.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::quant::{self, Codes, Granularity, QuantConfig, QuantizedTensor, Rounding};
 
@@ -88,10 +89,11 @@ pub struct Model {
     graph: Graph,
     params: Vec<ParamTensor>,
     by_name: HashMap<String, usize>,
-    /// Float master weights as stored in the file, one per parameter tensor.
-    float_params: Vec<Vec<f32>>,
+    /// Float master weights as stored in the file, one per parameter tensor (shared with the models
+    /// [`Model::requantized`] derives from this one).
+    float_params: Arc<Vec<Vec<f32>>>,
     /// BatchNorm running statistics (float, never quantized).
-    buffers: HashMap<String, Vec<f32>>,
+    buffers: Arc<HashMap<String, Vec<f32>>>,
     quant_config: QuantConfig,
     /// Quantized parameter tensors (codes + clean ranges), one per parameter, memory order.
     quantized: Vec<QuantizedTensor>,
@@ -127,17 +129,12 @@ impl Model {
             offset += len;
         }
         let quant_config = quant_config(&manifest.quantization, path)?;
-        let bytes_per_value = (quant_config.container_bits() / 8) as usize;
-        let mut quantized = Vec::with_capacity(params.len());
-        let mut image = Vec::with_capacity(offset * bytes_per_value);
-        for (p, values) in params.iter().zip(&loaded.params) {
-            let qt = quant::quantize(values, &p.shape, &quant_config)
-                .map_err(|e| ModelError::tensor(&weights_path, &p.name, e.to_string()))?;
+        let (quantized, image) =
+            quantize_all(&params, &loaded.params, &quant_config, &weights_path)?;
+        for (p, qt) in params.iter().zip(&quantized) {
             if let Some(stored) = loaded.codes.get(&p.name) {
-                verify_codes(&qt, stored, &p.name, &weights_path)?;
+                verify_codes(qt, stored, &p.name, &weights_path)?;
             }
-            append_codes(&mut image, qt.codes());
-            quantized.push(qt);
         }
         Ok(Model {
             path: path.to_path_buf(),
@@ -145,12 +142,44 @@ impl Model {
             graph,
             params,
             by_name,
-            float_params: loaded.params,
-            buffers: loaded.buffers,
+            float_params: Arc::new(loaded.params),
+            buffers: Arc::new(loaded.buffers),
+            bytes_per_value: (quant_config.container_bits() / 8) as usize,
             quant_config,
             quantized,
             image,
-            bytes_per_value,
+        })
+    }
+
+    /// Post-training quantization (docs/model-format.md#families): this model's float master weights quantized
+    /// with the same scheme (granularity, symmetry, sign, rounding, `w_max`) at `bits` bits, as a model named
+    /// `name`. The float weights and buffers are shared, not copied; only the codes are new. The manifest's
+    /// `[training]` facts stay (they describe how the float weights were trained) except `clean_error_pct`,
+    /// which was measured at the source's width. An invalid width for the scheme (unsigned 2..=8; signed 8, 16,
+    /// 32) is an error naming the manifest's `quantization`.
+    pub fn requantized(&self, bits: u32, name: &str) -> Result<Model, ModelError> {
+        let mut manifest = self.manifest.clone();
+        if bits != manifest.quantization.bits {
+            manifest.quantization.bits = bits;
+            manifest.training.clean_error_pct = None;
+            manifest.training.test_images = None;
+        }
+        manifest.name = name.to_string();
+        let quant_config = quant_config(&manifest.quantization, &self.path)?;
+        let (quantized, image) =
+            quantize_all(&self.params, &self.float_params, &quant_config, &self.path)?;
+        Ok(Model {
+            path: self.path.clone(),
+            manifest,
+            graph: self.graph.clone(),
+            params: self.params.clone(),
+            by_name: self.by_name.clone(),
+            float_params: Arc::clone(&self.float_params),
+            buffers: Arc::clone(&self.buffers),
+            bytes_per_value: (quant_config.container_bits() / 8) as usize,
+            quant_config,
+            quantized,
+            image,
         })
     }
 
@@ -296,6 +325,25 @@ fn quant_config(q: &QuantSpec, path: &Path) -> Result<QuantConfig, ModelError> {
     cfg.validate()
         .map_err(|e| ModelError::manifest(path, "quantization", e.to_string()))?;
     Ok(cfg)
+}
+
+/// Quantizes every parameter tensor with `cfg`, in memory order: the quantized tensors and the memory image.
+fn quantize_all(
+    params: &[ParamTensor],
+    floats: &[Vec<f32>],
+    cfg: &QuantConfig,
+    weights_path: &Path,
+) -> Result<(Vec<QuantizedTensor>, Vec<u8>), ModelError> {
+    let total: usize = params.iter().map(|p| p.len).sum();
+    let mut quantized = Vec::with_capacity(params.len());
+    let mut image = Vec::with_capacity(total * (cfg.container_bits() / 8) as usize);
+    for (p, values) in params.iter().zip(floats) {
+        let qt = quant::quantize(values, &p.shape, cfg)
+            .map_err(|e| ModelError::tensor(weights_path, &p.name, e.to_string()))?;
+        append_codes(&mut image, qt.codes());
+        quantized.push(qt);
+    }
+    Ok((quantized, image))
 }
 
 fn append_codes(image: &mut Vec<u8>, codes: &Codes) {

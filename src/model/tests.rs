@@ -358,3 +358,119 @@ proptest::proptest! {
         }
     }
 }
+
+/// A one-layer model whose only tensor is `weight` ([out, in] = `shape`), stored with `cfg` at 8 bits.
+fn linear_model(
+    dir: &Path,
+    cfg: &crate::quant::QuantConfig,
+    shape: &[usize],
+    weight: &[f32],
+) -> PathBuf {
+    let w_max = cfg
+        .w_max
+        .map(|w| format!("w_max = {w:?}\n"))
+        .unwrap_or_default();
+    let toml = format!(
+        r#"format = "accelsim-model"
+version = 1
+name = "lin-8b"
+family = "lin"
+weights = "lin.safetensors"
+
+[input]
+shape = [1, 1, {inp}]
+
+[quantization]
+bits = 8
+granularity = "{g}"
+symmetric = {sym}
+signed = false
+rounding = {round}
+{w_max}
+[[layers]]
+name = "flat"
+type = "flatten"
+
+[[layers]]
+name = "fc"
+type = "linear"
+in_features = {inp}
+out_features = {out}
+weight = "fc.weight"
+"#,
+        inp = shape[1],
+        out = shape[0],
+        g = cfg.granularity.name(),
+        sym = cfg.symmetric,
+        round = cfg.rounding == crate::quant::Rounding::Nearest,
+    );
+    let mp = dir.join("lin.toml");
+    std::fs::write(&mp, toml).unwrap();
+    write_f32_safetensors(
+        &dir.join("lin.safetensors"),
+        &[("fc.weight", shape, weight)],
+    )
+    .unwrap();
+    mp
+}
+
+#[test]
+fn ptq_equals_the_shared_vectors_at_every_width() {
+    // The shared vectors (tests/data/quant_vectors.json) are what the PyTorch companion's quantizer is checked
+    // against: post-training quantization of an 8-bit model at m bits must give exactly their codes.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/quant_vectors.json"),
+    )
+    .unwrap();
+    let file: crate::quant::vectors::VectorFile = serde_json::from_str(&text).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for case in file
+        .cases
+        .iter()
+        .filter(|c| !c.signed && c.shape.len() == 2)
+    {
+        let cfg = case.config();
+        let source = Model::load(linear_model(d.path(), &cfg, &case.shape, &case.input)).unwrap();
+        assert_eq!(source.bits(), 8);
+        let ptq = source
+            .requantized(case.bits as u32, "lin-ptq")
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(ptq.bits(), case.bits as u32, "{}", case.name);
+        assert_eq!(ptq.manifest().name, "lin-ptq");
+        assert_eq!(ptq.manifest().family.as_deref(), Some("lin"));
+        let codes: Vec<i64> = ptq.memory_image().iter().map(|&b| b as i64).collect();
+        assert_eq!(codes, case.codes, "{}", case.name);
+        // The floats are shared, not re-read or copied.
+        assert!(std::ptr::eq(ptq.float_param(0), source.float_param(0)));
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} unsigned cases");
+    // A width the scheme cannot store is an error naming the key, not a panic.
+    let cfg = file.cases.iter().find(|c| !c.signed).unwrap().config();
+    let m = Model::load(linear_model(d.path(), &cfg, &[4, 6], &[0.01; 24])).unwrap();
+    let e = m.requantized(9, "x").unwrap_err().to_string();
+    assert!(e.contains("quantization") && e.contains("2..=8"), "{e}");
+}
+
+#[test]
+fn family_key_is_validated() {
+    let t = small_tensors();
+    let with = |f: &str| {
+        SMALL_TOML.replace(
+            "name = \"small\"",
+            &format!("name = \"small\"\nfamily = {f}"),
+        )
+    };
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "ok", &with("\"fmnist-cnn.v2_x\""), &t);
+    assert_eq!(
+        Model::load(&p).unwrap().manifest().family.as_deref(),
+        Some("fmnist-cnn.v2_x")
+    );
+    for bad in ["\"\"", "\"a,b\"", "\"a b\"", "3"] {
+        let e = load_err(&with(bad), &t);
+        assert!(e.contains("family"), "{bad}: {e}");
+        assert!(!e.contains('\n'));
+    }
+}

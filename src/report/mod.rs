@@ -57,7 +57,9 @@ pub fn write_bundle(
     write_csv(&dir.join(CSV_FILE), rows)?;
     plots::error_vs_voltage(dir, rows, Some(summary.reference.threshold_pct))?;
     plots::energy_vs_voltage(dir, rows)?;
-    plots::tradeoff(dir, rows)?;
+    plots::tradeoff(dir, rows, Some(summary.reference.threshold_pct))?;
+    plots::heatmap_error(dir, rows, Some(summary.reference.threshold_pct))?;
+    plots::heatmap_energy(dir, rows)?;
     let mut ctx = ctx.clone();
     ctx.csv = CSV_FILE.to_string();
     ctx.plots = vec![
@@ -71,7 +73,17 @@ pub fn write_bundle(
         ),
         (
             "tradeoff.png".into(),
-            "Accuracy–energy trade-off (Pareto front across models)".into(),
+            "Error against energy: one colour per bit width, one marker per family (hollow = PTQ), \
+             points labelled by voltage, Pareto front over all (bits, voltage, model)"
+                .into(),
+        ),
+        (
+            "heatmap_error.png".into(),
+            "Test error over (voltage, bits) per family and profile".into(),
+        ),
+        (
+            "heatmap_energy.png".into(),
+            "Energy saved against 8-bit weights at V_min over (voltage, bits)".into(),
         ),
     ];
     let md = markdown::render(&ctx, &summary, tolerance_pts);
@@ -124,7 +136,13 @@ mod tests {
         };
         let summary = write_bundle(dir.path(), &rows, &ctx, 1.0).unwrap();
         assert_eq!(summary.points.len(), 8);
-        for stem in ["error_vs_voltage", "energy_vs_voltage", "tradeoff"] {
+        for stem in [
+            "error_vs_voltage",
+            "energy_vs_voltage",
+            "tradeoff",
+            "heatmap_error",
+            "heatmap_energy",
+        ] {
             let png = std::fs::read(dir.path().join(format!("{stem}.png"))).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png magic");
             assert!(png.len() > 10_000, "{stem}.png suspiciously small");
@@ -151,7 +169,9 @@ mod tests {
             write_bundle(dir.path(), &[], &Default::default(), 1.0),
             Err(ReportError::Empty)
         ));
-        assert!(plots::tradeoff(dir.path(), &[]).is_err());
+        assert!(plots::tradeoff(dir.path(), &[], None).is_err());
+        assert!(plots::heatmap_error(dir.path(), &[], None).is_err());
+        assert!(plots::heatmap_energy(dir.path(), &[]).is_err());
     }
 
     #[test]

@@ -10,12 +10,16 @@ use super::ReportError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepRow {
-    /// Model name from its manifest.
+    /// Model name: the manifest's, or `{source}-ptq{m}b` for post-training quantization.
     pub model: String,
+    /// Model family (manifest `family`, else the model's name), docs/model-format.md#families.
+    pub family: String,
     /// Training method from the manifest (`normal`, `rquant`, `clipping`, `randbet`, ...).
     pub method: String,
     /// Bits per stored weight (m).
     pub bits: u32,
+    /// `trained` (a model trained at `bits`) or `ptq` (the family's float weights quantized at `bits`).
+    pub weights_source: String,
     /// Fault source: an SRAM profile name (`chip1`) or `uniform` for `--ber`-style random bit errors.
     pub profile: String,
     /// Protection of the weight SRAM's words: `none`, `parity` or `secded` (docs/ecc.md).
@@ -61,6 +65,11 @@ pub struct SweepRow {
     /// ECC codewords delivered wrong without a flag (undetected or miscorrected), mean over samples.
     #[serde(default)]
     pub ecc_silent_words: f64,
+    /// Saving of the total energy against the same network with 8-bit weights at V_min (percent).
+    pub energy_saving_vs_vmin_pct: f64,
+    /// Saving of the weight-SRAM energy against the same network with 8-bit weights at V_min (percent): the
+    /// paper's reference point (docs/run-and-sweep.md#energy-references).
+    pub weight_sram_saving_vs_vmin_pct: f64,
 }
 
 /// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
@@ -138,8 +147,13 @@ pub(crate) mod synthetic {
                     let energy = 0.5 * e_nom + 0.5 * e_nom * vdd_rel * vdd_rel;
                     out.push(SweepRow {
                         model: name.into(),
+                        family: name
+                            .trim_end_matches(|c: char| c != '-')
+                            .trim_end_matches('-')
+                            .into(),
                         method: method.into(),
                         bits,
+                        weights_source: "trained".into(),
                         profile: profile.into(),
                         ecc: "none".into(),
                         vdd_v,
@@ -160,6 +174,9 @@ pub(crate) mod synthetic {
                         ecc_corrected_words: 0.0,
                         ecc_detected_words: 0.0,
                         ecc_silent_words: 0.0,
+                        energy_saving_vs_vmin_pct: 100.0 * (1.0 - energy / 1.0e6),
+                        weight_sram_saving_vs_vmin_pct: 100.0
+                            * (1.0 - bits as f64 / 8.0 * vdd_rel * vdd_rel),
                     });
                 }
             }

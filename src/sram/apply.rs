@@ -181,7 +181,7 @@ pub fn chip_fault_pattern_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Mapping, WeightSramConfig};
+    use crate::config::{Mapping, Packing, WeightSramConfig};
     use crate::sram::profile::ProfileMeta;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -194,6 +194,7 @@ mod tests {
             columns: 16,
             word_bits: 16,
             mapping,
+            packing: Packing::Dense,
             offset_bits: 0,
             ecc: Default::default(),
             ecc_data_bits: 64,
@@ -281,6 +282,7 @@ mod tests {
             banks in 1u32..3,
             apb in 1u32..4,
             il in any::<bool>(),
+            byte in any::<bool>(),
             bits in 1u8..=8,
             n in 1u64..200,
             off in 0u64..40,
@@ -288,8 +290,12 @@ mod tests {
             seed in any::<u64>(),
             image_seed in any::<u64>(),
         ) {
-            let cfg = sram(banks, apb, if il { Mapping::BankInterleaved } else { Mapping::Linear });
-            let off_bits = (off % (cfg.total_bits() / bits as u64)) * bits as u64;
+            let cfg = WeightSramConfig {
+                packing: if byte { Packing::Byte } else { Packing::Dense },
+                ..sram(banks, apb, if il { Mapping::BankInterleaved } else { Mapping::Linear })
+            };
+            let t = cfg.packing.slot_bits(bits as u32) as u64;
+            let off_bits = (off % (cfg.total_bits() / t)) * t;
             let m = WeightMapping::new(&cfg, bits, n, off_bits).unwrap();
             let mask = ((1u16 << bits) - 1) as u8;
             let image: Vec<u8> = (0..n).map(|i| (splitmix64(image_seed ^ i) as u8) & mask).collect();
@@ -318,6 +324,47 @@ mod tests {
                 *v = ((*v ^ e.flip as u8) & !(e.set0 as u8)) | e.set1 as u8;
             }
             prop_assert_eq!(&got3, &want);
+        }
+    }
+
+    #[test]
+    fn faults_hit_exactly_the_stored_bits_under_both_packings() {
+        // Every cell of the memory flips: each 3-bit code gets exactly its 3 stored bits flipped, whatever the
+        // packing; the unused cells (upper 5 bits of each byte, the last bit of a dense word) change nothing.
+        let meta = ProfileMeta {
+            name: "all".into(),
+            source: String::new(),
+            style: None,
+            seed: None,
+            arrays: 1,
+            rows: 4,
+            columns: 16,
+            floor_vdd_rel: 0.75,
+        };
+        let cells = (0..64)
+            .map(|cell| FailingCell {
+                cell,
+                fail_vdd_rel: 0.9,
+                kind: FailureKind::Flips,
+                p_access: 1.0,
+            })
+            .collect();
+        let p = FaultProfile::new(meta, cells).unwrap();
+        for (packing, capacity) in [(Packing::Dense, 4 * 5), (Packing::Byte, 4 * 2)] {
+            let cfg = WeightSramConfig {
+                packing,
+                ..sram(1, 1, Mapping::Linear)
+            };
+            let image: Vec<u8> = (0..capacity as u8).map(|i| i % 8).collect();
+            let m = WeightMapping::new(&cfg, 3, image.len() as u64, 0).unwrap();
+            assert_eq!(m.capacity_elements(), capacity);
+            let pat = fault_pattern_at(&p, &m, &image, 0.8, 0).unwrap();
+            assert_eq!(pat.fault_count(), 3 * capacity, "{packing:?}");
+            let mut got = image.clone();
+            pat.apply_u8(&mut got).unwrap();
+            for (a, b) in image.iter().zip(&got) {
+                assert_eq!(a ^ b, 0b111, "{packing:?}");
+            }
         }
     }
 

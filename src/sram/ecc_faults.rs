@@ -4,7 +4,8 @@
 //! word bits `q·k .. q·k + k` form codeword `q` of the word, stored with `r` check bits in the wider physical row
 //! of [`EccLayout`]. A codeword is named by its **unwrapped word** `(element + offset_slots) div slots_per_word`
 //! (so the successive tiles of a model larger than the memory are different codewords in the same cells) and `q`.
-//! Data bits that hold no weight (the `word_bits − slots·m` top bits of a word, slots past the model) store 0; the
+//! Data bits that hold no weight (the `word_bits − slots·t` top bits of a word, the `t − m` upper bits of a
+//! byte-packed slot, slots past the model; `t` the slot width of docs/hw-config.md#packing) store 0; the
 //! check bits store the encoder's output on the clean data. All of them sit in cells that fail like any other.
 //!
 //! Work is sparse: only codewords with at least one bit that reads wrong are built ([`codeword_errors`] visits
@@ -56,6 +57,8 @@ pub struct CodewordMap {
     mapping: WeightMapping,
     layout: EccLayout,
     m: u64,
+    /// Slot width (`m` dense, `8·ceil(m/8)` byte packing).
+    t: u64,
     spw: u64,
     k: u64,
     cpw: u64,
@@ -93,6 +96,7 @@ impl CodewordMap {
             mapping: mapping.clone(),
             layout: layout.clone(),
             m: mapping.bits() as u64,
+            t: mapping.slot_bits(),
             spw,
             k,
             cpw: layout.codewords_per_word() as u64,
@@ -118,15 +122,15 @@ impl CodewordMap {
     #[inline]
     pub fn owner(&self, id: CodewordId, i: u32) -> Option<(u64, u8)> {
         let b = id.q as u64 * self.k + i as u64;
-        let s = b / self.m;
-        if s >= self.spw {
+        let s = b / self.t;
+        if s >= self.spw || b % self.t >= self.m {
             return None;
         }
         let slot = id.word * self.spw + s;
         if slot < self.off || slot - self.off >= self.n {
             return None;
         }
-        Some((slot - self.off, (b % self.m) as u8))
+        Some((slot - self.off, (b % self.t) as u8))
     }
 
     /// Whether codeword `id` holds at least one weight bit (only those are stored and counted).
@@ -134,11 +138,11 @@ impl CodewordMap {
         if id.word < self.first_word || id.word > self.last_word || id.q as u64 >= self.cpw {
             return false;
         }
-        let lo = id.q as u64 * self.k / self.m;
+        let lo = id.q as u64 * self.k / self.t;
         if lo >= self.spw {
             return false;
         }
-        let hi = ((id.q as u64 + 1) * self.k).div_ceil(self.m).min(self.spw);
+        let hi = ((id.q as u64 + 1) * self.k).div_ceil(self.t).min(self.spw);
         let (a, b) = (id.word * self.spw + lo, id.word * self.spw + hi);
         a < self.off + self.n && b > self.off
     }
@@ -159,7 +163,7 @@ impl CodewordMap {
     #[inline]
     pub fn locate_weight_bit(&self, element: u64, bit: u8) -> (CodewordId, u32) {
         let u = element + self.off;
-        let b = (u % self.spw) * self.m + bit as u64;
+        let b = (u % self.spw) * self.t + bit as u64;
         (
             CodewordId {
                 word: u / self.spw,
@@ -526,6 +530,7 @@ mod tests {
             columns,
             word_bits,
             mapping,
+            packing: crate::config::Packing::Dense,
             offset_bits: 0,
             ecc,
             ecc_data_bits: k,
@@ -587,6 +592,11 @@ mod tests {
         let cpa = 4 * phys;
         let spw = m.slots_per_word();
         let bits = m.bits() as u64;
+        // Slot width written out: m bits dense, one byte per code (m <= 8 here) with byte packing.
+        let t = match cfg.packing {
+            crate::config::Packing::Dense => bits,
+            crate::config::Packing::Byte => 8,
+        };
         let off = m.offset_slots();
         let cpw = cfg.word_bits / k;
         let mut out = image.to_vec();
@@ -601,10 +611,10 @@ mod tests {
                 let owners: Vec<Option<(u64, u64)>> = (0..k as u64)
                     .map(|i| {
                         let b = q as u64 * k as u64 + i;
-                        let s = b / bits;
+                        let s = b / t;
                         let slot = word * spw + s;
-                        (s < spw && slot >= off && slot - off < n_el)
-                            .then(|| (slot - off, b % bits))
+                        (s < spw && b % t < bits && slot >= off && slot - off < n_el)
+                            .then(|| (slot - off, b % t))
                     })
                     .collect();
                 let Some(&(e0, j0)) = owners.iter().flatten().next() else {
@@ -706,6 +716,7 @@ mod tests {
             cells in proptest::collection::vec((any::<u32>(), 0.76f64..1.0, 0u8..3, any::<bool>()), 0..120),
             bits in 1u8..=8, n in 1u64..300, off in 0u64..64,
             vdd in 0.75f64..1.0, seed in any::<u64>(), image_seed in any::<u64>(), keep in any::<bool>(),
+            byte in any::<bool>(),
         ) {
             let (k, word_bits, columns) = [(16u32, 32u32, 32u32), (16, 16, 32), (32, 32, 64)][shape];
             let q = columns / k;
@@ -715,6 +726,10 @@ mod tests {
                 if secded { EccScheme::Secded } else { EccScheme::Parity },
                 k, if il && q >= 2 { 2 } else { 1 },
             );
+            let cfg = WeightSramConfig {
+                packing: if byte { crate::config::Packing::Byte } else { crate::config::Packing::Dense },
+                ..cfg
+            };
             let layout = EccLayout::from_config(&cfg).unwrap();
             let phys = layout.physical_columns();
             let total = p_arrays * 4 * phys;
@@ -722,7 +737,8 @@ mod tests {
             cells.sort_by_key(|c| c.0);
             cells.dedup_by_key(|c| c.0);
             let p = Arc::new(profile(p_arrays, phys, cells));
-            let off_bits = (off % (cfg.total_bits() / bits as u64)) * bits as u64;
+            let t = cfg.packing.slot_bits(bits as u32) as u64;
+            let off_bits = (off % (cfg.total_bits() / t)) * t;
             let m = WeightMapping::new(&cfg, bits, n, off_bits).unwrap();
             let mask = ((1u16 << bits) - 1) as u8;
             let image: Vec<u8> = (0..n).map(|i| (splitmix64(image_seed ^ i) as u8) & mask).collect();
@@ -746,8 +762,22 @@ mod tests {
 
     #[test]
     fn extra_bits_enumerate_exactly_the_weightless_bits() {
-        for (bits, n, off_bits) in [(8u8, 100u64, 0u64), (3, 50, 6), (5, 37, 40), (4, 200, 32)] {
-            let cfg = sram(1, 2, 64, 64, Mapping::Linear, EccScheme::Secded, 16, 1);
+        for (bits, n, off_bits, byte) in [
+            (8u8, 100u64, 0u64, false),
+            (3, 50, 6, false),
+            (5, 37, 40, false),
+            (4, 200, 32, false),
+            (3, 50, 8, true),
+            (5, 37, 40, true),
+        ] {
+            let cfg = WeightSramConfig {
+                packing: if byte {
+                    crate::config::Packing::Byte
+                } else {
+                    crate::config::Packing::Dense
+                },
+                ..sram(1, 2, 64, 64, Mapping::Linear, EccScheme::Secded, 16, 1)
+            };
             let layout = EccLayout::from_config(&cfg).unwrap();
             let m = WeightMapping::new(&cfg, bits, n, off_bits).unwrap();
             let map = CodewordMap::new(&m, &layout).unwrap();

@@ -1,11 +1,13 @@
 //! Mapping quantized weight bits to physical SRAM bit cells (docs/hw-config.md, "Weight-to-cell mapping").
 //!
-//! The weights (all tensors in manifest order, one m-bit code per element) fill **slots** of m bits; a word of
-//! `word_bits` holds `k = floor(word_bits / m)` slots and a weight never straddles two words. Element `e` is in
-//! slot `s = (e + offset_slots) mod C` with `C = k * W` slots in a memory of `W` words, so a model larger than the
+//! The weights (all tensors in manifest order, one m-bit code per element) fill **slots** of `t` bits, where
+//! `t = m` with dense packing and `t = 8·ceil(m/8)` with byte packing ([`Packing`](crate::config::Packing)); a word of `word_bits` holds
+//! `k = floor(word_bits / t)` slots and a weight never straddles two words. Element `e` is in slot
+//! `s = (e + offset_slots) mod C` with `C = k * W` slots in a memory of `W` words, so a model larger than the
 //! memory wraps around: element `e` and `e + C` share cells (successive tiles reuse the same cells). Slot `s` is
-//! slot `s mod k` of word `s div k`, and bit `j` (LSB = 0) of the weight is word bit `(s mod k)*m + j`. Word
-//! placement follows [`Mapping`](crate::config::Mapping): linear (array by array, row by row) or bank-interleaved.
+//! slot `s mod k` of word `s div k`, and bit `j` (LSB = 0) of the weight is word bit `(s mod k)*t + j`; word bits
+//! `(s mod k)*t + m .. (s mod k + 1)*t` (byte packing) and `k*t .. word_bits` hold no weight bit. Word placement
+//! follows [`Mapping`](crate::config::Mapping): linear (array by array, row by row) or bank-interleaved.
 use super::SramError;
 use crate::config::{Mapping, WeightSramConfig};
 
@@ -31,6 +33,8 @@ pub struct WeightMapping {
     total_words: u64,
     policy: Mapping,
     bits: u8,
+    /// Bits per slot (`t`): the code width (dense) or its byte container (byte).
+    slot_bits: u64,
     slots_per_word: u64,
     capacity_slots: u64,
     offset_slots: u64,
@@ -38,8 +42,9 @@ pub struct WeightMapping {
 }
 
 impl WeightMapping {
-    /// Builds the mapping of `n_elements` codes of `bits` bits (1..=32) starting `offset_bits` into the memory.
-    /// `offset_bits` must be a multiple of `bits`, below the memory size (it selects slot `offset_bits / bits`).
+    /// Builds the mapping of `n_elements` codes of `bits` bits (1..=32) starting `offset_bits` into the memory,
+    /// packed as `cfg.packing` says. `offset_bits` must be a multiple of the slot width `t` (`bits` when dense,
+    /// `8·ceil(bits/8)` for byte packing), below the memory size (it selects slot `offset_bits / t`).
     pub fn new(
         cfg: &WeightSramConfig,
         bits: u8,
@@ -62,17 +67,26 @@ impl WeightMapping {
                 "invalid weight_sram geometry (validate the hardware config first)".into(),
             ));
         }
-        let total_bits = cfg.total_bits();
-        if offset_bits >= total_bits || !offset_bits.is_multiple_of(bits as u64) {
+        let slot_bits = cfg.packing.slot_bits(bits as u32) as u64;
+        if slot_bits > word_bits {
             return Err(SramError::Mapping(format!(
-                "offset_bits = {offset_bits} is out of range; allowed multiples of the weight width {bits} \
-                 in 0..{total_bits}"
+                "a {bits}-bit code in {}-bit {} slots does not fit a {word_bits}-bit word",
+                slot_bits,
+                cfg.packing.name()
+            )));
+        }
+        let total_bits = cfg.total_bits();
+        if offset_bits >= total_bits || !offset_bits.is_multiple_of(slot_bits) {
+            return Err(SramError::Mapping(format!(
+                "offset_bits = {offset_bits} is out of range; allowed multiples of the slot width {slot_bits} \
+                 ({} packing of {bits}-bit codes) in 0..{total_bits}",
+                cfg.packing.name()
             )));
         }
         let words_per_row = (cfg.columns / cfg.word_bits) as u64;
         let words_per_array = words_per_row * cfg.rows as u64;
         let total_words = words_per_array * cfg.arrays();
-        let slots_per_word = word_bits / bits as u64;
+        let slots_per_word = word_bits / slot_bits;
         let capacity_slots = slots_per_word * total_words;
         Ok(WeightMapping {
             banks: cfg.banks as u64,
@@ -85,9 +99,10 @@ impl WeightMapping {
             total_words,
             policy: cfg.mapping,
             bits,
+            slot_bits,
             slots_per_word,
             capacity_slots,
-            offset_slots: (offset_bits / bits as u64) % capacity_slots,
+            offset_slots: (offset_bits / slot_bits) % capacity_slots,
             n_elements,
         })
     }
@@ -100,7 +115,11 @@ impl WeightMapping {
     pub fn n_elements(&self) -> u64 {
         self.n_elements
     }
-    /// Weights per word (`floor(word_bits / m)`).
+    /// Bits per slot (`t`: m for dense packing, `8·ceil(m/8)` for byte packing).
+    pub fn slot_bits(&self) -> u64 {
+        self.slot_bits
+    }
+    /// Weights per word (`floor(word_bits / t)`).
     pub fn slots_per_word(&self) -> u64 {
         self.slots_per_word
     }
@@ -216,7 +235,7 @@ impl WeightMapping {
         }
         let s = (element % self.capacity_slots + self.offset_slots) % self.capacity_slots;
         let w = s / self.slots_per_word;
-        let b = (s % self.slots_per_word) * self.bits as u64 + bit as u64;
+        let b = (s % self.slots_per_word) * self.slot_bits + bit as u64;
         let (array, row, wr) = self.word_location(w);
         Some(CellAddr {
             array: array as u32,
@@ -226,7 +245,7 @@ impl WeightMapping {
     }
 
     /// Every (element, bit) stored in `addr`, one per tile, in increasing element order. Empty for an unused
-    /// cell (word bits beyond `k * m`, or slots no element reaches).
+    /// cell (word bits beyond `k * t`, the `t − m` upper bits of a byte-packed slot, or slots no element reaches).
     pub fn bits_at(&self, addr: CellAddr) -> BitsAt {
         let empty = BitsAt {
             next: 0,
@@ -242,8 +261,9 @@ impl WeightMapping {
         }
         let wr = addr.column as u64 / self.word_bits;
         let b = addr.column as u64 % self.word_bits;
-        let slot_in_word = b / self.bits as u64;
-        if slot_in_word >= self.slots_per_word {
+        let slot_in_word = b / self.slot_bits;
+        let bit_in_slot = b % self.slot_bits;
+        if slot_in_word >= self.slots_per_word || bit_in_slot >= self.bits as u64 {
             return empty;
         }
         let w = self.word_at(addr.array as u64, addr.row as u64, wr);
@@ -253,7 +273,7 @@ impl WeightMapping {
             next: first,
             step: self.capacity_slots,
             end: self.n_elements,
-            bit: (b % self.bits as u64) as u8,
+            bit: bit_in_slot as u8,
         }
     }
 }
@@ -282,6 +302,7 @@ impl Iterator for BitsAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Packing;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
@@ -300,12 +321,24 @@ mod tests {
             columns,
             word_bits,
             mapping,
+            packing: Packing::Dense,
             offset_bits: 0,
             ecc: Default::default(),
             ecc_data_bits: 64,
             interleave: 1,
             due: Default::default(),
             ecc_decoder_latency_cycles: 1,
+        }
+    }
+
+    /// Slot width of the reference, written out per case: m bits dense, whole bytes for byte packing.
+    fn reference_slot_bits(packing: Packing, bits: u64) -> u64 {
+        match packing {
+            Packing::Dense => bits,
+            Packing::Byte if bits <= 8 => 8,
+            Packing::Byte if bits <= 16 => 16,
+            Packing::Byte if bits <= 24 => 24,
+            Packing::Byte => 32,
         }
     }
 
@@ -317,7 +350,8 @@ mod tests {
         bit: u64,
         offset_slots: u64,
     ) -> CellAddr {
-        let k = c.word_bits as u64 / bits;
+        let t = reference_slot_bits(c.packing, bits);
+        let k = c.word_bits as u64 / t;
         let wpr = (c.columns / c.word_bits) as u64;
         let mut words = Vec::new(); // (array, row, word_in_row) in placement order
         match c.mapping {
@@ -347,7 +381,7 @@ mod tests {
         CellAddr {
             array: a as u32,
             row: r as u32,
-            column: (x * c.word_bits as u64 + (s % k) * bits + bit) as u32,
+            column: (x * c.word_bits as u64 + (s % k) * t + bit) as u32,
         }
     }
 
@@ -386,6 +420,43 @@ mod tests {
     }
 
     #[test]
+    fn documented_cells_dense_and_byte() {
+        // docs/hw-config.md#weight-to-cell-mapping: 3-bit codes, 64-bit words.
+        let dense = cfg(4, 8, 512, 64, 64, Mapping::Linear);
+        let byte = WeightSramConfig {
+            packing: Packing::Byte,
+            ..dense.clone()
+        };
+        let d3 = WeightMapping::new(&dense, 3, 1000, 0).unwrap();
+        let b3 = WeightMapping::new(&byte, 3, 1000, 0).unwrap();
+        assert_eq!((d3.slots_per_word(), d3.slot_bits()), (21, 3));
+        assert_eq!((b3.slots_per_word(), b3.slot_bits()), (8, 8));
+        let at = |row, column| CellAddr {
+            array: 0,
+            row,
+            column,
+        };
+        // Dense: element 20 fills bits 60..62 of word 0, bit 63 is unused, element 21 starts word 1.
+        assert_eq!(d3.cell_of(20, 2), Some(at(0, 62)));
+        assert_eq!(d3.bits_at(at(0, 63)).count(), 0);
+        assert_eq!(d3.cell_of(21, 0), Some(at(1, 0)));
+        // Byte: element 9 is byte 1 of word 1 (bits 8..10); bits 11..15 of that byte hold nothing.
+        assert_eq!(b3.cell_of(9, 2), Some(at(1, 10)));
+        for column in 11..16 {
+            assert_eq!(b3.bits_at(at(1, column)).count(), 0, "column {column}");
+        }
+        // At 8 bits both packings are the same mapping.
+        let d8 = WeightMapping::new(&dense, 8, 1000, 0).unwrap();
+        let b8 = WeightMapping::new(&byte, 8, 1000, 0).unwrap();
+        for e in [0, 7, 8, 999] {
+            assert_eq!(d8.cell_of(e, 5), b8.cell_of(e, 5));
+        }
+        // Byte packing needs byte-aligned offsets.
+        assert!(WeightMapping::new(&byte, 3, 10, 3).is_err());
+        assert!(WeightMapping::new(&byte, 3, 10, 64).is_ok());
+    }
+
+    #[test]
     fn large_model_wraps_onto_same_cells() {
         let c = cfg(1, 2, 4, 16, 8, Mapping::Linear);
         let m = WeightMapping::new(&c, 8, 40, 0).unwrap();
@@ -405,37 +476,53 @@ mod tests {
             1u32..4,
             1u32..4,
             1u32..5,
-            prop_oneof![Just(8u32), Just(16), Just(12)],
+            prop_oneof![Just(8u32), Just(16), Just(12), Just(64)],
             prop_oneof![Just(1u32), Just(2)],
             any::<bool>(),
-            1u8..=8,
+            any::<bool>(),
+            1u8..=12,
             0u64..300,
             0u64..1000,
         )
-            .prop_filter_map("word too narrow", |(b, a, r, wb, wpr, il, bits, n, off)| {
-                if bits as u32 > wb {
-                    return None;
-                }
-                let mapping = if il {
-                    Mapping::BankInterleaved
-                } else {
-                    Mapping::Linear
-                };
-                let c = cfg(b, a, r, wb * wpr, wb, mapping);
-                let off_bits = (off % (c.total_bits() / bits as u64)) * bits as u64;
-                Some((c, bits, n, off_bits))
-            })
+            .prop_filter_map(
+                "word too narrow",
+                |(b, a, r, wb, wpr, il, byte, bits, n, off)| {
+                    let packing = if byte { Packing::Byte } else { Packing::Dense };
+                    let t = reference_slot_bits(packing, bits as u64);
+                    if t > wb as u64 {
+                        return None;
+                    }
+                    let mapping = if il {
+                        Mapping::BankInterleaved
+                    } else {
+                        Mapping::Linear
+                    };
+                    let c = WeightSramConfig {
+                        packing,
+                        ..cfg(b, a, r, wb * wpr, wb, mapping)
+                    };
+                    let off_bits = (off % (c.total_bits() / t)) * t;
+                    Some((c, bits, n, off_bits))
+                },
+            )
     }
 
     proptest! {
         #[test]
         fn matches_reference_and_round_trips((c, bits, n, off) in arb_case()) {
             let m = WeightMapping::new(&c, bits, n, off).unwrap();
+            let t = reference_slot_bits(c.packing, bits as u64);
+            prop_assert_eq!(m.slot_bits(), t);
             let mut from_forward: BTreeSet<(u64, u64, u8)> = BTreeSet::new();
             for e in 0..n {
+                let word_of = |cell: CellAddr| (cell.array, cell.row, cell.column / c.word_bits);
+                let first = m.cell_of(e, 0).unwrap();
                 for j in 0..bits {
                     let cell = m.cell_of(e, j).unwrap();
-                    prop_assert_eq!(cell, reference_cell(&c, bits as u64, e, j as u64, off / bits as u64));
+                    prop_assert_eq!(cell, reference_cell(&c, bits as u64, e, j as u64, off / t));
+                    // No code spans two words; its bits are consecutive columns of one word.
+                    prop_assert_eq!(word_of(cell), word_of(first));
+                    prop_assert_eq!(cell.column, first.column + j as u32);
                     prop_assert_eq!(m.addr_of_index(m.cell_index(cell)), Some(cell));
                     prop_assert!(m.bits_at(cell).any(|x| x == (e, j)));
                     from_forward.insert((m.cell_index(cell), e, j));
@@ -445,6 +532,12 @@ mod tests {
             let mut from_reverse = BTreeSet::new();
             for idx in 0..m.total_cells() {
                 let cell = m.addr_of_index(idx).unwrap();
+                // The documented unused cells hold no weight bit: word bits past k*t, and the upper t - m bits of
+                // each slot (byte packing).
+                let b = cell.column as u64 % c.word_bits as u64;
+                if b >= (c.word_bits as u64 / t) * t || b % t >= bits as u64 {
+                    prop_assert_eq!(m.bits_at(cell).count(), 0);
+                }
                 for (e, j) in m.bits_at(cell) {
                     prop_assert_eq!(m.cell_of(e, j), Some(cell));
                     from_reverse.insert((idx, e, j));

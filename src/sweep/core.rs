@@ -64,6 +64,10 @@ pub trait ImageEvaluator {
     /// from the image loaded by the previous call (the clean image before the first call), and returns the
     /// faulty test error in percent (clean-or-faulty mistakes, docs/run-and-sweep.md#evaluation-protocol).
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError>;
+    /// Images one [`ImageEvaluator::evaluate`] runs the network on (for throughput counters; 0 if unknown).
+    fn images_per_inference(&self) -> u64 {
+        0
+    }
 }
 
 /// Work counters of a runner.
@@ -79,6 +83,9 @@ pub struct RunStats {
     pub reused_points: u64,
     /// Tensors re-decoded in total.
     pub tensors_decoded: u64,
+    /// Images the network was run on: the faulty passes ([`ImageEvaluator::images_per_inference`] each) and,
+    /// counted by the driver, the clean pass of every model loaded. For throughput figures (benches/precision.rs).
+    pub images_inferred: u64,
 }
 
 /// Result of one fault sample over the grid (grid order).
@@ -173,6 +180,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
                     }
                     self.stats.inferences += 1;
                     self.stats.tensors_decoded += changed.len() as u64;
+                    self.stats.images_inferred += self.eval.images_per_inference();
                 }
                 self.loaded_error_pct
             };

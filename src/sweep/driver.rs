@@ -34,8 +34,9 @@ pub struct SweepSpec {
     pub hw: HwConfig,
     /// Path the hardware config was read from (its bytes are hashed into the fingerprint).
     pub hw_path: PathBuf,
-    /// Model manifests (a repeated model is swept once, [`Plan::new`]).
-    pub models: Vec<PathBuf>,
+    /// The models, each at one bit width (trained or PTQ, [`scenario::resolve_variants`]; a repeated model is
+    /// swept once, [`Plan::new`]).
+    pub models: Vec<scenario::ModelVariant>,
     pub faults: Vec<FaultSpec>,
     /// Voltages, descending (see [`super::grid::parse_voltage_grid`]).
     pub grid_v: Vec<f64>,
@@ -152,7 +153,13 @@ pub fn bundle_files() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for stem in ["error_vs_voltage", "energy_vs_voltage", "tradeoff"] {
+    for stem in [
+        "error_vs_voltage",
+        "energy_vs_voltage",
+        "tradeoff",
+        "heatmap_error",
+        "heatmap_energy",
+    ] {
         for ext in ["png", "svg"] {
             v.push(format!("{stem}.{ext}"));
         }
@@ -323,9 +330,12 @@ fn compute_units(
     let min_v = spec.grid_v.iter().copied().fold(f64::INFINITY, f64::min);
     let mut stats = RunStats::default();
     let (mut resumed, mut computed) = (0, 0);
+    // Manifests read once; a family's widths quantize the same float weights (docs/run-and-sweep.md#precision-axis).
+    let mut sources = std::collections::HashMap::new();
     for pm in &plan.models {
         let key = |f: &super::plan::PlannedFaults, ecc, sample: u32| UnitKey {
             model: pm.key.clone(),
+            bits: pm.bits,
             faults: f.key.clone(),
             ecc,
             sample,
@@ -345,7 +355,10 @@ fn compute_units(
         });
         let mut loaded = if any_pending {
             bar.set_message(format!("loading {}", pm.name));
-            Some(LoadedModel::load(&pm.path, data)?)
+            let model = pm.variant.load_model(&mut sources)?;
+            let lm = LoadedModel::from_model(model, data)?;
+            stats.images_inferred += lm.test_images as u64; // the clean pass
+            Some(lm)
         } else {
             None
         };
@@ -418,6 +431,7 @@ fn compute_units(
             stats.clean_points += st.clean_points;
             stats.reused_points += st.reused_points;
             stats.tensors_decoded += st.tensors_decoded;
+            stats.images_inferred += st.images_inferred;
         }
     }
     bar.finish_and_clear();
@@ -442,6 +456,7 @@ pub fn build_rows<'a>(
             for sample in 0..plan.samples {
                 let k = UnitKey {
                     model: pm.key.clone(),
+                    bits: pm.bits,
                     faults: f.key.clone(),
                     ecc,
                     sample,
@@ -468,8 +483,10 @@ pub fn build_rows<'a>(
                 let at = pm.costs[ei].at(vdd_v)?;
                 rows.push(SweepRow {
                     model: pm.name.clone(),
+                    family: pm.family.clone(),
                     method: pm.method.clone(),
                     bits: pm.bits,
+                    weights_source: pm.variant.source.name().to_string(),
                     profile: f.name.clone(),
                     ecc: ecc.name().to_string(),
                     vdd_v,
@@ -490,6 +507,8 @@ pub fn build_rows<'a>(
                     ecc_corrected_words: ecc_mean(0),
                     ecc_detected_words: ecc_mean(1),
                     ecc_silent_words: ecc_mean(2),
+                    energy_saving_vs_vmin_pct: at.energy_saving_vs_vmin_pct,
+                    weight_sram_saving_vs_vmin_pct: at.weight_sram_saving_vs_vmin_pct,
                 });
             }
         }
@@ -587,6 +606,18 @@ pub fn write_report(
                 } else {
                     String::new()
                 }
+            ),
+            format!(
+                "weight SRAM: {} packing of the m-bit codes (docs/hw-config.md#packing); rails following the swept \
+                 voltage: {}; energy model docs/energy.md",
+                spec.hw.weight_sram.packing.name(),
+                spec.hw
+                    .voltage
+                    .scaled_rails
+                    .iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             format!("configuration fingerprint: `{}`", &fingerprint[..16]),
         ],

@@ -16,23 +16,25 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 use super::driver::SweepSpec;
-use super::scenario::{self, CostModel, DataCache, FaultSpec};
+use super::scenario::{self, CostModel, DataCache, FaultSpec, ModelVariant, WeightsSource};
 use super::state::{fingerprint, hash_file, Expect};
-use super::unit::{dedup_by_content, model_key, ContentKey, UnitKey};
+use super::unit::{dedup_by_content, model_key, ptq_model_key, ContentKey, UnitKey};
 use super::SweepError;
 use crate::config::EccScheme;
 use crate::data::DatasetKind;
-use crate::model::Model;
 
 /// Version of the fingerprint input (bump when what a unit depends on changes).
-const FINGERPRINT_VERSION: u32 = 2;
+const FINGERPRINT_VERSION: u32 = 3;
 
 /// A model of the sweep.
 #[derive(Debug, Clone)]
 pub struct PlannedModel {
     pub path: PathBuf,
+    /// The model at its width: manifest (trained) or float source + width (PTQ).
+    pub variant: ModelVariant,
     pub key: String,
     pub name: String,
+    pub family: String,
     pub method: String,
     pub bits: u32,
     /// Stored weight elements W.
@@ -80,6 +82,14 @@ struct NamedKey<'a> {
 }
 
 #[derive(Serialize)]
+struct ModelPrint<'a> {
+    key: &'a str,
+    name: &'a str,
+    bits: u32,
+    weights_source: &'static str,
+}
+
+#[derive(Serialize)]
 struct DataPrint {
     dataset: &'static str,
     sha256: String,
@@ -90,7 +100,7 @@ struct DataPrint {
 struct FingerprintInput<'a> {
     version: u32,
     hw_sha256: String,
-    models: Vec<NamedKey<'a>>,
+    models: Vec<ModelPrint<'a>>,
     faults: Vec<NamedKey<'a>>,
     grid_v: &'a [f64],
     offsets: u32,
@@ -128,13 +138,22 @@ impl Plan {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut models = Vec::new();
-        for path in &spec.models {
-            let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
+        // Each manifest is read once; the widths of one family are quantized from the same float weights.
+        let mut sources = std::collections::HashMap::new();
+        for variant in &spec.models {
+            let path = &variant.path;
+            let model = variant.load_model(&mut sources)?;
             let m = model.manifest();
+            let file_key = model_key(path, &m.weights)?;
             models.push(PlannedModel {
                 path: path.clone(),
-                key: model_key(path, &m.weights)?,
-                name: m.name.clone(),
+                variant: variant.clone(),
+                key: match variant.source {
+                    WeightsSource::Trained => file_key,
+                    WeightsSource::Ptq => ptq_model_key(&file_key, variant.bits),
+                },
+                name: variant.name.clone(),
+                family: variant.family.clone(),
                 method: m.training.method.clone(),
                 bits: model.bits(),
                 weights: model.param_tensors().iter().map(|p| p.len as u64).sum(),
@@ -199,6 +218,7 @@ impl Plan {
                     for sample in 0..self.samples {
                         out.push(UnitKey {
                             model: m.key.clone(),
+                            bits: m.bits,
                             faults: f.key.clone(),
                             ecc,
                             sample,
@@ -268,9 +288,11 @@ impl Plan {
             models: self
                 .models
                 .iter()
-                .map(|m| NamedKey {
+                .map(|m| ModelPrint {
                     key: &m.key,
                     name: &m.name,
+                    bits: m.bits,
+                    weights_source: m.variant.source.name(),
                 })
                 .collect(),
             faults: self

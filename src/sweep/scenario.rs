@@ -29,6 +29,207 @@ pub fn list_shipped_models() -> Vec<PathBuf> {
     crate::locate::list_shipped(crate::locate::Shipped::Model)
 }
 
+/// Where the weights of a swept model come from (docs/run-and-sweep.md#precision-axis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsSource {
+    /// A model trained (quantization-aware) at this width, as shipped.
+    Trained,
+    /// Post-training quantization of the family's float source at this width ([`Model::requantized`]).
+    Ptq,
+}
+
+impl WeightsSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightsSource::Trained => "trained",
+            WeightsSource::Ptq => "ptq",
+        }
+    }
+}
+
+/// One model of a run or sweep: a manifest evaluated at one bit width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVariant {
+    /// Name in reports: the manifest's name (trained) or `{source}-ptq{m}b` (PTQ).
+    pub name: String,
+    /// The family (manifest `family`, else the model's own name).
+    pub family: String,
+    /// Manifest of the trained model, or of the float source that PTQ quantizes.
+    pub path: PathBuf,
+    /// Bits per stored weight (m).
+    pub bits: u32,
+    pub source: WeightsSource,
+}
+
+impl ModelVariant {
+    /// Loads the model this variant evaluates: the manifest as is (trained, or PTQ at the source's own width
+    /// never happens) or its float weights re-quantized at `bits` (PTQ). `sources` caches the loaded manifests,
+    /// so the widths of one family read and validate the float weights once.
+    pub fn load_model(&self, sources: &mut HashMap<PathBuf, Model>) -> Result<Model, SweepError> {
+        if !sources.contains_key(&self.path) {
+            let m = Model::load(&self.path).map_err(|e| SweepError::Input(e.to_string()))?;
+            sources.insert(self.path.clone(), m);
+        }
+        let src = &sources[&self.path];
+        // A trained variant is the source itself at its own width; requantizing at the same width gives the same
+        // codes (quantization is a function of the float weights and the scheme) without copying the floats.
+        src.requantized(self.bits, &self.name)
+            .map_err(|e| SweepError::Input(format!("{} at --bits {}: {e}", self.family, self.bits)))
+    }
+}
+
+/// A shipped (or given) model as the family catalog sees it: manifest facts only, no tensors read.
+#[derive(Debug, Clone)]
+struct CatalogEntry {
+    path: PathBuf,
+    name: String,
+    family: String,
+    bits: u32,
+}
+
+fn catalog_entry(path: &Path) -> Result<CatalogEntry, SweepError> {
+    let m = crate::model::manifest::read_manifest(path)
+        .map_err(|e| SweepError::Input(e.to_string()))?;
+    Ok(CatalogEntry {
+        path: path.to_path_buf(),
+        family: m.family.clone().unwrap_or_else(|| m.name.clone()),
+        name: m.name,
+        bits: m.quantization.bits,
+    })
+}
+
+/// Largest number of bit widths `--bits` accepts.
+pub const MAX_BITS_LIST: usize = 32;
+
+/// Parses `--bits` values: distinct widths in `1..=32`, sorted descending (the width each scheme accepts is
+/// checked when the model is quantized).
+pub fn parse_bits(list: &[u32]) -> Result<Vec<u32>, SweepError> {
+    let mut out: Vec<u32> = Vec::new();
+    for &b in list {
+        if !(1..=32).contains(&b) {
+            return Err(SweepError::Input(format!(
+                "--bits {b} is out of range; allowed 2..=8 for the unsigned schemes (8, 16, 32 signed)"
+            )));
+        }
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    if out.is_empty() || out.len() > MAX_BITS_LIST {
+        return Err(SweepError::Input(format!(
+            "--bits needs 1..={MAX_BITS_LIST} widths, got {}",
+            out.len()
+        )));
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(out)
+}
+
+/// The models a run or sweep evaluates (docs/run-and-sweep.md#precision-axis).
+///
+/// `names`: model names or paths, or family names of the shipped models (empty: every shipped model). A model
+/// name stands for itself; a family name for every shipped member of the family. `bits`: `None` evaluates every
+/// member at its own width (`trained`); `Some(widths)` evaluates each family (or named model) at each width: the
+/// member trained at that width when there is one, else PTQ of the float source (the member with the most bits,
+/// the first such manifest by path on a tie; for a named model, the model itself). Order: families in the order
+/// given (shipped: sorted by the first member's path), widths descending, then by manifest path; repeats kept
+/// (the sweep's plan drops them with a note).
+pub fn resolve_variants(
+    names: &[String],
+    bits: Option<&[u32]>,
+) -> Result<Vec<ModelVariant>, SweepError> {
+    let shipped: Vec<CatalogEntry> = list_shipped_models()
+        .iter()
+        .map(|p| catalog_entry(p))
+        .collect::<Result<_, _>>()?;
+    // Groups of members, one per requested name (or per shipped family).
+    let mut groups: Vec<(String, Vec<CatalogEntry>)> = Vec::new();
+    if names.is_empty() {
+        if shipped.is_empty() {
+            return Err(SweepError::Input(
+                "no shipped models found in models/; pass --models NAME,...".into(),
+            ));
+        }
+        for e in &shipped {
+            match groups.iter_mut().find(|(f, _)| *f == e.family) {
+                Some((_, members)) => members.push(e.clone()),
+                None => groups.push((e.family.clone(), vec![e.clone()])),
+            }
+        }
+    } else {
+        for raw in names {
+            let name = raw.trim();
+            if let Ok(path) = resolve_model(name) {
+                let e = catalog_entry(&path)?;
+                groups.push((e.family.clone(), vec![e]));
+                continue;
+            }
+            let members: Vec<CatalogEntry> = shipped
+                .iter()
+                .filter(|e| e.family == name)
+                .cloned()
+                .collect();
+            if members.is_empty() {
+                let mut families: Vec<&str> = shipped.iter().map(|e| e.family.as_str()).collect();
+                families.sort_unstable();
+                families.dedup();
+                return Err(SweepError::Input(format!(
+                    "model or family `{name}` not found (no model file `{name}` in models/ or as a path, and no \
+                     shipped model has family = \"{name}\"); shipped families: {}",
+                    families.join(", ")
+                )));
+            }
+            groups.push((name.to_string(), members));
+        }
+    }
+    let mut out: Vec<ModelVariant> = Vec::new();
+    for (family, members) in groups {
+        let mut chosen: Vec<ModelVariant> = match bits {
+            None => members
+                .iter()
+                .map(|e| ModelVariant {
+                    name: e.name.clone(),
+                    family: family.clone(),
+                    path: e.path.clone(),
+                    bits: e.bits,
+                    source: WeightsSource::Trained,
+                })
+                .collect(),
+            Some(widths) => {
+                let float_source = members
+                    .iter()
+                    .max_by(|a, b| a.bits.cmp(&b.bits).then(b.path.cmp(&a.path)))
+                    .expect("a group has at least one member");
+                widths
+                    .iter()
+                    .map(|&m| match members.iter().find(|e| e.bits == m) {
+                        Some(e) => ModelVariant {
+                            name: e.name.clone(),
+                            family: family.clone(),
+                            path: e.path.clone(),
+                            bits: m,
+                            source: WeightsSource::Trained,
+                        },
+                        None => ModelVariant {
+                            name: format!("{}-ptq{m}b", float_source.name),
+                            family: family.clone(),
+                            path: float_source.path.clone(),
+                            bits: m,
+                            source: WeightsSource::Ptq,
+                        },
+                    })
+                    .collect()
+            }
+        };
+        chosen.sort_by(|a, b| b.bits.cmp(&a.bits).then(a.path.cmp(&b.path)));
+        // Repeats (the same file at the same width, given twice) are left to the sweep's plan, which sweeps
+        // them once with a note and refuses different files that share a name.
+        out.extend(chosen);
+    }
+    Ok(out)
+}
+
 /// Test sets shared between models of the same data set (loaded once per kind).
 #[derive(Debug, Default)]
 pub struct DataCache {
@@ -128,6 +329,13 @@ impl LoadedModel {
     /// Fashion-MNIST), and evaluates the clean network once.
     pub fn load(path: &Path, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
         let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
+        Self::from_model(model, data)
+    }
+
+    /// As [`LoadedModel::load`], for a model already in memory (e.g. from [`ModelVariant::load_model`]).
+    pub fn from_model(model: Model, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
+        let path = model.path().to_path_buf();
+        let path = path.as_path();
         let m = model.manifest();
         let kind = dataset_kind(&model)?;
         if model.bytes_per_value() != 1 {
@@ -180,6 +388,11 @@ impl ImageEvaluator for LoadedModel {
         self.net
             .set_weights_from_image(&self.model, image, None)
             .map_err(|e| SweepError::Eval(e.to_string()))
+    }
+
+    fn images_per_inference(&self) -> u64 {
+        // Only the clean-right images are run on the faulty network (docs/run-and-sweep.md#evaluation-protocol).
+        (self.eval.clean().images - self.eval.clean().wrong) as u64
     }
 
     fn evaluate(&mut self, image: &[u8], changed: &[usize]) -> Result<f64, SweepError> {
@@ -272,15 +485,19 @@ pub fn systolic_layers(model: &Model) -> Result<Vec<crate::systolic::Layer>, Swe
     Ok(out)
 }
 
-/// Cycles and energy of one inference of a model on a hardware config, at any voltage.
+/// Cycles and energy of one inference of a model on a hardware config, at any voltage, with the two references
+/// savings are quoted against (docs/run-and-sweep.md#energy-references).
 #[derive(Debug, Clone)]
 pub struct CostModel {
     /// Cycles and accesses, with the ECC decoder's latency when the config has ECC.
     pub stats: crate::systolic::NetworkStats,
     pub energy: crate::energy::EnergyModel,
-    /// The reference of every saving: the same accelerator **without ECC** at its nominal voltage, so ECC's
-    /// costs show up in the savings (docs/ecc.md).
+    /// The reference of every saving against the nominal voltage: the same model (network and width) on the
+    /// same accelerator **without ECC** at its nominal voltage, so ECC's costs show up in the savings
+    /// (docs/ecc.md).
     pub nominal: crate::energy::EnergyBreakdown,
+    /// The same network with 8-bit weights at V_min: the paper's reference for its savings.
+    pub reference_8b_vmin: crate::energy::EnergyBreakdown,
 }
 
 /// Cost of one inference at one voltage.
@@ -296,12 +513,16 @@ pub struct PointCost {
     pub energy_saving_pct: f64,
     /// Saving of the weight-SRAM energy against the nominal voltage without ECC, percent.
     pub weight_sram_saving_pct: f64,
+    /// Saving of the total energy against the same network with 8-bit weights at V_min, percent.
+    pub energy_saving_vs_vmin_pct: f64,
+    /// Saving of the weight-SRAM energy against the same network with 8-bit weights at V_min, percent.
+    pub weight_sram_saving_vs_vmin_pct: f64,
 }
 
 impl CostModel {
     /// Simulates the model's layers on the config's systolic array once (cycles and accesses do not depend on
-    /// the voltage; an ECC decoder adds `ecc_decoder_latency_cycles` per fold) and builds the config's energy
-    /// model (with the ECC costs of `[weight_sram] ecc`).
+    /// the voltage; an ECC decoder adds `ecc_decoder_latency_cycles` per fold; once more at 8 bits for the V_min
+    /// reference) and builds the config's energy model (with the ECC costs of `[weight_sram] ecc`).
     pub fn new(hw: &crate::config::HwConfig, model: &Model) -> Result<CostModel, SweepError> {
         use crate::systolic::{simulate_network, BufferParams};
         let origin = &hw.origin;
@@ -329,10 +550,23 @@ impl CostModel {
             .with_ecc(None)
             .nominal_energy(&plain)
             .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
+        // The paper's reference: 8-bit weights at V_min, without ECC like the nominal reference.
+        let stats_8b = if model.bits() == 8 {
+            plain.clone()
+        } else {
+            simulate_network(&layers, &array, &buffers, 8)
+                .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?
+        };
+        let reference_8b_vmin = energy
+            .clone()
+            .with_ecc(None)
+            .energy_per_inference(&stats_8b, hw.voltage.vmin_v)
+            .map_err(|e| SweepError::Input(format!("{origin}: {e}")))?;
         Ok(CostModel {
             stats,
             energy,
             nominal,
+            reference_8b_vmin,
         })
     }
 
@@ -351,6 +585,8 @@ impl CostModel {
             weight_sram_energy_pj: w(&b),
             energy_saving_pct: saving(b.total_pj, self.nominal.total_pj),
             weight_sram_saving_pct: saving(w(&b), w(&self.nominal)),
+            energy_saving_vs_vmin_pct: saving(b.total_pj, self.reference_8b_vmin.total_pj),
+            weight_sram_saving_vs_vmin_pct: saving(w(&b), w(&self.reference_8b_vmin)),
             breakdown: b,
         })
     }
@@ -430,11 +666,11 @@ impl FaultSpec {
 }
 
 /// Offsets (in bits) of the weight→memory mappings averaged over: `count` evenly spaced starting points in the
-/// weight SRAM, each a multiple of `bits · word_bits` (hence of the weight width, and word aligned), the first
-/// one at the config's `offset_bits`.
+/// weight SRAM, each a multiple of `t · word_bits` (`t` the slot width of `bits`-bit codes under the config's
+/// packing; hence slot and word aligned), the first one at the config's `offset_bits`.
 pub fn mapping_offsets_bits(hw: &crate::config::HwConfig, bits: u32, count: u32) -> Vec<u64> {
     let total = hw.weight_sram.total_bits();
-    let quantum = bits as u64 * hw.weight_sram.word_bits as u64;
+    let quantum = hw.weight_sram.packing.slot_bits(bits) as u64 * hw.weight_sram.word_bits as u64;
     let base = hw.weight_sram.offset_bits;
     (0..count as u64)
         .map(|i| {

@@ -398,6 +398,7 @@ mod tests {
     fn key(sample: u32) -> UnitKey {
         UnitKey {
             model: "m0".into(),
+            bits: 8,
             faults: "f0".into(),
             ecc: Default::default(),
             sample,

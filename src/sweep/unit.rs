@@ -24,8 +24,11 @@ pub const KEY_HEX: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnitKey {
-    /// Content key of the model (manifest + tensors file), [`model_key`].
+    /// Content key of the model (manifest + tensors file, [`model_key`]; for post-training quantization the
+    /// float source's key combined with the width, [`ptq_model_key`]).
     pub model: String,
+    /// Bits per stored weight the model is evaluated at (the precision axis, docs/run-and-sweep.md#precision-axis).
+    pub bits: u32,
     /// Content key of the fault source ([`super::scenario::FaultSpec::content_key`]).
     pub faults: String,
     /// Protection of the weight SRAM (`sweep --ecc`). Omitted from the state file when `none`, so the units of
@@ -43,12 +46,16 @@ fn is_unprotected(e: &crate::config::EccScheme) -> bool {
 impl std::fmt::Display for UnitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if is_unprotected(&self.ecc) {
-            write!(f, "{}/{}/{}", self.model, self.faults, self.sample)
+            write!(
+                f,
+                "{}/{}b/{}/{}",
+                self.model, self.bits, self.faults, self.sample
+            )
         } else {
             write!(
                 f,
-                "{}/{}/{}/{}",
-                self.model, self.faults, self.ecc, self.sample
+                "{}/{}b/{}/{}/{}",
+                self.model, self.bits, self.faults, self.ecc, self.sample
             )
         }
     }
@@ -95,6 +102,13 @@ pub fn model_key(manifest: &Path, weights_rel: &str) -> Result<String, SweepErro
         .join(weights_rel);
     let w = read(&weights)?;
     Ok(sha256_parts(&[b"accelsim-model", &m, &w])[..KEY_HEX].to_string())
+}
+
+/// Content key of a post-training-quantized model: the float source's [`model_key`] and the width, so every
+/// width of one source is a different model (and none equals a trained model's key).
+pub fn ptq_model_key(source_key: &str, bits: u32) -> String {
+    sha256_parts(&[b"accelsim-ptq", source_key.as_bytes(), &bits.to_le_bytes()])[..KEY_HEX]
+        .to_string()
 }
 
 /// Content key of a file (fault profiles).

@@ -98,6 +98,7 @@ mod tests {
             bits in prop_oneof![Just(3u32), Just(4u32), Just(8u32)],
             df in 0usize..3,
             banks in 1u64..4, apb in 1u64..3, wpa in 1u64..6, interleaved: bool, offset_slots in 0u64..40,
+            byte: bool,
         ) {
             let layers: Vec<Layer> = sizes
                 .iter()
@@ -105,11 +106,15 @@ mod tests {
                 .map(|(i, &(i_f, o_f))| Layer::linear(&format!("fc{i}"), 3, i_f, o_f).unwrap())
                 .collect();
             let array = ArrayParams::new(8, 8, Dataflow::ALL[df], 1000.0).unwrap();
-            let layout = WeightLayout::new(64, wpa, banks, apb, interleaved, offset_slots * bits as u64).unwrap();
+            // Slot width: m bits (dense) or one byte per code (byte packing, m <= 8 here).
+            let (packing, t) = if byte { (crate::config::Packing::Byte, 8) } else { (crate::config::Packing::Dense, bits) };
+            let layout = WeightLayout::new(64, wpa, banks, apb, interleaved, offset_slots * t as u64)
+                .unwrap()
+                .with_packing(packing);
             let buffers = BufferParams::new(1 << 20, 1 << 20, 8, 8.0, layout).unwrap();
             let net = simulate_network(&layers, &array, &buffers, bits).unwrap();
             // Slot by slot: collect the distinct words each layer touches, map each word on its own.
-            let k = (64 / bits) as u64;
+            let k = (64 / t) as u64;
             let total = banks * apb * wpa;
             let mut tally = vec![0u64; (banks * apb) as usize];
             let mut slot = offset_slots;

@@ -130,8 +130,9 @@ impl ArrayParams {
 }
 
 /// How weights sit in the banked weight SRAM: `banks × arrays_per_bank` arrays of `words_per_array` words of
-/// `word_bits` bits, filled with `m`-bit weight slots as docs/hw-config.md describes (`⌊word_bits/m⌋` slots per
-/// word, a weight never straddles two words; slot `s` is in word `(s div k) mod W`).
+/// `word_bits` bits, filled with weight slots of `t` bits as docs/hw-config.md describes (`t = m` for dense
+/// packing, `8·⌈m/8⌉` for byte packing; `⌊word_bits/t⌋` slots per word, a weight never straddles two words; slot
+/// `s` is in word `(s div k) mod W`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WeightLayout {
     word_bits: u32,
@@ -140,6 +141,7 @@ pub struct WeightLayout {
     arrays_per_bank: u64,
     interleaved: bool,
     offset_bits: u64,
+    packing: crate::config::Packing,
 }
 
 impl WeightLayout {
@@ -177,7 +179,17 @@ impl WeightLayout {
             arrays_per_bank,
             interleaved,
             offset_bits,
+            packing: crate::config::Packing::Dense,
         })
+    }
+
+    /// The same layout with another packing of the codes into words (dense by default).
+    pub fn with_packing(self, packing: crate::config::Packing) -> Self {
+        WeightLayout { packing, ..self }
+    }
+
+    pub fn packing(&self) -> crate::config::Packing {
+        self.packing
     }
 
     /// The layout of a hardware config's `[weight_sram]` section.
@@ -191,6 +203,7 @@ impl WeightLayout {
             w.mapping == crate::config::Mapping::BankInterleaved,
             w.offset_bits,
         )
+        .map(|l| l.with_packing(w.packing))
     }
 
     pub fn word_bits(&self) -> u32 {
@@ -207,13 +220,17 @@ impl WeightLayout {
     pub fn total_words(&self) -> u64 {
         self.arrays() * self.words_per_array
     }
-    /// Weight slots per word for `bits`-bit weights: `⌊word_bits / bits⌋` (≥ 1 since `bits ≤ 32 < 8·…`).
-    pub fn slots_per_word(&self, bits: u32) -> u64 {
-        (self.word_bits / bits).max(1) as u64
+    /// Bits one `bits`-bit weight occupies: `bits` (dense) or `8·⌈bits/8⌉` (byte packing).
+    pub fn slot_bits(&self, bits: u32) -> u32 {
+        self.packing.slot_bits(bits.max(1))
     }
-    /// First slot used by the weights: `offset_bits / bits`.
+    /// Weight slots per word for `bits`-bit weights: `⌊word_bits / t⌋` (≥ 1 since `t ≤ 32 < 8·…`).
+    pub fn slots_per_word(&self, bits: u32) -> u64 {
+        (self.word_bits / self.slot_bits(bits)).max(1) as u64
+    }
+    /// First slot used by the weights: `offset_bits / t`.
     pub fn first_slot(&self, bits: u32) -> u64 {
-        self.offset_bits / bits as u64
+        self.offset_bits / self.slot_bits(bits) as u64
     }
 
     /// Array holding word `w` (`w` taken modulo the memory size, as the fault mapping wraps).
@@ -566,7 +583,8 @@ pub fn simulate_layer_io(
     let ifmap_bytes = bits_to_bytes(layer.ifmap_elems(), buffers.act_bits);
     let ifmap_dram_bytes = bits_to_bytes(layer.dram_ifmap_elems(), buffers.act_bits);
     let ofmap_bytes = bits_to_bytes(layer.ofmap_elems(), buffers.act_bits);
-    let weight_bytes = bits_to_bytes(weights, weight_bits);
+    // Weights travel from DRAM in their storage format (byte packing: one byte per code).
+    let weight_bytes = bits_to_bytes(weights, wl.slot_bits(weight_bits));
     let dram_ifmap = if ifmap_bytes > buffers.ifmap_bytes {
         ifmap_dram_bytes * ifmap_passes
     } else if io.input_from_dram {

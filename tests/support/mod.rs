@@ -289,7 +289,7 @@ pub fn read(p: &Path) -> Vec<u8> {
 }
 
 /// The files of a report bundle.
-pub const BUNDLE: [&str; 8] = [
+pub const BUNDLE: [&str; 12] = [
     "sweep.csv",
     "report.md",
     "error_vs_voltage.png",
@@ -298,6 +298,10 @@ pub const BUNDLE: [&str; 8] = [
     "energy_vs_voltage.svg",
     "tradeoff.png",
     "tradeoff.svg",
+    "heatmap_error.png",
+    "heatmap_error.svg",
+    "heatmap_energy.png",
+    "heatmap_energy.svg",
 ];
 
 /// Every bundle file of `a` equals the one of `b`, byte for byte.

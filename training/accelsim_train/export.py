@@ -65,7 +65,7 @@ _LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tupl
 
 
 # Top-level manifest keys; `format`, `version` and `weights` are optional here (filled in by write_model).
-_TOP_KEYS = ("format", "version", "name", "weights", "input", "quantization", "training", "layers")
+_TOP_KEYS = ("format", "version", "name", "family", "weights", "input", "quantization", "training", "layers")
 
 
 class ExportError(ValueError):
@@ -215,8 +215,10 @@ def _table(lines: list[str], header: str, d: dict[str, Any]) -> None:
 
 def manifest_toml(manifest: dict[str, Any], weights_file: str) -> str:
     """The manifest as TOML text (format and version first)."""
-    lines = [f'format = "{FORMAT}"', f"version = {VERSION}", f"name = {_toml_value(manifest['name'])}",
-             f"weights = {_toml_value(weights_file)}"]
+    lines = [f'format = "{FORMAT}"', f"version = {VERSION}", f"name = {_toml_value(manifest['name'])}"]
+    if manifest.get("family"):
+        lines.append(f"family = {_toml_value(manifest['family'])}")
+    lines.append(f"weights = {_toml_value(weights_file)}")
     _table(lines, "[input]", manifest["input"])
     _table(lines, "[quantization]", manifest["quantization"])
     if manifest.get("training"):

@@ -17,6 +17,13 @@ class ModelFileError(ValueError):
     """A model file that cannot be read or does not follow docs/model-format.md."""
 
 
+def family_of(name: str, bits: int) -> str:
+    """The model family (docs/model-format.md): the name without its ``-{bits}b`` suffix, e.g.
+    ``fmnist-cnn-randbet-4b`` -> ``fmnist-cnn-randbet``; a name without that suffix is a family of its own."""
+    suffix = f"-{bits}b"
+    return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
+
+
 def manifest_for(model, cfg, clean_error_pct: float, test_images: int, name: str, history=None) -> dict:
     scheme = cfg.scheme()
     notes = f"accelsim_train; config {json.dumps({k: v for k, v in vars(cfg).items()})}"
@@ -26,6 +33,7 @@ def manifest_for(model, cfg, clean_error_pct: float, test_images: int, name: str
         "format": "accelsim-model",
         "version": 1,
         "name": name,
+        "family": family_of(name, int(cfg.bits)),
         "weights": f"{name}.safetensors",
         "input": {"shape": [1, 28, 28], "mean": [data.MEAN], "std": [data.STD], "dataset": "fashion-mnist",
                   "classes": list(data.CLASSES)},

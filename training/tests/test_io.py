@@ -63,6 +63,8 @@ def test_export_import_round_trip(tmp_path):
     res, x, y = trained_tiny("randbet", 4)
     paths = export_trained(res.model, res.cfg, 12.5, 64, tmp_path / "m")
     assert all(p.exists() for p in paths)
+    # no "-4b" suffix: a family of its own, written right after the name
+    assert '\nname = "m"\nfamily = "m"\nweights = ' in paths[0].read_text()
     assert paths[1].stat().st_size < 5_000_000
     lm = evaluate.load_model(tmp_path / "m")
     assert lm.scheme == res.cfg.scheme()
@@ -91,6 +93,15 @@ def test_export_import_round_trip(tmp_path):
     save_file(t, str(paths[1]))
     with pytest.raises(evaluate.ModelFileError, match="fc2.bias:codes"):
         evaluate.load_model(tmp_path / "m")
+
+
+def test_family_is_the_name_without_its_width_suffix():
+    from accelsim_train.modelio import family_of
+
+    assert family_of("fmnist-cnn-randbet-4b", 4) == "fmnist-cnn-randbet"
+    assert family_of("fmnist-cnn-randbet-4b", 8) == "fmnist-cnn-randbet-4b"
+    assert family_of("fmnist-cnn-clipping-8b-s1", 8) == "fmnist-cnn-clipping-8b-s1"
+    assert family_of("-2b", 2) == "-2b"
 
 
 def test_summary_statistics():
