@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::model::{LayerKind, Model, Shape};
 
+pub mod act_store;
 pub mod eval;
 pub mod kernels;
 
