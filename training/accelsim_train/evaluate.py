@@ -71,7 +71,8 @@ class LoadedModel:
             src = outs[layer["input"]] if "input" in layer else h
             if t == "conv2d":
                 h = F.conv2d(src, params[layer["weight"]], params.get(layer.get("bias")) if "bias" in layer else None,
-                             _pair(layer.get("stride"), (1, 1)), _pair(layer.get("padding"), (0, 0)))
+                             _pair(layer.get("stride"), (1, 1)), _pair(layer.get("padding"), (0, 0)),
+                             _pair(layer.get("dilation"), (1, 1)), int(layer.get("groups", 1)))
             elif t == "linear":
                 h = F.linear(src, params[layer["weight"]], params[layer["bias"]] if "bias" in layer else None)
             elif t == "relu":
@@ -80,7 +81,14 @@ class LoadedModel:
                 k = _pair(layer.get("kernel"), (2, 2))
                 s = _pair(layer.get("stride"), k)
                 pd = _pair(layer.get("padding"), (0, 0))
-                h = F.max_pool2d(src, k, s, pd) if t == "maxpool2d" else F.avg_pool2d(src, k, s, pd)
+                if t == "maxpool2d":
+                    h = F.max_pool2d(src, k, s, pd)
+                else:
+                    h = F.avg_pool2d(src, k, s, pd, count_include_pad=bool(layer.get("count_include_pad", True)))
+            elif t == "clip":
+                h = torch.clamp(src, layer.get("min"), layer.get("max"))
+            elif t == "reshape":
+                h = src.reshape(src.shape[0], *layer["shape"])
             elif t == "global_avgpool":
                 h = src.mean(dim=(2, 3))
             elif t == "flatten":
