@@ -143,7 +143,9 @@ def ship_via_onnx(model: nn.Module, cfg, clean_error_pct: float, test_images: in
                 raise OnnxShipError(f"{toml_path}: codes of {lay[key]!r} differ from the training quantizer's")
 
     imported = manifest.get("training", {})
-    notes = (f"accelsim_train; shipped through ONNX and accelsim import ({imported.get('notes', '')}; "
+    # The import calls its quantization post-training; here it re-derives the codes of quantization-aware weights.
+    record = imported.get("notes", "").replace("; post-training quantization", "")
+    notes = (f"accelsim_train; shipped through ONNX and accelsim import ({record}; "
              f"{imported.get('framework', '')}; GroupNorm scales stored reparameterized, docs/training.md#architectures); "
              f"config {json.dumps(vars(cfg))}")
     manifest["name"] = name
