@@ -134,6 +134,12 @@ def test_shipping_through_onnx_keeps_every_trained_bit(tmp_path, monkeypatch, ar
     r = run("eval", "--model", paths[1], "--limit", IMAGES, "--data", d, "--logits", tmp_path / "q.npy")
     assert r.returncode == 0, r.stderr
     np.testing.assert_allclose(np.load(tmp_path / "q.npy"), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    # The companion's robust error of the shipped model: the same per chip with chips in 2 processes (--jobs).
+    x64, y64 = data.load_split(d, train=False)
+    x64, y64 = x64[:64], y64[:64]
+    one = evaluate.robust_errors(shipped, x64, y64, [0.01, 0.2], [100, 101, 102])
+    two = evaluate.robust_errors(shipped, x64, y64, [0.01, 0.2], [100, 101, 102], jobs=2)
+    assert one == two and len(one[0.2]["values"]) == 3
     # One quantized weight differs from the float one: the comparison above really is of quantized weights.
     assert any(not torch.equal(quant.decode(trained[n][0], scheme, trained[n][1]), p_.detach())
                for n, p_ in model.named_parameters())
