@@ -230,13 +230,31 @@ impl WeightSramConfig {
     }
 }
 
-/// `[activation_sram]`: input/output feature-map buffers (used by the cycle and energy models).
+/// `[activation_sram]`: input/output feature-map buffers (cycle and energy models; with the integer datapath on
+/// a scaled rail, their cells fail: docs/activation-faults.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationSramConfig {
     pub ifmap_kib: u32,
     pub ofmap_kib: u32,
+    /// Bits per access and columns per array.
     pub word_bits: u32,
+    /// Rows (words) per array of both buffers, 1..=65536; default 512 (the weight SRAM's arrays). When the
+    /// activation rail is scaled each buffer must be a whole number of `rows x word_bits` arrays.
+    #[serde(default = "default_act_rows")]
+    pub rows: u32,
+    /// Fault map of the buffers' cells: `"derived"` (default, also when omitted: a chip generated in the weight
+    /// SRAM profile's style from a fixed seed, docs/activation-faults.md#fault-map), a name in `sram_profiles/`
+    /// or a path (arrays of `rows x word_bits`).
+    #[serde(default)]
+    pub fault_profile: Option<String>,
+}
+
+/// Default `[activation_sram] rows`: the 512 word lines of the weight SRAM's arrays (docs/sram-profiles.md).
+pub const DEFAULT_ACT_ROWS: u32 = 512;
+
+fn default_act_rows() -> u32 {
+    DEFAULT_ACT_ROWS
 }
 
 /// A validated hardware configuration. See docs/hw-config.md for every key.
@@ -368,6 +386,15 @@ impl HwConfig {
         Ok(c)
     }
 
+    /// This config with other scaled rails (`--rails`), validated again (a scaled activation rail needs whole
+    /// activation arrays, docs/activation-faults.md).
+    pub fn with_rails(&self, rails: &[Rail]) -> Result<HwConfig, ConfigError> {
+        let mut c = self.clone();
+        c.voltage.scaled_rails = rails.to_vec();
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
         let origin = path.display().to_string();
@@ -469,6 +496,27 @@ impl HwConfig {
         check_u(o, "activation_sram.ifmap_kib", a.ifmap_kib, 1, 1 << 20)?;
         check_u(o, "activation_sram.ofmap_kib", a.ofmap_kib, 1, 1 << 20)?;
         check_u(o, "activation_sram.word_bits", a.word_bits, 8, 512)?;
+        check_u(o, "activation_sram.rows", a.rows, 1, 65536)?;
+        if let Some(p) = &a.fault_profile {
+            if p.trim().is_empty() {
+                return Err(range_err(
+                    o,
+                    "activation_sram.fault_profile",
+                    "\"\"",
+                    "\"derived\", a profile name or a path",
+                ));
+            }
+        }
+        if v.scaled_rails.contains(&Rail::ActivationSram) {
+            // Its cells can fail: the address mapping needs whole arrays (docs/activation-faults.md).
+            crate::sram::act_mapping::ActMapping::new(a).map_err(|e| ConfigError::Section {
+                origin: o.to_string(),
+                message: format!(
+                    "{} (needed because voltage.scaled_rails includes activation_sram)",
+                    e
+                ),
+            })?;
+        }
         if let Some(p) = &self.fault_profile {
             if p.trim().is_empty() {
                 return Err(range_err(
