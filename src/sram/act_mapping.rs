@@ -261,7 +261,11 @@ mod tests {
         let wb = c.word_bits as u64;
         let arrays = |kib: u32| kib as u64 * 8192 / (rows * wb);
         let (a0, a1) = (arrays(c.ifmap_kib), arrays(c.ofmap_kib));
-        let (first, count) = if layer % 2 == 0 { (0, a0) } else { (a0, a1) };
+        let (first, count) = if layer.is_multiple_of(2) {
+            (0, a0)
+        } else {
+            (a0, a1)
+        };
         let mut slots: Vec<[CellAddr; 8]> = Vec::new();
         for a in first..first + count {
             for r in 0..rows {
