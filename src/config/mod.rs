@@ -67,6 +67,39 @@ pub enum Rail {
     Logic,
 }
 
+impl Rail {
+    /// Every rail, in the order the config lists them.
+    pub const ALL: [Rail; 3] = [Rail::WeightSram, Rail::ActivationSram, Rail::Logic];
+
+    /// The rail's name in configs and on the command line (`weight_sram`, `activation_sram`, `logic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rail::WeightSram => "weight_sram",
+            Rail::ActivationSram => "activation_sram",
+            Rail::Logic => "logic",
+        }
+    }
+
+    /// Parses a comma-separated rail list (`weight_sram,activation_sram`): the names of `scaled_rails`, at least
+    /// one, each at most once. The error is worded to follow the value (`is not a rail list; allowed ...`).
+    pub fn parse_list(s: &str) -> Result<Vec<Rail>, String> {
+        let allowed = "comma-separated weight_sram, activation_sram, logic, each at most once";
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let name = part.trim();
+            let rail = Rail::ALL
+                .into_iter()
+                .find(|r| r.name() == name)
+                .ok_or_else(|| format!("names an unknown rail `{name}`; allowed {allowed}"))?;
+            if out.contains(&rail) {
+                return Err(format!("names rail `{name}` twice; allowed {allowed}"));
+            }
+            out.push(rail);
+        }
+        Ok(out)
+    }
+}
+
 /// How consecutive 64-bit words of the weight memory are spread over banks and arrays (docs/hw-config.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -664,6 +697,38 @@ word_bits = 64
             "logic_v = 0.8\nscaled_rails = [\"logic\", \"logic\"]",
         );
         assert!(HwConfig::from_toml_str(&text, "x.toml").is_err());
+    }
+
+    #[test]
+    fn rail_lists_parse_and_scaled_activation_needs_whole_arrays() {
+        assert_eq!(
+            Rail::parse_list("weight_sram, activation_sram").unwrap(),
+            vec![Rail::WeightSram, Rail::ActivationSram]
+        );
+        assert!(Rail::parse_list("weight_sram,weight_sram").is_err());
+        assert!(Rail::parse_list("dram").unwrap_err().contains("allowed"));
+        assert!(Rail::parse_list("").is_err());
+        let c = HwConfig::from_toml_str(GOOD, "good.toml").unwrap();
+        let both = c
+            .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+            .unwrap();
+        assert_eq!(both.rail_v(Rail::ActivationSram, 0.85), 0.85);
+        assert_eq!(both.activation_sram.rows, DEFAULT_ACT_ROWS);
+        // 6 KiB is not a whole number of 512x64 arrays (4 KiB): fine unscaled, refused once it can fail.
+        let odd = GOOD.replace("ifmap_kib = 64", "ifmap_kib = 6");
+        let c = HwConfig::from_toml_str(&odd, "x.toml").unwrap();
+        let e = c
+            .with_rails(&[Rail::ActivationSram])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml")
+                && e.contains("activation_sram.ifmap_kib = 6")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let bad = GOOD.replace("ofmap_kib = 64", "ofmap_kib = 64\nfault_profile = \"\"");
+        assert!(HwConfig::from_toml_str(&bad, "x.toml").is_err());
     }
 
     #[test]
