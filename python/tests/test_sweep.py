@@ -133,6 +133,9 @@ def test_ctrl_c_stops_a_sweep_and_keeps_finished_units(tmp_path):
     out = tmp_path / "s"
     code = (
         "import accelsim, sys\n"
+        # A launcher without job control (`cmd &` in a script) starts children with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt; give the child the default handler the test is about.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "print('start', flush=True)\n"
         "try:\n"
         f"    accelsim.sweep(models=['fmnist-cnn-randbet-8b'], profiles=['uniform'], grid='1.0:0.8:0.01',\n"

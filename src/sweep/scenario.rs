@@ -160,10 +160,21 @@ pub fn resolve_variants(
     } else {
         for raw in names {
             let name = raw.trim();
-            if let Ok(path) = resolve_model(name) {
-                let e = catalog_entry(&path)?;
-                groups.push((e.family.clone(), vec![e]));
-                continue;
+            match crate::locate::locate(crate::locate::Shipped::Model, name) {
+                Ok(path) => {
+                    let e = catalog_entry(&path)?;
+                    groups.push((e.family.clone(), vec![e]));
+                    continue;
+                }
+                // Only "no such model file" falls through to the family names; an ambiguous name, a directory
+                // or a path (a name with `/` is never a family) is reported as such.
+                Err(err)
+                    if !matches!(err.why, crate::locate::Why::NotFound { .. })
+                        || name.contains('/') =>
+                {
+                    return Err(SweepError::Input(err.to_string()));
+                }
+                Err(_) => {}
             }
             let members: Vec<CatalogEntry> = shipped
                 .iter()
