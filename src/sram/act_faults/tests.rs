@@ -314,3 +314,148 @@ fn float_datapath_refuses_scaled_activation_rail() {
     assert!(check_act_ber_datapath(0.0, false).is_ok());
     assert!(check_act_ber_datapath(0.01, true).is_ok());
 }
+
+mod reference {
+    use super::*;
+    use crate::sram::act_mapping::ActBuffer;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Slow, obviously-right reading: for every bit of every code, find its cell with the forward mapping, look
+    /// the cell up in the profile (array `a mod P`) and in the random-flip set, and apply the semantics.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_read(
+        m: &ActMapping,
+        profile: &FaultProfile,
+        vdd_rel: f64,
+        flips: &std::collections::HashSet<u64>,
+        seed: u64,
+        layer: usize,
+        image: u64,
+        codes: &[u8],
+    ) -> (Vec<u8>, u64) {
+        let per_array = (profile.meta.rows * profile.meta.columns) as u64;
+        let by_cell: HashMap<u32, &FailingCell> =
+            profile.cells().iter().map(|c| (c.cell, c)).collect();
+        let cap = m.capacity(ActBuffer::of_layer(layer));
+        let mut out = codes.to_vec();
+        let mut flipped = 0;
+        for (e, code) in out.iter_mut().enumerate() {
+            let stored = *code;
+            for j in 0..8u8 {
+                let addr = m.cell_of(layer, e as u64, j).unwrap();
+                let idx = m.cell_index(addr);
+                let profile_cell =
+                    (idx / per_array % profile.meta.arrays as u64) * per_array + idx % per_array;
+                let bit = (stored >> j) & 1;
+                let mut read = bit;
+                if let Some(fc) = by_cell.get(&(profile_cell as u32)) {
+                    let tile = e as u64 / cap;
+                    if vdd_rel < fc.fail_vdd_rel
+                        && (fc.p_access >= 1.0
+                            || access_unit(seed, layer, image, idx as u32, tile) < fc.p_access)
+                    {
+                        read = match fc.kind {
+                            FailureKind::ReadsOne => 1,
+                            FailureKind::ReadsZero => 0,
+                            FailureKind::Flips => 1 - bit,
+                        };
+                    }
+                }
+                if flips.contains(&idx) {
+                    read ^= 1;
+                }
+                if read != bit {
+                    *code ^= 1 << j;
+                    flipped += 1;
+                }
+            }
+        }
+        (out, flipped)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn read_back_matches_reference(
+            wb in prop_oneof![Just(8u32), Just(16), Just(64)],
+            profile_arrays in 1u32..4,
+            cells in proptest::collection::vec((0u32..1 << 16, 0.76f64..1.0, 0u8..3, any::<bool>()), 0..60),
+            vdd_rel in 0.76f64..1.0,
+            act_ber in prop_oneof![Just(0.0), 0.0f64..0.05],
+            seed in 0u64..1000,
+            layer in 0usize..3,
+            image in 0u64..1000,
+            n in 1usize..3000,
+        ) {
+            // 1 KiB buffers of 8192 / (rows · wb) arrays; rows chosen so each buffer is 2 arrays.
+            let rows = 8192 / (2 * wb);
+            let act = ActivationSramConfig { ifmap_kib: 1, ofmap_kib: 1, word_bits: wb, rows, fault_profile: None };
+            let m = ActMapping::new(&act).unwrap();
+            let per_array = rows * wb;
+            let meta = ProfileMeta {
+                name: "p".into(), source: "proptest".into(), style: None, seed: None,
+                arrays: profile_arrays, rows, columns: wb, floor_vdd_rel: 0.75,
+            };
+            let mut seen = std::collections::HashSet::new();
+            let fcs: Vec<FailingCell> = cells
+                .into_iter()
+                .map(|(c, v, k, persistent)| FailingCell {
+                    cell: c % (profile_arrays * per_array),
+                    fail_vdd_rel: v,
+                    kind: [FailureKind::ReadsOne, FailureKind::ReadsZero, FailureKind::Flips][k as usize],
+                    p_access: if persistent { 1.0 } else { 0.5 },
+                })
+                .filter(|c| seen.insert(c.cell))
+                .collect();
+            let profile = FaultProfile::new(meta, fcs).unwrap();
+            let map = ActFaultMap::empty(m.clone())
+                .with_profile(&profile, vdd_rel, "test")
+                .unwrap()
+                .with_random_flips(act_ber, seed)
+                .unwrap();
+            let store = ActivationFaults::new(map, seed);
+            let flips: std::collections::HashSet<u64> =
+                bernoulli_indices(m.total_cells(), act_ber, seed).into_iter().collect();
+            let codes: Vec<u8> = (0..n).map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(seed) as u8).collect();
+            let (want, want_flipped) = reference_read(&m, &profile, vdd_rel, &flips, seed, layer, image, &codes);
+            let mut got = codes.clone();
+            store.read_back(&StoredMap { layer, shape: [n, 1, 1], image }, &mut got);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(store.counts(), ActCounts { bits_read: 8 * n as u64, bits_flipped: want_flipped });
+        }
+    }
+}
+
+#[test]
+fn parallel_reads_equal_sequential_reads() {
+    use rayon::prelude::*;
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let meta = ProfileMeta {
+        name: "t".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let cells = (0..200u32)
+        .map(|i| cell(i % 2, i / 2, (i * 7) % 64, 0.9, FailureKind::Flips, 0.5))
+        .collect();
+    let p = FaultProfile::new(meta, cells).unwrap();
+    let codes: Vec<u8> = (0..1500u32).map(|i| (i * 31) as u8).collect();
+    let seq_store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.01, 2).unwrap();
+    let seq: Vec<Vec<u8>> = (0..64u64)
+        .map(|i| read(&seq_store, (i % 3) as usize, i, &codes))
+        .collect();
+    let par_store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.01, 2).unwrap();
+    let par: Vec<Vec<u8>> = (0..64u64)
+        .into_par_iter()
+        .map(|i| read(&par_store, (i % 3) as usize, i, &codes))
+        .collect();
+    assert_eq!(seq, par);
+    assert_eq!(seq_store.counts(), par_store.counts());
+    assert!(seq_store.counts().bits_flipped > 0);
+}
