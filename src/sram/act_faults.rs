@@ -4,7 +4,8 @@
 //! * **Profile faults** (only when `activation_sram` is a scaled rail): the cells of the activation fault
 //!   profile failing at the rail's `vdd_rel` (docs/sram-profiles.md). A reads-as-1 / reads-as-0 cell forces its
 //!   value, a flipping cell inverts it; a persistent cell (`p_access = 1`) fails on every access, a transient
-//!   one on each access with probability `p_access`, drawn from `hash(seed, layer, image, cell, tile) < p_access`
+//!   one on each access with probability `p_access` ([`transient_fails`]: a hash of
+//!   `(seed, layer, image, cell, tile)` below `⌊p_access · 2^64⌋`)
 //!   — the same cells are faulty for every image, which values they corrupt depends on the image.
 //! * **Random bit errors** (`--act-ber P`): every cell of the SRAM is, independently with probability `P`, a
 //!   persistent flipping cell of the chip drawn for `seed` (the paper's random bit error model applied to the
@@ -122,7 +123,7 @@ pub fn derived_profile(
     generate(&derived_spec(mapping, weight_profile))
 }
 
-/// One faulty cell as the store applies it.
+/// One faulty cell as the store applies it (branch-free form of the profile's failure).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ActCell {
     /// Slot of the cell in its buffer.
@@ -130,10 +131,42 @@ struct ActCell {
     /// Global cell index (seeds transient draws).
     cell: u32,
     bit: u8,
-    /// The profile's failure at this voltage: kind and per-access probability.
-    fault: Option<(FailureKind, f64)>,
-    /// A random persistent flip (`--act-ber`) on top.
-    flip: bool,
+    /// 1 when the profile lists the cell as failing at this voltage.
+    faulty: u8,
+    /// 1 for a persistent failure (every access), 0 for a transient one (or no profile fault).
+    always: u8,
+    /// The failing read is `(stored & keep) ^ set`: reads-as-1 (0, 1), reads-as-0 (0, 0), flips (1, 1).
+    keep: u8,
+    set: u8,
+    /// 1 for a random persistent flip (`--act-ber`) on top.
+    flip: u8,
+    /// A transient access fails when its draw is below this ([`transient_threshold`]).
+    threshold: u64,
+}
+
+impl ActCell {
+    fn set_fault(&mut self, kind: FailureKind, p_access: f64) {
+        self.faulty = 1;
+        self.always = (p_access >= 1.0) as u8;
+        (self.keep, self.set) = match kind {
+            FailureKind::ReadsOne => (0, 1),
+            FailureKind::ReadsZero => (0, 0),
+            FailureKind::Flips => (1, 1),
+        };
+        self.threshold = transient_threshold(p_access);
+    }
+}
+
+/// `⌊p · 2^64⌋` (saturating): a transient access with draw `h` ([`access_draw`]) fails when `h < threshold`, so
+/// it fails with probability `p` to within 2^-64.
+pub fn transient_threshold(p_access: f64) -> u64 {
+    if p_access >= 1.0 {
+        u64::MAX
+    } else if p_access > 0.0 {
+        (p_access * 18_446_744_073_709_551_616.0) as u64
+    } else {
+        0
+    }
 }
 
 /// The faulty cells of both activation buffers at one voltage, per buffer sorted by slot.
@@ -178,7 +211,7 @@ impl ActFaultMap {
             let mut a = pa;
             while a < self.mapping.arrays() {
                 let idx = a * per_array + within;
-                self.insert(idx, |c| c.fault = Some((fc.kind, fc.p_access)));
+                self.insert(idx, |c| c.set_fault(fc.kind, fc.p_access));
                 a += p_arrays;
             }
         }
@@ -203,7 +236,7 @@ impl ActFaultMap {
             )));
         }
         for idx in bernoulli_indices(total, p, seed) {
-            self.insert(idx, |c| c.flip = true);
+            self.insert(idx, |c| c.flip = 1);
         }
         self.sort();
         Ok(self)
@@ -221,8 +254,12 @@ impl ActFaultMap {
             slot: sb.slot,
             cell: idx as u32,
             bit: sb.bit,
-            fault: None,
-            flip: false,
+            faulty: 0,
+            always: 0,
+            keep: 0,
+            set: 0,
+            flip: 0,
+            threshold: 0,
         };
         set(&mut c);
         list.push(c);
@@ -236,8 +273,13 @@ impl ActFaultMap {
                 if (later.slot, later.bit) != (first.slot, first.bit) {
                     return false;
                 }
-                first.fault = first.fault.or(later.fault);
-                first.flip |= later.flip;
+                if first.faulty == 0 && later.faulty == 1 {
+                    let flip = first.flip;
+                    *first = *later;
+                    first.flip |= flip;
+                } else {
+                    first.flip |= later.flip;
+                }
                 true
             });
         }
@@ -279,13 +321,28 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The per-access uniform draw of a transient cell: `hash(seed, layer, image, cell, tile)` in [0, 1).
-pub fn access_unit(seed: u64, layer: usize, image: u64, cell: u32, tile: u64) -> f64 {
-    let mut h = splitmix64(seed);
-    for x in [layer as u64, image, cell as u64, tile] {
-        h = splitmix64(h ^ x);
-    }
-    (h >> 11) as f64 / (1u64 << 53) as f64
+/// The per-map part of a transient cell's draw: `splitmix64` chained over `(seed, layer, image)`.
+pub fn access_key(seed: u64, layer: usize, image: u64) -> u64 {
+    splitmix64(splitmix64(splitmix64(seed) ^ layer as u64) ^ image)
+}
+
+/// The per-access draw of cell `cell` on tile pass `tile` of a map with key [`access_key`]:
+/// `splitmix64(key ^ (tile << 32 | cell))`, uniform on `u64`.
+pub fn access_draw(key: u64, cell: u32, tile: u64) -> u64 {
+    splitmix64(key ^ (tile << 32 | cell as u64))
+}
+
+/// Whether a transient cell with per-access probability `p_access` fails on this access:
+/// `access_draw(access_key(seed, layer, image), cell, tile) < ⌊p·2^64⌋`.
+pub fn transient_fails(
+    seed: u64,
+    layer: usize,
+    image: u64,
+    cell: u32,
+    tile: u64,
+    p_access: f64,
+) -> bool {
+    access_draw(access_key(seed, layer, image), cell, tile) < transient_threshold(p_access)
 }
 
 /// Bits the store has read and got wrong (the activation rail's bit errors), summed over every map read.
@@ -380,29 +437,21 @@ impl ActivationStore for ActivationFaults {
         let n = codes.len() as u64;
         let cells = &self.map.cells[b.index()];
         let end = cells.partition_point(|c| c.slot < n.min(cap));
+        let key = access_key(self.seed, map.layer, map.image);
         let mut flipped = 0u64;
         for c in &cells[..end] {
-            let mask = 1u8 << c.bit;
             let (mut e, mut tile) = (c.slot, 0u64);
             while e < n {
-                let stored = codes[e as usize] & mask;
-                let mut read = stored;
-                if let Some((kind, p)) = c.fault {
-                    if p >= 1.0 || access_unit(self.seed, map.layer, map.image, c.cell, tile) < p {
-                        read = match kind {
-                            FailureKind::ReadsOne => mask,
-                            FailureKind::ReadsZero => 0,
-                            FailureKind::Flips => stored ^ mask,
-                        };
-                    }
-                }
-                if c.flip {
-                    read ^= mask;
-                }
-                if read != stored {
-                    codes[e as usize] ^= mask;
-                    flipped += 1;
-                }
+                // Branch-free: the failing read, whether this access fails, the random flip on top.
+                let code = &mut codes[e as usize];
+                let stored = (*code >> c.bit) & 1;
+                let fails =
+                    c.faulty & (c.always | (access_draw(key, c.cell, tile) < c.threshold) as u8);
+                let failing_read = (stored & c.keep) ^ c.set;
+                let read = (stored ^ (fails & (stored ^ failing_read))) ^ c.flip;
+                let diff = read ^ stored;
+                *code ^= diff << c.bit;
+                flipped += diff as u64;
                 e += cap;
                 tile += 1;
             }

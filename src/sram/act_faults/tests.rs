@@ -353,7 +353,7 @@ mod reference {
                     let tile = e as u64 / cap;
                     if vdd_rel < fc.fail_vdd_rel
                         && (fc.p_access >= 1.0
-                            || access_unit(seed, layer, image, idx as u32, tile) < fc.p_access)
+                            || transient_fails(seed, layer, image, idx as u32, tile, fc.p_access))
                     {
                         read = match fc.kind {
                             FailureKind::ReadsOne => 1,
