@@ -160,3 +160,64 @@ fn rails_flag_scales_the_activation_buffers() {
     let want = nominal * (0.8f64 / 1.15).powi(2);
     assert!((scaled - want).abs() < 1e-6 * want, "{scaled} vs {want}");
 }
+
+#[test]
+fn sweep_with_other_rails_never_resumes_into_the_same_folder() {
+    let out = std::env::temp_dir().join(format!("accelsim-actfault-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.to_string_lossy().into_owned();
+    let base = [
+        "sweep",
+        "--models",
+        "fmnist-cnn-randbet-8b",
+        "--profiles",
+        "uniform",
+        "--grid",
+        "0.9",
+        "--offsets",
+        "1",
+        "--limit",
+        "20",
+        "--quiet",
+        "--out",
+        &o,
+    ];
+    let first = run(&base);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The same sweep resumes (nothing to do); with other scaled rails it is another configuration.
+    let again = run(&base);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let mut other = base.to_vec();
+    other.extend(["--rails", "weight_sram,activation_sram"]);
+    user_error(&other, &["--fresh"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        !report.contains("--rails"),
+        "the first sweep's report stays"
+    );
+    let mut fresh = other.clone();
+    fresh.push("--fresh");
+    let o2 = run(&fresh);
+    assert_eq!(
+        o2.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("--rails weight_sram,activation_sram"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
