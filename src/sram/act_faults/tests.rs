@@ -459,3 +459,29 @@ fn parallel_reads_equal_sequential_reads() {
     assert_eq!(seq_store.counts(), par_store.counts());
     assert!(seq_store.counts().bits_flipped > 0);
 }
+
+#[test]
+fn profile_file_of_the_right_geometry_is_used_as_is() {
+    let dir = std::env::temp_dir().join(format!("accelsim-actprof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.sramprof");
+    tiny_profile().save(&path).unwrap();
+    let mut hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    hw.activation_sram.fault_profile = Some(path.to_string_lossy().into_owned());
+    let p = activation_profile(&hw, None).unwrap();
+    assert_eq!(p, tiny_profile());
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 0).unwrap();
+    assert_eq!(
+        read(&store, 0, 0, &[0x00, 0xFF, 0x12, 0x34]),
+        [0x08, 0xDF, 0x92, 0x34]
+    );
+    // Below the profile's floor: a one-line error naming the profile, never a panic.
+    let e = ActivationFaults::build(&hw, 0.7, Some(&p), 0.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tiny.sramprof") && e.contains("0.75") && !e.contains('\n'),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
