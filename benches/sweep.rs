@@ -246,7 +246,7 @@ fn merge_many() {
         .iter()
         .map(|m| m.to_string())
         .collect();
-    let models = scenario::resolve_variants(&names, None).expect("shipped models");
+    let models = scenario::resolve_variants(&names, None, "--models").expect("shipped models");
     let faults = vec![
         FaultSpec::MeasuredUniform,
         FaultSpec::resolve("chip1").expect("chip1"),

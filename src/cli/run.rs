@@ -259,8 +259,9 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         .map(|b| scenario::parse_bits(&[b]))
         .transpose()
         .map_err(sweep_err)?;
-    let variants = scenario::resolve_variants(&[model_name.to_string()], bits.as_deref())
-        .map_err(sweep_err)?;
+    let variants =
+        scenario::resolve_variants(&[model_name.to_string()], bits.as_deref(), "--model")
+            .map_err(sweep_err)?;
     let variant = match variants.as_slice() {
         [v] => v.clone(),
         many => {

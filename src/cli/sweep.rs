@@ -210,7 +210,8 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     } else {
         Some(scenario::parse_bits(&args.bits).map_err(sweep_err)?)
     };
-    let models = scenario::resolve_variants(&args.models, bits.as_deref()).map_err(sweep_err)?;
+    let models =
+        scenario::resolve_variants(&args.models, bits.as_deref(), "--models").map_err(sweep_err)?;
     let faults = args
         .profiles
         .iter()

@@ -134,10 +134,11 @@ pub fn parse_bits(list: &[u32]) -> Result<Vec<u32>, SweepError> {
 /// member trained at that width when there is one, else PTQ of the float source (the member with the most bits,
 /// the first such manifest by path on a tie; for a named model, the model itself). Order: families in the order
 /// given (shipped: sorted by the first member's path), widths descending, then by manifest path; repeats kept
-/// (the sweep's plan drops them with a note).
+/// (the sweep's plan drops them with a note). `flag` names the option in messages (`--model`, `--models`).
 pub fn resolve_variants(
     names: &[String],
     bits: Option<&[u32]>,
+    flag: &str,
 ) -> Result<Vec<ModelVariant>, SweepError> {
     let shipped: Vec<CatalogEntry> = list_shipped_models()
         .iter()
@@ -160,7 +161,7 @@ pub fn resolve_variants(
     } else {
         for raw in names {
             let name = raw.trim();
-            match crate::locate::locate(crate::locate::Shipped::Model, name) {
+            let not_found = match crate::locate::locate(crate::locate::Shipped::Model, name) {
                 Ok(path) => {
                     let e = catalog_entry(&path)?;
                     groups.push((e.family.clone(), vec![e]));
@@ -172,10 +173,10 @@ pub fn resolve_variants(
                     if !matches!(err.why, crate::locate::Why::NotFound { .. })
                         || name.contains('/') =>
                 {
-                    return Err(SweepError::Input(err.to_string()));
+                    return Err(SweepError::Input(err.flag(flag).to_string()));
                 }
-                Err(_) => {}
-            }
+                Err(err) => err.flag(flag),
+            };
             let members: Vec<CatalogEntry> = shipped
                 .iter()
                 .filter(|e| e.family == name)
@@ -186,8 +187,7 @@ pub fn resolve_variants(
                 families.sort_unstable();
                 families.dedup();
                 return Err(SweepError::Input(format!(
-                    "model or family `{name}` not found (no model file `{name}` in models/ or as a path, and no \
-                     shipped model has family = \"{name}\"); shipped families: {}",
+                    "{not_found}; nor is it a family (family = \"...\" of a shipped model): shipped families: {}",
                     families.join(", ")
                 )));
             }
