@@ -228,7 +228,9 @@ if [ "${SKIP_EVAL:-0}" != 1 ] && any_selected fmnist-cnn-normal-8b fmnist-cnn-rq
   "$PY" -m accelsim_train table --data "$DATA" --seeds "$SEEDS" --threads 2 --cache "$LOGS/eval" --out "$MODELS/robustness.md" \
     --paired-ref "$MODELS/fmnist-cnn-clipping-8b" \
     "$MODELS/fmnist-cnn-normal-8b" "$MODELS/fmnist-cnn-rquant-8b" "$MODELS/fmnist-cnn-clipping-8b" \
-    "$MODELS/fmnist-cnn-randbet-8b" "$MODELS/fmnist-cnn-randbet-4b"
+    "$MODELS/fmnist-cnn-randbet-8b" "$MODELS/fmnist-cnn-randbet-6b" "$MODELS/fmnist-cnn-randbet-4b" \
+    "$MODELS/fmnist-cnn-randbet-3b" "$MODELS/fmnist-cnn-randbet-2b" \
+    "$MODELS/fmnist-cnn-clipping-4b" "$MODELS/fmnist-cnn-clipping-2b"
 fi
 # The MobileNet- and ResNet-style models: a table per architecture (models/robustness-ARCH.md and .json), the CNN's
 # protocol on the first 10 of its chips (NEW_ARCH_EVAL_SEEDS), RandBET paired against Normal of the same architecture (same stored bit count,
