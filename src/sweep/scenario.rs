@@ -962,7 +962,7 @@ mod default_sweep_tests {
 
     #[test]
     fn the_shipped_default_sweep_leaves_out_the_other_architectures() {
-        let all = resolve_variants(&[], None).expect("shipped models resolve");
+        let all = resolve_variants(&[], None, "--models").expect("shipped models resolve");
         assert!(!all.is_empty());
         assert!(all.iter().all(|v| in_default_sweep(&v.family)), "{all:?}");
         // Named, the other architectures' families are found like any other.
@@ -972,7 +972,7 @@ mod default_sweep_tests {
             .filter(|f| !in_default_sweep(f))
             .collect();
         for f in shipped {
-            let v = resolve_variants(std::slice::from_ref(&f), None).unwrap();
+            let v = resolve_variants(std::slice::from_ref(&f), None, "--models").unwrap();
             assert!(!v.is_empty() && v.iter().all(|x| x.family == f));
         }
     }
