@@ -763,63 +763,70 @@ fn draw_grid<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let nv = voltages.len() as i32;
-    let nb = widths.len() as i32;
+    // Cell (i, j) is the unit square [i, i+1] x [j, j+1]; the axis labels are drawn at the cell centres by hand,
+    // so a single voltage or a single width (a one-row family) still gets a full-size panel.
+    let nv = voltages.len().max(1) as f64;
+    let nb = widths.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(8)
         .x_label_area_size(40)
         .y_label_area_size(55)
-        // A segmented `0..n` range has a segment per value of `0..=n`: end at n − 1 for n cells.
-        .build_cartesian_2d(
-            (0..(nv - 1).max(0)).into_segmented(),
-            (0..(nb - 1).max(0)).into_segmented(),
-        )?;
+        .build_cartesian_2d(0.0..nv, 0.0..nb)?;
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_labels(voltages.len())
-        .y_labels(widths.len())
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => voltages
-                .get(*i as usize)
-                .map_or(String::new(), |v| format!("{v:.3}")),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|y| match y {
-            SegmentValue::CenterOf(j) => widths
-                .get(*j as usize)
-                .map_or(String::new(), |b| format!("{b} b")),
-            _ => String::new(),
-        })
+        .x_labels(0)
+        .y_labels(0)
         .x_desc("weight SRAM supply voltage (V)")
         .y_desc("bits per weight")
         .label_style(("sans-serif", 12))
         .draw()?;
+    let centre = plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Center,
+    );
     for (i, &v) in voltages.iter().enumerate() {
         for (j, &b) in widths.iter().enumerate() {
-            let (i, j) = (i as i32, j as i32);
+            let (x, y) = (i as f64, j as f64);
             let (fill, text) = cell(v, b).unwrap_or((RGBColor(235, 235, 235), "—".into()));
             chart.draw_series(std::iter::once(Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), SegmentValue::Exact(j)),
-                    (SegmentValue::Exact(i + 1), SegmentValue::Exact(j + 1)),
-                ],
+                [(x, y), (x + 1.0, y + 1.0)],
                 fill.filled(),
             )))?;
             let dark = (fill.0 as u32 + fill.1 as u32 + fill.2 as u32) < 330;
             let tc = if dark { WHITE } else { BLACK };
             chart.draw_series(std::iter::once(Text::new(
                 text,
-                (SegmentValue::CenterOf(i), SegmentValue::CenterOf(j)),
-                ("sans-serif", 11).into_font().color(&tc).pos(
-                    plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Center,
-                    ),
-                ),
+                (x + 0.5, y + 0.5),
+                ("sans-serif", 11).into_font().color(&tc).pos(centre),
             )))?;
         }
+    }
+    // Tick labels at the centres, in the label areas (pixel positions relative to `area`).
+    let base = area.get_base_pixel();
+    let label = ("sans-serif", 12).into_font().color(&BLACK);
+    for (i, v) in voltages.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+        area.draw(&Text::new(
+            format!("{v:.3}"),
+            (px - base.0, py - base.1 + 10),
+            label.clone().pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Top,
+            )),
+        ))?;
+    }
+    for (j, b) in widths.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(0.0, j as f64 + 0.5));
+        area.draw(&Text::new(
+            format!("{b} b"),
+            (px - base.0 - 6, py - base.1),
+            label.clone().pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Right,
+                plotters::style::text_anchor::VPos::Center,
+            )),
+        ))?;
     }
     Ok(())
 }
