@@ -1,0 +1,378 @@
+//! Execution of one compiled integer step over a chunk of examples (docs/datapath.md#layers).
+use super::kernels::{self, PackedWeights};
+use super::quantize::QParams;
+use super::weights::WeightCodes;
+use super::{fk, sat32, IOp, IStep, Int8Network, Scratch, Stage, WLayer};
+use crate::engine::{EngineError, Op, Window};
+use crate::model::Model;
+use crate::quant::QuantConfig;
+
+impl WLayer {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        model: &Model,
+        cfg: &QuantConfig,
+        weight: usize,
+        bias: Option<usize>,
+        cout: usize,
+        groups: usize,
+        k: usize,
+        depthwise: bool,
+        qin: QParams,
+    ) -> Result<WLayer, EngineError> {
+        let codes = WeightCodes::from_image(model, cfg, weight, model.memory_image(), cout)?;
+        Ok(WLayer {
+            weight,
+            bias,
+            cout,
+            groups,
+            k,
+            depthwise,
+            codes,
+            packed: Vec::<PackedWeights>::new(),
+            bias_i32: vec![0; cout],
+            qin,
+        })
+    }
+}
+
+/// The unsigned view of stored bytes (int8 codes: top bit flipped), into `buf` when a copy is needed.
+fn unsigned_view<'a>(q: QParams, x: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
+    if q.signed {
+        buf.clear();
+        buf.extend(x.iter().map(|&v| v ^ 0x80));
+        buf
+    } else {
+        x
+    }
+}
+
+/// Applies one float op of the PPU to a chunk of `b` examples.
+fn apply_float(op: &Op, x: &mut [f32], b: usize, w: &[Vec<f32>]) {
+    match op {
+        Op::Act(a) => fk::activate(x, *a),
+        Op::Softmax { len } => fk::softmax(x, *len),
+        Op::Channel { c, hw, param, add } => fk::channel_affine(x, *c, *hw, &w[*param], *add),
+        Op::GroupNorm {
+            c,
+            hw,
+            groups,
+            eps,
+            reparameterized,
+            weight,
+            bias,
+        } => fk::group_norm(
+            x,
+            b,
+            *c,
+            *hw,
+            *groups,
+            *eps,
+            &w[*weight],
+            &w[*bias],
+            *reparameterized,
+        ),
+        Op::BatchNorm {
+            c,
+            hw,
+            eps,
+            reparameterized,
+            weight,
+            bias,
+            mean,
+            var,
+        } => fk::batch_norm(
+            x,
+            b,
+            *c,
+            *hw,
+            *eps,
+            &w[*weight],
+            &w[*bias],
+            mean,
+            var,
+            *reparameterized,
+        ),
+        other => unreachable!("not a PPU op: {other:?}"),
+    }
+}
+
+impl Int8Network {
+    fn float_op(&self, layer: usize) -> &Op {
+        &self
+            .fnet
+            .steps
+            .iter()
+            .find(|s| s.layer == layer)
+            .expect("every computed layer has a float step")
+            .op
+    }
+
+    fn run_chain(&self, chain: &[usize], x: &mut [f32], b: usize) {
+        for &j in chain {
+            apply_float(self.float_op(j), x, b, &self.fnet.weights);
+        }
+    }
+
+    /// Runs step `st` on `b` examples: `ins` the stored (read-back) inputs, `out` the output codes
+    /// (`b · out_len`), `flo` a float buffer of at least `b · out_len` values (the logits when the step ends the
+    /// network on the PPU). Returns the number of saturated accumulators.
+    pub(super) fn run_step(
+        &self,
+        st: &IStep,
+        b: usize,
+        ins: &[&[u8]],
+        out: &mut [u8],
+        flo: &mut [f32],
+        s: &mut Scratch,
+    ) -> u64 {
+        let mut overflow = 0u64;
+        match &st.op {
+            IOp::Conv { wl, g, stage } => {
+                let w = &self.wl[*wl];
+                let q = st.qin[0];
+                let zu = q.zero_u();
+                let ohw = g.out_hw();
+                let per_out = w.cout * ohw;
+                let asym = w.codes.c.iter().any(|&c| c != 0.0);
+                s.acc.resize(b * per_out, 0);
+                s.asum.resize(b * per_out, 0);
+                let (mut xu, mut cols, mut raw, mut raw64, mut csum) = (
+                    std::mem::take(&mut s.xu),
+                    std::mem::take(&mut s.cols),
+                    Vec::<i32>::new(),
+                    std::mem::take(&mut s.acc64),
+                    Vec::<i32>::new(),
+                );
+                for e in 0..b {
+                    let x = &ins[0][e * g.in_len()..(e + 1) * g.in_len()];
+                    let x = unsigned_view(q, x, &mut xu);
+                    let acc = &mut s.acc[e * per_out..(e + 1) * per_out];
+                    let asum = &mut s.asum[e * per_out..(e + 1) * per_out];
+                    if w.depthwise {
+                        raw64.resize(per_out, 0);
+                        kernels::depthwise(x, g, w.cout, &w.codes.k, zu, &mut raw64, asum);
+                        for (co, (a, r)) in acc
+                            .chunks_exact_mut(ohw)
+                            .zip(raw64.chunks_exact(ohw))
+                            .enumerate()
+                        {
+                            for (a, &r) in a.iter_mut().zip(r) {
+                                *a = sat32(r + w.bias_i32[co] as i64, &mut overflow);
+                            }
+                        }
+                        continue;
+                    }
+                    let cg = g.c / w.groups;
+                    let og = w.cout / w.groups;
+                    let sub = Window { c: cg, ..*g };
+                    for gi in 0..w.groups {
+                        let pw = &w.packed[gi];
+                        let xg = &x[gi * sub.in_len()..(gi + 1) * sub.in_len()];
+                        kernels::im2col_packed(xg, &sub, zu as u8, &mut cols);
+                        let exact: &[i64] = if kernels::fits_i32(pw.kp) {
+                            raw.resize(og * ohw, 0);
+                            kernels::gemm(self.opts.path, pw, &cols, ohw, &mut raw);
+                            raw64.clear();
+                            raw64.extend(raw.iter().map(|&v| v as i64));
+                            &raw64
+                        } else {
+                            raw64.resize(og * ohw, 0);
+                            kernels::gemm_i64(pw, &cols, ohw, &mut raw64);
+                            &raw64
+                        };
+                        if asym {
+                            kernels::column_sums(&cols, pw.kp, ohw, &mut csum);
+                        }
+                        for r in 0..og {
+                            let co = gi * og + r;
+                            let corr = zu as i64 * pw.rowsum[r] as i64 - w.bias_i32[co] as i64;
+                            for p in 0..ohw {
+                                acc[co * ohw + p] = sat32(exact[r * ohw + p] - corr, &mut overflow);
+                                asum[co * ohw + p] = if asym {
+                                    csum[p] - (pw.k as i32) * zu
+                                } else {
+                                    0
+                                };
+                            }
+                        }
+                    }
+                }
+                s.xu = xu;
+                s.cols = cols;
+                s.acc64 = raw64;
+                self.finish(stage, w, b, ohw, &s.acc, &s.asum, out, flo);
+            }
+            IOp::Linear { wl, stage } => {
+                let w = &self.wl[*wl];
+                let q = st.qin[0];
+                let zu = q.zero_u();
+                let (inf, outf) = (w.k, w.cout);
+                let pw = &w.packed[0];
+                let asym = w.codes.c.iter().any(|&c| c != 0.0);
+                let mut xu = std::mem::take(&mut s.xu);
+                let x = unsigned_view(q, &ins[0][..b * inf], &mut xu);
+                kernels::pack_rows(x, b, inf, &mut s.cols);
+                let mut raw64 = std::mem::take(&mut s.acc64);
+                raw64.resize(outf * b, 0);
+                if kernels::fits_i32(pw.kp) {
+                    let mut raw = vec![0i32; outf * b];
+                    kernels::gemm(self.opts.path, pw, &s.cols, b, &mut raw);
+                    for (d, &v) in raw64.iter_mut().zip(&raw) {
+                        *d = v as i64;
+                    }
+                } else {
+                    kernels::gemm_i64(pw, &s.cols, b, &mut raw64);
+                }
+                let mut csum = Vec::new();
+                if asym {
+                    kernels::column_sums(&s.cols, pw.kp, b, &mut csum);
+                }
+                s.acc.resize(b * outf, 0);
+                s.asum.resize(b * outf, 0);
+                for j in 0..outf {
+                    let corr = zu as i64 * pw.rowsum[j] as i64 - w.bias_i32[j] as i64;
+                    for e in 0..b {
+                        s.acc[e * outf + j] = sat32(raw64[j * b + e] - corr, &mut overflow);
+                        s.asum[e * outf + j] = if asym { csum[e] - inf as i32 * zu } else { 0 };
+                    }
+                }
+                s.xu = xu;
+                s.acc64 = raw64;
+                self.finish(stage, w, b, 1, &s.acc, &s.asum, out, flo);
+            }
+            IOp::MaxPool { g } => {
+                let q = st.qin[0];
+                let flip = if q.signed { 0x80 } else { 0 };
+                let ohw = g.c * g.out_hw();
+                let mut xu = std::mem::take(&mut s.xu);
+                for e in 0..b {
+                    let x =
+                        unsigned_view(q, &ins[0][e * g.in_len()..(e + 1) * g.in_len()], &mut xu);
+                    let o = &mut out[e * ohw..(e + 1) * ohw];
+                    kernels::max_pool(x, g, o);
+                    o.iter_mut().for_each(|v| *v ^= flip);
+                }
+                s.xu = xu;
+            }
+            IOp::AvgPool {
+                g,
+                count_include_pad,
+                rq,
+            } => {
+                let q = st.qin[0];
+                let n_out = g.c * g.out_hw();
+                s.asum.resize(n_out, 0);
+                s.counts.resize(n_out, 0);
+                let mut xu = std::mem::take(&mut s.xu);
+                for e in 0..b {
+                    let x =
+                        unsigned_view(q, &ins[0][e * g.in_len()..(e + 1) * g.in_len()], &mut xu);
+                    kernels::avg_pool_sums(
+                        x,
+                        g,
+                        q.zero_u(),
+                        *count_include_pad,
+                        &mut s.asum,
+                        &mut s.counts,
+                    );
+                    for (o, (&sum, &d)) in out[e * n_out..(e + 1) * n_out]
+                        .iter_mut()
+                        .zip(s.asum.iter().zip(&s.counts))
+                    {
+                        *o = rq.apply(d.max(1) as usize - 1, sum, 0) as u8;
+                    }
+                }
+                s.xu = xu;
+            }
+            IOp::Add { qout } => {
+                let (qa, qb) = (st.qin[0], st.qin[1]);
+                for ((o, &a), &c) in out.iter_mut().zip(ins[0]).zip(ins[1]) {
+                    *o = qout.quantize(qa.dequantize(a) + qb.dequantize(c));
+                }
+            }
+            IOp::Concat { lens, luts } => {
+                let total: usize = lens.iter().sum();
+                for e in 0..b {
+                    let mut at = e * total;
+                    for ((part, &len), lut) in ins.iter().zip(lens).zip(luts) {
+                        for (o, &v) in out[at..at + len]
+                            .iter_mut()
+                            .zip(&part[e * len..(e + 1) * len])
+                        {
+                            *o = lut[v as usize];
+                        }
+                        at += len;
+                    }
+                }
+            }
+            IOp::Ppu { chain, qout } => {
+                let q = st.qin[0];
+                let n = b * st.out_len;
+                let t = q.dequant_table();
+                for (f, &v) in flo[..n].iter_mut().zip(ins[0]) {
+                    *f = t[v as usize];
+                }
+                self.run_chain(chain, &mut flo[..n], b);
+                if let Some(qo) = qout {
+                    for (o, &f) in out[..n].iter_mut().zip(&flo[..n]) {
+                        *o = qo.quantize(f);
+                    }
+                }
+            }
+        }
+        overflow
+    }
+
+    /// Output stage of a conv/linear: `acc`/`asum` laid out `[example][channel][position]`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        stage: &Stage,
+        w: &WLayer,
+        b: usize,
+        hw: usize,
+        acc: &[i32],
+        asum: &[i32],
+        out: &mut [u8],
+        flo: &mut [f32],
+    ) {
+        let per = w.cout * hw;
+        match stage {
+            Stage::Codes { rq, .. } => {
+                for e in 0..b {
+                    for co in 0..w.cout {
+                        let r = e * per + co * hw..e * per + (co + 1) * hw;
+                        for ((o, &a), &t) in
+                            out[r.clone()].iter_mut().zip(&acc[r.clone()]).zip(&asum[r])
+                        {
+                            *o = rq.apply(co, a, t) as u8;
+                        }
+                    }
+                }
+            }
+            Stage::Float { chain, qout } => {
+                let sa = w.qin.scale as f64;
+                let unit: Vec<f32> = w.codes.s.iter().map(|&sc| (sa * sc) as f32).collect();
+                let cunit: Vec<f32> = w.codes.c.iter().map(|&c| (sa * c) as f32).collect();
+                for e in 0..b {
+                    for co in 0..w.cout {
+                        let r = e * per + co * hw..e * per + (co + 1) * hw;
+                        for ((f, &a), &t) in
+                            flo[r.clone()].iter_mut().zip(&acc[r.clone()]).zip(&asum[r])
+                        {
+                            *f = a as f32 * unit[co] + t as f32 * cunit[co];
+                        }
+                    }
+                }
+                let n = b * per;
+                self.run_chain(chain, &mut flo[..n], b);
+                if let Some(qo) = qout {
+                    for (o, &f) in out[..n].iter_mut().zip(&flo[..n]) {
+                        *o = qo.quantize(f);
+                    }
+                }
+            }
+        }
+    }
+}

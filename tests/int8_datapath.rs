@@ -1,0 +1,67 @@
+//! The integer datapath on the shipped models (docs/datapath.md#accuracy): clean error within 0.5 points of the
+//! float engine on a test subset, with activations calibrated on training images.
+use std::path::Path;
+
+use accelsim::data::{self, DatasetKind};
+use accelsim::engine::int8::{Int8Network, Int8Options, CALIBRATION_IMAGES};
+use accelsim::engine::{act_store::Reliable, evaluate, Network};
+use accelsim::model::Model;
+
+fn dataset_dir() -> Option<&'static Path> {
+    let d = Path::new(data::DEFAULT_FASHION_MNIST_DIR);
+    d.is_dir().then_some(d)
+}
+
+#[test]
+fn shipped_models_int8_error_within_half_a_point_of_float() {
+    let Some(dir) = dataset_dir() else {
+        eprintln!("Fashion-MNIST not installed; skipped");
+        return;
+    };
+    let n = 2000;
+    let test = data::load_test_split(DatasetKind::FashionMnist, Some(dir), Some(n)).unwrap();
+    let train = data::load_train_split(
+        DatasetKind::FashionMnist,
+        Some(dir),
+        Some(CALIBRATION_IMAGES),
+    )
+    .unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    for path in names {
+        let model = Model::load(&path).unwrap();
+        let inp = &model.manifest().input;
+        let x = test.normalized(&inp.mean, &inp.std).unwrap();
+        let c = train.normalized(&inp.mean, &inp.std).unwrap();
+        let float = evaluate(&Network::from_model(&model), x.view(), &test.labels).unwrap();
+        let net = Int8Network::build(&model, c.view(), Int8Options::default()).unwrap();
+        let pred = net
+            .predict_with_store(x.view(), None, &Reliable, &|_| {})
+            .unwrap();
+        let wrong = pred
+            .iter()
+            .zip(&test.labels)
+            .filter(|(p, l)| **p != **l as u16)
+            .count();
+        let int8 = 100.0 * wrong as f64 / n as f64;
+        eprintln!(
+            "{}: float {:.2}% int8 {:.2}% overflows {}",
+            path.display(),
+            float.error_pct(),
+            int8,
+            net.overflow_count()
+        );
+        assert!(
+            (int8 - float.error_pct()).abs() <= 0.5,
+            "{}: int8 {int8:.2}% vs float {:.2}%",
+            path.display(),
+            float.error_pct()
+        );
+        assert_eq!(net.overflow_count(), 0);
+    }
+}
