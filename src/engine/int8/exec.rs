@@ -2,8 +2,8 @@
 use super::kernels::{self, PackedWeights};
 use super::quantize::QParams;
 use super::weights::WeightCodes;
-use super::{fk, sat32, IOp, IStep, Int8Network, Scratch, Stage, WLayer};
-use crate::engine::{EngineError, Op, Window};
+use super::{fk, IOp, IStep, Int8Network, Scratch, Stage, WLayer};
+use crate::engine::{EngineError, Op};
 use crate::model::Model;
 use crate::quant::QuantConfig;
 
@@ -33,6 +33,20 @@ impl WLayer {
             bias_i32: vec![0; cout],
             qin,
         })
+    }
+}
+
+impl WLayer {
+    /// The kernels' view of this layer's weights.
+    fn gemm_weights(&self) -> kernels::LayerWeights<'_> {
+        kernels::LayerWeights {
+            cout: self.cout,
+            groups: self.groups,
+            depthwise: self.depthwise,
+            codes: &self.codes.k,
+            packed: &self.packed,
+            asym: self.codes.c.iter().any(|&c| c != 0.0),
+        }
     }
 }
 
@@ -131,114 +145,47 @@ impl Int8Network {
             IOp::Conv { wl, g, stage } => {
                 let w = &self.wl[*wl];
                 let q = st.qin[0];
-                let zu = q.zero_u();
-                let ohw = g.out_hw();
-                let per_out = w.cout * ohw;
-                let asym = w.codes.c.iter().any(|&c| c != 0.0);
+                let per_in = g.in_len();
+                let per_out = w.cout * g.out_hw();
                 s.acc.resize(b * per_out, 0);
                 s.asum.resize(b * per_out, 0);
-                let (mut xu, mut cols, mut raw, mut raw64, mut csum) = (
-                    std::mem::take(&mut s.xu),
-                    std::mem::take(&mut s.cols),
-                    Vec::<i32>::new(),
-                    std::mem::take(&mut s.acc64),
-                    Vec::<i32>::new(),
-                );
+                let mut xu = std::mem::take(&mut s.xu);
                 for e in 0..b {
-                    let x = &ins[0][e * g.in_len()..(e + 1) * g.in_len()];
-                    let x = unsigned_view(q, x, &mut xu);
-                    let acc = &mut s.acc[e * per_out..(e + 1) * per_out];
-                    let asum = &mut s.asum[e * per_out..(e + 1) * per_out];
-                    if w.depthwise {
-                        raw64.resize(per_out, 0);
-                        kernels::depthwise(x, g, w.cout, &w.codes.k, zu, &mut raw64, asum);
-                        for (co, (a, r)) in acc
-                            .chunks_exact_mut(ohw)
-                            .zip(raw64.chunks_exact(ohw))
-                            .enumerate()
-                        {
-                            for (a, &r) in a.iter_mut().zip(r) {
-                                *a = sat32(r + w.bias_i32[co] as i64, &mut overflow);
-                            }
-                        }
-                        continue;
-                    }
-                    let cg = g.c / w.groups;
-                    let og = w.cout / w.groups;
-                    let sub = Window { c: cg, ..*g };
-                    for gi in 0..w.groups {
-                        let pw = &w.packed[gi];
-                        let xg = &x[gi * sub.in_len()..(gi + 1) * sub.in_len()];
-                        kernels::im2col_packed(xg, &sub, zu as u8, &mut cols);
-                        let exact: &[i64] = if kernels::fits_i32(pw.kp) {
-                            raw.resize(og * ohw, 0);
-                            kernels::gemm(self.opts.path, pw, &cols, ohw, &mut raw);
-                            raw64.clear();
-                            raw64.extend(raw.iter().map(|&v| v as i64));
-                            &raw64
-                        } else {
-                            raw64.resize(og * ohw, 0);
-                            kernels::gemm_i64(pw, &cols, ohw, &mut raw64);
-                            &raw64
-                        };
-                        if asym {
-                            kernels::column_sums(&cols, pw.kp, ohw, &mut csum);
-                        }
-                        for r in 0..og {
-                            let co = gi * og + r;
-                            let corr = zu as i64 * pw.rowsum[r] as i64 - w.bias_i32[co] as i64;
-                            for p in 0..ohw {
-                                acc[co * ohw + p] = sat32(exact[r * ohw + p] - corr, &mut overflow);
-                                asum[co * ohw + p] = if asym {
-                                    csum[p] - (pw.k as i32) * zu
-                                } else {
-                                    0
-                                };
-                            }
-                        }
-                    }
+                    let x = unsigned_view(q, &ins[0][e * per_in..(e + 1) * per_in], &mut xu);
+                    overflow += kernels::conv_acc(
+                        self.opts.path,
+                        x,
+                        q.zero_u(),
+                        g,
+                        &w.gemm_weights(),
+                        &w.bias_i32,
+                        &mut s.k,
+                        &mut s.acc[e * per_out..(e + 1) * per_out],
+                        &mut s.asum[e * per_out..(e + 1) * per_out],
+                    );
                 }
                 s.xu = xu;
-                s.cols = cols;
-                s.acc64 = raw64;
-                self.finish(stage, w, b, ohw, &s.acc, &s.asum, out, flo);
+                self.finish(stage, w, b, g.out_hw(), &s.acc, &s.asum, out, flo);
             }
             IOp::Linear { wl, stage } => {
                 let w = &self.wl[*wl];
                 let q = st.qin[0];
-                let zu = q.zero_u();
-                let (inf, outf) = (w.k, w.cout);
-                let pw = &w.packed[0];
-                let asym = w.codes.c.iter().any(|&c| c != 0.0);
                 let mut xu = std::mem::take(&mut s.xu);
-                let x = unsigned_view(q, &ins[0][..b * inf], &mut xu);
-                kernels::pack_rows(x, b, inf, &mut s.cols);
-                let mut raw64 = std::mem::take(&mut s.acc64);
-                raw64.resize(outf * b, 0);
-                if kernels::fits_i32(pw.kp) {
-                    let mut raw = vec![0i32; outf * b];
-                    kernels::gemm(self.opts.path, pw, &s.cols, b, &mut raw);
-                    for (d, &v) in raw64.iter_mut().zip(&raw) {
-                        *d = v as i64;
-                    }
-                } else {
-                    kernels::gemm_i64(pw, &s.cols, b, &mut raw64);
-                }
-                let mut csum = Vec::new();
-                if asym {
-                    kernels::column_sums(&s.cols, pw.kp, b, &mut csum);
-                }
-                s.acc.resize(b * outf, 0);
-                s.asum.resize(b * outf, 0);
-                for j in 0..outf {
-                    let corr = zu as i64 * pw.rowsum[j] as i64 - w.bias_i32[j] as i64;
-                    for e in 0..b {
-                        s.acc[e * outf + j] = sat32(raw64[j * b + e] - corr, &mut overflow);
-                        s.asum[e * outf + j] = if asym { csum[e] - inf as i32 * zu } else { 0 };
-                    }
-                }
+                let x = unsigned_view(q, &ins[0][..b * w.k], &mut xu);
+                s.acc.resize(b * w.cout, 0);
+                s.asum.resize(b * w.cout, 0);
+                overflow += kernels::linear_acc(
+                    self.opts.path,
+                    x,
+                    b,
+                    q.zero_u(),
+                    &w.gemm_weights(),
+                    &w.bias_i32,
+                    &mut s.k,
+                    &mut s.acc,
+                    &mut s.asum,
+                );
                 s.xu = xu;
-                s.acc64 = raw64;
                 self.finish(stage, w, b, 1, &s.acc, &s.asum, out, flo);
             }
             IOp::MaxPool { g } => {

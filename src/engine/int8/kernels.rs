@@ -427,3 +427,153 @@ pub fn avg_pool_sums(
         }
     }
 }
+
+/// A conv/linear layer's weights as the accumulation kernels read them.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerWeights<'a> {
+    pub cout: usize,
+    pub groups: usize,
+    /// One input channel per group: `codes` is `[cout][kh·kw]`, read directly.
+    pub depthwise: bool,
+    /// Row-major integer codes `[cout][depth]`.
+    pub codes: &'a [i8],
+    /// One packed GEMM operand per group (dense and grouped layers).
+    pub packed: &'a [PackedWeights],
+    /// Whether the window sums are needed (asymmetric weight schemes).
+    pub asym: bool,
+}
+
+/// Reusable buffers of [`conv_acc`] and [`linear_acc`].
+#[derive(Default, Debug)]
+pub struct KernelScratch {
+    cols: Vec<u8>,
+    raw: Vec<i32>,
+    raw64: Vec<i64>,
+    csum: Vec<i32>,
+}
+
+/// Raw GEMM sums exactly (i32 kernel on `path` when the depth allows, else the i64 loops) into `scratch.raw64`.
+fn gemm_exact(path: Path, w: &PackedWeights, b: &[u8], n: usize, sc: &mut KernelScratch) {
+    sc.raw64.resize(w.m * n, 0);
+    if fits_i32(w.kp) {
+        sc.raw.resize(w.m * n, 0);
+        gemm(path, w, b, n, &mut sc.raw);
+        for (d, &v) in sc.raw64.iter_mut().zip(&sc.raw) {
+            *d = v as i64;
+        }
+    } else {
+        gemm_i64(w, b, n, &mut sc.raw64);
+    }
+}
+
+/// Convolution accumulators of one example (`x` unsigned view, zero point `zu`): `acc[co][p] = sat_i32(Σ (u -
+/// z_u)·k + bias[co])` and, when `w.asym`, `asum[co][p] = Σ (u - z_u)` over the window (else 0). Dense and grouped
+/// layers: im2col + [`gemm`] per group, the zero point removed with the row sums; depthwise: [`depthwise`].
+/// Returns the number of saturated accumulators.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_acc(
+    path: Path,
+    x: &[u8],
+    zu: i32,
+    g: &crate::engine::kernels::Window,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+) -> u64 {
+    let ohw = g.out_hw();
+    let mut overflow = 0u64;
+    let mut sat = |v: i64| -> i32 {
+        if v > i32::MAX as i64 || v < i32::MIN as i64 {
+            overflow += 1;
+        }
+        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    };
+    if w.depthwise {
+        sc.raw64.resize(w.cout * ohw, 0);
+        depthwise(x, g, w.cout, w.codes, zu, &mut sc.raw64, asum);
+        for co in 0..w.cout {
+            for p in 0..ohw {
+                acc[co * ohw + p] = sat(sc.raw64[co * ohw + p] + bias[co] as i64);
+            }
+        }
+        if !w.asym {
+            asum.fill(0);
+        }
+        return overflow;
+    }
+    let cg = g.c / w.groups;
+    let og = w.cout / w.groups;
+    let sub = crate::engine::kernels::Window { c: cg, ..*g };
+    let mut cols = std::mem::take(&mut sc.cols);
+    for gi in 0..w.groups {
+        let pw = &w.packed[gi];
+        im2col_packed(
+            &x[gi * sub.in_len()..(gi + 1) * sub.in_len()],
+            &sub,
+            zu as u8,
+            &mut cols,
+        );
+        gemm_exact(path, pw, &cols, ohw, sc);
+        if w.asym {
+            column_sums(&cols, pw.kp, ohw, &mut sc.csum);
+        }
+        for r in 0..og {
+            let co = gi * og + r;
+            let corr = zu as i64 * pw.rowsum[r] as i64 - bias[co] as i64;
+            for p in 0..ohw {
+                acc[co * ohw + p] = sat(sc.raw64[r * ohw + p] - corr);
+                asum[co * ohw + p] = if w.asym {
+                    sc.csum[p] - pw.k as i32 * zu
+                } else {
+                    0
+                };
+            }
+        }
+    }
+    sc.cols = cols;
+    overflow
+}
+
+/// Linear accumulators of `n` examples (`x` row-major `n x in`, unsigned view): `acc[e][j] = sat_i32(Σ_i (u -
+/// z_u)·k[j][i] + bias[j])`, `asum[e][j] = Σ_i (u - z_u)` when `w.asym` (else 0). Returns the saturations.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_acc(
+    path: Path,
+    x: &[u8],
+    n: usize,
+    zu: i32,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+) -> u64 {
+    let pw = &w.packed[0];
+    let (inf, outf) = (pw.k, w.cout);
+    let mut cols = std::mem::take(&mut sc.cols);
+    pack_rows(&x[..n * inf], n, inf, &mut cols);
+    gemm_exact(path, pw, &cols, n, sc);
+    if w.asym {
+        column_sums(&cols, pw.kp, n, &mut sc.csum);
+    }
+    let mut overflow = 0u64;
+    for j in 0..outf {
+        let corr = zu as i64 * pw.rowsum[j] as i64 - bias[j] as i64;
+        for e in 0..n {
+            let v = sc.raw64[j * n + e] - corr;
+            if v > i32::MAX as i64 || v < i32::MIN as i64 {
+                overflow += 1;
+            }
+            acc[e * outf + j] = v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            asum[e * outf + j] = if w.asym {
+                sc.csum[e] - inf as i32 * zu
+            } else {
+                0
+            };
+        }
+    }
+    sc.cols = cols;
+    overflow
+}

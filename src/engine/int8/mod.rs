@@ -890,9 +890,8 @@ struct Workspace {
 #[derive(Default)]
 pub(crate) struct Scratch {
     xu: Vec<u8>,
-    cols: Vec<u8>,
+    k: kernels::KernelScratch,
     acc: Vec<i32>,
-    acc64: Vec<i64>,
     asum: Vec<i32>,
     counts: Vec<u32>,
 }
@@ -929,17 +928,6 @@ fn pool_requant(mode: RequantMode, qin: QParams, qout: QParams, max_count: usize
         .collect();
     let (lo, hi) = qout.code_range();
     Requant::new(mode, &m, &[], qout.zero, lo, hi)
-}
-
-/// Saturates an exact accumulator to i32, counting overflows.
-#[inline(always)]
-fn sat32(v: i64, overflow: &mut u64) -> i32 {
-    if v > i32::MAX as i64 || v < i32::MIN as i64 {
-        *overflow += 1;
-        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
-    } else {
-        v as i32
-    }
 }
 
 mod exec;
