@@ -213,3 +213,14 @@ mod tests {
         }
     }
 }
+
+/// Parses `--datapath`: `int8` or `float` (docs/datapath.md).
+pub fn datapath(s: &str) -> Result<crate::config::systolic::Datapath, ValueError> {
+    use crate::config::systolic::Datapath;
+    Datapath::parse(s.trim()).ok_or_else(|| {
+        ValueError(format!(
+            "is not a datapath; allowed {}",
+            Datapath::ALL.map(|d| d.name()).join(", ")
+        ))
+    })
+}

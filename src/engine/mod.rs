@@ -688,6 +688,92 @@ impl Network {
     }
 }
 
+/// A compiled network that predicts classes: the float engine ([`Network`]) or the integer datapath
+/// ([`int8::Int8Network`], docs/datapath.md). [`Evaluator`] and the sweeps run either.
+pub trait Inference: Sync + Send {
+    /// Checks that a batch has the network's per-example shape.
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError>;
+    /// Number of logits.
+    fn classes(&self) -> usize;
+    /// Predicted class per example (argmax, first maximum, `u16::MAX` for all-NaN logits). `images[i]`: example
+    /// i's index in the evaluated split (`None`: 0, 1, ...); `store`: the activation buffers the integer datapath
+    /// reads its stored maps through (the float engine stores no activation codes and ignores it).
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        images: Option<&[u64]>,
+        store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError>;
+    /// Re-reads the weights from a (possibly corrupted) memory image (see [`Network::set_weights_from_image`]).
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError>;
+    /// `float` or `int8`.
+    fn datapath(&self) -> &'static str;
+}
+
+impl Inference for Network {
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        Network::check_input(self, batch)
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        _images: Option<&[u64]>,
+        _store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError> {
+        self.predict_with(batch, progress)
+    }
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError> {
+        Network::set_weights_from_image(self, model, image, changed)
+    }
+    fn datapath(&self) -> &'static str {
+        "float"
+    }
+}
+
+impl Inference for int8::Int8Network {
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        self.fnet_check_input(batch)
+    }
+    fn classes(&self) -> usize {
+        int8::Int8Network::classes(self)
+    }
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        images: Option<&[u64]>,
+        store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError> {
+        self.predict_with_store(batch, images, store, progress)
+    }
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError> {
+        int8::Int8Network::set_weights_from_image(self, model, image, changed)
+    }
+    fn datapath(&self) -> &'static str {
+        "int8"
+    }
+}
+
 /// Index of the first maximal non-NaN value; `u16::MAX` when all are NaN.
 pub fn argmax(row: &[f32]) -> u16 {
     let mut best = u16::MAX;

@@ -661,6 +661,10 @@ impl Int8Network {
         }
     }
 
+    pub(crate) fn fnet_check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        self.fnet.check_input(batch)
+    }
+
     /// Number of logits.
     pub fn classes(&self) -> usize {
         self.classes
