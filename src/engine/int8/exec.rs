@@ -1,6 +1,7 @@
 //! Execution of one compiled integer step over a chunk of examples (docs/datapath.md#layers).
 use super::kernels::{self, PackedWeights};
 use super::quantize::QParams;
+use super::simd;
 use super::weights::WeightCodes;
 use super::{fk, IOp, IStep, Int8Network, Scratch, Stage, WLayer};
 use crate::engine::{EngineError, Op};
@@ -147,8 +148,9 @@ impl Int8Network {
                 let q = st.qin[0];
                 let per_in = g.in_len();
                 let per_out = w.cout * g.out_hw();
+                let per_sum = w.groups * g.out_hw();
                 s.acc.resize(b * per_out, 0);
-                s.asum.resize(b * per_out, 0);
+                s.asum.resize(b * per_sum, 0);
                 let mut xu = std::mem::take(&mut s.xu);
                 for e in 0..b {
                     let x = unsigned_view(q, &ins[0][e * per_in..(e + 1) * per_in], &mut xu);
@@ -161,7 +163,7 @@ impl Int8Network {
                         &w.bias_i32,
                         &mut s.k,
                         &mut s.acc[e * per_out..(e + 1) * per_out],
-                        &mut s.asum[e * per_out..(e + 1) * per_out],
+                        &mut s.asum[e * per_sum..(e + 1) * per_sum],
                     );
                 }
                 s.xu = xu;
@@ -173,7 +175,7 @@ impl Int8Network {
                 let mut xu = std::mem::take(&mut s.xu);
                 let x = unsigned_view(q, &ins[0][..b * w.k], &mut xu);
                 s.acc.resize(b * w.cout, 0);
-                s.asum.resize(b * w.cout, 0);
+                s.asum.resize(b, 0);
                 overflow += kernels::linear_acc(
                     self.opts.path,
                     x,
@@ -262,16 +264,15 @@ impl Int8Network {
                 }
                 self.run_chain(chain, &mut flo[..n], b);
                 if let Some(qo) = qout {
-                    for (o, &f) in out[..n].iter_mut().zip(&flo[..n]) {
-                        *o = qo.quantize(f);
-                    }
+                    simd::quantize_slice(*qo, &flo[..n], &mut out[..n]);
                 }
             }
         }
         overflow
     }
 
-    /// Output stage of a conv/linear: `acc`/`asum` laid out `[example][channel][position]`.
+    /// Output stage of a conv/linear: `acc` laid out `[example][channel][position]`, `asum` (asymmetric weights
+    /// only) `[example][group][position]`.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
@@ -285,39 +286,40 @@ impl Int8Network {
         flo: &mut [f32],
     ) {
         let per = w.cout * hw;
+        let og = w.cout / w.groups;
+        let asym = w.codes.c.iter().any(|&c| c != 0.0);
+        let zeros = vec![0i32; hw];
+        let sums = |e: usize, co: usize| -> &[i32] {
+            if asym {
+                let gi = co / og;
+                &asum[(e * w.groups + gi) * hw..(e * w.groups + gi + 1) * hw]
+            } else {
+                &zeros
+            }
+        };
         match stage {
             Stage::Codes { rq, .. } => {
                 for e in 0..b {
                     for co in 0..w.cout {
                         let r = e * per + co * hw..e * per + (co + 1) * hw;
-                        for ((o, &a), &t) in
-                            out[r.clone()].iter_mut().zip(&acc[r.clone()]).zip(&asum[r])
-                        {
-                            *o = rq.apply(co, a, t) as u8;
-                        }
+                        simd::requant_row(rq, co, &acc[r.clone()], sums(e, co), &mut out[r]);
                     }
                 }
             }
             Stage::Float { chain, qout } => {
                 let sa = w.qin.scale as f64;
-                let unit: Vec<f32> = w.codes.s.iter().map(|&sc| (sa * sc) as f32).collect();
-                let cunit: Vec<f32> = w.codes.c.iter().map(|&c| (sa * c) as f32).collect();
                 for e in 0..b {
                     for co in 0..w.cout {
                         let r = e * per + co * hw..e * per + (co + 1) * hw;
-                        for ((f, &a), &t) in
-                            flo[r.clone()].iter_mut().zip(&acc[r.clone()]).zip(&asum[r])
-                        {
-                            *f = a as f32 * unit[co] + t as f32 * cunit[co];
-                        }
+                        let unit = (sa * w.codes.s[co]) as f32;
+                        let cunit = (sa * w.codes.c[co]) as f32;
+                        simd::dequant_row(&acc[r.clone()], sums(e, co), unit, cunit, &mut flo[r]);
                     }
                 }
                 let n = b * per;
                 self.run_chain(chain, &mut flo[..n], b);
                 if let Some(qo) = qout {
-                    for (o, &f) in out[..n].iter_mut().zip(&flo[..n]) {
-                        *o = qo.quantize(f);
-                    }
+                    simd::quantize_slice(*qo, &flo[..n], &mut out[..n]);
                 }
             }
         }

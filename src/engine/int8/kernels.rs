@@ -119,18 +119,47 @@ pub fn im2col_packed(x: &[u8], g: &crate::engine::kernels::Window, pad: u8, out:
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let kk = (ci * g.kh + ki) * g.kw + kj;
-                let base = (kk >> 2) * n * 4 + (kk & 3);
+                let dst = &mut out[(kk >> 2) * n * 4..((kk >> 2) + 1) * n * 4];
+                let lane = kk & 3;
+                // Output columns whose input column ox·sw + kj·dw - pw lies inside [0, w).
+                let off = kj * g.dw;
+                let lo = g.pw.saturating_sub(off).div_ceil(g.sw).min(g.ow);
+                let hi = if g.w + g.pw > off {
+                    ((g.w + g.pw - off - 1) / g.sw + 1).min(g.ow)
+                } else {
+                    0
+                }
+                .max(lo);
                 for oy in 0..g.oh {
+                    let drow = &mut dst[oy * g.ow * 4..(oy + 1) * g.ow * 4];
                     let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
-                    let row_ok = iy >= 0 && (iy as usize) < g.h;
-                    for ox in 0..g.ow {
-                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
-                        let v = if row_ok && ix >= 0 && (ix as usize) < g.w {
-                            plane[iy as usize * g.w + ix as usize]
+                    if iy < 0 || iy as usize >= g.h {
+                        for q in drow.chunks_exact_mut(4) {
+                            q[lane] = pad;
+                        }
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for q in drow[..lo * 4].chunks_exact_mut(4) {
+                        q[lane] = pad;
+                    }
+                    for q in drow[hi * 4..].chunks_exact_mut(4) {
+                        q[lane] = pad;
+                    }
+                    if hi > lo {
+                        let ix0 = lo * g.sw + off - g.pw;
+                        if g.sw == 1 {
+                            for (q, &v) in drow[lo * 4..hi * 4]
+                                .chunks_exact_mut(4)
+                                .zip(&src[ix0..ix0 + (hi - lo)])
+                            {
+                                q[lane] = v;
+                            }
                         } else {
-                            pad
-                        };
-                        out[base + (oy * g.ow + ox) * 4] = v;
+                            for (j, q) in drow[lo * 4..hi * 4].chunks_exact_mut(4).enumerate() {
+                                q[lane] = src[ix0 + j * g.sw];
+                            }
+                        }
                     }
                 }
             }
@@ -365,6 +394,25 @@ pub fn depthwise(
 /// Max pooling on unsigned-view codes of one C x H x W map (padding taps are ignored, as -inf). Codes order as
 /// the values they stand for (the scale is positive), so the output keeps the input's scale and zero point.
 pub fn max_pool(x: &[u8], g: &crate::engine::kernels::Window, out: &mut [u8]) {
+    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
+        // The common 2x2 / stride 2 / unpadded case: every window lies inside the map.
+        for c in 0..g.c {
+            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+            let o = &mut out[c * g.out_hw()..(c + 1) * g.out_hw()];
+            for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+                let r0 = &plane[2 * oy * g.w..2 * oy * g.w + 2 * g.ow];
+                let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * g.ow];
+                for ((v, a), b) in orow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *v = a[0].max(a[1]).max(b[0].max(b[1]));
+                }
+            }
+        }
+        return;
+    }
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for oy in 0..g.oh {
@@ -466,10 +514,20 @@ fn gemm_exact(path: Path, w: &PackedWeights, b: &[u8], n: usize, sc: &mut Kernel
     }
 }
 
+/// True when `Σ u·k` of depth `kp` plus `corr` can never leave i32 (then the correction runs in i32, unchecked).
+#[inline]
+fn fits_with(kp: usize, corr: i64) -> bool {
+    (kp as i64)
+        .saturating_mul(255 * MAX_W as i64)
+        .saturating_add(corr.abs())
+        <= i32::MAX as i64
+}
+
 /// Convolution accumulators of one example (`x` unsigned view, zero point `zu`): `acc[co][p] = sat_i32(Σ (u -
-/// z_u)·k + bias[co])` and, when `w.asym`, `asum[co][p] = Σ (u - z_u)` over the window (else 0). Dense and grouped
-/// layers: im2col + [`gemm`] per group, the zero point removed with the row sums; depthwise: [`depthwise`].
-/// Returns the number of saturated accumulators.
+/// z_u)·k + bias[co])` and, when `w.asym`, the window sums `asum[gi][p] = Σ (u - z_u)` per group `gi` (the same
+/// for every output channel of the group; left untouched otherwise). Dense and grouped layers: im2col +
+/// [`gemm`] per group, the zero point removed with the row sums (in i32 when no sum can overflow, else exactly
+/// in i64 and saturated); depthwise: [`depthwise`]. Returns the number of saturated accumulators.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_acc(
     path: Path,
@@ -491,15 +549,20 @@ pub fn conv_acc(
         v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
     };
     if w.depthwise {
+        let mult = w.cout / g.c;
         sc.raw64.resize(w.cout * ohw, 0);
-        depthwise(x, g, w.cout, w.codes, zu, &mut sc.raw64, asum);
+        sc.csum.resize(w.cout * ohw, 0);
+        depthwise(x, g, w.cout, w.codes, zu, &mut sc.raw64, &mut sc.csum);
         for co in 0..w.cout {
             for p in 0..ohw {
                 acc[co * ohw + p] = sat(sc.raw64[co * ohw + p] + bias[co] as i64);
             }
         }
-        if !w.asym {
-            asum.fill(0);
+        if w.asym {
+            for gi in 0..w.groups {
+                asum[gi * ohw..(gi + 1) * ohw]
+                    .copy_from_slice(&sc.csum[gi * mult * ohw..(gi * mult + 1) * ohw]);
+            }
         }
         return overflow;
     }
@@ -515,20 +578,40 @@ pub fn conv_acc(
             zu as u8,
             &mut cols,
         );
-        gemm_exact(path, pw, &cols, ohw, sc);
         if w.asym {
             column_sums(&cols, pw.kp, ohw, &mut sc.csum);
+            let kz = pw.k as i32 * zu;
+            for (a, &c) in asum[gi * ohw..(gi + 1) * ohw].iter_mut().zip(&sc.csum) {
+                *a = c - kz;
+            }
         }
-        for r in 0..og {
-            let co = gi * og + r;
-            let corr = zu as i64 * pw.rowsum[r] as i64 - bias[co] as i64;
-            for p in 0..ohw {
-                acc[co * ohw + p] = sat(sc.raw64[r * ohw + p] - corr);
-                asum[co * ohw + p] = if w.asym {
-                    sc.csum[p] - pw.k as i32 * zu
-                } else {
-                    0
-                };
+        let accg = &mut acc[gi * og * ohw..(gi + 1) * og * ohw];
+        let corr: Vec<i64> = (0..og)
+            .map(|r| bias[gi * og + r] as i64 - zu as i64 * pw.rowsum[r] as i64)
+            .collect();
+        if fits_i32(pw.kp) && corr.iter().all(|&c| fits_with(pw.kp, c)) {
+            gemm(path, pw, &cols, ohw, accg);
+            for (row, &c) in accg.chunks_exact_mut(ohw).zip(&corr) {
+                let c = c as i32;
+                for v in row {
+                    *v += c;
+                }
+            }
+        } else {
+            sc.raw64.resize(og * ohw, 0);
+            if fits_i32(pw.kp) {
+                sc.raw.resize(og * ohw, 0);
+                gemm(path, pw, &cols, ohw, &mut sc.raw);
+                for (d, &v) in sc.raw64.iter_mut().zip(&sc.raw) {
+                    *d = v as i64;
+                }
+            } else {
+                gemm_i64(pw, &cols, ohw, &mut sc.raw64);
+            }
+            for r in 0..og {
+                for p in 0..ohw {
+                    accg[r * ohw + p] = sat(sc.raw64[r * ohw + p] + corr[r]);
+                }
             }
         }
     }
@@ -537,7 +620,8 @@ pub fn conv_acc(
 }
 
 /// Linear accumulators of `n` examples (`x` row-major `n x in`, unsigned view): `acc[e][j] = sat_i32(Σ_i (u -
-/// z_u)·k[j][i] + bias[j])`, `asum[e][j] = Σ_i (u - z_u)` when `w.asym` (else 0). Returns the saturations.
+/// z_u)·k[j][i] + bias[j])`, `asum[e] = Σ_i (u - z_u)` when `w.asym` (left untouched otherwise). Returns the
+/// saturations.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_acc(
     path: Path,
@@ -567,11 +651,11 @@ pub fn linear_acc(
                 overflow += 1;
             }
             acc[e * outf + j] = v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-            asum[e * outf + j] = if w.asym {
-                sc.csum[e] - inf as i32 * zu
-            } else {
-                0
-            };
+        }
+    }
+    if w.asym {
+        for (a, &c) in asum[..n].iter_mut().zip(&sc.csum) {
+            *a = c - inf as i32 * zu;
         }
     }
     sc.cols = cols;

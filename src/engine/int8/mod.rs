@@ -28,6 +28,7 @@ pub mod kernels;
 pub mod quantize;
 pub mod reference;
 pub mod requant;
+mod simd;
 pub mod weights;
 
 use kernels::{PackedWeights, Path};

@@ -10,6 +10,16 @@
 //! with its top bit flipped) and `u = q` for uint8, with zero point `z_u` likewise, so that the u8 × i8 products
 //! of `vpdpbusd` apply to both (docs/datapath.md#kernels).
 
+/// `round_half_even(t)` for the quantizers, without a libm call (vectorizes): `t` is first clamped to
+/// `±2^22` (any such value saturates every 8-bit code range anyway), where adding and subtracting `1.5·2^23`
+/// rounds to the nearest integer, ties to even, in the default rounding mode. NaN stays NaN (`as i32` gives 0).
+#[inline(always)]
+pub fn round_half_even_clamped(t: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let t = t.clamp(-4_194_304.0, 4_194_304.0);
+    (t + MAGIC) - MAGIC
+}
+
 /// Scale and zero point of one activation tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QParams {
@@ -70,9 +80,9 @@ impl QParams {
     #[inline(always)]
     pub fn quantize(&self, x: f32) -> u8 {
         let (lo, hi) = self.code_range();
-        let t = (x / self.scale).round_ties_even();
-        // `as i32` saturates and maps NaN to 0; the clamp below keeps the result in range.
-        let q = (t as i32).saturating_add(self.zero).clamp(lo, hi);
+        let t = round_half_even_clamped(x / self.scale);
+        // `as i32` maps NaN to 0; |t| ≤ 2^22, so the sum cannot overflow; the clamp saturates.
+        let q = (t as i32 + self.zero).clamp(lo, hi);
         self.byte_of(q)
     }
 

@@ -131,8 +131,8 @@ impl Requant {
                 if !self.off.is_empty() {
                     t += self.off[c];
                 }
-                // `as i64` saturates (and maps NaN to 0); the clamp below saturates to the code range.
-                t.round_ties_even() as i64
+                // |t| clamped to 2^22 (saturates every code range); NaN maps to 0.
+                super::quantize::round_half_even_clamped(t) as i64
             }
             RequantMode::FixedPoint => {
                 let f = self.fx[c];

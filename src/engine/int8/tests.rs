@@ -155,13 +155,14 @@ proptest! {
         let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
         for path in available_paths() {
             let n = cout * g.out_hw();
-            let (mut acc, mut asum) = (vec![0i32; n], vec![0i32; n]);
+            let (mut acc, mut asum) = (vec![0i32; n], vec![0i32; groups * g.out_hw()]);
             let mut sc = KernelScratch::default();
             let ov = kernels::conv_acc(path, &xu, q.zero_u(), &g, &layer(cout, groups, dw, &wk, &packed), &bias, &mut sc, &mut acc, &mut asum);
             prop_assert_eq!(ov, 0);
             for i in 0..n {
                 prop_assert_eq!(acc[i] as i64, racc[i] + bias[i / g.out_hw()] as i64, "{} at {}", path.name(), i);
-                prop_assert_eq!(asum[i] as i64, rsum[i]);
+                let (co, p) = (i / g.out_hw(), i % g.out_hw());
+                prop_assert_eq!(asum[(co / og) * g.out_hw() + p] as i64, rsum[i]);
             }
         }
     }
@@ -174,17 +175,29 @@ proptest! {
         let packed = vec![PackedWeights::new(outf, inf, &wk)];
         let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
         for path in available_paths() {
-            let (mut acc, mut asum) = (vec![0i32; n * outf], vec![0i32; n * outf]);
+            let (mut acc, mut asum) = (vec![0i32; n * outf], vec![0i32; n]);
             let mut sc = KernelScratch::default();
             kernels::linear_acc(path, &xu, n, q.zero_u(), &layer(outf, 1, false, &wk, &packed), &bias, &mut sc, &mut acc, &mut asum);
             for e in 0..n {
                 let (r, t) = reference::linear_acc(&x[e * inf..(e + 1) * inf], q, outf, &wk);
                 for j in 0..outf {
                     prop_assert_eq!(acc[e * outf + j] as i64, r[j] + bias[j] as i64);
-                    prop_assert_eq!(asum[e * outf + j] as i64, t);
+                    prop_assert_eq!(asum[e] as i64, t);
                 }
             }
         }
+    }
+
+    #[test]
+    fn requant_rows_dispatched_equal_portable(accs in proptest::collection::vec(any::<i32>(), 1..40), m in -2.0f64..2.0, z in -128i32..128, fixed in any::<bool>()) {
+        let mode = if fixed { RequantMode::FixedPoint } else { RequantMode::Float };
+        let rq = Requant::new(mode, &[m], &[], z, -128, 127);
+        let (mut a, mut b) = (vec![0u8; accs.len()], vec![0u8; accs.len()]);
+        super::simd::requant_row(&rq, 0, &accs, &[], &mut a);
+        super::simd::portable(&rq, 0, &accs, &[], &mut b);
+        prop_assert_eq!(&a, &b);
+        let direct: Vec<u8> = accs.iter().map(|&v| rq.apply(0, v, 0) as u8).collect();
+        prop_assert_eq!(a, direct);
     }
 
     #[test]
