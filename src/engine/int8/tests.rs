@@ -201,6 +201,14 @@ proptest! {
     }
 
     #[test]
+    fn quantize_slice_equals_quantize(x in proptest::collection::vec(-1e6f32..1e6, 1..70), q in qparams()) {
+        let mut a = vec![0u8; x.len()];
+        super::simd::quantize_slice(q, &x, &mut a);
+        let direct: Vec<u8> = x.iter().map(|&v| q.quantize(v)).collect();
+        prop_assert_eq!(a, direct);
+    }
+
+    #[test]
     fn float_requant_equals_the_definition(acc in any::<i32>(), asum in -100_000i32..100_000, m in -2.0f64..2.0, mc in -0.01f64..0.01, z in -128i32..128) {
         let rq = Requant::new(RequantMode::Float, &[m], &[mc], z, -128, 127);
         prop_assert_eq!(rq.apply(0, acc, asum), reference::requant_float(acc, asum, m as f32, mc as f32, z, -128, 127));
