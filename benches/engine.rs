@@ -213,8 +213,11 @@ fn main() {
         r2 / r1
     );
     // The integer datapath (docs/datapath.md) on the same model and images, calibrated on the first 512 images.
-    let calib = x.slice(ndarray::s![..images.min(512), .., .., ..]).to_owned();
-    let int8 = Int8Network::build(&model, calib.view(), Int8Options::default()).expect("int8 network");
+    let calib = x
+        .slice(ndarray::s![..images.min(512), .., .., ..])
+        .to_owned();
+    let int8 =
+        Int8Network::build(&model, calib.view(), Int8Options::default()).expect("int8 network");
     let i1 = throughput(&int8, &x, 1, reps);
     let i2 = throughput(&int8, &x, 2, reps);
     println!(

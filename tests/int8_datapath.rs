@@ -65,3 +65,94 @@ fn shipped_models_int8_error_within_half_a_point_of_float() {
         assert_eq!(net.overflow_count(), 0);
     }
 }
+
+fn accelsim(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_accelsim"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Exit 2 and exactly one stderr line holding every needle.
+fn one_line_error(args: &[&str], needles: &[&str]) {
+    let o = accelsim(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in {err}");
+    }
+}
+
+#[test]
+fn datapath_flag_errors_are_one_line() {
+    for cmd in [
+        &["eval", "--model", "fmnist-cnn-randbet-8b"][..],
+        &["run", "--vdd", "0.85"][..],
+        &["sweep"][..],
+    ] {
+        let mut a = cmd.to_vec();
+        a.extend(["--datapath", "int4"]);
+        one_line_error(&a, &["--datapath", "int4", "allowed int8, float"]);
+    }
+    one_line_error(
+        &[
+            "eval",
+            "--model",
+            "fmnist-cnn-randbet-8b",
+            "--float",
+            "--datapath",
+            "int8",
+        ],
+        &["--float", "--datapath"],
+    );
+}
+
+#[test]
+fn run_and_eval_report_the_datapath() {
+    if dataset_dir().is_none() {
+        eprintln!("Fashion-MNIST not installed; skipped");
+        return;
+    }
+    let o = accelsim(&[
+        "run",
+        "--vdd",
+        "0.85",
+        "--datapath",
+        "int8",
+        "--limit",
+        "300",
+        "--offsets",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datapath"], "int8");
+    assert!(v["faulty_error_pct"].as_f64().unwrap() >= v["clean_error_pct"].as_f64().unwrap());
+    let o = accelsim(&[
+        "run",
+        "--vdd",
+        "0.85",
+        "--limit",
+        "300",
+        "--offsets",
+        "1",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datapath"], "float");
+    let o = accelsim(&[
+        "eval",
+        "--model",
+        "fmnist-cnn-rquant-8b",
+        "--datapath",
+        "int8",
+        "--limit",
+        "300",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datapath"], "int8");
+}

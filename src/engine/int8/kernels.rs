@@ -112,15 +112,14 @@ pub fn im2col_packed(x: &[u8], g: &crate::engine::kernels::Window, pad: u8, out:
     let k = g.c * g.kh * g.kw;
     let kp = padded_depth(k);
     let n = g.out_hw();
-    out.clear();
-    out.resize(kp * n, 0);
+    // Pass 1: plain im2col rows (row kk = one tap over all output positions; contiguous copies).
+    let mut rows = vec![0u8; kp * n];
     for ci in 0..g.c {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let kk = (ci * g.kh + ki) * g.kw + kj;
-                let dst = &mut out[(kk >> 2) * n * 4..((kk >> 2) + 1) * n * 4];
-                let lane = kk & 3;
+                let dst = &mut rows[kk * n..(kk + 1) * n];
                 // Output columns whose input column ox·sw + kj·dw - pw lies inside [0, w).
                 let off = kj * g.dw;
                 let lo = g.pw.saturating_sub(off).div_ceil(g.sw).min(g.ow);
@@ -131,38 +130,38 @@ pub fn im2col_packed(x: &[u8], g: &crate::engine::kernels::Window, pad: u8, out:
                 }
                 .max(lo);
                 for oy in 0..g.oh {
-                    let drow = &mut dst[oy * g.ow * 4..(oy + 1) * g.ow * 4];
+                    let drow = &mut dst[oy * g.ow..(oy + 1) * g.ow];
                     let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
                     if iy < 0 || iy as usize >= g.h {
-                        for q in drow.chunks_exact_mut(4) {
-                            q[lane] = pad;
-                        }
+                        drow.fill(pad);
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for q in drow[..lo * 4].chunks_exact_mut(4) {
-                        q[lane] = pad;
-                    }
-                    for q in drow[hi * 4..].chunks_exact_mut(4) {
-                        q[lane] = pad;
-                    }
+                    drow[..lo].fill(pad);
+                    drow[hi..].fill(pad);
                     if hi > lo {
                         let ix0 = lo * g.sw + off - g.pw;
                         if g.sw == 1 {
-                            for (q, &v) in drow[lo * 4..hi * 4]
-                                .chunks_exact_mut(4)
-                                .zip(&src[ix0..ix0 + (hi - lo)])
-                            {
-                                q[lane] = v;
-                            }
+                            drow[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
                         } else {
-                            for (j, q) in drow[lo * 4..hi * 4].chunks_exact_mut(4).enumerate() {
-                                q[lane] = src[ix0 + j * g.sw];
+                            for (j, d) in drow[lo..hi].iter_mut().enumerate() {
+                                *d = src[ix0 + j * g.sw];
                             }
                         }
                     }
                 }
             }
+        }
+    }
+    // Pass 2: interleave 4 rows at a time into quads (depths k..kp stay 0).
+    out.clear();
+    out.resize(kp * n, 0);
+    for q in 0..kp / 4 {
+        let r = &rows[4 * q * n..4 * (q + 1) * n];
+        let (r0, r1, r2, r3) = (&r[..n], &r[n..2 * n], &r[2 * n..3 * n], &r[3 * n..]);
+        let dst = &mut out[q * n * 4..(q + 1) * n * 4];
+        for (p, d) in dst.chunks_exact_mut(4).enumerate() {
+            d.copy_from_slice(&[r0[p], r1[p], r2[p], r3[p]]);
         }
     }
 }

@@ -20,6 +20,21 @@ pub fn round_half_even_clamped(t: f32) -> f32 {
     (t + MAGIC) - MAGIC
 }
 
+/// ONNX `QuantizeLinear` of one value to a code: `clamp(round_half_even(x / s) + z, lo, hi)`, NaN → `z`.
+/// Written to vectorize: NaN is replaced by 0 before the division, the quotient is clamped to `±2^22` (which
+/// saturates every 8-bit code range anyway) and rounded with [`round_half_even_clamped`]'s constant, so the
+/// conversion to an integer is exact.
+#[inline(always)]
+pub fn quantize_code(x: f32, s: f32, z: i32, lo: i32, hi: i32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let x = if x.is_nan() { 0.0 } else { x };
+    let t = (x / s).max(-4_194_304.0).min(4_194_304.0);
+    let r = (t + MAGIC) - MAGIC;
+    // SAFETY: r is an integer-valued float in [-2^22, 2^22] (x is not NaN and s > 0), representable in i32.
+    let q = unsafe { r.to_int_unchecked::<i32>() };
+    (q + z).clamp(lo, hi)
+}
+
 /// Scale and zero point of one activation tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QParams {
@@ -80,10 +95,7 @@ impl QParams {
     #[inline(always)]
     pub fn quantize(&self, x: f32) -> u8 {
         let (lo, hi) = self.code_range();
-        let t = round_half_even_clamped(x / self.scale);
-        // `as i32` maps NaN to 0; |t| ≤ 2^22, so the sum cannot overflow; the clamp saturates.
-        let q = (t as i32 + self.zero).clamp(lo, hi);
-        self.byte_of(q)
+        self.byte_of(quantize_code(x, self.scale, self.zero, lo, hi))
     }
 
     /// ONNX `DequantizeLinear`: `(q - z) · s` in f32.

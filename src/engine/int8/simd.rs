@@ -23,8 +23,7 @@ fn quantize_impl(q: QParams, x: &[f32], out: &mut [u8]) {
     let (lo, hi) = q.code_range();
     let (s, z) = (q.scale, q.zero);
     for (o, &v) in out.iter_mut().zip(x) {
-        let t = super::quantize::round_half_even_clamped(v / s);
-        *o = ((t as i32) + z).clamp(lo, hi) as u8;
+        *o = super::quantize::quantize_code(v, s, z, lo, hi) as u8;
     }
 }
 
