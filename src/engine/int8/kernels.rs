@@ -108,12 +108,20 @@ pub fn quad_index(k: usize, p: usize, n: usize) -> usize {
 
 /// im2col of one C x H x W map of unsigned-view codes into the packed layout (`kp x ohw`, depth
 /// `k = (ci·kh + ki)·kw + kj`); padding taps hold `pad` (the zero point), depths `k..kp` hold 0.
-pub fn im2col_packed(x: &[u8], g: &crate::engine::kernels::Window, pad: u8, out: &mut Vec<u8>) {
+pub fn im2col_packed(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    pad: u8,
+    rows: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
     let k = g.c * g.kh * g.kw;
     let kp = padded_depth(k);
     let n = g.out_hw();
-    // Pass 1: plain im2col rows (row kk = one tap over all output positions; contiguous copies).
-    let mut rows = vec![0u8; kp * n];
+    // Pass 1: plain im2col rows (row kk = one tap over all output positions; contiguous copies). Every byte of
+    // rows 0..k is written below; rows k..kp are the zero padding.
+    rows.resize(kp * n, 0);
+    rows[k * n..].fill(0);
     for ci in 0..g.c {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ki in 0..g.kh {
@@ -153,15 +161,18 @@ pub fn im2col_packed(x: &[u8], g: &crate::engine::kernels::Window, pad: u8, out:
             }
         }
     }
-    // Pass 2: interleave 4 rows at a time into quads (depths k..kp stay 0).
-    out.clear();
+    // Pass 2: interleave 4 rows at a time into quads (every byte of `out[..kp·n]` is written).
     out.resize(kp * n, 0);
     for q in 0..kp / 4 {
         let r = &rows[4 * q * n..4 * (q + 1) * n];
         let (r0, r1, r2, r3) = (&r[..n], &r[n..2 * n], &r[2 * n..3 * n], &r[3 * n..]);
         let dst = &mut out[q * n * 4..(q + 1) * n * 4];
-        for (p, d) in dst.chunks_exact_mut(4).enumerate() {
-            d.copy_from_slice(&[r0[p], r1[p], r2[p], r3[p]]);
+        for ((d, (&a, &b)), (&c, &e)) in dst
+            .chunks_exact_mut(4)
+            .zip(r0.iter().zip(r1))
+            .zip(r2.iter().zip(r3))
+        {
+            d.copy_from_slice(&[a, b, c, e]);
         }
     }
 }
@@ -493,6 +504,7 @@ pub struct LayerWeights<'a> {
 /// Reusable buffers of [`conv_acc`] and [`linear_acc`].
 #[derive(Default, Debug)]
 pub struct KernelScratch {
+    rows: Vec<u8>,
     cols: Vec<u8>,
     raw: Vec<i32>,
     raw64: Vec<i64>,
@@ -575,6 +587,7 @@ pub fn conv_acc(
             &x[gi * sub.in_len()..(gi + 1) * sub.in_len()],
             &sub,
             zu as u8,
+            &mut sc.rows,
             &mut cols,
         );
         if w.asym {
