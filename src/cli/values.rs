@@ -119,6 +119,17 @@ pub fn finite(what: &'static str) -> impl Fn(&str) -> Result<f64, ValueError> + 
     }
 }
 
+/// Parses `--datapath`: `int8` or `float` (docs/datapath.md).
+pub fn datapath(s: &str) -> Result<crate::config::systolic::Datapath, ValueError> {
+    use crate::config::systolic::Datapath;
+    Datapath::parse(s.trim()).ok_or_else(|| {
+        ValueError(format!(
+            "is not a datapath; allowed {}",
+            Datapath::ALL.map(|d| d.name()).join(", ")
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,13 +225,3 @@ mod tests {
     }
 }
 
-/// Parses `--datapath`: `int8` or `float` (docs/datapath.md).
-pub fn datapath(s: &str) -> Result<crate::config::systolic::Datapath, ValueError> {
-    use crate::config::systolic::Datapath;
-    Datapath::parse(s.trim()).ok_or_else(|| {
-        ValueError(format!(
-            "is not a datapath; allowed {}",
-            Datapath::ALL.map(|d| d.name()).join(", ")
-        ))
-    })
-}

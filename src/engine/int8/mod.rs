@@ -710,7 +710,7 @@ impl Int8Network {
             .par_chunks_mut(CHUNK * self.classes)
             .enumerate()
             .for_each_init(
-                || Workspace::default(),
+                Workspace::default,
                 |ws, (ci, out)| {
                     let b = out.len() / self.classes;
                     let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];

@@ -28,7 +28,7 @@ pub fn round_half_even_clamped(t: f32) -> f32 {
 pub fn quantize_code(x: f32, s: f32, z: i32, lo: i32, hi: i32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
     let x = if x.is_nan() { 0.0 } else { x };
-    let t = (x / s).max(-4_194_304.0).min(4_194_304.0);
+    let t = (x / s).clamp(-4_194_304.0, 4_194_304.0);
     let r = (t + MAGIC) - MAGIC;
     // SAFETY: r is an integer-valued float in [-2^22, 2^22] (x is not NaN and s > 0), representable in i32.
     let q = unsafe { r.to_int_unchecked::<i32>() };
