@@ -709,14 +709,11 @@ impl Int8Network {
         logits
             .par_chunks_mut(CHUNK * self.classes)
             .enumerate()
-            .for_each_init(
-                Workspace::default,
-                |ws, (ci, out)| {
-                    let b = out.len() / self.classes;
-                    let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
-                    self.forward_chunk(xs, b, &images[ci * CHUNK..ci * CHUNK + b], store, ws, out);
-                },
-            );
+            .for_each_init(Workspace::default, |ws, (ci, out)| {
+                let b = out.len() / self.classes;
+                let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
+                self.forward_chunk(xs, b, &images[ci * CHUNK..ci * CHUNK + b], store, ws, out);
+            });
         Ok(ndarray::Array2::from_shape_vec((n, self.classes), logits).expect("n x classes"))
     }
 
