@@ -29,7 +29,11 @@ fn main() {
     let family =
         std::env::var("ACCELSIM_BENCH_FAMILY").unwrap_or_else(|_| "fmnist-cnn-clipping".into());
     let widths = [8u32, 6, 4, 3, 2];
-    let variants = match scenario::resolve_variants(std::slice::from_ref(&family), Some(&widths)) {
+    let variants = match scenario::resolve_variants(
+        std::slice::from_ref(&family),
+        Some(&widths),
+        "--models",
+    ) {
         Ok(v) => v,
         Err(e) => {
             println!("precision bench skipped: {e}");

@@ -183,6 +183,12 @@ fn shards() {
     let t0 = Instant::now();
     wait_ok(accelsim(&refs(&a), None));
     let t_one = t0.elapsed().as_secs_f64();
+    // The same sweep in one process on one thread: what each shard of a Slurm array gets (one core per task).
+    let serial = dir.join("serial");
+    let a1 = with(&["--out", &serial.display().to_string()]);
+    let t0 = Instant::now();
+    wait_ok(accelsim(&refs(&a1), Some(1)));
+    let t_one_1 = t0.elapsed().as_secs_f64();
     let s0 = with(&["--out", &s, "--shard", "0/2"]);
     let s1 = with(&["--out", &s, "--shard", "1/2"]);
     let t1 = Instant::now();
@@ -206,10 +212,18 @@ fn shards() {
             "{f}: merged differs from unsharded"
         );
     }
+    assert_eq!(
+        std::fs::read(whole.join("sweep.csv")).expect("whole bundle"),
+        std::fs::read(serial.join("sweep.csv")).expect("one-thread bundle"),
+        "sweep.csv: one thread differs from the default thread count"
+    );
     println!(
         "shards (2 models x chip1,uniform x 12 voltages x 2 offsets = 8 units, {images} images, {} cores): one process \
-         {t_one:.2} s | 2 shards in parallel {t_two:.2} s (+ merge {t_merge:.2} s) | ratio {:.2} (merged bundle identical)",
+         {t_one:.2} s (all cores), {t_one_1:.2} s (one thread) | 2 shards in parallel, one thread each, {t_two:.2} s \
+         (+ merge {t_merge:.2} s) | ratio {:.2} against the one-thread process, {:.2} against the all-core process \
+         (merged bundle identical)",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t_two / t_one_1.max(1e-9),
         t_two / t_one.max(1e-9)
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -232,7 +246,7 @@ fn merge_many() {
         .iter()
         .map(|m| m.to_string())
         .collect();
-    let models = scenario::resolve_variants(&names, None).expect("shipped models");
+    let models = scenario::resolve_variants(&names, None, "--models").expect("shipped models");
     let faults = vec![
         FaultSpec::MeasuredUniform,
         FaultSpec::resolve("chip1").expect("chip1"),

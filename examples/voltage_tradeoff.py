@@ -7,8 +7,8 @@
 # examples/voltage_tradeoff.py` from the repository root) or cell by cell (`# %%`) in VS Code, Jupyter (jupytext)
 # or Spyder. Needs `pip install ./python pandas matplotlib` (or `make python`).
 #
-# The full sweep is the one `make run` does (5 models x 2 chips x 13 voltages x 3 mapping offsets, all 10,000
-# test images; a few minutes on 2 cores). It is resumable: rerunning this script, or a cell, reuses the finished
+# The full sweep is the one `make run` does (the 10 shipped CNN models x 2 chips x 13 voltages x 3 mapping
+# offsets, all 10,000 test images; several minutes on 2 cores). It is resumable: rerunning this script, or a cell, reuses the finished
 # work in `reports/python/`. For a quick look set ACCELSIM_LIMIT=1000 (fewer test images, noisier numbers).
 
 # %%
@@ -64,8 +64,13 @@ short = {
     "fmnist-cnn-normal-8b": "normal-8b",
     "fmnist-cnn-rquant-8b": "rquant-8b",
     "fmnist-cnn-clipping-8b": "clipping-8b",
+    "fmnist-cnn-clipping-4b": "clipping-4b",
+    "fmnist-cnn-clipping-2b": "clipping-2b",
     "fmnist-cnn-randbet-8b": "RandBET-8b",
+    "fmnist-cnn-randbet-6b": "RandBET-6b",
     "fmnist-cnn-randbet-4b": "RandBET-4b",
+    "fmnist-cnn-randbet-3b": "RandBET-3b",
+    "fmnist-cnn-randbet-2b": "RandBET-2b",
 }
 safe = (
     df.groupby(["profile", "model"])[["vdd_v", "faulty_error_pct"]]

@@ -681,7 +681,11 @@ fn profile_errors_name_the_profile_file_and_the_hardware_file() {
     let cfg = std::fs::read_to_string(repo().join("hw_configs/14nm_sram.toml")).unwrap();
     std::fs::write(
         d.join("hw.toml"),
-        replace_line(&cfg, "fault_profile", "fault_profile = \"chip9\""),
+        replace_line(
+            &cfg,
+            "fault_profile = \"chip1\"",
+            "fault_profile = \"chip9\"",
+        ),
     )
     .unwrap();
     user_error_in(

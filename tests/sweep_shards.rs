@@ -102,6 +102,9 @@ fn another_configuration_is_refused_while_a_shard_runs() {
         assert!(t0.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Freeze the holder: a stopped process keeps its lock and cannot finish, so what follows does not depend on
+    // how fast the machine is.
+    signal(&a, "STOP");
     let other = run(w.slow_sweep(&out, 2, &["--shard", "1/2"]));
     let same_shard = run(w.slow_sweep(&out, 16, &["--shard", "0/2"]));
     // The sibling shard of the same sweep gets its own lock while the first one still holds its.
@@ -124,7 +127,7 @@ fn another_configuration_is_refused_while_a_shard_runs() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    assert!(running, "the shard ended during the test; make it bigger");
+    assert!(running, "the stopped shard ended during the test");
     let pid = format!("pid {}", a.id());
     assert_user_error(
         &other,
@@ -330,4 +333,13 @@ fi
         );
     }
     assert_same_bundle(&whole, &out);
+}
+
+/// Sends `SIGname` to a child (`kill -STOP pid`).
+fn signal(c: &std::process::Child, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{name}"), c.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{name} {}", c.id());
 }

@@ -69,6 +69,17 @@ def _names(value: Union[str, Iterable[Any], None], what: str) -> list[str] | Non
     return out
 
 
+def _ints(value: Union[int, Iterable[int], None], what: str) -> list[int] | None:
+    """One int or an iterable of ints as a list (None stays None); anything else is a UserError."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, int) else list(value)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UserError(f"{what}: {v!r} is not a bit width (an integer)")
+    return items
+
+
 def _grid(value: Union[str, Sequence[float], None]) -> str | None:
     """A grid spec string, or a sequence of voltages in volts, as the CLI's --grid string."""
     if value is None or isinstance(value, str):
@@ -88,6 +99,8 @@ def sweep(
     grid: Union[str, Sequence[float], None] = None,
     *,
     hw: str = "14nm_sram",
+    bits: Union[int, Iterable[int], None] = None,
+    ecc: Union[str, Iterable[str], None] = None,
     offsets: int = 3,
     seeds: int = 1,
     data: PathLike | None = None,
@@ -103,12 +116,16 @@ def sweep(
 
     Arguments are ``accelsim sweep``'s flags (see ``accelsim sweep --help``):
 
-    models     model names in models/ or manifest paths (a list, or one name) [default: every shipped model]
+    models     model names in models/, manifest paths, or family names of the shipped models (a list, or one
+               name) [default: every shipped model]
     profiles   fault maps: names in sram_profiles/, paths, or "uniform" (the measured BER curve)
                [default: DEFAULT_PROFILES, "chip1,chip2"]
     grid       voltages in volts: a list of floats, or the CLI's spec string of values and START:STOP:STEP ranges
                [default: DEFAULT_GRID, "1.15,1.1,1.05,1.0:0.8:0.025"]
     hw         hardware config: a name in hw_configs/ or a path
+    bits       bit widths (a list, or one int): each family at each width, the member trained at that width when
+               one is shipped, else post-training quantization of its float weights [default: each model's own]
+    ecc        ECC schemes as an axis: "none", "parity", "secded" (a list, or one) [default: the config's]
     offsets    weight-to-memory mapping offsets per profile (random chips for "uniform")
     seeds      seeds per offset (transient cells; extra random chips for "uniform")
     data       data folder of the models' data set [default: /usr/share/datasets/fashion-mnist]
@@ -123,10 +140,11 @@ def sweep(
     progress   draw a progress bar on stderr (only on a terminal)
 
     Returns a pandas DataFrame when pandas is installed, else a list of dicts; either way with the columns (and
-    values) of sweep.csv, units in the names (docs/run-and-sweep.md): model, method, bits, profile, ecc, vdd_v,
-    vdd_rel, ber, flipped_bits, clean_error_pct, faulty_error_pct, faulty_error_std_pct, samples, test_images,
-    cycles, latency_us, energy_pj, weight_sram_energy_pj, energy_saving_pct, weight_sram_saving_pct,
-    ecc_corrected_words, ecc_detected_words, ecc_silent_words. Raises UserError on bad input; Ctrl-C stops it
+    values) of sweep.csv, units in the names (docs/run-and-sweep.md): model, family, method, bits,
+    weights_source, profile, ecc, vdd_v, vdd_rel, ber, flipped_bits, clean_error_pct, faulty_error_pct,
+    faulty_error_std_pct, samples, test_images, cycles, latency_us, energy_pj, weight_sram_energy_pj,
+    energy_saving_pct, weight_sram_saving_pct, ecc_corrected_words, ecc_detected_words, ecc_silent_words,
+    energy_saving_vs_vmin_pct, weight_sram_saving_vs_vmin_pct. Raises UserError on bad input; Ctrl-C stops it
     (KeyboardInterrupt) at the next grid point, keeping finished work in ``out``.
     """
     models_l = _names(models, "--models")
@@ -135,7 +153,9 @@ def sweep(
     rows = _sweep(
         hw=hw,
         models=models_l,
+        bits=_ints(bits, "--bits"),
         profiles=profiles_l,
+        ecc=_names(ecc, "--ecc"),
         grid=grid_s,
         offsets=offsets,
         seeds=seeds,

@@ -30,8 +30,10 @@ class RunReport(TypedDict):
 
     hw: str
     model: str
+    family: str
     method: str
     bits: int
+    weights_source: Literal["trained", "ptq"]
     weights: int
     faults: str
     vdd_v: float
@@ -55,6 +57,10 @@ class RunReport(TypedDict):
     energy_saving_pct: float
     weight_sram_energy_pj: float
     weight_sram_saving_pct: float
+    reference_8b_vmin_energy_pj: float
+    reference_8b_vmin_weight_sram_energy_pj: float
+    energy_saving_vs_vmin_pct: float
+    weight_sram_saving_vs_vmin_pct: float
     ecc: str
     ecc_code: str
     ecc_interleave: int
@@ -70,6 +76,7 @@ def run(
     hw: str = "14nm_sram",
     vdd: float | None = None,
     model: str | None = None,
+    bits: int | None = None,
     profile: str | None = None,
     ber: float | None = None,
     offsets: int = 4,
@@ -85,7 +92,9 @@ def _sweep(
     *,
     hw: str,
     models: list[str] | None,
+    bits: list[int] | None,
     profiles: list[str] | None,
+    ecc: list[str] | None,
     grid: str | None,
     offsets: int,
     seeds: int,

@@ -185,7 +185,10 @@ fn internal(e: impl Display) -> PyErr {
 /// Arguments are `accelsim run`'s flags (see `accelsim run --help`):
 ///   hw       hardware config: a name in hw_configs/ or a path
 ///   vdd      supply voltage of the scaled rails in volts (required)
-///   model    model manifest: a name in models/ or a path (default: fmnist-cnn-randbet-8b)
+///   model    model manifest: a name in models/, a path, or a shipped family name with `bits`
+///            (default: fmnist-cnn-randbet-8b)
+///   bits     bit width: the family's member trained at that width, else post-training quantization of the
+///            float weights (default: the model's own width)
 ///   profile  fault map: a name in sram_profiles/, a path, or "uniform" (default: the config's fault_profile)
 ///   ber      uniform random bit errors at this per-bit probability instead of the profile (0.01 = 1%)
 ///   offsets  weight-to-memory mapping offsets averaged over (random chips for uniform errors)
@@ -200,13 +203,14 @@ fn internal(e: impl Display) -> PyErr {
 /// `ber` a per-bit probability, `*_pct` percent, `energy_pj`, ...). Raises UserError on bad input; Ctrl-C stops
 /// it (KeyboardInterrupt) within one evaluation.
 #[pyfunction]
-#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None, ecc=None, image_out=None))]
+#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, bits=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None, ecc=None, image_out=None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
     hw: &str,
     vdd: Option<f64>,
     model: Option<&str>,
+    bits: Option<i64>,
     profile: Option<&str>,
     ber: Option<f64>,
     offsets: i64,
@@ -221,6 +225,7 @@ fn run<'py>(
     a.val("hw", hw)
         .opt("vdd", vdd)
         .opt("model", model)
+        .opt("bits", bits)
         .opt("profile", profile)
         .opt("ber", ber)
         .val("offsets", offsets)
@@ -262,13 +267,15 @@ fn list_hw(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// writes the bundle as `accelsim sweep --out` does (the same report.md); without, runs it in a temporary folder
 /// and keeps nothing.
 #[pyfunction]
-#[pyo3(signature = (*, hw, models, profiles, grid, offsets, seeds, data, skip, limit, seed, out, fresh, tolerance, progress))]
+#[pyo3(signature = (*, hw, models, bits, profiles, ecc, grid, offsets, seeds, data, skip, limit, seed, out, fresh, tolerance, progress))]
 #[allow(clippy::too_many_arguments)]
 fn _sweep<'py>(
     py: Python<'py>,
     hw: &str,
     models: Option<Vec<String>>,
+    bits: Option<Vec<i64>>,
     profiles: Option<Vec<String>>,
+    ecc: Option<Vec<String>>,
     grid: Option<String>,
     offsets: i64,
     seeds: i64,
@@ -293,8 +300,15 @@ fn _sweep<'py>(
     if let Some(m) = &models {
         a.val("models", m.join(","));
     }
+    if let Some(b) = &bits {
+        let b: Vec<String> = b.iter().map(|b| b.to_string()).collect();
+        a.val("bits", b.join(","));
+    }
     if let Some(p) = &profiles {
         a.val("profiles", p.join(","));
+    }
+    if let Some(e) = &ecc {
+        a.val("ecc", e.join(","));
     }
     a.opt("grid", grid)
         .val("offsets", offsets)

@@ -21,6 +21,7 @@ def test_voltage_tradeoff_example(tmp_path):
     lines = p.stdout.splitlines()
     assert any(line.startswith("chip1 ") for line in lines) and any(line.startswith("chip2 ") for line in lines)
     header = next(line for line in lines if "normal-8b" in line and "RandBET-8b" in line)
-    assert header.split() == ["normal-8b", "rquant-8b", "clipping-8b", "RandBET-8b", "RandBET-4b"]
+    assert header.split() == ["normal-8b", "rquant-8b", "clipping-8b", "clipping-4b", "clipping-2b", "RandBET-8b",
+                              "RandBET-6b", "RandBET-4b", "RandBET-3b", "RandBET-2b"]
     assert (tmp_path / "error_vs_voltage_matplotlib.png").stat().st_size > 10_000
     assert (tmp_path / "sweep.csv").is_file() and (tmp_path / "report.md").is_file()

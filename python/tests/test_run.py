@@ -143,6 +143,9 @@ def test_run_releases_the_gil():
 def test_ctrl_c_interrupts_a_run():
     code = (
         "import accelsim, sys, time\n"
+        # A launcher without job control (`cmd &` in a script) starts children with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt; give the child the default handler the test is about.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "print('start', flush=True)\n"
         "t = time.perf_counter()\n"
         "try:\n"
@@ -164,3 +167,15 @@ def test_ctrl_c_interrupts_a_run():
     # take minutes.
     assert float(out.split("interrupted after ")[1].split()[0]) >= 1.0, out
     assert time.monotonic() - sent < 30
+
+
+def test_bits_picks_a_trained_member_or_quantizes_the_float_weights(cli):
+    trained = accelsim.run(vdd=0.9, model="fmnist-cnn-randbet", bits=4, limit=50, offsets=1)
+    assert (trained["model"], trained["bits"], trained["weights_source"]) == ("fmnist-cnn-randbet-4b", 4, "trained")
+    ptq = accelsim.run(vdd=0.9, model="fmnist-cnn-randbet", bits=5, limit=50, offsets=1)
+    assert (ptq["bits"], ptq["weights_source"], ptq["family"]) == (5, "ptq", "fmnist-cnn-randbet")
+    want = cli.json("run", "--vdd", "0.9", "--model", "fmnist-cnn-randbet", "--bits", "5", "--limit", "50",
+                    "--offsets", "1", "--json")
+    assert ptq == want
+    with pytest.raises(accelsim.UserError, match="--model fmnist-cnn-randbet is a family"):
+        accelsim.run(vdd=0.9, model="fmnist-cnn-randbet", limit=50)

@@ -36,7 +36,7 @@ def as_text(rows):
 
 
 # sweep.csv's text columns; every other column is a number.
-TEXT_COLUMNS = ("model", "method", "profile", "ecc")
+TEXT_COLUMNS = ("model", "family", "method", "weights_source", "profile", "ecc")
 
 
 def test_sweep_to_dataframe_equals_cli_csv(cli, tmp_path):
@@ -133,6 +133,9 @@ def test_ctrl_c_stops_a_sweep_and_keeps_finished_units(tmp_path):
     out = tmp_path / "s"
     code = (
         "import accelsim, sys\n"
+        # A launcher without job control (`cmd &` in a script) starts children with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt; give the child the default handler the test is about.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "print('start', flush=True)\n"
         "try:\n"
         f"    accelsim.sweep(models=['fmnist-cnn-randbet-8b'], profiles=['uniform'], grid='1.0:0.8:0.01',\n"
@@ -162,3 +165,13 @@ def test_ctrl_c_stops_a_sweep_and_keeps_finished_units(tmp_path):
     assert not (out / "sweep.csv").exists(), "interrupted before the end: no bundle"
     units = json.loads(state.read_text())["units"]
     assert 1 <= len(units) < 200, "finished units are kept, the rest was not computed"
+
+
+def test_sweep_bits_is_the_precision_axis():
+    rows = accelsim.sweep(models="fmnist-cnn-clipping", bits=[8, 3], profiles="uniform", grid=[1.0], offsets=1,
+                          limit=100, progress=False)
+    got = [(r["model"], r["bits"], r["weights_source"]) for r in (rows.to_dict("records") if hasattr(rows, "to_dict")
+                                                                  else rows)]
+    assert got == [("fmnist-cnn-clipping-8b", 8, "trained"), ("fmnist-cnn-clipping-8b-ptq3b", 3, "ptq")]
+    with pytest.raises(accelsim.UserError, match="--bits"):
+        accelsim.sweep(models="fmnist-cnn-clipping", bits=["8"], progress=False)

@@ -71,6 +71,16 @@ pub struct Args {
     /// configs].
     #[arg(long, value_name = "DATAPATH", value_parser = values::datapath)]
     pub datapath: Option<crate::config::systolic::Datapath>,
+    /// Scaled rails, overriding the config's `[voltage] scaled_rails`: comma-separated `weight_sram`,
+    /// `activation_sram`, `logic` (e.g. `weight_sram,activation_sram`; docs/activation-faults.md). A scaled rail
+    /// runs at --vdd; with the int8 datapath a scaled activation rail also fails.
+    #[arg(long, value_name = "RAIL,...", value_parser = values::rails)]
+    pub rails: Option<values::RailSet>,
+    /// Uniform random bit errors in the activation buffers' cells at per-bit probability P (0..=1; int8
+    /// datapath only; docs/activation-faults.md#random-bit-errors).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = values::float_where(
+        |p| (0.0..=1.0).contains(&p), "0..=1 (a per-bit probability, e.g. 0.01 for 1%, not a percent)"))]
+    pub act_ber: Option<f64>,
     /// Also write the weight codes as the accelerator reads them at this voltage (first sample; after ECC
     /// decoding and the DUE policy) to PATH: a uint8 .npy in memory order, one code per weight.
     #[arg(long, value_name = "PATH")]
@@ -155,6 +165,29 @@ pub fn parse_ecc(s: &str) -> Result<EccScheme, values::ValueError> {
     })
 }
 
+/// `hw` with the scaled rails of `--rails` (validated again: a scaled activation rail needs whole activation
+/// arrays, docs/activation-faults.md).
+pub fn apply_rails(hw: &HwConfig, rails: &values::RailSet) -> Result<HwConfig, CliError> {
+    hw.with_rails(&rails.0).map_err(|e| {
+        let names: Vec<&str> = rails.0.iter().map(|r| r.name()).collect();
+        CliError::user(format!("--rails {}: {e}", names.join(",")))
+    })
+}
+
+/// Checks `--act-ber` (also range-checked by its value parser, repeated for callers that build `Args`
+/// themselves). Activation bit errors need stored integer activations: until the int8 datapath is selected
+/// here, any P > 0 is refused (docs/activation-faults.md).
+pub fn check_act_ber(act_ber: Option<f64>) -> Result<(), CliError> {
+    let Some(p) = act_ber else { return Ok(()) };
+    if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+        return Err(CliError::user(format!(
+            "--act-ber {p} is out of range; allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
+        )));
+    }
+    // The only datapath of this build is float (the int8 datapath passes `true`).
+    crate::sram::act_faults::check_act_ber_datapath(p, false).map_err(CliError::user)
+}
+
 fn user(e: impl std::fmt::Display) -> CliError {
     CliError::user(e.to_string())
 }
@@ -214,6 +247,10 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
             .validate()
             .map_err(|e| CliError::user(format!("--datapath {}: {}: {e}", d.name(), hw.origin)))?;
     }
+    if let Some(rails) = &args.rails {
+        hw = apply_rails(&hw, rails)?;
+    }
+    check_act_ber(args.act_ber)?;
     let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
     super::check_data_dir(args.data.as_deref())?;
     // Also checked by the flags' value parsers; repeated for callers that build `Args` themselves.
@@ -235,8 +272,9 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         .map(|b| scenario::parse_bits(&[b]))
         .transpose()
         .map_err(sweep_err)?;
-    let variants = scenario::resolve_variants(&[model_name.to_string()], bits.as_deref())
-        .map_err(sweep_err)?;
+    let variants =
+        scenario::resolve_variants(&[model_name.to_string()], bits.as_deref(), "--model")
+            .map_err(sweep_err)?;
     let variant = match variants.as_slice() {
         [v] => v.clone(),
         many => {

@@ -63,6 +63,15 @@ pub struct Args {
     /// [default: the config's `[weight_sram] ecc`]. Code size, interleaving and DUE policy come from the config.
     #[arg(long, value_name = "SCHEMES", value_delimiter = ',', value_parser = super::run::parse_ecc)]
     pub ecc: Vec<crate::config::EccScheme>,
+    /// Scaled rails, overriding the config's `[voltage] scaled_rails`: comma-separated `weight_sram`,
+    /// `activation_sram`, `logic` (docs/activation-faults.md). One set per sweep.
+    #[arg(long, value_name = "RAIL,...", value_parser = super::values::rails)]
+    pub rails: Vec<super::values::RailSet>,
+    /// Uniform random bit errors in the activation buffers' cells at per-bit probability P (0..=1; int8
+    /// datapath only; docs/activation-faults.md#random-bit-errors).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = super::values::float_where(
+        |p| (0.0..=1.0).contains(&p), "0..=1 (a per-bit probability, e.g. 0.01 for 1%, not a percent)"))]
+    pub act_ber: Option<f64>,
     /// Data folder of the models' data set [default: /usr/share/datasets/fashion-mnist].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -182,6 +191,15 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
             ))
         })?;
     }
+    match args.rails.as_slice() {
+        [] => {}
+        [one] => hw = super::run::apply_rails(&hw, one)?,
+        _ => return Err(CliError::user(
+            "--rails is given more than once; allowed one set of rails per sweep (e.g. --rails \
+                 weight_sram,activation_sram)",
+        )),
+    }
+    super::run::check_act_ber(args.act_ber)?;
     let grid_v = parse_voltage_grid(&args.grid).map_err(sweep_err)?;
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
         if v == 0 || v > 1024 {
@@ -206,7 +224,8 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     } else {
         Some(scenario::parse_bits(&args.bits).map_err(sweep_err)?)
     };
-    let models = scenario::resolve_variants(&args.models, bits.as_deref()).map_err(sweep_err)?;
+    let models =
+        scenario::resolve_variants(&args.models, bits.as_deref(), "--models").map_err(sweep_err)?;
     let faults = args
         .profiles
         .iter()
@@ -273,6 +292,13 @@ pub fn invocation(args: &Args) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join(","),
         );
+    }
+    for set in &args.rails {
+        let names: Vec<&str> = set.0.iter().map(|r| r.name()).collect();
+        push("--rails", names.join(","));
+    }
+    if let Some(p) = args.act_ber {
+        push("--act-ber", p.to_string());
     }
     if let Some(d) = &args.data {
         push("--data", d.display().to_string());

@@ -130,6 +130,17 @@ pub fn datapath(s: &str) -> Result<crate::config::systolic::Datapath, ValueError
     })
 }
 
+/// A set of supply rails from one `--rails` value (`weight_sram,activation_sram`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RailSet(pub Vec<crate::config::Rail>);
+
+/// Parses `--rails`: comma-separated rail names of the hardware config's `scaled_rails`, each at most once.
+pub fn rails(s: &str) -> Result<RailSet, ValueError> {
+    crate::config::Rail::parse_list(s)
+        .map(RailSet)
+        .map_err(ValueError)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,6 +67,39 @@ pub enum Rail {
     Logic,
 }
 
+impl Rail {
+    /// Every rail, in the order the config lists them.
+    pub const ALL: [Rail; 3] = [Rail::WeightSram, Rail::ActivationSram, Rail::Logic];
+
+    /// The rail's name in configs and on the command line (`weight_sram`, `activation_sram`, `logic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rail::WeightSram => "weight_sram",
+            Rail::ActivationSram => "activation_sram",
+            Rail::Logic => "logic",
+        }
+    }
+
+    /// Parses a comma-separated rail list (`weight_sram,activation_sram`): the names of `scaled_rails`, at least
+    /// one, each at most once. The error is worded to follow the value (`is not a rail list; allowed ...`).
+    pub fn parse_list(s: &str) -> Result<Vec<Rail>, String> {
+        let allowed = "comma-separated weight_sram, activation_sram, logic, each at most once";
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let name = part.trim();
+            let rail = Rail::ALL
+                .into_iter()
+                .find(|r| r.name() == name)
+                .ok_or_else(|| format!("names an unknown rail `{name}`; allowed {allowed}"))?;
+            if out.contains(&rail) {
+                return Err(format!("names rail `{name}` twice; allowed {allowed}"));
+            }
+            out.push(rail);
+        }
+        Ok(out)
+    }
+}
+
 /// How consecutive 64-bit words of the weight memory are spread over banks and arrays (docs/hw-config.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -230,13 +263,31 @@ impl WeightSramConfig {
     }
 }
 
-/// `[activation_sram]`: input/output feature-map buffers (used by the cycle and energy models).
+/// `[activation_sram]`: input/output feature-map buffers (cycle and energy models; with the integer datapath on
+/// a scaled rail, their cells fail: docs/activation-faults.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationSramConfig {
     pub ifmap_kib: u32,
     pub ofmap_kib: u32,
+    /// Bits per access and columns per array.
     pub word_bits: u32,
+    /// Rows (words) per array of both buffers, 1..=65536; default 512 (the weight SRAM's arrays). When the
+    /// activation rail is scaled each buffer must be a whole number of `rows x word_bits` arrays.
+    #[serde(default = "default_act_rows")]
+    pub rows: u32,
+    /// Fault map of the buffers' cells: `"derived"` (default, also when omitted: a chip generated in the weight
+    /// SRAM profile's style from a fixed seed, docs/activation-faults.md#fault-map), a name in `sram_profiles/`
+    /// or a path (arrays of `rows x word_bits`).
+    #[serde(default)]
+    pub fault_profile: Option<String>,
+}
+
+/// Default `[activation_sram] rows`: the 512 word lines of the weight SRAM's arrays (docs/sram-profiles.md).
+pub const DEFAULT_ACT_ROWS: u32 = 512;
+
+fn default_act_rows() -> u32 {
+    DEFAULT_ACT_ROWS
 }
 
 /// A validated hardware configuration. See docs/hw-config.md for every key.
@@ -368,6 +419,15 @@ impl HwConfig {
         Ok(c)
     }
 
+    /// This config with other scaled rails (`--rails`), validated again (a scaled activation rail needs whole
+    /// activation arrays, docs/activation-faults.md).
+    pub fn with_rails(&self, rails: &[Rail]) -> Result<HwConfig, ConfigError> {
+        let mut c = self.clone();
+        c.voltage.scaled_rails = rails.to_vec();
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<HwConfig, ConfigError> {
         let origin = path.display().to_string();
@@ -469,6 +529,27 @@ impl HwConfig {
         check_u(o, "activation_sram.ifmap_kib", a.ifmap_kib, 1, 1 << 20)?;
         check_u(o, "activation_sram.ofmap_kib", a.ofmap_kib, 1, 1 << 20)?;
         check_u(o, "activation_sram.word_bits", a.word_bits, 8, 512)?;
+        check_u(o, "activation_sram.rows", a.rows, 1, 65536)?;
+        if let Some(p) = &a.fault_profile {
+            if p.trim().is_empty() {
+                return Err(range_err(
+                    o,
+                    "activation_sram.fault_profile",
+                    "\"\"",
+                    "\"derived\", a profile name or a path",
+                ));
+            }
+        }
+        if v.scaled_rails.contains(&Rail::ActivationSram) {
+            // Its cells can fail: the address mapping needs whole arrays (docs/activation-faults.md).
+            crate::sram::act_mapping::ActMapping::new(a).map_err(|e| ConfigError::Section {
+                origin: o.to_string(),
+                message: format!(
+                    "{} (needed because voltage.scaled_rails includes activation_sram)",
+                    e
+                ),
+            })?;
+        }
         if let Some(p) = &self.fault_profile {
             if p.trim().is_empty() {
                 return Err(range_err(
@@ -616,6 +697,38 @@ word_bits = 64
             "logic_v = 0.8\nscaled_rails = [\"logic\", \"logic\"]",
         );
         assert!(HwConfig::from_toml_str(&text, "x.toml").is_err());
+    }
+
+    #[test]
+    fn rail_lists_parse_and_scaled_activation_needs_whole_arrays() {
+        assert_eq!(
+            Rail::parse_list("weight_sram, activation_sram").unwrap(),
+            vec![Rail::WeightSram, Rail::ActivationSram]
+        );
+        assert!(Rail::parse_list("weight_sram,weight_sram").is_err());
+        assert!(Rail::parse_list("dram").unwrap_err().contains("allowed"));
+        assert!(Rail::parse_list("").is_err());
+        let c = HwConfig::from_toml_str(GOOD, "good.toml").unwrap();
+        let both = c
+            .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+            .unwrap();
+        assert_eq!(both.rail_v(Rail::ActivationSram, 0.85), 0.85);
+        assert_eq!(both.activation_sram.rows, DEFAULT_ACT_ROWS);
+        // 6 KiB is not a whole number of 512x64 arrays (4 KiB): fine unscaled, refused once it can fail.
+        let odd = GOOD.replace("ifmap_kib = 64", "ifmap_kib = 6");
+        let c = HwConfig::from_toml_str(&odd, "x.toml").unwrap();
+        let e = c
+            .with_rails(&[Rail::ActivationSram])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml")
+                && e.contains("activation_sram.ifmap_kib = 6")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let bad = GOOD.replace("ofmap_kib = 64", "ofmap_kib = 64\nfault_profile = \"\"");
+        assert!(HwConfig::from_toml_str(&bad, "x.toml").is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! reads it. When the activation SRAM is on a scaled rail its cells can fail, so the engine hands each stored
 //! map to an [`ActivationStore`], which returns the bytes the layer actually reads back. The store owns the
 //! address mapping (which cell holds which bit), the fault map and the per-access randomness; the engine owns
-//! the arithmetic. A store without faults ([`Reliable`]) leaves the bytes untouched and costs nothing.
+//! the arithmetic. A store without faults ([`Reliable`]) leaves the bytes untouched and costs nothing. The
+//! faulty store is [`crate::sram::act_faults::ActivationFaults`] (mapping and semantics: docs/activation-faults.md).
 
 /// What the engine tells the store about one stored feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

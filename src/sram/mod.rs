@@ -1,6 +1,8 @@
 //! The banked weight SRAM: weight-to-cell mapping, profiled-chip fault maps across voltage, the calibrated
 //! synthetic chip generator, and applying a fault map to a model's stored codes. See docs/hw-config.md and
 //! docs/sram-profiles.md; the paper's chips and measured curve are summarized there too.
+pub mod act_faults;
+pub mod act_mapping;
 pub mod apply;
 pub mod curve;
 pub mod ecc_faults;

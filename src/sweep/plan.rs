@@ -7,6 +7,7 @@
 //! - the hardware config file's bytes,
 //! - every model's and fault source's content key (names too, since they label the rows),
 //! - the grid, `--offsets`, `--seeds`, `--seed`, the ECC schemes (`--ecc`; the other ECC keys are in the config),
+//!   the scaled rails when `--rails` overrides the config's,
 //! - every test split's **content** ([`crate::data::Dataset::content_sha256`]: shape and the bytes of the images
 //!   used after `--skip`/`--limit`) and size, never its folder's path: passing the default folder explicitly
 //!   is the same configuration, and replacing the images in a folder is a different one.
@@ -116,6 +117,19 @@ struct FingerprintInput<'a> {
     datapath: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     calibration: Vec<DataPrint>,
+    /// Scaled rails when `--rails` changed them from the config file's (whose bytes are hashed already); omitted
+    /// otherwise, so a sweep without `--rails` keeps its fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rails: Option<Vec<&'static str>>,
+}
+
+/// The sweep's scaled rails if they differ from those of the config file it names (`--rails`), else `None`.
+fn rails_override(spec: &SweepSpec) -> Option<Vec<&'static str>> {
+    let rails = &spec.hw.voltage.scaled_rails;
+    let from_file = crate::config::HwConfig::load(&spec.hw_path)
+        .map(|h| h.voltage.scaled_rails)
+        .ok();
+    (from_file.as_ref() != Some(rails)).then(|| rails.iter().map(|r| r.name()).collect())
 }
 
 fn only_unprotected(v: &[&'static str]) -> bool {
@@ -330,6 +344,7 @@ impl Plan {
             ecc: self.ecc.iter().map(|e| e.name()).collect(),
             datapath: int8.then_some("int8"),
             calibration,
+            rails: rails_override(spec),
         };
         expect.fingerprint = fingerprint(&input);
         Ok(Fingerprinted {

@@ -136,10 +136,11 @@ pub fn parse_bits(list: &[u32]) -> Result<Vec<u32>, SweepError> {
 /// member trained at that width when there is one, else PTQ of the float source (the member with the most bits,
 /// the first such manifest by path on a tie; for a named model, the model itself). Order: families in the order
 /// given (shipped: sorted by the first member's path), widths descending, then by manifest path; repeats kept
-/// (the sweep's plan drops them with a note).
+/// (the sweep's plan drops them with a note). `flag` names the option in messages (`--model`, `--models`).
 pub fn resolve_variants(
     names: &[String],
     bits: Option<&[u32]>,
+    flag: &str,
 ) -> Result<Vec<ModelVariant>, SweepError> {
     let shipped: Vec<CatalogEntry> = list_shipped_models()
         .iter()
@@ -162,11 +163,22 @@ pub fn resolve_variants(
     } else {
         for raw in names {
             let name = raw.trim();
-            if let Ok(path) = resolve_model(name) {
-                let e = catalog_entry(&path)?;
-                groups.push((e.family.clone(), vec![e]));
-                continue;
-            }
+            let not_found = match crate::locate::locate(crate::locate::Shipped::Model, name) {
+                Ok(path) => {
+                    let e = catalog_entry(&path)?;
+                    groups.push((e.family.clone(), vec![e]));
+                    continue;
+                }
+                // Only "no such model file" falls through to the family names; an ambiguous name, a directory
+                // or a path (a name with `/` is never a family) is reported as such.
+                Err(err)
+                    if !matches!(err.why, crate::locate::Why::NotFound { .. })
+                        || name.contains('/') =>
+                {
+                    return Err(SweepError::Input(err.flag(flag).to_string()));
+                }
+                Err(err) => err.flag(flag),
+            };
             let members: Vec<CatalogEntry> = shipped
                 .iter()
                 .filter(|e| e.family == name)
@@ -177,8 +189,7 @@ pub fn resolve_variants(
                 families.sort_unstable();
                 families.dedup();
                 return Err(SweepError::Input(format!(
-                    "model or family `{name}` not found (no model file `{name}` in models/ or as a path, and no \
-                     shipped model has family = \"{name}\"); shipped families: {}",
+                    "{not_found}; nor is it a family (family = \"...\" of a shipped model): shipped families: {}",
                     families.join(", ")
                 )));
             }

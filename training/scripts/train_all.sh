@@ -169,5 +169,7 @@ if [ "${SKIP_EVAL:-0}" != 1 ]; then
   "$PY" -m accelsim_train table --data "$DATA" --seeds "$SEEDS" --threads 2 --cache "$LOGS/eval" --out "$MODELS/robustness.md" \
     --paired-ref "$MODELS/fmnist-cnn-clipping-8b" \
     "$MODELS/fmnist-cnn-normal-8b" "$MODELS/fmnist-cnn-rquant-8b" "$MODELS/fmnist-cnn-clipping-8b" \
-    "$MODELS/fmnist-cnn-randbet-8b" "$MODELS/fmnist-cnn-randbet-4b"
+    "$MODELS/fmnist-cnn-randbet-8b" "$MODELS/fmnist-cnn-randbet-6b" "$MODELS/fmnist-cnn-randbet-4b" \
+    "$MODELS/fmnist-cnn-randbet-3b" "$MODELS/fmnist-cnn-randbet-2b" \
+    "$MODELS/fmnist-cnn-clipping-4b" "$MODELS/fmnist-cnn-clipping-2b"
 fi

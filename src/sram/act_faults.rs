@@ -1,0 +1,490 @@
+//! Faulty activation buffers: the activation SRAM's fault map at a voltage and the [`ActivationStore`] that
+//! reads every stored activation bit back through its cell (docs/activation-faults.md).
+//!
+//! * **Profile faults** (only when `activation_sram` is a scaled rail): the cells of the activation fault
+//!   profile failing at the rail's `vdd_rel` (docs/sram-profiles.md). A reads-as-1 / reads-as-0 cell forces its
+//!   value, a flipping cell inverts it; a persistent cell (`p_access = 1`) fails on every access, a transient
+//!   one on each access with probability `p_access` ([`transient_fails`]: a hash of
+//!   `(seed, layer, image, cell, tile)` below `⌊p_access · 2^64⌋`)
+//!   — the same cells are faulty for every image, which values they corrupt depends on the image.
+//! * **Random bit errors** (`--act-ber P`): every cell of the SRAM is, independently with probability `P`, a
+//!   persistent flipping cell of the chip drawn for `seed` (the paper's random bit error model applied to the
+//!   activation buffers' cells, like `--ber` for the weights). Drawn sparsely by geometric skipping: exact
+//!   Bernoulli per cell, work proportional to the faulty cells. On a cell that is also a profile fault, the
+//!   profile's read comes first and the random flip inverts its result.
+//!
+//! Work per stored map is proportional to the faulty cells of its buffer below the map's size (times its tiles);
+//! a fault-free store costs one binary search per map.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use super::act_mapping::{ActBuffer, ActMapping, CODE_BITS};
+use super::generate::{generate, GenerateSpec, Style, MAX_GENERATED_CELLS};
+use super::profile::{FailureKind, FaultProfile};
+use super::SramError;
+use crate::config::{HwConfig, Rail};
+use crate::engine::act_store::{ActivationStore, StoredMap};
+
+/// XORed into the weight profile's seed to seed the derived activation chip (the ASCII bytes of `act_sram`), so
+/// the two SRAMs of one config are different chips of the same style (docs/activation-faults.md#fault-map).
+pub const ACT_SEED_SALT: u64 = 0x6163_745f_7372_616d;
+/// Lowest `vdd_rel` a derived activation profile covers (the generator's default floor: the lowest measured
+/// point of the BER curve).
+pub const DERIVED_FLOOR_VDD_REL: f64 = 0.75;
+/// Most faulty cells one activation fault map may hold (about 400 MB); `--act-ber` whose expected count
+/// exceeds it is refused.
+pub const MAX_ACT_FAULT_CELLS: u64 = 1 << 24;
+
+/// The `[activation_sram] fault_profile` value meaning "generate one" (also the default when the key is absent).
+pub const DERIVED: &str = "derived";
+
+/// The activation SRAM's fault profile for `hw`: the config's `[activation_sram] fault_profile` (a name in
+/// `sram_profiles/` or a path, arrays of `rows x word_bits`), or, for `"derived"` / no key,
+/// [`derived_profile`] from `weight_profile` (the weight SRAM's profile of the run; `None` when the weights
+/// get uniform random errors).
+pub fn activation_profile(
+    hw: &HwConfig,
+    weight_profile: Option<&FaultProfile>,
+) -> Result<FaultProfile, SramError> {
+    let mapping = ActMapping::new(&hw.activation_sram)?;
+    match hw.activation_sram.fault_profile.as_deref() {
+        None | Some(DERIVED) => derived_profile(&mapping, weight_profile),
+        Some(name) => {
+            let p = FaultProfile::load(&FaultProfile::resolve(name)?)?;
+            check_fits(&p, &mapping, &hw.origin)?;
+            Ok(p)
+        }
+    }
+}
+
+/// Refuses a profile whose arrays are not `rows x word_bits` of the activation SRAM.
+pub fn check_fits(
+    p: &FaultProfile,
+    mapping: &ActMapping,
+    hw_origin: &str,
+) -> Result<(), SramError> {
+    if p.meta.rows != mapping.rows() || p.meta.columns != mapping.columns() {
+        return Err(SramError::Invalid(format!(
+            "activation profile {} has arrays of {}x{} cells but hardware config {hw_origin} has \
+             activation_sram.rows x word_bits = {}x{}; generate one with accelsim profile generate --rows {} \
+             --columns {} --arrays {}",
+            p.origin(),
+            p.meta.rows,
+            p.meta.columns,
+            mapping.rows(),
+            mapping.columns(),
+            mapping.rows(),
+            mapping.columns(),
+            mapping.arrays()
+        )));
+    }
+    Ok(())
+}
+
+/// The generator spec of the derived activation chip: style of the weight profile's `style` header (`chip1`
+/// when it names none; `uniform` when the weights have no profile), seed `weight seed XOR` [`ACT_SEED_SALT`]
+/// (weight seed 0 when the header has none), `A_0 + A_1` arrays of `rows x word_bits`, floor 0.75.
+pub fn derived_spec(mapping: &ActMapping, weight_profile: Option<&FaultProfile>) -> GenerateSpec {
+    let style = match weight_profile {
+        None => Style::Uniform,
+        Some(p) => p
+            .meta
+            .style
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Style::Chip1),
+    };
+    let seed = weight_profile.and_then(|p| p.meta.seed).unwrap_or(0) ^ ACT_SEED_SALT;
+    GenerateSpec {
+        style,
+        arrays: mapping.arrays() as u32,
+        rows: mapping.rows(),
+        columns: mapping.columns(),
+        seed,
+        floor_vdd_rel: DERIVED_FLOOR_VDD_REL,
+        name: format!("activation-sram-derived-{}", style.name()),
+    }
+}
+
+/// Generates the derived activation chip ([`derived_spec`]); deterministic.
+pub fn derived_profile(
+    mapping: &ActMapping,
+    weight_profile: Option<&FaultProfile>,
+) -> Result<FaultProfile, SramError> {
+    if mapping.total_cells() > MAX_GENERATED_CELLS {
+        return Err(SramError::Invalid(format!(
+            "activation_sram has {} cells, more than the {MAX_GENERATED_CELLS} a derived profile can have; \
+             allowed ifmap_kib + ofmap_kib <= 1024, or set [activation_sram] fault_profile to a profile file",
+            mapping.total_cells()
+        )));
+    }
+    generate(&derived_spec(mapping, weight_profile))
+}
+
+/// One faulty cell as the store applies it (branch-free form of the profile's failure).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ActCell {
+    /// Slot of the cell in its buffer.
+    slot: u64,
+    /// Global cell index (seeds transient draws).
+    cell: u32,
+    bit: u8,
+    /// 1 when the profile lists the cell as failing at this voltage.
+    faulty: u8,
+    /// 1 for a persistent failure (every access), 0 for a transient one (or no profile fault).
+    always: u8,
+    /// The failing read is `(stored & keep) ^ set`: reads-as-1 (0, 1), reads-as-0 (0, 0), flips (1, 1).
+    keep: u8,
+    set: u8,
+    /// 1 for a random persistent flip (`--act-ber`) on top.
+    flip: u8,
+    /// A transient access fails when its draw is below this ([`transient_threshold`]).
+    threshold: u64,
+}
+
+impl ActCell {
+    fn set_fault(&mut self, kind: FailureKind, p_access: f64) {
+        self.faulty = 1;
+        self.always = (p_access >= 1.0) as u8;
+        (self.keep, self.set) = match kind {
+            FailureKind::ReadsOne => (0, 1),
+            FailureKind::ReadsZero => (0, 0),
+            FailureKind::Flips => (1, 1),
+        };
+        self.threshold = transient_threshold(p_access);
+    }
+}
+
+/// `⌊p · 2^64⌋` (saturating): a transient access with draw `h` ([`access_draw`]) fails when `h < threshold`, so
+/// it fails with probability `p` to within 2^-64.
+pub fn transient_threshold(p_access: f64) -> u64 {
+    if p_access >= 1.0 {
+        u64::MAX
+    } else if p_access > 0.0 {
+        (p_access * 18_446_744_073_709_551_616.0) as u64
+    } else {
+        0
+    }
+}
+
+/// The faulty cells of both activation buffers at one voltage, per buffer sorted by slot.
+#[derive(Debug, Clone)]
+pub struct ActFaultMap {
+    mapping: ActMapping,
+    cells: [Vec<ActCell>; 2],
+}
+
+impl ActFaultMap {
+    /// No faulty cell.
+    pub fn empty(mapping: ActMapping) -> ActFaultMap {
+        ActFaultMap {
+            mapping,
+            cells: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// The mapping the map is laid out for.
+    pub fn mapping(&self) -> &ActMapping {
+        &self.mapping
+    }
+
+    /// Faulty cells holding code bits (unused columns dropped), both buffers.
+    pub fn faulty_cells(&self) -> usize {
+        self.cells[0].len() + self.cells[1].len()
+    }
+
+    /// Adds the cells of `profile` failing at `vdd_rel` (array `a` of the SRAM uses profile array `a mod P`).
+    /// Errors on a geometry mismatch or a voltage below the profile's floor.
+    pub fn with_profile(
+        mut self,
+        profile: &FaultProfile,
+        vdd_rel: f64,
+        hw_origin: &str,
+    ) -> Result<ActFaultMap, SramError> {
+        check_fits(profile, &self.mapping, hw_origin)?;
+        let per_array = profile.meta.rows as u64 * profile.meta.columns as u64;
+        let p_arrays = profile.meta.arrays as u64;
+        for fc in profile.failing_at(vdd_rel)? {
+            let (pa, within) = (fc.cell as u64 / per_array, fc.cell as u64 % per_array);
+            let mut a = pa;
+            while a < self.mapping.arrays() {
+                let idx = a * per_array + within;
+                self.insert(idx, |c| c.set_fault(fc.kind, fc.p_access));
+                a += p_arrays;
+            }
+        }
+        self.sort();
+        Ok(self)
+    }
+
+    /// Adds random persistent flips: each cell independently with probability `p` (0..=1), drawn for `seed`.
+    pub fn with_random_flips(mut self, p: f64, seed: u64) -> Result<ActFaultMap, SramError> {
+        let total = self.mapping.total_cells();
+        if !(0.0..=1.0).contains(&p) {
+            return Err(SramError::Invalid(format!(
+                "--act-ber {p} is out of range; allowed 0..=1 (a per-bit probability)"
+            )));
+        }
+        if p * total as f64 > MAX_ACT_FAULT_CELLS as f64 {
+            return Err(SramError::Invalid(format!(
+                "--act-ber {p} over the {total} activation SRAM cells would make about {:.0} faulty cells; \
+                 allowed at most {MAX_ACT_FAULT_CELLS} (P <= {:.3e})",
+                p * total as f64,
+                MAX_ACT_FAULT_CELLS as f64 / total as f64
+            )));
+        }
+        for idx in bernoulli_indices(total, p, seed) {
+            self.insert(idx, |c| c.flip = 1);
+        }
+        self.sort();
+        Ok(self)
+    }
+
+    fn insert(&mut self, idx: u64, set: impl Fn(&mut ActCell)) {
+        let Some(addr) = self.mapping.addr_of_index(idx) else {
+            return;
+        };
+        let Some(sb) = self.mapping.slot_at(addr) else {
+            return; // an unused column holds no code bit
+        };
+        let list = &mut self.cells[sb.buffer.index()];
+        let mut c = ActCell {
+            slot: sb.slot,
+            cell: idx as u32,
+            bit: sb.bit,
+            faulty: 0,
+            always: 0,
+            keep: 0,
+            set: 0,
+            flip: 0,
+            threshold: 0,
+        };
+        set(&mut c);
+        list.push(c);
+    }
+
+    /// Sorts by (slot, bit) and merges the entries of one cell (a profile fault and a random flip).
+    fn sort(&mut self) {
+        for list in &mut self.cells {
+            list.sort_by_key(|c| (c.slot, c.bit));
+            list.dedup_by(|later, first| {
+                if (later.slot, later.bit) != (first.slot, first.bit) {
+                    return false;
+                }
+                if first.faulty == 0 && later.faulty == 1 {
+                    let flip = first.flip;
+                    *first = *later;
+                    first.flip |= flip;
+                } else {
+                    first.flip |= later.flip;
+                }
+                true
+            });
+        }
+    }
+}
+
+/// Indices in `0..n` each kept independently with probability `p`, by geometric skipping (the gap before the
+/// next kept index is `floor(ln U / ln(1 − p))`, U uniform in (0, 1]): exact Bernoulli, O(kept) work.
+pub fn bernoulli_indices(n: u64, p: f64, seed: u64) -> Vec<u64> {
+    if p <= 0.0 || n == 0 {
+        return Vec::new();
+    }
+    if p >= 1.0 {
+        return (0..n).collect();
+    }
+    let mut rng = Pcg64::seed_from_u64(seed ^ 0x6163_745f_6265_7221); // "act_ber!"
+    let ln_q = (-p).ln_1p();
+    let mut out = Vec::with_capacity(((n as f64 * p * 1.1) as usize).min(1 << 24) + 16);
+    let mut i = 0u64;
+    loop {
+        let u: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
+        let gap = (u.ln() / ln_q).floor();
+        if gap >= (n - i) as f64 {
+            return out;
+        }
+        i += gap as u64;
+        out.push(i);
+        i += 1;
+        if i >= n {
+            return out;
+        }
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The per-map part of a transient cell's draw: `splitmix64` chained over `(seed, layer, image)`.
+pub fn access_key(seed: u64, layer: usize, image: u64) -> u64 {
+    splitmix64(splitmix64(splitmix64(seed) ^ layer as u64) ^ image)
+}
+
+/// The per-access draw of cell `cell` on tile pass `tile` of a map with key [`access_key`]:
+/// `splitmix64(key ^ (tile << 32 | cell))`, uniform on `u64`.
+pub fn access_draw(key: u64, cell: u32, tile: u64) -> u64 {
+    splitmix64(key ^ (tile << 32 | cell as u64))
+}
+
+/// Whether a transient cell with per-access probability `p_access` fails on this access:
+/// `access_draw(access_key(seed, layer, image), cell, tile) < ⌊p·2^64⌋`.
+pub fn transient_fails(
+    seed: u64,
+    layer: usize,
+    image: u64,
+    cell: u32,
+    tile: u64,
+    p_access: f64,
+) -> bool {
+    access_draw(access_key(seed, layer, image), cell, tile) < transient_threshold(p_access)
+}
+
+/// Bits the store has read and got wrong (the activation rail's bit errors), summed over every map read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ActCounts {
+    /// Stored activation bits read (8 per code).
+    pub bits_read: u64,
+    /// Bits read back different from what was stored.
+    pub bits_flipped: u64,
+}
+
+impl ActCounts {
+    /// Measured bit error rate `bits_flipped / bits_read` (0 when nothing was read).
+    pub fn ber(&self) -> f64 {
+        if self.bits_read == 0 {
+            0.0
+        } else {
+            self.bits_flipped as f64 / self.bits_read as f64
+        }
+    }
+}
+
+/// Activation buffers with faulty cells: an [`ActivationStore`] for the integer engine.
+#[derive(Debug)]
+pub struct ActivationFaults {
+    map: ActFaultMap,
+    seed: u64,
+    bits_read: AtomicU64,
+    bits_flipped: AtomicU64,
+}
+
+impl ActivationFaults {
+    /// A store over `map`; `seed` fixes the transient cells' per-access draws.
+    pub fn new(map: ActFaultMap, seed: u64) -> ActivationFaults {
+        ActivationFaults {
+            map,
+            seed,
+            bits_read: AtomicU64::new(0),
+            bits_flipped: AtomicU64::new(0),
+        }
+    }
+
+    /// The store of one run sample at `vdd_v`: the cells of `profile` (from [`activation_profile`]) failing at
+    /// the activation rail's `vdd_rel` when `activation_sram` is in `hw`'s scaled rails (else no profile fault:
+    /// an unscaled rail stays at `nominal_v` and never fails), plus random flips at `act_ber` (0 = none). `seed`
+    /// (e.g. the sample index of the run) fixes the random chip and the transient draws.
+    pub fn build(
+        hw: &HwConfig,
+        vdd_v: f64,
+        profile: Option<&FaultProfile>,
+        act_ber: f64,
+        seed: u64,
+    ) -> Result<ActivationFaults, SramError> {
+        let mapping = ActMapping::new(&hw.activation_sram)?;
+        let mut map = ActFaultMap::empty(mapping);
+        if hw.voltage.scaled_rails.contains(&Rail::ActivationSram) {
+            if let Some(p) = profile {
+                let vdd_rel = hw.vdd_rel(hw.rail_v(Rail::ActivationSram, vdd_v));
+                map = map.with_profile(p, vdd_rel, &hw.origin)?;
+            }
+        }
+        if act_ber > 0.0 {
+            map = map.with_random_flips(act_ber, seed)?;
+        }
+        Ok(ActivationFaults::new(map, seed))
+    }
+
+    /// The fault map.
+    pub fn map(&self) -> &ActFaultMap {
+        &self.map
+    }
+
+    /// Counters so far.
+    pub fn counts(&self) -> ActCounts {
+        ActCounts {
+            bits_read: self.bits_read.load(Ordering::Relaxed),
+            bits_flipped: self.bits_flipped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Resets the counters (e.g. between run samples).
+    pub fn reset_counts(&self) {
+        self.bits_read.store(0, Ordering::Relaxed);
+        self.bits_flipped.store(0, Ordering::Relaxed);
+    }
+}
+
+impl ActivationStore for ActivationFaults {
+    fn read_back(&self, map: &StoredMap, codes: &mut [u8]) {
+        let b = ActBuffer::of_layer(map.layer);
+        let cap = self.map.mapping.capacity(b);
+        let n = codes.len() as u64;
+        let cells = &self.map.cells[b.index()];
+        let end = cells.partition_point(|c| c.slot < n.min(cap));
+        let key = access_key(self.seed, map.layer, map.image);
+        let mut flipped = 0u64;
+        for c in &cells[..end] {
+            let (mut e, mut tile) = (c.slot, 0u64);
+            while e < n {
+                // Branch-free: the failing read, whether this access fails, the random flip on top.
+                let code = &mut codes[e as usize];
+                let stored = (*code >> c.bit) & 1;
+                let fails =
+                    c.faulty & (c.always | (access_draw(key, c.cell, tile) < c.threshold) as u8);
+                let failing_read = (stored & c.keep) ^ c.set;
+                let read = (stored ^ (fails & (stored ^ failing_read))) ^ c.flip;
+                let diff = read ^ stored;
+                *code ^= diff << c.bit;
+                flipped += diff as u64;
+                e += cap;
+                tile += 1;
+            }
+        }
+        self.bits_read.fetch_add(n * CODE_BITS, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Refuses a scaled activation rail without the integer datapath: `rails` are the scaled rails (config
+/// `voltage.scaled_rails` or `--rails`), `int8` whether the datapath is `int8`. The message is one line.
+pub fn check_rails_datapath(rails: &[Rail], int8: bool) -> Result<(), String> {
+    if !int8 && rails.contains(&Rail::ActivationSram) {
+        return Err("activation_sram is a scaled rail (voltage.scaled_rails or --rails) with the float \
+                    datapath: float activations have no stored bits to fail; allowed --datapath int8, or \
+                    scaled rails without activation_sram"
+            .into());
+    }
+    Ok(())
+}
+
+/// Refuses `--act-ber P > 0` without the integer datapath (float activations have no stored bits).
+pub fn check_act_ber_datapath(act_ber: f64, int8: bool) -> Result<(), String> {
+    if !int8 && act_ber > 0.0 {
+        return Err(format!(
+            "--act-ber {act_ber} with the float datapath: float activations have no stored bits to fail; \
+             allowed --datapath int8, or --act-ber 0"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

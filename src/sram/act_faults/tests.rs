@@ -1,0 +1,487 @@
+use super::*;
+use crate::config::ActivationSramConfig;
+use crate::sram::profile::{FailingCell, ProfileMeta};
+
+/// One 128x64 array per buffer (1 KiB each): B0 = array 0, B1 = array 1; 1024 codes per buffer.
+fn tiny_cfg() -> ActivationSramConfig {
+    ActivationSramConfig {
+        ifmap_kib: 1,
+        ofmap_kib: 1,
+        word_bits: 64,
+        rows: 128,
+        fault_profile: None,
+    }
+}
+
+fn tiny_hw(scaled: &[Rail]) -> HwConfig {
+    let mut hw = HwConfig::load_named("14nm_sram").unwrap();
+    hw.activation_sram = tiny_cfg();
+    hw.with_rails(scaled).unwrap()
+}
+
+fn cell(array: u32, row: u32, column: u32, fail: f64, kind: FailureKind, p: f64) -> FailingCell {
+    FailingCell {
+        cell: (array * 128 + row) * 64 + column,
+        fail_vdd_rel: fail,
+        kind,
+        p_access: p,
+    }
+}
+
+/// The hand-built fault map of the tests (cells named by array, row, column).
+fn tiny_profile() -> FaultProfile {
+    let meta = ProfileMeta {
+        name: "tiny".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    FaultProfile::new(
+        meta,
+        vec![
+            // B0 slot 0 bit 3 reads 1; slot 1 bit 5 reads 0 (only below 0.85); slot 2 bit 7 flips.
+            cell(0, 0, 3, 0.9, FailureKind::ReadsOne, 1.0),
+            cell(0, 0, 13, 0.85, FailureKind::ReadsZero, 1.0),
+            cell(0, 0, 23, 0.9, FailureKind::Flips, 1.0),
+            // B0 slot 7: beyond a 4-code map.
+            cell(0, 0, 62, 0.9, FailureKind::Flips, 1.0),
+            // B1 slot 1 bit 0 flips.
+            cell(1, 0, 8, 0.9, FailureKind::Flips, 1.0),
+        ],
+    )
+    .unwrap()
+}
+
+fn read(store: &ActivationFaults, layer: usize, image: u64, codes: &[u8]) -> Vec<u8> {
+    let mut out = codes.to_vec();
+    let shape = [codes.len(), 1, 1];
+    store.read_back(
+        &StoredMap {
+            layer,
+            shape,
+            image,
+        },
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn hand_computed_two_layer_corruption() {
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let p = tiny_profile();
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 7).unwrap();
+    assert_eq!(store.map().faulty_cells(), 5);
+    // Layer 0 (the image, 2x2 in B0): 0x00 bit 3 -> 1 = 0x08; 0xFF bit 5 -> 0 = 0xDF; 0x12 bit 7 flips = 0x92;
+    // 0x34 untouched (its slot 3 has no faulty cell; slot 7's cell lies past the map).
+    assert_eq!(
+        read(&store, 0, 0, &[0x00, 0xFF, 0x12, 0x34]),
+        [0x08, 0xDF, 0x92, 0x34]
+    );
+    assert_eq!(
+        store.counts(),
+        ActCounts {
+            bits_read: 32,
+            bits_flipped: 3
+        }
+    );
+    // Layer 1 (2 codes in B1): slot 1 bit 0 flips, 0x01 -> 0x00; slot 0 is clean.
+    assert_eq!(read(&store, 1, 0, &[0x01, 0x01]), [0x01, 0x00]);
+    // A stuck-at cell agreeing with the stored bit is no error: 0x08 reads 0x08, 0xDF stays.
+    assert_eq!(read(&store, 2, 5, &[0x08, 0xDF, 0x92]), [0x08, 0xDF, 0x12]);
+    assert_eq!(
+        store.counts(),
+        ActCounts {
+            bits_read: 32 + 16 + 24,
+            bits_flipped: 3 + 1 + 1
+        }
+    );
+    assert!((store.counts().ber() - 5.0 / 72.0).abs() < 1e-15);
+    // At 0.88 V the reads-as-0 cell (fails below 0.85) works.
+    let store = ActivationFaults::build(&hw, 0.88, Some(&p), 0.0, 7).unwrap();
+    assert_eq!(
+        read(&store, 0, 0, &[0x00, 0xFF, 0x12, 0x34]),
+        [0x08, 0xFF, 0x92, 0x34]
+    );
+    // A map larger than its buffer (1028 codes > 1024) sends code 1024 through slot 0's cells again.
+    let mut big = vec![0u8; 1028];
+    big[1025] = 0xFF;
+    let out = read(&store, 0, 0, &big);
+    assert_eq!(
+        (out[0], out[1024], out[1025], out[1026]),
+        (0x08, 0x08, 0xFF, 0x80)
+    );
+    assert_eq!(
+        out[7], 0x40,
+        "slot 7 bit 6 (column 62) flips inside the big map"
+    );
+}
+
+#[test]
+fn unscaled_rail_never_fails_and_random_flips_combine() {
+    let p = tiny_profile();
+    let hw = tiny_hw(&[Rail::WeightSram]);
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 1).unwrap();
+    assert_eq!(store.map().faulty_cells(), 0);
+    assert_eq!(read(&store, 0, 0, &[0, 0xFF, 0x12]), [0, 0xFF, 0x12]);
+    // Random flips at P = 1: every code bit inverts; on the profile's cells the flip follows the profile's read.
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 1.0, 1).unwrap();
+    // Code 0: bit 3 reads 1 then flips -> 0, the others flip: 0xFF ^ 0x08 = 0xF7.
+    assert_eq!(read(&store, 0, 0, &[0x00]), [0xF7]);
+    // The same random chip for a seed, another for another seed.
+    let a = ActivationFaults::build(&hw, 0.8, None, 0.01, 3).unwrap();
+    let b = ActivationFaults::build(&hw, 0.8, None, 0.01, 3).unwrap();
+    let c = ActivationFaults::build(&hw, 0.8, None, 0.01, 4).unwrap();
+    let codes: Vec<u8> = (0..1024u32).map(|i| (i * 37) as u8).collect();
+    assert_eq!(
+        read(&a, 0, 0, &codes),
+        read(&b, 0, 9, &codes),
+        "persistent: same for every image"
+    );
+    assert_ne!(read(&a, 0, 0, &codes), read(&c, 0, 0, &codes));
+    assert!(ActivationFaults::build(&hw, 0.8, None, 1.5, 3).is_err());
+}
+
+#[test]
+fn transient_cells_fail_per_access_with_their_probability() {
+    let meta = ProfileMeta {
+        name: "t".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 1,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let p = FaultProfile::new(meta, vec![cell(0, 0, 0, 0.9, FailureKind::Flips, 0.3)]).unwrap();
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 11).unwrap();
+    let n = 40_000u64;
+    let mut fails = 0u64;
+    let mut pairs = 0u64; // image i and i+1 both fail
+    let mut last = false;
+    for image in 0..n {
+        let f = read(&store, 0, image, &[0])[0] == 1;
+        // Deterministic in (map, codes): the same access twice reads the same.
+        if image < 100 {
+            assert_eq!(read(&store, 0, image, &[0])[0] == 1, f);
+        }
+        fails += f as u64;
+        pairs += (f && last) as u64;
+        last = f;
+    }
+    let (nf, q) = (n as f64, 0.3);
+    let sd = (nf * q * (1.0 - q)).sqrt();
+    assert!((fails as f64 - nf * q).abs() < 5.0 * sd, "{fails} of {n}");
+    let sd2 = (nf * q * q * (1.0 - q * q)).sqrt();
+    assert!(
+        (pairs as f64 - nf * q * q).abs() < 5.0 * sd2,
+        "pairs {pairs}"
+    );
+    // Layer 2 reads the same cells (B0) with independent draws.
+    let agree = (0..2000u64)
+        .filter(|&i| read(&store, 0, i, &[0]) == read(&store, 2, i, &[0]))
+        .count() as f64;
+    let want = 2000.0 * (q * q + (1.0 - q) * (1.0 - q));
+    assert!(
+        (agree - want).abs() < 5.0 * (2000.0f64 * 0.58 * 0.42).sqrt(),
+        "{agree}"
+    );
+}
+
+#[test]
+fn bernoulli_indices_are_unbiased() {
+    assert!(bernoulli_indices(1000, 0.0, 1).is_empty());
+    assert_eq!(bernoulli_indices(5, 1.0, 1), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        bernoulli_indices(10_000, 0.1, 5),
+        bernoulli_indices(10_000, 0.1, 5)
+    );
+    for (p, n) in [(0.25, 1u64 << 20), (0.01, 1 << 22), (0.9, 1 << 18)] {
+        let idx = bernoulli_indices(n, p, 42);
+        assert!(idx.windows(2).all(|w| w[0] < w[1]) && idx.iter().all(|&i| i < n));
+        let (nf, k) = (n as f64, idx.len() as f64);
+        let sd = (nf * p * (1.0 - p)).sqrt();
+        assert!((k - nf * p).abs() < 5.0 * sd, "p {p}: {k} of {n}");
+        // Positions: chi-square over 64 residue classes (df 63; 130 is p < 1e-6).
+        let mut buckets = [0f64; 64];
+        for &i in &idx {
+            buckets[(i % 64) as usize] += 1.0;
+        }
+        let e = k / 64.0;
+        let chi2: f64 = buckets.iter().map(|b| (b - e) * (b - e) / e).sum();
+        assert!(chi2 < 130.0, "p {p}: chi2 {chi2}");
+        // Independence of neighbours: the share of kept indices followed by a kept one is p.
+        let set: std::collections::HashSet<u64> = idx.iter().copied().collect();
+        let next = idx.iter().filter(|&&i| set.contains(&(i + 1))).count() as f64;
+        let sd = (k * p * (1.0 - p)).sqrt();
+        assert!(
+            (next - k * p).abs() < 5.0 * sd,
+            "p {p}: neighbours {next} of {k}"
+        );
+        // The first index is geometric: P(first = 0) = p over many seeds.
+        let zeros = (0..4000u64)
+            .filter(|&s| bernoulli_indices(64, p, s).first() == Some(&0))
+            .count() as f64;
+        assert!(
+            (zeros - 4000.0 * p).abs() < 5.0 * (4000.0 * p * (1.0 - p)).sqrt(),
+            "p {p}: {zeros}"
+        );
+    }
+}
+
+#[test]
+fn measured_ber_matches_random_flip_rate() {
+    let hw = tiny_hw(&[Rail::WeightSram]);
+    let store = ActivationFaults::build(&hw, 1.15, None, 0.05, 9).unwrap();
+    let codes = vec![0x5Au8; 1024];
+    let _ = read(&store, 0, 0, &codes);
+    let _ = read(&store, 1, 0, &codes);
+    let c = store.counts();
+    assert_eq!(c.bits_read, 2 * 8192);
+    // Every faulty cell of both buffers was read once: flipped bits = faulty cells.
+    assert_eq!(c.bits_flipped, store.map().faulty_cells() as u64);
+    let sd = (16384.0f64 * 0.05 * 0.95).sqrt() / 16384.0;
+    assert!((c.ber() - 0.05).abs() < 5.0 * sd, "{}", c.ber());
+    store.reset_counts();
+    assert_eq!(store.counts(), ActCounts::default());
+}
+
+#[test]
+fn shipped_config_works_out_of_the_box() {
+    let hw = HwConfig::load_named("14nm_sram")
+        .unwrap()
+        .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+        .unwrap();
+    let chip1 = FaultProfile::load(&FaultProfile::resolve("chip1").unwrap()).unwrap();
+    let p = activation_profile(&hw, Some(&chip1)).unwrap();
+    assert_eq!((p.meta.arrays, p.meta.rows, p.meta.columns), (32, 512, 64));
+    assert_eq!(p.meta.style.as_deref(), Some("chip1"));
+    assert_eq!(p.meta.seed, Some(1 ^ ACT_SEED_SALT));
+    assert_eq!(
+        p,
+        activation_profile(&hw, Some(&chip1)).unwrap(),
+        "deterministic"
+    );
+    // Without a weight profile the derived chip is the uniform style.
+    let u = activation_profile(&hw, None).unwrap();
+    assert_eq!(u.meta.style.as_deref(), Some("uniform"));
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 0).unwrap();
+    let codes: Vec<u8> = (0..28 * 28u32).map(|i| (i * 97 + 13) as u8).collect();
+    for image in 0..50 {
+        let _ = read(&store, 0, image, &codes);
+    }
+    // Chip-style cells at 0.8: per-access failing cells at the measured BER, of which stuck-at cells agreeing
+    // with the stored bit are no error, so the read BER is below the curve but the same order.
+    let ber = store.counts().ber();
+    let curve = crate::sram::measured_ber(0.8);
+    assert!(
+        ber > 0.2 * curve && ber < 1.2 * curve,
+        "ber {ber} vs curve {curve}"
+    );
+    // At nominal voltage nothing fails.
+    let store = ActivationFaults::build(&hw, 1.15, Some(&p), 0.0, 0).unwrap();
+    assert_eq!(store.map().faulty_cells(), 0);
+}
+
+#[test]
+fn profile_file_geometry_is_checked() {
+    let mut hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    hw.activation_sram.fault_profile = Some("chip1".into());
+    let e = activation_profile(&hw, None).unwrap_err().to_string();
+    assert!(
+        e.contains("512x64") && e.contains("128x64") && !e.contains('\n'),
+        "{e}"
+    );
+}
+
+#[test]
+fn float_datapath_refuses_scaled_activation_rail() {
+    let e = check_rails_datapath(&[Rail::WeightSram, Rail::ActivationSram], false).unwrap_err();
+    assert!(
+        e.contains("float activations have no stored bits to fail") && !e.contains('\n'),
+        "{e}"
+    );
+    assert!(check_rails_datapath(&[Rail::WeightSram, Rail::ActivationSram], true).is_ok());
+    assert!(check_rails_datapath(&[Rail::WeightSram, Rail::Logic], false).is_ok());
+    assert!(check_act_ber_datapath(0.01, false).is_err());
+    assert!(check_act_ber_datapath(0.0, false).is_ok());
+    assert!(check_act_ber_datapath(0.01, true).is_ok());
+}
+
+mod reference {
+    use super::*;
+    use crate::sram::act_mapping::ActBuffer;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Slow, obviously-right reading: for every bit of every code, find its cell with the forward mapping, look
+    /// the cell up in the profile (array `a mod P`) and in the random-flip set, and apply the semantics.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_read(
+        m: &ActMapping,
+        profile: &FaultProfile,
+        vdd_rel: f64,
+        flips: &std::collections::HashSet<u64>,
+        seed: u64,
+        layer: usize,
+        image: u64,
+        codes: &[u8],
+    ) -> (Vec<u8>, u64) {
+        let per_array = (profile.meta.rows * profile.meta.columns) as u64;
+        let by_cell: HashMap<u32, &FailingCell> =
+            profile.cells().iter().map(|c| (c.cell, c)).collect();
+        let cap = m.capacity(ActBuffer::of_layer(layer));
+        let mut out = codes.to_vec();
+        let mut flipped = 0;
+        for (e, code) in out.iter_mut().enumerate() {
+            let stored = *code;
+            for j in 0..8u8 {
+                let addr = m.cell_of(layer, e as u64, j).unwrap();
+                let idx = m.cell_index(addr);
+                let profile_cell =
+                    (idx / per_array % profile.meta.arrays as u64) * per_array + idx % per_array;
+                let bit = (stored >> j) & 1;
+                let mut read = bit;
+                if let Some(fc) = by_cell.get(&(profile_cell as u32)) {
+                    let tile = e as u64 / cap;
+                    if vdd_rel < fc.fail_vdd_rel
+                        && (fc.p_access >= 1.0
+                            || transient_fails(seed, layer, image, idx as u32, tile, fc.p_access))
+                    {
+                        read = match fc.kind {
+                            FailureKind::ReadsOne => 1,
+                            FailureKind::ReadsZero => 0,
+                            FailureKind::Flips => 1 - bit,
+                        };
+                    }
+                }
+                if flips.contains(&idx) {
+                    read ^= 1;
+                }
+                if read != bit {
+                    *code ^= 1 << j;
+                    flipped += 1;
+                }
+            }
+        }
+        (out, flipped)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn read_back_matches_reference(
+            wb in prop_oneof![Just(8u32), Just(16), Just(64)],
+            profile_arrays in 1u32..4,
+            cells in proptest::collection::vec((0u32..1 << 16, 0.76f64..1.0, 0u8..3, any::<bool>()), 0..60),
+            vdd_rel in 0.76f64..1.0,
+            act_ber in prop_oneof![Just(0.0), 0.0f64..0.05],
+            seed in 0u64..1000,
+            layer in 0usize..3,
+            image in 0u64..1000,
+            n in 1usize..3000,
+        ) {
+            // 1 KiB buffers of 8192 / (rows · wb) arrays; rows chosen so each buffer is 2 arrays.
+            let rows = 8192 / (2 * wb);
+            let act = ActivationSramConfig { ifmap_kib: 1, ofmap_kib: 1, word_bits: wb, rows, fault_profile: None };
+            let m = ActMapping::new(&act).unwrap();
+            let per_array = rows * wb;
+            let meta = ProfileMeta {
+                name: "p".into(), source: "proptest".into(), style: None, seed: None,
+                arrays: profile_arrays, rows, columns: wb, floor_vdd_rel: 0.75,
+            };
+            let mut seen = std::collections::HashSet::new();
+            let fcs: Vec<FailingCell> = cells
+                .into_iter()
+                .map(|(c, v, k, persistent)| FailingCell {
+                    cell: c % (profile_arrays * per_array),
+                    fail_vdd_rel: v,
+                    kind: [FailureKind::ReadsOne, FailureKind::ReadsZero, FailureKind::Flips][k as usize],
+                    p_access: if persistent { 1.0 } else { 0.5 },
+                })
+                .filter(|c| seen.insert(c.cell))
+                .collect();
+            let profile = FaultProfile::new(meta, fcs).unwrap();
+            let map = ActFaultMap::empty(m.clone())
+                .with_profile(&profile, vdd_rel, "test")
+                .unwrap()
+                .with_random_flips(act_ber, seed)
+                .unwrap();
+            let store = ActivationFaults::new(map, seed);
+            let flips: std::collections::HashSet<u64> =
+                bernoulli_indices(m.total_cells(), act_ber, seed).into_iter().collect();
+            let codes: Vec<u8> = (0..n).map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(seed) as u8).collect();
+            let (want, want_flipped) = reference_read(&m, &profile, vdd_rel, &flips, seed, layer, image, &codes);
+            let mut got = codes.clone();
+            store.read_back(&StoredMap { layer, shape: [n, 1, 1], image }, &mut got);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(store.counts(), ActCounts { bits_read: 8 * n as u64, bits_flipped: want_flipped });
+        }
+    }
+}
+
+#[test]
+fn parallel_reads_equal_sequential_reads() {
+    use rayon::prelude::*;
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let meta = ProfileMeta {
+        name: "t".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let cells = (0..200u32)
+        .map(|i| cell(i % 2, i / 2, (i * 7) % 64, 0.9, FailureKind::Flips, 0.5))
+        .collect();
+    let p = FaultProfile::new(meta, cells).unwrap();
+    let codes: Vec<u8> = (0..1500u32).map(|i| (i * 31) as u8).collect();
+    let seq_store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.01, 2).unwrap();
+    let seq: Vec<Vec<u8>> = (0..64u64)
+        .map(|i| read(&seq_store, (i % 3) as usize, i, &codes))
+        .collect();
+    let par_store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.01, 2).unwrap();
+    let par: Vec<Vec<u8>> = (0..64u64)
+        .into_par_iter()
+        .map(|i| read(&par_store, (i % 3) as usize, i, &codes))
+        .collect();
+    assert_eq!(seq, par);
+    assert_eq!(seq_store.counts(), par_store.counts());
+    assert!(seq_store.counts().bits_flipped > 0);
+}
+
+#[test]
+fn profile_file_of_the_right_geometry_is_used_as_is() {
+    let dir = std::env::temp_dir().join(format!("accelsim-actprof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.sramprof");
+    tiny_profile().save(&path).unwrap();
+    let mut hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    hw.activation_sram.fault_profile = Some(path.to_string_lossy().into_owned());
+    let p = activation_profile(&hw, None).unwrap();
+    assert_eq!(p, tiny_profile());
+    let store = ActivationFaults::build(&hw, 0.8, Some(&p), 0.0, 0).unwrap();
+    assert_eq!(
+        read(&store, 0, 0, &[0x00, 0xFF, 0x12, 0x34]),
+        [0x08, 0xDF, 0x92, 0x34]
+    );
+    // Below the profile's floor: a one-line error naming the profile, never a panic.
+    let e = ActivationFaults::build(&hw, 0.7, Some(&p), 0.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tiny.sramprof") && e.contains("0.75") && !e.contains('\n'),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,223 @@
+//! Activation-SRAM command-line plumbing driven through the binary (docs/activation-faults.md): `--rails` and
+//! `--act-ber` on `run` and `sweep`, each bad value a one-line error with exit code 2, and a scaled activation
+//! rail lowering the activation buffers' energy.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_accelsim"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn user_error(args: &[&str], needles: &[&str]) {
+    let o = run(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1 && !err.contains("panicked"),
+        "{args:?}: {err:?}"
+    );
+    assert!(o.stdout.is_empty(), "{args:?}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in {err}");
+    }
+}
+
+#[test]
+fn bad_rails_and_act_ber_are_one_line_errors() {
+    for cmd in ["run", "sweep"] {
+        let out =
+            std::env::temp_dir().join(format!("accelsim-actfault-{cmd}-{}", std::process::id()));
+        let out = out.to_string_lossy().into_owned();
+        let base = |extra: &[&'static str]| -> Vec<String> {
+            let mut v = vec![cmd.to_string(), "--limit".into(), "10".into()];
+            if cmd == "run" {
+                v.extend(["--vdd".into(), "0.85".into()]);
+            } else {
+                v.extend(["--out".into(), out.clone(), "--grid".into(), "0.9".into()]);
+            }
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let check = |extra: &[&'static str], needles: &[&str]| {
+            let v = base(extra);
+            let args: Vec<&str> = v.iter().map(String::as_str).collect();
+            user_error(&args, needles);
+        };
+        check(
+            &["--rails", "weight_sram,dram"],
+            &["--rails weight_sram,dram", "unknown rail `dram`", "allowed"],
+        );
+        check(&["--rails", "logic,logic"], &["twice", "allowed"]);
+        check(&["--act-ber", "1.5"], &["--act-ber 1.5", "0..=1"]);
+        check(&["--act-ber", "-0.1"], &["--act-ber -0.1", "0..=1"]);
+        check(&["--act-ber", "abc"], &["--act-ber abc", "not a number"]);
+        // Until the integer datapath is selected, activation bit errors are refused, never ignored.
+        check(
+            &["--act-ber", "0.01"],
+            &["float activations have no stored bits to fail"],
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    user_error(
+        &[
+            "sweep",
+            "--rails",
+            "weight_sram",
+            "--rails",
+            "logic",
+            "--out",
+            "/nonexistent/x",
+        ],
+        &["--rails is given more than once"],
+    );
+}
+
+#[test]
+fn scaled_activation_rail_refuses_partial_arrays() {
+    let dir = std::env::temp_dir().join(format!("accelsim-actfault-hw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("hw_configs/14nm_sram.toml"),
+    )
+    .unwrap()
+    .replace("ifmap_kib = 64", "ifmap_kib = 6");
+    let path = dir.join("odd.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    user_error(
+        &[
+            "run",
+            "--hw",
+            &p,
+            "--vdd",
+            "0.85",
+            "--rails",
+            "weight_sram,activation_sram",
+            "--limit",
+            "10",
+        ],
+        &[
+            "--rails weight_sram,activation_sram",
+            "odd.toml",
+            "activation_sram.ifmap_kib = 6",
+            "512x64",
+        ],
+    );
+    // Unscaled, the same config runs (the buffers' geometry only matters once their cells can fail).
+    let o = run(&[
+        "run",
+        "--hw",
+        &p,
+        "--vdd",
+        "0.85",
+        "--limit",
+        "10",
+        "--offsets",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn act_sram_pj(extra: &[&str]) -> f64 {
+    let mut args = vec![
+        "run",
+        "--vdd",
+        "0.8",
+        "--limit",
+        "20",
+        "--offsets",
+        "1",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["energy_breakdown_pj"]["act_sram_pj"].as_f64().unwrap()
+}
+
+#[test]
+fn rails_flag_scales_the_activation_buffers() {
+    let nominal = act_sram_pj(&[]);
+    let scaled = act_sram_pj(&["--rails", "weight_sram,activation_sram"]);
+    // act_sram_pj scales with (V_a / nominal_v)^2 (docs/energy.md): (0.8 / 1.15)^2.
+    let want = nominal * (0.8f64 / 1.15).powi(2);
+    assert!((scaled - want).abs() < 1e-6 * want, "{scaled} vs {want}");
+}
+
+#[test]
+fn sweep_with_other_rails_never_resumes_into_the_same_folder() {
+    let out = std::env::temp_dir().join(format!("accelsim-actfault-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.to_string_lossy().into_owned();
+    let base = [
+        "sweep",
+        "--models",
+        "fmnist-cnn-randbet-8b",
+        "--profiles",
+        "uniform",
+        "--grid",
+        "0.9",
+        "--offsets",
+        "1",
+        "--limit",
+        "20",
+        "--quiet",
+        "--out",
+        &o,
+    ];
+    let first = run(&base);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The same sweep resumes (nothing to do); with other scaled rails it is another configuration.
+    let again = run(&base);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let mut other = base.to_vec();
+    other.extend(["--rails", "weight_sram,activation_sram"]);
+    user_error(&other, &["--fresh"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        !report.contains("--rails"),
+        "the first sweep's report stays"
+    );
+    let mut fresh = other.clone();
+    fresh.push("--fresh");
+    let o2 = run(&fresh);
+    assert_eq!(
+        o2.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("--rails weight_sram,activation_sram"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
