@@ -156,3 +156,41 @@ fn run_and_eval_report_the_datapath() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["datapath"], "int8");
 }
+
+#[test]
+fn sweep_datapaths_never_share_a_state_folder() {
+    if dataset_dir().is_none() {
+        eprintln!("Fashion-MNIST not installed; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("sw");
+    let out = out.to_str().unwrap();
+    let base = [
+        "sweep",
+        "--models",
+        "fmnist-cnn-randbet-8b",
+        "--limit",
+        "100",
+        "--grid",
+        "0.9",
+        "--offsets",
+        "1",
+        "--profiles",
+        "chip1",
+        "--out",
+        out,
+        "--quiet",
+    ];
+    let mut int8 = base.to_vec();
+    int8.extend(["--datapath", "int8"]);
+    let o = accelsim(&int8);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = std::fs::read_to_string(d.path().join("sw/report.md")).unwrap();
+    assert!(
+        report.contains("--datapath int8"),
+        "the report quotes the datapath"
+    );
+    // The float datapath is another configuration: refused, never resumed into the int8 results.
+    one_line_error(&base, &["different configuration", "--fresh"]);
+}
