@@ -103,7 +103,7 @@ impl fmt::Display for DatasetKind {
 /// Errors of the dataset readers. Each is one line naming the file (or folder) and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{kind} test split not found in {dir}: missing {missing}; {hint}")]
+    #[error("{kind} data not found in {dir}: missing {missing}; {hint}")]
     NotFound {
         kind: DatasetKind,
         dir: PathBuf,
