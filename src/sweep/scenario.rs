@@ -18,6 +18,16 @@ pub const MODEL_DIR: &str = "models";
 /// The model `run` uses when `--model` is not given: the shipped RandBET 8-bit Fashion-MNIST CNN.
 pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
 
+/// The default model set of `sweep` (no `--models`): the shipped models whose family starts with this prefix, the
+/// small Fashion-MNIST CNN at every recipe and width. The MobileNet- and ResNet-style models (`fmnist-mobilenet-*`,
+/// `fmnist-resnet-*`) are swept when named (docs/run-and-sweep.md#architectures), so the default sweep stays quick.
+pub const DEFAULT_SWEEP_FAMILY_PREFIX: &str = "fmnist-cnn-";
+
+/// Whether a shipped model of this family is in the default sweep ([`DEFAULT_SWEEP_FAMILY_PREFIX`]).
+pub fn in_default_sweep(family: &str) -> bool {
+    family.starts_with(DEFAULT_SWEEP_FAMILY_PREFIX)
+}
+
 /// Finds a model manifest by the one rule for names and paths ([`crate::locate`]): a path is taken as given, a
 /// bare name is looked up in `models/`, and a bare name that is also a different file in the current directory
 /// is refused as ambiguous.
@@ -130,7 +140,8 @@ pub fn parse_bits(list: &[u32]) -> Result<Vec<u32>, SweepError> {
 
 /// The models a run or sweep evaluates (docs/run-and-sweep.md#precision-axis).
 ///
-/// `names`: model names or paths, or family names of the shipped models (empty: every shipped model). A model
+/// `names`: model names or paths, or family names of the shipped models (empty: every shipped model of the
+/// default sweep, [`in_default_sweep`]; every shipped model when none is). A model
 /// name stands for itself; a family name for every shipped member of the family. `bits`: `None` evaluates every
 /// member at its own width (`trained`); `Some(widths)` evaluates each family (or named model) at each width: the
 /// member trained at that width when there is one, else PTQ of the float source (the member with the most bits,
@@ -154,7 +165,17 @@ pub fn resolve_variants(
                 "no shipped models found in models/; pass --models NAME,...".into(),
             ));
         }
-        for e in &shipped {
+        // The default set; a models/ folder without CNN models (a user's own) is swept whole.
+        let default: Vec<&CatalogEntry> = shipped
+            .iter()
+            .filter(|e| in_default_sweep(&e.family))
+            .collect();
+        let default = if default.is_empty() {
+            shipped.iter().collect()
+        } else {
+            default
+        };
+        for e in default {
             match groups.iter_mut().find(|(f, _)| *f == e.family) {
                 Some((_, members)) => members.push(e.clone()),
                 None => groups.push((e.family.clone(), vec![e.clone()])),
@@ -964,6 +985,47 @@ pub fn fault_source_seeded(
                 seed_offset,
                 current: std::sync::Mutex::new(None),
             }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod default_sweep_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_sweep_is_the_cnn_families_only() {
+        for f in [
+            "fmnist-cnn-randbet",
+            "fmnist-cnn-normal",
+            "fmnist-cnn-clipping",
+        ] {
+            assert!(in_default_sweep(f), "{f}");
+        }
+        for f in [
+            "fmnist-mobilenet-normal",
+            "fmnist-resnet-randbet",
+            "my-net",
+            "fmnist-cnn",
+        ] {
+            assert!(!in_default_sweep(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_default_sweep_leaves_out_the_other_architectures() {
+        let all = resolve_variants(&[], None, "--models").expect("shipped models resolve");
+        assert!(!all.is_empty());
+        assert!(all.iter().all(|v| in_default_sweep(&v.family)), "{all:?}");
+        // Named, the other architectures' families are found like any other.
+        let shipped: Vec<String> = list_shipped_models()
+            .iter()
+            .map(|p| catalog_entry(p).unwrap().family)
+            .filter(|f| !in_default_sweep(f))
+            .collect();
+        for f in shipped {
+            let v = resolve_variants(std::slice::from_ref(&f), None, "--models").unwrap();
+            assert!(!v.is_empty() && v.iter().all(|x| x.family == f));
         }
     }
 }

@@ -115,6 +115,7 @@ def _add_eval(sub):
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--json", default=None, help="also write the full result (every chip) to this JSON file")
     e.add_argument("--cache", default=None, help="reuse/store results in DIR (keyed by model files, p, seeds, limit)")
+    e.add_argument("--jobs", type=int, default=1, help="evaluate the chips in N processes (same result)")
 
     t = sub.add_parser("table", help="the README robustness table for several models (markdown)")
     t.add_argument("models", nargs="+")
@@ -125,6 +126,7 @@ def _add_eval(sub):
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--out", default=None, help="write the markdown table (and NAME.json beside it) here")
     t.add_argument("--cache", default=None, help="reuse/store per-model results in DIR (see eval --cache)")
+    t.add_argument("--jobs", type=int, default=1, help="evaluate the chips in N processes (same result)")
     t.add_argument("--paired-ref", default=None, metavar="MODEL",
                    help="also tabulate every model's RErr minus this model's (one of MODELS) on the same chips")
 
@@ -174,7 +176,7 @@ def _evaluate_cached(a, m, x, y):
             if doc.get("key") == key:
                 return doc["clean_error_pct"], {float(p): s for p, s in doc["robust_error_pct"].items()}
     clean = ev.clean_error(m, x, y)
-    res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True)
+    res = ev.robust_errors(m, x[: a.limit], y[: a.limit], a.p, a.seeds, progress=True, jobs=max(1, a.jobs))
     if key is not None:
         Path(a.cache).mkdir(parents=True, exist_ok=True)
         write_atomic(f, json.dumps({"key": key, "clean_error_pct": clean,

@@ -71,7 +71,8 @@ class LoadedModel:
             src = outs[layer["input"]] if "input" in layer else h
             if t == "conv2d":
                 h = F.conv2d(src, params[layer["weight"]], params.get(layer.get("bias")) if "bias" in layer else None,
-                             _pair(layer.get("stride"), (1, 1)), _pair(layer.get("padding"), (0, 0)))
+                             _pair(layer.get("stride"), (1, 1)), _pair(layer.get("padding"), (0, 0)),
+                             _pair(layer.get("dilation"), (1, 1)), int(layer.get("groups", 1)))
             elif t == "linear":
                 h = F.linear(src, params[layer["weight"]], params[layer["bias"]] if "bias" in layer else None)
             elif t == "relu":
@@ -80,7 +81,14 @@ class LoadedModel:
                 k = _pair(layer.get("kernel"), (2, 2))
                 s = _pair(layer.get("stride"), k)
                 pd = _pair(layer.get("padding"), (0, 0))
-                h = F.max_pool2d(src, k, s, pd) if t == "maxpool2d" else F.avg_pool2d(src, k, s, pd)
+                if t == "maxpool2d":
+                    h = F.max_pool2d(src, k, s, pd)
+                else:
+                    h = F.avg_pool2d(src, k, s, pd, count_include_pad=bool(layer.get("count_include_pad", True)))
+            elif t == "clip":
+                h = torch.clamp(src, layer.get("min"), layer.get("max"))
+            elif t == "reshape":
+                h = src.reshape(src.shape[0], *layer["shape"])
             elif t == "global_avgpool":
                 h = src.mean(dim=(2, 3))
             elif t == "flatten":
@@ -214,21 +222,53 @@ def clean_error(model: LoadedModel, x, y) -> float:
     return 100.0 * float((predict(model, model.dequantized(), x) != y).float().mean())
 
 
-def robust_errors(model: LoadedModel, x, y, ps: list[float], seeds: list[int], progress: bool = False) -> dict:
-    """p -> summary of RErr (percent) over the chips; the same chip (seed) is used for every p (nested patterns)."""
+def _chip_rerr(model: LoadedModel, x, y, clean_wrong, ps: list[float], seed: int) -> list[float]:
+    """RErr (percent) of one chip at every p."""
+    u = chip_uniforms(model, seed)
+    out = []
+    for p in ps:
+        params = model.dequantized(faulty_codes(model, u, p))
+        wrong = clean_wrong | (predict(model, params, x) != y)
+        out.append(100.0 * float(wrong.float().mean()))
+    return out
+
+
+_WORK = None  # (model, x, y, clean_wrong, ps) inherited by forked workers
+
+
+def _chip_worker(seed: int) -> list[float]:
+    torch.set_num_threads(1)
+    return _chip_rerr(*_WORK, seed)
+
+
+def robust_errors(model: LoadedModel, x, y, ps: list[float], seeds: list[int], progress: bool = False,
+                  jobs: int = 1) -> dict:
+    """p -> summary of RErr (percent) over the chips; the same chip (seed) is used for every p (nested patterns).
+
+    ``jobs`` > 1 evaluates the chips in that many forked processes (one torch thread each); every chip is computed
+    independently from its seed, so the result does not depend on ``jobs``."""
+    global _WORK
     clean_wrong = predict(model, model.dequantized(), x) != y
     per_p = {p: [] for p in ps}
-    it = seeds
-    if progress:
-        from tqdm import tqdm
+    if jobs > 1 and len(seeds) > 1:
+        import multiprocessing as mp
 
-        it = tqdm(seeds, desc=model.path.stem, leave=False)
-    for seed in it:
-        u = chip_uniforms(model, seed)
-        for p in ps:
-            params = model.dequantized(faulty_codes(model, u, p))
-            wrong = clean_wrong | (predict(model, params, x) != y)
-            per_p[p].append(100.0 * float(wrong.float().mean()))
+        _WORK = (model, x, y, clean_wrong, ps)
+        try:
+            with mp.get_context("fork").Pool(min(jobs, len(seeds))) as pool:
+                rows = pool.map(_chip_worker, seeds, chunksize=1)
+        finally:
+            _WORK = None
+    else:
+        it = seeds
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(seeds, desc=model.path.stem, leave=False)
+        rows = [_chip_rerr(model, x, y, clean_wrong, ps, seed) for seed in it]
+    for row in rows:
+        for p, v in zip(ps, row):
+            per_p[p].append(v)
     return {p: summarize(v) | {"values": v} for p, v in per_p.items()}
 
 

@@ -59,10 +59,16 @@ def tensors_for(model, scheme: quant.QuantScheme) -> dict:
 
 
 def export_trained(model, cfg, clean_error_pct: float, test_images: int, out_stem, history=None) -> list[Path]:
-    """Write out_stem.toml + out_stem.safetensors with export.write_model (owned by the engine side)."""
+    """Write out_stem.toml + out_stem.safetensors with export.write_model (owned by the engine side); models without
+    a hand-written manifest (no ``manifest_layers``) go through ONNX and ``accelsim import`` instead
+    (onnx_export.ship_via_onnx, which also writes out_stem.onnx)."""
     from .export import write_model
 
     out_stem = Path(out_stem)
+    if not hasattr(model, "manifest_layers"):  # MobileNet/ResNet-style: through ONNX and `accelsim import`
+        from .onnx_export import ship_via_onnx
+
+        return ship_via_onnx(model, cfg, clean_error_pct, test_images, out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(model, cfg, clean_error_pct, test_images, out_stem.name, history)
     write_model(str(out_stem), manifest, tensors_for(model, cfg.scheme()))

@@ -5,6 +5,23 @@
     conv(16->32, 3x3, pad 1, no bias) + GN(16 groups, reparam) + ReLU + maxpool 2
     flatten + linear(1568->64) + ReLU + linear(64->10)
 105,914 parameters: 847,312 bits at 8 bit, fitting the paper's 128 KiB weight SRAM (32 arrays of 512x64 bits).
+
+`mobilenet-small` (depthwise-separable, MobileNet-style, ReLU6; docs/training.md#architectures):
+    conv(1->16, 3x3, pad 1) + GN + ReLU6
+    4 blocks dw(3x3, groups = C, stride s) + GN + ReLU6 + pw(1x1) + GN + ReLU6, (C_in -> C_out, s):
+    (16->32, 2), (32->32, 1), (32->64, 2), (64->64, 1)
+    global average pool + linear(64->10)
+10,500 parameters, 0.84 M MACs per image (the CNN: 1.1 M).
+
+`resnet-small` (residual, ResNet-style basic blocks; docs/training.md#architectures):
+    conv(1->16, 3x3, pad 1) + GN + ReLU + maxpool 2                      (16 x 14 x 14)
+    block(16->16, stride 1): conv3x3 + GN + ReLU + conv3x3 + GN, + x, ReLU
+    block(16->32, stride 2): the same with a strided first conv, shortcut conv1x1(stride 2) + GN   (32 x 7 x 7)
+    global average pool + linear(32->10)
+19,900 parameters, 1.7 M MACs per image.
+
+Both: convolutions without bias (a GN follows each), reparameterized GroupNorm with the CNN's group rule, He init.
+They are shipped through ONNX and `accelsim import` (accelsim_train.onnx_export), so they have no manifest_layers.
 """
 
 from __future__ import annotations
@@ -13,7 +30,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-ARCHS = ("cnn-small",)
+ARCHS = ("cnn-small", "mobilenet-small", "resnet-small")
 
 
 def gn_groups(channels: int) -> int:
@@ -109,7 +126,93 @@ class CnnSmall(nn.Module):
         ]
 
 
+def _norm(norm: str, channels: int) -> nn.Module:
+    if norm not in ("gn", "bn"):
+        raise ValueError(f"--norm: '{norm}' is not one of gn, bn")
+    return ReparamGroupNorm(gn_groups(channels), channels) if norm == "gn" else ReparamBatchNorm(channels)
+
+
+def _he_init(model: nn.Module) -> None:
+    for m in model.modules():  # He init (docs/training.md#randbet)
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class DwSepBlock(nn.Module):
+    """Depthwise 3x3 (groups = C_in, stride s) + norm + ReLU6, pointwise 1x1 (C_in -> C_out) + norm + ReLU6."""
+
+    def __init__(self, cin: int, cout: int, stride: int, norm: str):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False)
+        self.dw_norm = _norm(norm, cin)
+        self.pw = nn.Conv2d(cin, cout, 1, bias=False)
+        self.pw_norm = _norm(norm, cout)
+
+    def forward(self, x):
+        x = F.relu6(self.dw_norm(self.dw(x)))
+        return F.relu6(self.pw_norm(self.pw(x)))
+
+
+class MobileNetSmall(nn.Module):
+    BLOCKS = ((16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1))
+
+    def __init__(self, norm: str = "gn", num_classes: int = 10):
+        super().__init__()
+        self.norm = norm
+        self.stem = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.stem_norm = _norm(norm, 16)
+        self.blocks = nn.Sequential(*(DwSepBlock(a, b, s, norm) for a, b, s in self.BLOCKS))
+        self.fc = nn.Linear(self.BLOCKS[-1][1], num_classes)
+        _he_init(self)
+
+    def forward(self, x):
+        x = self.blocks(F.relu6(self.stem_norm(self.stem(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: conv3x3(stride s) + norm + ReLU + conv3x3 + norm, plus the shortcut (identity, or
+    conv1x1(stride s) + norm when the shape changes), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int, norm: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = _norm(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = _norm(norm, cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), _norm(norm, cout))
+
+    def forward(self, x):
+        h = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+        return F.relu(h + (x if self.short is None else self.short(x)))
+
+
+class ResNetSmall(nn.Module):
+    def __init__(self, norm: str = "gn", num_classes: int = 10):
+        super().__init__()
+        self.norm = norm
+        self.stem = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.stem_norm = _norm(norm, 16)
+        self.block1 = BasicBlock(16, 16, 1, norm)
+        self.block2 = BasicBlock(16, 32, 2, norm)
+        self.fc = nn.Linear(32, num_classes)
+        _he_init(self)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.stem_norm(self.stem(x))), 2)
+        x = self.block2(self.block1(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 def build(arch: str, norm: str = "gn") -> nn.Module:
     if arch == "cnn-small":
         return CnnSmall(norm)
+    if arch == "mobilenet-small":
+        return MobileNetSmall(norm)
+    if arch == "resnet-small":
+        return ResNetSmall(norm)
     raise ValueError(f"--arch: '{arch}' is not one of {', '.join(ARCHS)}")

@@ -5,6 +5,11 @@
 #    Two queues of about equal cost run side by side with one torch thread each (RandBET costs 2x per step).
 #    The precision axis (RandBET at 6, 3, 2 bits, Clipping at 4, 2 bits; docs/training.md#precision-axis) is
 #    trained with training seed 1 only (NEW_WIDTH_SEEDS, default "1"; one candidate, shipped as is).
+#    The MobileNet- and ResNet-style models (Normal and RandBET at 8 bits; docs/training.md#architectures) are trained
+#    with training seed 1 only (NEW_ARCH_SEEDS, default "1": one candidate, shipped as is) for 6 epochs
+#    (NEW_ARCH_EPOCHS, default 6; the lr steps scale with the epochs) instead of 15, because they were trained on a
+#    shared 2-core machine (CPU time), and shipped
+#    through ONNX and `accelsim import` (models/NAME.onnx next to NAME.toml).
 # 2. Scores every candidate with the simulator: robust error at p = 1% (uniform random bit errors on the stored
 #    bits, 50 chips = seeds 100..149) on the validation images (the last 1000 test images, which no reported
 #    number uses) and on the test images (the first 9000). Ships the candidate with the lowest validation score
@@ -17,7 +22,12 @@
 # SEEDS (PyTorch evaluation chips, default 100-124), MODELS (output dir, default models), ACCELSIM (simulator
 # binary, default target/release/accelsim), RUNS (checkpoints, logs and candidates, default training/runs),
 # TRAIN_ARGS (extra `train` flags, e.g. "--train-limit 2000" for a quick smoke run), SKIP_EVAL=1 skips step 3.
-# NEW_WIDTH_SEEDS (default "1") are the training seeds of the precision-axis models.
+# NEW_WIDTH_SEEDS (default "1") are the training seeds of the precision-axis models, NEW_ARCH_SEEDS (default "1")
+# those of the MobileNet- and ResNet-style models, NEW_ARCH_EPOCHS (default 6) their epochs and NEW_ARCH_EVAL_SEEDS
+# (default 100-109: 10 chips, CPU time) the PyTorch chips of their robustness tables. ONLY (default: every model) is a space-separated list of shell
+# patterns of model names: only those are trained, scored and shipped (e.g. ONLY='*mobilenet* *resnet*'); the
+# other models' rows of models/training_seeds.md are kept as they are, and only the robustness tables with a
+# selected model are rewritten.
 # Resumable: rerunning continues every candidate from its last epoch checkpoint (RUNS/NAME-sSEED/ckpt.pt) and
 # skips finished ones.
 set -uo pipefail
@@ -26,6 +36,10 @@ PY=${PY:-training/.venv/bin/python}
 EPOCHS=${EPOCHS:-15}
 TRAIN_SEEDS=${TRAIN_SEEDS:-1 2 3}
 NEW_WIDTH_SEEDS=${NEW_WIDTH_SEEDS:-1}
+NEW_ARCH_SEEDS=${NEW_ARCH_SEEDS:-1}
+NEW_ARCH_EPOCHS=${NEW_ARCH_EPOCHS:-6}
+NEW_ARCH_EVAL_SEEDS=${NEW_ARCH_EVAL_SEEDS:-100-109}
+ONLY=${ONLY:-*}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SEEDS=${SEEDS:-100-124}
 MODELS=${MODELS:-models}
@@ -34,6 +48,8 @@ LOGS=${RUNS:-training/runs}
 CAND=$LOGS/candidates
 mkdir -p "$CAND" "$MODELS"
 export PYTHONPATH=training${PYTHONPATH:+:$PYTHONPATH}
+# The MobileNet/ResNet-style models are exported through `accelsim import` (accelsim_train/onnx_export.py).
+export ACCELSIM_BIN=$ACCELSIM
 
 # name|train arguments. RandBET-8b trains at p_train = 2%, above the 1% it is judged at (docs/training.md#randbet: train at
 # p_train >= the target rate); at p_train = 1% it only tied Clipping (README, "Results on the shipped models").
@@ -54,10 +70,38 @@ NEW_WIDTH_SPECS=(
   "fmnist-cnn-clipping-4b|--method clipping --bits 4 --w-max 0.1"
   "fmnist-cnn-clipping-2b|--method clipping --bits 2 --w-max 0.1"
 )
+# The MobileNet- and ResNet-style architectures (docs/training.md#architectures): Normal and RandBET at 8 bits with
+# the CNN's recipes (RandBET at p_train = 2%, as RandBET-8b), training seed NEW_ARCH_SEEDS.
+NEW_ARCH_SPECS=(
+  "fmnist-mobilenet-normal-8b|--arch mobilenet-small --method normal --bits 8"
+  "fmnist-mobilenet-randbet-8b|--arch mobilenet-small --method randbet --bits 8 --w-max 0.1 --p 0.02"
+  "fmnist-resnet-normal-8b|--arch resnet-small --method normal --bits 8"
+  "fmnist-resnet-randbet-8b|--arch resnet-small --method randbet --bits 8 --w-max 0.1 --p 0.02"
+)
+ALL_SPECS=("${SPECS[@]}" "${NEW_WIDTH_SPECS[@]}" "${NEW_ARCH_SPECS[@]}")
+
+# Whether a model name matches ONLY.
+selected() {
+  local pat
+  for pat in $ONLY; do
+    # shellcheck disable=SC2053  # pattern match on purpose
+    [[ $1 == $pat ]] && return 0
+  done
+  return 1
+}
+
+# Epochs of one spec: NEW_ARCH_EPOCHS for the MobileNet/ResNet-style models, EPOCHS for the CNN.
+epochs_of() {
+  case "$1" in
+    *-mobilenet-* | *-resnet-*) echo "$NEW_ARCH_EPOCHS" ;;
+    *) echo "$EPOCHS" ;;
+  esac
+}
 
 # Training seeds of one spec: TRAIN_SEEDS for the original five, NEW_WIDTH_SEEDS for the precision axis.
 seeds_of() {
   case "$1" in
+    *-mobilenet-* | *-resnet-*) echo "$NEW_ARCH_SEEDS" ;;
     *randbet-6b | *randbet-3b | *randbet-2b | *clipping-4b | *clipping-2b) echo "$NEW_WIDTH_SEEDS" ;;
     *) echo "$TRAIN_SEEDS" ;;
   esac
@@ -72,7 +116,7 @@ train_one() {
   fi
   echo "$(date +%T) start $cand (log $LOGS/$cand.log)"
   # shellcheck disable=SC2086  # args and TRAIN_ARGS are lists of flags
-  if "$PY" -m accelsim_train train --epochs "$EPOCHS" --data "$DATA" --seed "$seed" --out "$CAND/$cand" \
+  if "$PY" -m accelsim_train train --epochs "$(epochs_of "$name")" --data "$DATA" --seed "$seed" --out "$CAND/$cand" \
     --ckpt "$LOGS/$cand/ckpt.pt" --no-progress $args ${TRAIN_ARGS:-} >"$LOGS/$cand.log" 2>&1; then
     echo "$(date +%T) done  $cand: $(tail -n 2 "$LOGS/$cand.log" | head -n 1)"
   else
@@ -84,12 +128,15 @@ train_one() {
 # Two queues: the RandBET models (twice the cost per step) are split between them.
 queue() {
   local which=$1 status=0 i=0 spec name args seed
-  for seed in $(printf '%s\n' $TRAIN_SEEDS $NEW_WIDTH_SEEDS | sort -n -u); do
-    for spec in "${SPECS[@]}" "${NEW_WIDTH_SPECS[@]}"; do
+  for seed in $(printf '%s\n' $TRAIN_SEEDS $NEW_WIDTH_SEEDS $NEW_ARCH_SEEDS | sort -n -u); do
+    for spec in "${ALL_SPECS[@]}"; do
       name=${spec%%|*}
       args=${spec#*|}
+      selected "$name" || continue
       case " $(seeds_of "$name") " in *" $seed "*) ;; *) continue ;; esac
       case "$name" in
+        *-mobilenet-*) q=0 ;;
+        *-resnet-*) q=1 ;;
         *randbet-8b | *normal-8b | *randbet-6b | *randbet-2b) q=0 ;;
         *randbet-4b | *rquant-8b | *randbet-3b | *clipping-4b) q=1 ;;
         *) q=$(((i++) % 2)) ;;
@@ -101,6 +148,9 @@ queue() {
   return $status
 }
 
+if [ ! -x "$ACCELSIM" ]; then
+  cargo build --release --bin accelsim || exit 1
+fi
 start=$(date +%s)
 queue 0 &
 a=$!
@@ -114,9 +164,6 @@ echo "training wall time: $(($(date +%s) - start)) s"
 
 # Step 2: score the candidates with the simulator and ship the most robust one of each model on the validation
 # images (the last 1000 test images, which no reported number uses); report every candidate on the test images.
-if [ ! -x "$ACCELSIM" ]; then
-  cargo build --release --bin accelsim || exit 1
-fi
 # robust error at p = 1% over 50 chips: "mean std clean" of `accelsim run --json`
 rerr() {
   local json
@@ -131,8 +178,12 @@ table=$MODELS/training_seeds.md
   echo "| model | training seed | validation RErr p=1% | test Err % | test RErr p=1% | shipped |"
   echo "|---|---|---|---|---|---|"
 } >"$table.tmp"
-for spec in "${SPECS[@]}" "${NEW_WIDTH_SPECS[@]}"; do
+for spec in "${ALL_SPECS[@]}"; do
   name=${spec%%|*}
+  if ! selected "$name"; then # keep its rows as they are
+    grep -F "| $name | " "$table" >>"$table.tmp" 2>/dev/null
+    continue
+  fi
   rows=()
   for seed in $(seeds_of "$name"); do
     model="$CAND/$name-s$seed.toml"
@@ -161,11 +212,19 @@ done
   echo "choose the shipped training seed; test: the first 9000 (\`--limit 9000\`), as in the paper's protocol."
   echo "The precision-axis models (RandBET at 6, 3 and 2 bits, Clipping at 4 and 2 bits; RandBET at p_train = 1%) were"
   echo "trained with one training seed ($NEW_WIDTH_SEEDS, \`NEW_WIDTH_SEEDS\`): the one candidate is shipped, and its validation score is"
-  echo "reported but chose nothing."
+  echo "reported but chose nothing. So were the MobileNet- and ResNet-style models (training seed $NEW_ARCH_SEEDS,"
+  echo "\`NEW_ARCH_SEEDS\`, and $NEW_ARCH_EPOCHS epochs, \`NEW_ARCH_EPOCHS\`: CPU time on a shared 2-core machine): one candidate"
+  echo "each, shipped as is."
 } >>"$table.tmp"
 mv "$table.tmp" "$table"
 
-if [ "${SKIP_EVAL:-0}" != 1 ]; then
+any_selected() {
+  local n
+  for n in "$@"; do selected "$n" && return 0; done
+  return 1
+}
+if [ "${SKIP_EVAL:-0}" != 1 ] && any_selected fmnist-cnn-normal-8b fmnist-cnn-rquant-8b fmnist-cnn-clipping-8b \
+  fmnist-cnn-randbet-8b fmnist-cnn-randbet-4b; then
   "$PY" -m accelsim_train table --data "$DATA" --seeds "$SEEDS" --threads 2 --cache "$LOGS/eval" --out "$MODELS/robustness.md" \
     --paired-ref "$MODELS/fmnist-cnn-clipping-8b" \
     "$MODELS/fmnist-cnn-normal-8b" "$MODELS/fmnist-cnn-rquant-8b" "$MODELS/fmnist-cnn-clipping-8b" \
@@ -173,3 +232,13 @@ if [ "${SKIP_EVAL:-0}" != 1 ]; then
     "$MODELS/fmnist-cnn-randbet-3b" "$MODELS/fmnist-cnn-randbet-2b" \
     "$MODELS/fmnist-cnn-clipping-4b" "$MODELS/fmnist-cnn-clipping-2b"
 fi
+# The MobileNet- and ResNet-style models: a table per architecture (models/robustness-ARCH.md and .json), the CNN's
+# protocol on the first 10 of its chips (NEW_ARCH_EVAL_SEEDS), RandBET paired against Normal of the same architecture (same stored bit count,
+# so both see the same bit positions flip on a chip).
+for arch in mobilenet resnet; do
+  if [ "${SKIP_EVAL:-0}" != 1 ] && any_selected "fmnist-$arch-normal-8b" "fmnist-$arch-randbet-8b"; then
+    "$PY" -m accelsim_train table --data "$DATA" --seeds "$NEW_ARCH_EVAL_SEEDS" --threads 2 --cache "$LOGS/eval" \
+      --out "$MODELS/robustness-$arch.md" --paired-ref "$MODELS/fmnist-$arch-normal-8b" \
+      "$MODELS/fmnist-$arch-normal-8b" "$MODELS/fmnist-$arch-randbet-8b" || exit 1
+  fi
+done
