@@ -40,7 +40,7 @@ fn main() {
     let min_v = grid.iter().copied().fold(f64::INFINITY, f64::min);
     let samples = 2u32;
     let mut data = DataCache::new(None, Some(images));
-    let mut lm = match LoadedModel::load(&model_path, &mut data) {
+    let mut lm = match LoadedModel::load(&model_path, &mut data, Default::default()) {
         Ok(m) => m,
         Err(e) => {
             println!("ecc bench skipped: {e}");

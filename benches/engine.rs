@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use accelsim::engine::Network;
+use accelsim::engine::act_store::Reliable;
+use accelsim::engine::int8::{Int8Network, Int8Options};
+use accelsim::engine::{Inference, Network};
 use accelsim::model::{write_f32_safetensors, Model};
 use ndarray::Array4;
 use rand::{Rng, SeedableRng};
@@ -133,19 +135,23 @@ fn build_model(dir: &Path) -> Model {
     Model::load(dir.join("cnn.toml")).expect("load bench model")
 }
 
-/// Best-of-`reps` images/s of `net.predict` on `x` with `threads` rayon threads.
-fn throughput(net: &Network, x: &Array4<f32>, threads: usize, reps: usize) -> f64 {
+/// Best-of-`reps` images/s of `net`'s predictions on `x` with `threads` rayon threads.
+fn throughput(net: &dyn Inference, x: &Array4<f32>, threads: usize, reps: usize) -> f64 {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("rayon pool");
     let n = x.shape()[0] as f64;
     pool.install(|| {
-        let _ = net.predict(x.view()).expect("warm-up");
+        let predict = || {
+            net.predict_images(x.view(), None, &Reliable, &|_| {})
+                .expect("predict")
+        };
+        let _ = predict();
         (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                let p = net.predict(x.view()).expect("predict");
+                let p = predict();
                 std::hint::black_box(p);
                 n / t.elapsed().as_secs_f64()
             })
@@ -205,6 +211,23 @@ fn main() {
     println!(
         "  accelsim  2 threads: {r2:>10.0} images/s  (x{:.2} over 1 thread)",
         r2 / r1
+    );
+    // The integer datapath (docs/datapath.md) on the same model and images, calibrated on the first 512 images.
+    let calib = x
+        .slice(ndarray::s![..images.min(512), .., .., ..])
+        .to_owned();
+    let int8 =
+        Int8Network::build(&model, calib.view(), Int8Options::default()).expect("int8 network");
+    let i1 = throughput(&int8, &x, 1, reps);
+    let i2 = throughput(&int8, &x, 2, reps);
+    println!(
+        "  int8      1 thread : {i1:>10.0} images/s   int8/float = {:.2} ({} GEMM)",
+        i1 / r1,
+        int8.options().path.name()
+    );
+    println!(
+        "  int8      2 threads: {i2:>10.0} images/s   int8/float = {:.2}",
+        i2 / r2
     );
     if quick {
         return;

@@ -9,8 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::{values, CliError, CliResult};
+use crate::config::systolic::Datapath;
 use crate::data::{self, DatasetKind, PAPER_TEST_IMAGES};
-use crate::engine::{self, Network};
+use crate::engine::act_store::Reliable;
+use crate::engine::int8::{Int8Network, Int8Options, CALIBRATION_IMAGES};
+use crate::engine::{self, Inference, Network};
 use crate::locate::Shipped;
 use crate::model::Model;
 
@@ -35,6 +38,10 @@ pub struct Args {
     /// Use the float weights from the file instead of the quantized ones (a "no quantization" baseline).
     #[arg(long)]
     pub float: bool,
+    /// Arithmetic: float (the paper's fake quantization) or int8 (integer codes, int32 accumulation; activations
+    /// calibrated on the first 1000 training images of --data) (docs/datapath.md) [default: float].
+    #[arg(long, value_name = "DATAPATH", value_parser = values::datapath, conflicts_with = "float")]
+    pub datapath: Option<crate::config::systolic::Datapath>,
     /// Also write the network's outputs as a float32 .npy of shape [images, outputs] (row i = test image i).
     #[arg(long, value_name = "OUT.npy")]
     pub logits: Option<PathBuf>,
@@ -103,10 +110,36 @@ pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliErr
     let x = ds
         .normalized(&mean, &std)
         .map_err(|e| CliError::user(e.to_string()))?;
-    let net = if args.float {
-        Network::from_model_float(&model)
-    } else {
-        Network::from_model(&model)
+    let datapath = args.datapath.unwrap_or_default();
+    if args.float && datapath == Datapath::Int8 {
+        return Err(CliError::user(
+            "--float and --datapath int8 exclude each other (--float keeps the unquantized weights); allowed: one of them",
+        ));
+    }
+    let (fnet, inet) = match datapath {
+        Datapath::Float if args.float => (Some(Network::from_model_float(&model)), None),
+        Datapath::Float => (Some(Network::from_model(&model)), None),
+        Datapath::Int8 => {
+            let calib =
+                data::load_train_split(kind, args.data.as_deref(), Some(CALIBRATION_IMAGES))
+                    .map_err(|e| {
+                        CliError::user(format!(
+                            "--datapath int8 calibration (training images): {e}"
+                        ))
+                    })?
+                    .normalized(&mean, &std)
+                    .map_err(|e| CliError::user(e.to_string()))?;
+            let net =
+                Int8Network::build(&model, calib.view(), Int8Options::default()).map_err(|e| {
+                    CliError::user(format!("{}: --datapath int8: {e}", model_path.display()))
+                })?;
+            (None, Some(net))
+        }
+    };
+    let net: &dyn Inference = match (&fnet, &inet) {
+        (Some(f), _) => f,
+        (_, Some(i)) => i,
+        _ => unreachable!("one network is built"),
     };
     let bar = if progress {
         ProgressBar::new(ds.len() as u64)
@@ -121,12 +154,18 @@ pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliErr
         .progress_chars("=> "),
     );
     let t0 = Instant::now();
-    let clean = engine::eval::evaluate_with(&net, x.view(), &ds.labels, &|n| bar.inc(n as u64))
+    let clean = engine::eval::evaluate_with(net, x.view(), &ds.labels, &|n| bar.inc(n as u64))
         .map_err(|e| CliError::user(format!("{}: {e}", model_path.display())))?;
     let secs = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     if let Some(path) = &args.logits {
-        let logits = net.forward(x.view());
+        let logits = match (&fnet, &inet) {
+            (Some(f), _) => f.forward(x.view()),
+            (_, Some(i)) => i
+                .forward(x.view(), &Reliable, 0)
+                .map_err(|e| CliError::user(format!("{}: {e}", model_path.display())))?,
+            _ => unreachable!("one network is built"),
+        };
         let shape = [logits.nrows(), logits.ncols()];
         let data = logits.into_raw_vec_and_offset().0;
         crate::npy::write_f32(path, &data, &shape)
@@ -142,6 +181,7 @@ pub fn evaluate(args: &Args, progress: bool) -> Result<serde_json::Value, CliErr
         "recorded_clean_error_pct": m.training.clean_error_pct,
         "recorded_test_images": m.training.test_images,
         "weights": if args.float { "float" } else { "quantized" },
+        "datapath": datapath.name(),
         "bits": model.bits(),
         "seconds": secs,
         "images_per_s": clean.images as f64 / secs.max(1e-9),

@@ -66,6 +66,11 @@ pub struct Args {
     /// the config.
     #[arg(long, value_name = "SCHEME", value_parser = parse_ecc)]
     pub ecc: Option<EccScheme>,
+    /// Arithmetic of the functional model: int8 (integer codes, int32 accumulation) or float (the paper's fake
+    /// quantization) (docs/datapath.md) [default: the config's `[systolic] datapath`, float for the shipped
+    /// configs].
+    #[arg(long, value_name = "DATAPATH", value_parser = values::datapath)]
+    pub datapath: Option<crate::config::systolic::Datapath>,
     /// Scaled rails, overriding the config's `[voltage] scaled_rails`: comma-separated `weight_sram`,
     /// `activation_sram`, `logic` (e.g. `weight_sram,activation_sram`; docs/activation-faults.md). A scaled rail
     /// runs at --vdd; with the int8 datapath a scaled activation rail also fails.
@@ -92,6 +97,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub hw: String,
+    /// `int8` or `float` (docs/datapath.md).
+    pub datapath: String,
     pub model: String,
     pub family: String,
     pub method: String,
@@ -234,6 +241,12 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
             .with_ecc(ecc)
             .map_err(|e| CliError::user(format!("--ecc {ecc}: {e}")))?;
     }
+    if let Some(d) = args.datapath {
+        hw.systolic.datapath = d;
+        hw.systolic
+            .validate()
+            .map_err(|e| CliError::user(format!("--datapath {}: {}: {e}", d.name(), hw.origin)))?;
+    }
     if let Some(rails) = &args.rails {
         hw = apply_rails(&hw, rails)?;
     }
@@ -304,7 +317,8 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let model = variant
         .load_model(&mut std::collections::HashMap::new())
         .map_err(sweep_err)?;
-    let mut loaded = LoadedModel::from_model(model, &mut data).map_err(sweep_err)?;
+    let mut loaded =
+        LoadedModel::from_model(model, &mut data, hw.systolic.datapath).map_err(sweep_err)?;
     let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
     let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
     let faults = scenario::fault_source(&spec, &hw, &loaded, args.offsets, args.seeds, vdd_v)
@@ -362,6 +376,7 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let flipped_bits_mean = flips.iter().sum::<f64>() / flips.len() as f64;
     Ok(RunReport {
         hw: hw.name.clone(),
+        datapath: hw.systolic.datapath.name().to_string(),
         model: name,
         family: variant.family.clone(),
         method,
@@ -427,8 +442,8 @@ fn print_text(r: &RunReport) {
         ""
     };
     println!(
-        "accelsim run: {} ({}, {}-bit{source}, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V)",
-        r.model, r.method, r.bits, r.weights, r.hw, r.vdd_v, r.vdd_rel, r.nominal_v
+        "accelsim run: {} ({}, {}-bit{source}, {} weights) on {} at {:.3} V (V/V_min = {:.3}, nominal {:.3} V), {} datapath",
+        r.model, r.method, r.bits, r.weights, r.hw, r.vdd_v, r.vdd_rel, r.nominal_v, r.datapath
     );
     println!(
         "  faults           {} ({} samples: mapping offsets x seeds)",

@@ -32,6 +32,10 @@ pub struct Args {
     /// Hardware config: a name in hw_configs/ or a path.
     #[arg(long, value_name = "CFG", default_value = "14nm_sram")]
     pub hw: String,
+    /// Arithmetic of the functional model: int8 or float (docs/datapath.md) [default: the config's
+    /// `[systolic] datapath`, float for the shipped configs]. Part of the sweep's fingerprint.
+    #[arg(long, value_name = "DATAPATH", value_parser = super::values::datapath)]
+    pub datapath: Option<crate::config::systolic::Datapath>,
     /// Models: comma-separated names in models/, paths, or family names of the shipped models (every member)
     /// [default: every shipped model of the small CNN, family `fmnist-cnn-*`; name the MobileNet/ResNet-style
     /// families to add them].
@@ -178,6 +182,16 @@ fn sweep_err(e: SweepError) -> CliError {
 pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
     let hw_path = super::locate_flag(Shipped::HwConfig, "--hw", &args.hw)?;
     let mut hw = HwConfig::load(&hw_path).map_err(|e| CliError::user(e.to_string()))?;
+    if let Some(d) = args.datapath {
+        hw.systolic.datapath = d;
+        hw.systolic.validate().map_err(|e| {
+            CliError::user(format!(
+                "--datapath {}: {}: {e}",
+                d.name(),
+                hw_path.display()
+            ))
+        })?;
+    }
     match args.rails.as_slice() {
         [] => {}
         [one] => hw = super::run::apply_rails(&hw, one)?,
@@ -247,6 +261,9 @@ pub fn invocation(args: &Args) -> Vec<String> {
     };
     if args.hw != "14nm_sram" {
         push("--hw", args.hw.clone());
+    }
+    if let Some(d) = args.datapath {
+        push("--datapath", d.name().to_string());
     }
     if !args.models.is_empty() {
         push("--models", args.models.join(","));

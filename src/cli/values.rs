@@ -119,6 +119,17 @@ pub fn finite(what: &'static str) -> impl Fn(&str) -> Result<f64, ValueError> + 
     }
 }
 
+/// Parses `--datapath`: `int8` or `float` (docs/datapath.md).
+pub fn datapath(s: &str) -> Result<crate::config::systolic::Datapath, ValueError> {
+    use crate::config::systolic::Datapath;
+    Datapath::parse(s.trim()).ok_or_else(|| {
+        ValueError(format!(
+            "is not a datapath; allowed {}",
+            Datapath::ALL.map(|d| d.name()).join(", ")
+        ))
+    })
+}
+
 /// A set of supply rails from one `--rails` value (`weight_sram,activation_sram`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RailSet(pub Vec<crate::config::Rail>);

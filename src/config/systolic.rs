@@ -22,6 +22,36 @@ pub struct SystolicConfig {
     pub act_bits: u32,
     /// DRAM bandwidth in bytes per array clock cycle, `(0, 1e6]`.
     pub dram_bytes_per_cycle: f64,
+    /// Arithmetic of the functional model (docs/datapath.md): `float` (the paper's fake quantization, default)
+    /// or `int8` (integer codes, int32 accumulation); `--datapath` overrides it.
+    pub datapath: Datapath,
+}
+
+/// How the functional model computes (docs/datapath.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// float32 on de-quantized weights (docs/quantization.md#fake-quantization).
+    #[default]
+    Float,
+    /// int8 weight codes × 8-bit activation codes, int32 accumulation, requantization (docs/datapath.md).
+    Int8,
+}
+
+impl Datapath {
+    pub const ALL: [Datapath; 2] = [Datapath::Int8, Datapath::Float];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Datapath::Float => "float",
+            Datapath::Int8 => "int8",
+        }
+    }
+
+    /// Parses `int8` or `float`.
+    pub fn parse(s: &str) -> Option<Datapath> {
+        Datapath::ALL.into_iter().find(|d| d.name() == s)
+    }
 }
 
 impl Default for SystolicConfig {
@@ -34,6 +64,7 @@ impl Default for SystolicConfig {
             clock_mhz: 1000.0,
             act_bits: 8,
             dram_bytes_per_cycle: 12.8,
+            datapath: Datapath::Float,
         }
     }
 }
@@ -69,6 +100,12 @@ impl SystolicConfig {
                 "(0, 1000000]",
             ));
         }
+        if self.datapath == Datapath::Int8 && self.act_bits != 8 {
+            return Err(format!(
+                "[systolic] datapath = \"int8\" stores one byte per activation: act_bits = {} is not allowed with it (allowed 8, or datapath = \"float\")",
+                self.act_bits
+            ));
+        }
         Ok(())
     }
 
@@ -92,6 +129,26 @@ mod tests {
         assert_eq!((c.rows, c.cols, c.dataflow), (32, 8, Dataflow::Os));
         assert_eq!(c.act_bits, 8);
         assert_eq!(c.array_params().unwrap().rows(), 32);
+    }
+
+    #[test]
+    fn datapath_parses_validates_and_defaults_to_float() {
+        assert_eq!(SystolicConfig::default().datapath, Datapath::Float);
+        let c: SystolicConfig = toml::from_str("datapath = \"int8\"\n").unwrap();
+        assert_eq!(c.datapath, Datapath::Int8);
+        c.validate().unwrap();
+        let e = toml::from_str::<SystolicConfig>("datapath = \"int4\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("int8") && e.contains("float"), "{e}");
+        let c: SystolicConfig = toml::from_str("datapath = \"int8\"\nact_bits = 16\n").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("act_bits = 16") && e.contains("allowed 8"),
+            "{e}"
+        );
+        assert_eq!(Datapath::parse("int8"), Some(Datapath::Int8));
+        assert_eq!(Datapath::parse("fp32"), None);
     }
 
     #[test]

@@ -25,6 +25,25 @@ fn find(dir: &Path, kind: DatasetKind) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The first training file (`data_batch_1.bin` / `train.bin`), for int8 calibration.
+pub(crate) fn load_cifar_train(
+    kind: DatasetKind,
+    dir: &Path,
+    limit: Option<usize>,
+) -> Result<Dataset, DataError> {
+    let (_, sub, label_bytes) = layout(kind);
+    let file = match kind {
+        DatasetKind::Cifar100 => "train.bin",
+        _ => "data_batch_1.bin",
+    };
+    let path = [dir.join(file), dir.join(sub).join(file)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| not_found(kind, dir, file.to_string()))?;
+    let bytes = read_file(&path)?;
+    parse_cifar(kind, &bytes, &path, label_bytes, limit)
+}
+
 pub(crate) fn load_cifar(
     kind: DatasetKind,
     dir: &Path,

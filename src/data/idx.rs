@@ -11,6 +11,8 @@ use super::{not_found, read_file, DataError, Dataset, DatasetKind};
 
 const IMAGES: &str = "t10k-images-idx3-ubyte";
 const LABELS: &str = "t10k-labels-idx1-ubyte";
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 
 /// Finds `stem.gz`, `stem`, or the `stem.idx3-ubyte`-style variant (`t10k-images.idx3-ubyte`) in `dir`.
 fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
@@ -134,10 +136,25 @@ pub(crate) fn load_mnist_like(
     dir: &Path,
     limit: Option<usize>,
 ) -> Result<Dataset, DataError> {
+    load_mnist_like_split(kind, dir, limit, false)
+}
+
+/// The test split (`train = false`) or the training split (`train-images-idx3-ubyte[.gz]`, ...).
+pub(crate) fn load_mnist_like_split(
+    kind: DatasetKind,
+    dir: &Path,
+    limit: Option<usize>,
+    train: bool,
+) -> Result<Dataset, DataError> {
+    let (images, labels) = if train {
+        (TRAIN_IMAGES, TRAIN_LABELS)
+    } else {
+        (IMAGES, LABELS)
+    };
     let img_path =
-        find(dir, IMAGES).ok_or_else(|| not_found(kind, dir, format!("{IMAGES}[.gz]")))?;
+        find(dir, images).ok_or_else(|| not_found(kind, dir, format!("{images}[.gz]")))?;
     let lab_path =
-        find(dir, LABELS).ok_or_else(|| not_found(kind, dir, format!("{LABELS}[.gz]")))?;
+        find(dir, labels).ok_or_else(|| not_found(kind, dir, format!("{labels}[.gz]")))?;
     let img_bytes = read_maybe_gz(&img_path)?;
     let lab_bytes = read_maybe_gz(&lab_path)?;
     load_from_bytes(kind, &img_bytes, &img_path, &lab_bytes, &lab_path, limit)

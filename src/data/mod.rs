@@ -103,7 +103,7 @@ impl fmt::Display for DatasetKind {
 /// Errors of the dataset readers. Each is one line naming the file (or folder) and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{kind} test split not found in {dir}: missing {missing}; {hint}")]
+    #[error("{kind} data not found in {dir}: missing {missing}; {hint}")]
     NotFound {
         kind: DatasetKind,
         dir: PathBuf,
@@ -262,6 +262,43 @@ pub fn load_test_split(
             msg: format!(
                 "the {kind} test split holds 0 images; allowed: at least 1 (check the files' headers)"
             ),
+        });
+    }
+    Ok(ds)
+}
+
+/// Loads the first `limit` images of the **training** split of `kind` from `dir` (default for Fashion-MNIST:
+/// [`DEFAULT_FASHION_MNIST_DIR`]): the int8 datapath calibrates its activation ranges on them
+/// (docs/datapath.md#calibration). CIFAR: the first training file.
+pub fn load_train_split(
+    kind: DatasetKind,
+    dir: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<Dataset, DataError> {
+    let dir: PathBuf = match dir {
+        Some(d) => d.to_path_buf(),
+        None => match kind {
+            DatasetKind::FashionMnist => PathBuf::from(DEFAULT_FASHION_MNIST_DIR),
+            _ => {
+                return Err(DataError::NotFound {
+                    kind,
+                    dir: PathBuf::from("(no --data given)"),
+                    missing: "the data folder".into(),
+                    hint: kind.install_hint(),
+                })
+            }
+        },
+    };
+    let ds = match kind {
+        DatasetKind::FashionMnist | DatasetKind::Mnist => {
+            idx::load_mnist_like_split(kind, &dir, limit, true)?
+        }
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar_train(kind, &dir, limit)?,
+    };
+    if ds.is_empty() {
+        return Err(DataError::Format {
+            file: dir,
+            msg: format!("the {kind} training split holds 0 images; allowed: at least 1"),
         });
     }
     Ok(ds)

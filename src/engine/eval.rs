@@ -6,7 +6,8 @@
 //! and, per fault pattern, runs the faulty network only on the clean-right examples.
 use ndarray::{Array4, ArrayView4, Axis};
 
-use super::{EngineError, Network};
+use super::act_store::{ActivationStore, Reliable};
+use super::{EngineError, Inference};
 use crate::model::Model;
 
 /// Clean evaluation of a network on a labelled set.
@@ -72,7 +73,7 @@ fn check_labels(labels: &[u8], n: usize, classes: usize) -> Result<(), EngineErr
 
 /// Clean predictions and error of `net` on `inputs` (N x C x H x W, normalized) with `labels`.
 pub fn evaluate(
-    net: &Network,
+    net: &dyn Inference,
     inputs: ArrayView4<f32>,
     labels: &[u8],
 ) -> Result<CleanEval, EngineError> {
@@ -81,14 +82,14 @@ pub fn evaluate(
 
 /// [`evaluate`] with a progress callback (examples finished per call).
 pub fn evaluate_with(
-    net: &Network,
+    net: &dyn Inference,
     inputs: ArrayView4<f32>,
     labels: &[u8],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<CleanEval, EngineError> {
     net.check_input(&inputs)?;
     check_labels(labels, inputs.shape()[0], net.classes())?;
-    let predictions = net.predict_with(inputs, progress)?;
+    let predictions = net.predict_images(inputs, None, &Reliable, progress)?;
     let wrong = predictions
         .iter()
         .zip(labels)
@@ -108,12 +109,14 @@ pub struct Evaluator {
     clean: CleanEval,
     right_inputs: Array4<f32>,
     right_labels: Vec<u8>,
+    /// Index in the evaluated split of each clean-right example (seeds the activation store's randomness).
+    right_images: Vec<u64>,
 }
 
 impl Evaluator {
     /// Evaluates the clean network `net` once on `inputs`/`labels`.
     pub fn new(
-        net: &Network,
+        net: &dyn Inference,
         inputs: ArrayView4<f32>,
         labels: &[u8],
     ) -> Result<Evaluator, EngineError> {
@@ -123,10 +126,12 @@ impl Evaluator {
             .collect();
         let right_inputs = inputs.select(Axis(0), &right);
         let right_labels = right.iter().map(|&i| labels[i]).collect();
+        let right_images = right.iter().map(|&i| i as u64).collect();
         Ok(Evaluator {
             clean,
             right_inputs,
             right_labels,
+            right_images,
         })
     }
 
@@ -141,8 +146,23 @@ impl Evaluator {
     }
 
     /// Robust error of a faulty network (same graph, corrupted weights).
-    pub fn robust(&self, faulty: &Network) -> Result<RobustEval, EngineError> {
-        let pred = faulty.predict(self.right_inputs.view())?;
+    pub fn robust(&self, faulty: &dyn Inference) -> Result<RobustEval, EngineError> {
+        self.robust_store(faulty, &Reliable)
+    }
+
+    /// Robust error of a faulty network whose activation buffers read back through `store` (the integer
+    /// datapath; docs/datapath.md). Only the clean-right examples run, each with its index in the split.
+    pub fn robust_store(
+        &self,
+        faulty: &dyn Inference,
+        store: &dyn ActivationStore,
+    ) -> Result<RobustEval, EngineError> {
+        let pred = faulty.predict_images(
+            self.right_inputs.view(),
+            Some(&self.right_images),
+            store,
+            &|_| {},
+        )?;
         let flipped = pred
             .iter()
             .zip(&self.right_labels)
@@ -160,14 +180,15 @@ impl Evaluator {
     /// `scratch` must hold the clean image (`model.memory_image()`) on entry and holds it again on return (only the
     /// changed tensors are copied back). `corrupt` modifies the bytes and returns the ids of the tensors it touched
     /// (`None` = unknown, all re-decoded). `net` ends with the clean weights again.
-    pub fn robust_with<F>(
+    pub fn robust_with<N, F>(
         &self,
         model: &Model,
-        net: &mut Network,
+        net: &mut N,
         scratch: &mut [u8],
         corrupt: F,
     ) -> Result<RobustEval, EngineError>
     where
+        N: Inference,
         F: FnOnce(&mut [u8]) -> Option<Vec<usize>>,
     {
         let clean = model.memory_image();

@@ -16,6 +16,7 @@ use crate::model::{LayerKind, Model, Shape};
 
 pub mod act_store;
 pub mod eval;
+pub mod int8;
 pub mod kernels;
 
 pub use eval::{evaluate, CleanEval, Evaluator, RobustEval};
@@ -38,6 +39,9 @@ pub enum EngineError {
         expected: usize,
         got: usize,
     },
+    /// A model or option the integer datapath cannot run (one line, naming what is allowed).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("tensor id {id} out of range (the model has {count} parameter tensors)")]
     TensorId { id: usize, count: usize },
     #[error("label {label} of example {index} is out of range for {classes} logits")]
@@ -126,6 +130,8 @@ impl Op {
 #[derive(Clone, Debug)]
 struct Step {
     op: Op,
+    /// Index of the manifest layer this step computes.
+    layer: usize,
     /// Buffer slots read.
     inputs: Vec<usize>,
     /// Buffer slot written (equal to `inputs[0]` for in-place ops).
@@ -444,6 +450,7 @@ impl Network {
             slot_of[i + 1] = Some(output);
             steps.push(Step {
                 op,
+                layer: i,
                 inputs: in_slots,
                 output,
                 out_len: out_shape.numel(),
@@ -488,6 +495,18 @@ impl Network {
 
     /// Runs one chunk of `b` examples (`x` contiguous, b x C x H x W) and returns the logits (b x classes).
     fn forward_chunk<'w>(&self, x: &[f32], b: usize, ws: &'w mut Workspace) -> &'w [f32] {
+        self.forward_chunk_observed(x, b, ws, &mut |_, _| {})
+    }
+
+    /// [`Network::forward_chunk`], calling `observe(layer, output)` after each computed layer with its output
+    /// values for the chunk (aliases such as flatten are not computed and not observed).
+    fn forward_chunk_observed<'w>(
+        &self,
+        x: &[f32],
+        b: usize,
+        ws: &'w mut Workspace,
+        observe: &mut dyn FnMut(usize, &[f32]),
+    ) -> &'w [f32] {
         {
             let s = &mut ws.slots[self.input_slot];
             s.clear();
@@ -601,6 +620,7 @@ impl Network {
                     }
                 }
             }
+            observe(st.layer, &out[..need]);
             ws.slots[st.output] = out;
         }
         &ws.slots[self.output_slot][..b * self.classes]
@@ -665,6 +685,92 @@ impl Network {
     /// Predicted class per example, see [`Network::predict_with`].
     pub fn predict(&self, batch: ArrayView4<f32>) -> Result<Vec<u16>, EngineError> {
         self.predict_with(batch, &|_| {})
+    }
+}
+
+/// A compiled network that predicts classes: the float engine ([`Network`]) or the integer datapath
+/// ([`int8::Int8Network`], docs/datapath.md). [`Evaluator`] and the sweeps run either.
+pub trait Inference: Sync + Send {
+    /// Checks that a batch has the network's per-example shape.
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError>;
+    /// Number of logits.
+    fn classes(&self) -> usize;
+    /// Predicted class per example (argmax, first maximum, `u16::MAX` for all-NaN logits). `images[i]`: example
+    /// i's index in the evaluated split (`None`: 0, 1, ...); `store`: the activation buffers the integer datapath
+    /// reads its stored maps through (the float engine stores no activation codes and ignores it).
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        images: Option<&[u64]>,
+        store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError>;
+    /// Re-reads the weights from a (possibly corrupted) memory image (see [`Network::set_weights_from_image`]).
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError>;
+    /// `float` or `int8`.
+    fn datapath(&self) -> &'static str;
+}
+
+impl Inference for Network {
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        Network::check_input(self, batch)
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        _images: Option<&[u64]>,
+        _store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError> {
+        self.predict_with(batch, progress)
+    }
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError> {
+        Network::set_weights_from_image(self, model, image, changed)
+    }
+    fn datapath(&self) -> &'static str {
+        "float"
+    }
+}
+
+impl Inference for int8::Int8Network {
+    fn check_input(&self, batch: &ArrayView4<f32>) -> Result<(), EngineError> {
+        self.fnet_check_input(batch)
+    }
+    fn classes(&self) -> usize {
+        int8::Int8Network::classes(self)
+    }
+    fn predict_images(
+        &self,
+        batch: ArrayView4<f32>,
+        images: Option<&[u64]>,
+        store: &dyn act_store::ActivationStore,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<u16>, EngineError> {
+        self.predict_with_store(batch, images, store, progress)
+    }
+    fn set_weights_from_image(
+        &mut self,
+        model: &Model,
+        image: &[u8],
+        changed: Option<&[usize]>,
+    ) -> Result<(), EngineError> {
+        int8::Int8Network::set_weights_from_image(self, model, image, changed)
+    }
+    fn datapath(&self) -> &'static str {
+        "int8"
     }
 }
 

@@ -574,7 +574,7 @@ fn reference_forward(model: &Model, net: &Network, x: ArrayView4<f32>) -> Vec<f3
 
 /// A residual graph exercising every layer type and the buffer allocator (a value read twice, an add of the input
 /// chain, in-place layers whose input is still needed).
-const RESIDUAL_TOML: &str = r#"
+pub(crate) const RESIDUAL_TOML: &str = r#"
 format = "accelsim-model"
 version = 1
 name = "res"
@@ -668,7 +668,7 @@ weight = "fc.w"
 bias = "fc.b"
 "#;
 
-fn residual_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+pub(crate) fn residual_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let t = |n: &str, s: Vec<usize>, seed: u32| {
         let len = s.iter().product();
         (n.to_string(), s, values(len, seed))
@@ -692,7 +692,7 @@ fn residual_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
     v
 }
 
-fn input(n: usize, shape: [usize; 3], seed: u32) -> Array4<f32> {
+pub(crate) fn input(n: usize, shape: [usize; 3], seed: u32) -> Array4<f32> {
     Array4::from_shape_vec(
         (n, shape[0], shape[1], shape[2]),
         values(n * shape.iter().product::<usize>(), seed),

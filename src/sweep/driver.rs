@@ -356,7 +356,7 @@ fn compute_units(
         let mut loaded = if any_pending {
             bar.set_message(format!("loading {}", pm.name));
             let model = pm.variant.load_model(&mut sources)?;
-            let lm = LoadedModel::from_model(model, data)?;
+            let lm = LoadedModel::from_model(model, data, spec.hw.systolic.datapath)?;
             stats.images_inferred += lm.test_images as u64; // the clean pass
             Some(lm)
         } else {

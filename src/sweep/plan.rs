@@ -111,6 +111,12 @@ struct FingerprintInput<'a> {
     /// ECC schemes; omitted for an unprotected sweep, whose fingerprint is then the same as before the axis.
     #[serde(skip_serializing_if = "only_unprotected")]
     ecc: Vec<&'static str>,
+    /// The datapath (docs/datapath.md); omitted for float, whose fingerprint is then the same as before the
+    /// int8 datapath existed. int8 results also depend on the calibration images, hashed in `calibration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datapath: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    calibration: Vec<DataPrint>,
     /// Scaled rails when `--rails` changed them from the config file's (whose bytes are hashed already); omitted
     /// otherwise, so a sweep without `--rails` keeps its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,6 +272,19 @@ impl Plan {
                 images,
             });
         }
+        let int8 = spec.hw.systolic.datapath == crate::config::systolic::Datapath::Int8;
+        let mut calibration = Vec::new();
+        if int8 {
+            for p in &prints {
+                let k = DatasetKind::parse(p.dataset).expect("printed from a kind");
+                let ds = data.calibration(k)?;
+                calibration.push(DataPrint {
+                    dataset: p.dataset,
+                    sha256: ds.content_sha256(),
+                    images: ds.len(),
+                });
+            }
+        }
         let images_of = |k: DatasetKind| {
             prints
                 .iter()
@@ -323,6 +342,8 @@ impl Plan {
             seed: spec.seed,
             data: prints,
             ecc: self.ecc.iter().map(|e| e.name()).collect(),
+            datapath: int8.then_some("int8"),
+            calibration,
             rails: rails_override(spec),
         };
         expect.fingerprint = fingerprint(&input);

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::core::ImageEvaluator;
 use super::SweepError;
+use crate::config::systolic::Datapath;
 use crate::data::{self, Dataset, DatasetKind};
-use crate::engine::{Evaluator, Network};
+use crate::engine::int8::{Int8Network, Int8Options, CALIBRATION_IMAGES};
+use crate::engine::{Evaluator, Inference, Network};
 use crate::model::Model;
 
 /// Folder of the shipped models.
@@ -269,6 +271,8 @@ pub struct DataCache {
     skip: usize,
     limit: Option<usize>,
     sets: HashMap<DatasetKind, Dataset>,
+    /// The int8 datapath's calibration images (first [`CALIBRATION_IMAGES`] of the training split).
+    train: HashMap<DatasetKind, Dataset>,
 }
 
 impl DataCache {
@@ -279,6 +283,7 @@ impl DataCache {
             skip: 0,
             limit,
             sets: HashMap::new(),
+            train: HashMap::new(),
         }
     }
 
@@ -316,6 +321,19 @@ impl DataCache {
         Ok(&self.sets[&kind])
     }
 
+    /// The calibration images of the int8 datapath: the first [`CALIBRATION_IMAGES`] of the training split of
+    /// `kind` in the same folder (loaded once; docs/datapath.md#calibration).
+    pub fn calibration(&mut self, kind: DatasetKind) -> Result<&Dataset, SweepError> {
+        if !self.train.contains_key(&kind) {
+            let ds = data::load_train_split(kind, self.dir.as_deref(), Some(CALIBRATION_IMAGES))
+                .map_err(|e| {
+                    SweepError::Input(format!("int8 datapath calibration (training images): {e}"))
+                })?;
+            self.train.insert(kind, ds);
+        }
+        Ok(&self.train[&kind])
+    }
+
     /// Content fingerprint and image count of the split of `kind` that will be evaluated
     /// ([`Dataset::content_sha256`]: the images actually used, independent of the folder's path).
     pub fn fingerprint(&mut self, kind: DatasetKind) -> Result<(String, usize), SweepError> {
@@ -344,7 +362,8 @@ pub fn dataset_kind(model: &Model) -> Result<DatasetKind, SweepError> {
 /// A model with its network (decoded weights) and the robust-error evaluator on its test set.
 pub struct LoadedModel {
     pub model: Model,
-    pub net: Network,
+    /// The float engine or the integer datapath (`[systolic] datapath`, `--datapath`).
+    pub net: Box<dyn Inference>,
     pub eval: Evaluator,
     /// Manifest name.
     pub name: String,
@@ -359,13 +378,21 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads the manifest at `path` and its test set (data set named by `[input] dataset`, default
     /// Fashion-MNIST), and evaluates the clean network once.
-    pub fn load(path: &Path, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
+    pub fn load(
+        path: &Path,
+        data: &mut DataCache,
+        datapath: Datapath,
+    ) -> Result<LoadedModel, SweepError> {
         let model = Model::load(path).map_err(|e| SweepError::Input(e.to_string()))?;
-        Self::from_model(model, data)
+        Self::from_model(model, data, datapath)
     }
 
     /// As [`LoadedModel::load`], for a model already in memory (e.g. from [`ModelVariant::load_model`]).
-    pub fn from_model(model: Model, data: &mut DataCache) -> Result<LoadedModel, SweepError> {
+    pub fn from_model(
+        model: Model,
+        data: &mut DataCache,
+        datapath: Datapath,
+    ) -> Result<LoadedModel, SweepError> {
         let path = model.path().to_path_buf();
         let path = path.as_path();
         let m = model.manifest();
@@ -377,12 +404,12 @@ impl LoadedModel {
                 model.bits()
             )));
         }
+        let net = build_network(&model, data, datapath)?;
         let ds = data.get(kind)?;
         let inputs = ds
             .normalized(&m.input.mean, &m.input.std)
             .map_err(|e| SweepError::Input(format!("{}: {e}", path.display())))?;
-        let net = Network::from_model(&model);
-        let eval = Evaluator::new(&net, inputs.view(), &ds.labels)
+        let eval = Evaluator::new(net.as_ref(), inputs.view(), &ds.labels)
             .map_err(|e| SweepError::Input(format!("{}: {e}", path.display())))?;
         Ok(LoadedModel {
             name: m.name.clone(),
@@ -433,9 +460,34 @@ impl ImageEvaluator for LoadedModel {
             .map_err(|e| SweepError::Eval(e.to_string()))?;
         let r = self
             .eval
-            .robust(&self.net)
+            .robust(self.net.as_ref())
             .map_err(|e| SweepError::Eval(e.to_string()))?;
         Ok(r.rerr_pct())
+    }
+}
+
+/// The network of `model` on `datapath`: the float engine, or the integer datapath calibrated on the first
+/// [`CALIBRATION_IMAGES`] training images of the model's data set (docs/datapath.md#calibration).
+pub fn build_network(
+    model: &Model,
+    data: &mut DataCache,
+    datapath: Datapath,
+) -> Result<Box<dyn Inference>, SweepError> {
+    match datapath {
+        Datapath::Float => Ok(Box::new(Network::from_model(model))),
+        Datapath::Int8 => {
+            let kind = dataset_kind(model)?;
+            let m = model.manifest();
+            let calib = data
+                .calibration(kind)?
+                .normalized(&m.input.mean, &m.input.std)
+                .map_err(|e| SweepError::Input(format!("{}: {e}", model.path().display())))?;
+            let net =
+                Int8Network::build(model, calib.view(), Int8Options::default()).map_err(|e| {
+                    SweepError::Input(format!("{}: --datapath int8: {e}", model.path().display()))
+                })?;
+            Ok(Box::new(net))
+        }
     }
 }
 

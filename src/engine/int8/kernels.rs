@@ -1,0 +1,675 @@
+//! Integer kernels of the int8 datapath (docs/datapath.md#kernels): u8 × i8 GEMM with int32 accumulation in three
+//! bit-identical paths (AVX-512 VNNI `vpdpbusd`, AVX2 `vpmaddwd` on widened operands, portable), im2col into the
+//! GEMM's packed layout, depthwise convolution (direct, never a dense convolution with zeros) and pooling on codes.
+//!
+//! Operand convention: activations are the *unsigned view* `u ∈ 0..=255` of the stored codes (int8 codes offset
+//! by 128, see [`super::quantize`]), weights the integer codes `k ∈ -127..=127` (docs/datapath.md#weights). The
+//! GEMM returns the raw sums `Σ u·k`; the caller removes the activation zero point exactly with the weight row
+//! sums, `Σ (u - z_u)·k = Σ u·k - z_u · Σ k`. Every path sums the same integers; as long as
+//! [`fits_i32`] holds for the depth no partial sum can leave i32, so all paths are bit-identical.
+
+/// Which GEMM implementation runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Path {
+    Portable,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Path {
+    /// The fastest path this CPU supports (checked at run time).
+    pub fn best() -> Path {
+        if Path::Avx512Vnni.available() {
+            Path::Avx512Vnni
+        } else if Path::Avx2.available() {
+            Path::Avx2
+        } else {
+            Path::Portable
+        }
+    }
+
+    /// True when the CPU can run this path.
+    pub fn available(self) -> bool {
+        match self {
+            Path::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Vnni => {
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Portable => "portable",
+            Path::Avx2 => "avx2",
+            Path::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// Largest |weight code| the datapath uses.
+pub const MAX_W: u64 = 127;
+
+/// True when a dot product of depth `k` of u8 activations and weights of magnitude ≤ 127 cannot leave i32
+/// (`k · 255 · 127 ≤ 2^31 - 1`, i.e. k ≤ 66311): then no partial sum overflows in any order.
+pub fn fits_i32(k: usize) -> bool {
+    (k as u64).saturating_mul(255 * MAX_W) <= i32::MAX as u64
+}
+
+/// `k` rounded up to a multiple of 4 (the packed depth).
+pub fn padded_depth(k: usize) -> usize {
+    k.div_ceil(4) * 4
+}
+
+/// Weights of one GEMM: `m` rows of `kp = padded_depth(k)` codes (zero beyond `k`), and their row sums.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedWeights {
+    pub m: usize,
+    pub k: usize,
+    pub kp: usize,
+    pub data: Vec<i8>,
+    /// `Σ_k w[r][k]` per row.
+    pub rowsum: Vec<i32>,
+}
+
+impl PackedWeights {
+    /// Packs row-major `m x k` codes.
+    pub fn new(m: usize, k: usize, w: &[i8]) -> PackedWeights {
+        let kp = padded_depth(k);
+        let mut data = vec![0i8; m * kp];
+        let mut rowsum = vec![0i32; m];
+        for r in 0..m {
+            data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
+            rowsum[r] = w[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum();
+        }
+        PackedWeights {
+            m,
+            k,
+            kp,
+            data,
+            rowsum,
+        }
+    }
+}
+
+/// Packed-activation index of element `(k, p)` of a `kp x n` operand: quads of 4 consecutive depths per column,
+/// `[(k / 4) · n + p] · 4 + k % 4` (the layout `vpdpbusd` reads 16 columns of at once).
+#[inline(always)]
+pub fn quad_index(k: usize, p: usize, n: usize) -> usize {
+    ((k >> 2) * n + p) * 4 + (k & 3)
+}
+
+/// im2col of one C x H x W map of unsigned-view codes into the packed layout (`kp x ohw`, depth
+/// `k = (ci·kh + ki)·kw + kj`); padding taps hold `pad` (the zero point), depths `k..kp` hold 0.
+pub fn im2col_packed(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    pad: u8,
+    rows: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    let k = g.c * g.kh * g.kw;
+    let kp = padded_depth(k);
+    let n = g.out_hw();
+    // Pass 1: plain im2col rows (row kk = one tap over all output positions; contiguous copies). Every byte of
+    // rows 0..k is written below; rows k..kp are the zero padding.
+    rows.resize(kp * n, 0);
+    rows[k * n..].fill(0);
+    for ci in 0..g.c {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let kk = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut rows[kk * n..(kk + 1) * n];
+                // Output columns whose input column ox·sw + kj·dw - pw lies inside [0, w).
+                let off = kj * g.dw;
+                let lo = g.pw.saturating_sub(off).div_ceil(g.sw).min(g.ow);
+                let hi = if g.w + g.pw > off {
+                    ((g.w + g.pw - off - 1) / g.sw + 1).min(g.ow)
+                } else {
+                    0
+                }
+                .max(lo);
+                for oy in 0..g.oh {
+                    let drow = &mut dst[oy * g.ow..(oy + 1) * g.ow];
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    if iy < 0 || iy as usize >= g.h {
+                        drow.fill(pad);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    drow[..lo].fill(pad);
+                    drow[hi..].fill(pad);
+                    if hi > lo {
+                        let ix0 = lo * g.sw + off - g.pw;
+                        if g.sw == 1 {
+                            drow[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                        } else {
+                            for (j, d) in drow[lo..hi].iter_mut().enumerate() {
+                                *d = src[ix0 + j * g.sw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Pass 2: interleave 4 rows at a time into quads (every byte of `out[..kp·n]` is written).
+    out.resize(kp * n, 0);
+    for q in 0..kp / 4 {
+        let r = &rows[4 * q * n..4 * (q + 1) * n];
+        let (r0, r1, r2, r3) = (&r[..n], &r[n..2 * n], &r[2 * n..3 * n], &r[3 * n..]);
+        let dst = &mut out[q * n * 4..(q + 1) * n * 4];
+        for ((d, (&a, &b)), (&c, &e)) in dst
+            .chunks_exact_mut(4)
+            .zip(r0.iter().zip(r1))
+            .zip(r2.iter().zip(r3))
+        {
+            d.copy_from_slice(&[a, b, c, e]);
+        }
+    }
+}
+
+/// Packs row-major `n x k` activations (one row per example, unsigned view) as the `kp x n` packed operand.
+pub fn pack_rows(x: &[u8], n: usize, k: usize, out: &mut Vec<u8>) {
+    let kp = padded_depth(k);
+    out.clear();
+    out.resize(kp * n, 0);
+    for p in 0..n {
+        let row = &x[p * k..(p + 1) * k];
+        for (kk, &v) in row.iter().enumerate() {
+            out[quad_index(kk, p, n)] = v;
+        }
+    }
+}
+
+/// Column sums `Σ_k u[k][p]` of a packed operand (depths `k..kp` are zero and add nothing).
+pub fn column_sums(b: &[u8], kp: usize, n: usize, out: &mut Vec<i32>) {
+    out.clear();
+    out.resize(n, 0);
+    for q in 0..kp / 4 {
+        for (p, o) in out.iter_mut().enumerate() {
+            let s = &b[(q * n + p) * 4..(q * n + p) * 4 + 4];
+            *o += s[0] as i32 + s[1] as i32 + s[2] as i32 + s[3] as i32;
+        }
+    }
+}
+
+/// `c[r][p] = Σ_k w[r][k] · b[k][p]` (raw sums, row-major `m x n`) on `path`.
+///
+/// # Panics
+/// If the depth does not satisfy [`fits_i32`] (use [`gemm_i64`]), if `path` is not available on this CPU, or if
+/// the slices are shorter than the shapes say.
+pub fn gemm(path: Path, w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
+    assert!(fits_i32(w.kp), "depth {} may overflow i32", w.kp);
+    assert!(b.len() >= w.kp * n && c.len() >= w.m * n);
+    assert!(path.available(), "{} is not available", path.name());
+    match path {
+        Path::Portable => gemm_portable(w, b, n, c),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (asserted above); the slices hold the shapes (asserted above).
+        Path::Avx2 => unsafe { x86::gemm_avx2(w, b, n, c) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512 F/BW/VNNI (asserted above); the slices hold the shapes.
+        Path::Avx512Vnni => unsafe { x86::gemm_vnni(w, b, n, c) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable path is available"),
+    }
+}
+
+fn gemm_portable(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
+    for r in 0..w.m {
+        let wr = &w.data[r * w.kp..(r + 1) * w.kp];
+        let cr = &mut c[r * n..(r + 1) * n];
+        cr.fill(0);
+        for (q, wq) in wr.chunks_exact(4).enumerate() {
+            let bq = &b[q * n * 4..(q + 1) * n * 4];
+            for (o, bp) in cr.iter_mut().zip(bq.chunks_exact(4)) {
+                *o += bp[0] as i32 * wq[0] as i32
+                    + bp[1] as i32 * wq[1] as i32
+                    + bp[2] as i32 * wq[2] as i32
+                    + bp[3] as i32 * wq[3] as i32;
+            }
+        }
+    }
+}
+
+/// The same sums exactly in i64, for depths where [`fits_i32`] fails (plain loops).
+pub fn gemm_i64(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i64]) {
+    for r in 0..w.m {
+        for p in 0..n {
+            let mut s = 0i64;
+            for kk in 0..w.kp {
+                s += w.data[r * w.kp + kk] as i64 * b[quad_index(kk, p, n)] as i64;
+            }
+            c[r * n + p] = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::PackedWeights;
+    use std::arch::x86_64::*;
+
+    /// AVX2: u8 → i16 and i8 → i16 widening, `vpmaddwd` (exact i16 × i16 pair sums), 4 rows x 8 columns.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gemm_avx2(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
+        let nq = w.kp / 4;
+        let n8 = n / 8 * 8;
+        let mut r = 0;
+        while r < w.m {
+            let rows = (w.m - r).min(4);
+            let mut p = 0;
+            while p < n8 {
+                let mut acc_lo = [_mm256_setzero_si256(); 4];
+                let mut acc_hi = [_mm256_setzero_si256(); 4];
+                for q in 0..nq {
+                    let v = _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
+                    let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
+                    let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
+                    for i in 0..rows {
+                        let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                        let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
+                        let wb = _mm256_broadcastq_epi64(w4);
+                        acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
+                        acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
+                    }
+                }
+                for i in 0..rows {
+                    let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
+                    let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
+                    _mm256_storeu_si256(c.as_mut_ptr().add((r + i) * n + p) as *mut __m256i, h);
+                }
+                p += 8;
+            }
+            for i in 0..rows {
+                for pp in n8..n {
+                    let mut s = 0i32;
+                    for kk in 0..w.kp {
+                        s += w.data[(r + i) * w.kp + kk] as i32
+                            * b[super::quad_index(kk, pp, n)] as i32;
+                    }
+                    c[(r + i) * n + pp] = s;
+                }
+            }
+            r += rows;
+        }
+    }
+
+    /// AVX-512 VNNI: `vpdpbusd` (u8 activations × i8 weights, 4 products per i32 lane), 4 rows x 32 columns,
+    /// masked loads/stores for the column tail.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn gemm_vnni(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
+        let nq = w.kp / 4;
+        let mut r = 0;
+        while r < w.m {
+            let rows = (w.m - r).min(4);
+            let mut p = 0;
+            while p < n {
+                let left = n - p;
+                let m0: __mmask16 = if left >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << left) - 1) as u16
+                };
+                let m1: __mmask16 = if left >= 32 {
+                    0xFFFF
+                } else if left > 16 {
+                    ((1u32 << (left - 16)) - 1) as u16
+                } else {
+                    0
+                };
+                let mut a0 = [_mm512_setzero_si512(); 4];
+                let mut a1 = [_mm512_setzero_si512(); 4];
+                for q in 0..nq {
+                    let base = b.as_ptr().add((q * n + p) * 4) as *const i32;
+                    let v0 = _mm512_maskz_loadu_epi32(m0, base);
+                    let v1 = _mm512_maskz_loadu_epi32(m1, base.add(16));
+                    for i in 0..rows {
+                        let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                        let wb = _mm512_set1_epi32(wp.read_unaligned());
+                        a0[i] = _mm512_dpbusd_epi32(a0[i], v0, wb);
+                        a1[i] = _mm512_dpbusd_epi32(a1[i], v1, wb);
+                    }
+                }
+                for i in 0..rows {
+                    let out = c.as_mut_ptr().add((r + i) * n + p);
+                    _mm512_mask_storeu_epi32(out, m0, a0[i]);
+                    if m1 != 0 {
+                        _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
+                    }
+                }
+                p += 32;
+            }
+            r += rows;
+        }
+    }
+}
+
+/// Depthwise convolution (one input channel per group, `cout = c·mult`) on unsigned-view codes, direct:
+/// `acc[co][o] = Σ_taps (u - z_u) · w[co][tap]` over the taps inside the map (padding taps are the zero point
+/// and contribute 0). Also returns the window sums `Σ (u - z_u)` per output (the asymmetric weight term).
+/// Exact (i64 accumulators).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    cout: usize,
+    w: &[i8],
+    zu: i32,
+    acc: &mut [i64],
+    asum: &mut [i32],
+) {
+    let mult = cout / g.c;
+    let taps = g.kh * g.kw;
+    let ohw = g.out_hw();
+    for co in 0..cout {
+        let plane = &x[(co / mult) * g.h * g.w..(co / mult + 1) * g.h * g.w];
+        let wk = &w[co * taps..(co + 1) * taps];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut s = 0i64;
+                let mut t = 0i32;
+                for ki in 0..g.kh {
+                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    if iy < 0 || iy as usize >= g.h {
+                        continue;
+                    }
+                    let row = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for kj in 0..g.kw {
+                        let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
+                        if ix < 0 || ix as usize >= g.w {
+                            continue;
+                        }
+                        let v = row[ix as usize] as i32 - zu;
+                        s += v as i64 * wk[ki * g.kw + kj] as i64;
+                        t += v;
+                    }
+                }
+                acc[co * ohw + oy * g.ow + ox] = s;
+                asum[co * ohw + oy * g.ow + ox] = t;
+            }
+        }
+    }
+}
+
+/// Max pooling on unsigned-view codes of one C x H x W map (padding taps are ignored, as -inf). Codes order as
+/// the values they stand for (the scale is positive), so the output keeps the input's scale and zero point.
+pub fn max_pool(x: &[u8], g: &crate::engine::kernels::Window, out: &mut [u8]) {
+    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
+        // The common 2x2 / stride 2 / unpadded case: every window lies inside the map.
+        for c in 0..g.c {
+            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+            let o = &mut out[c * g.out_hw()..(c + 1) * g.out_hw()];
+            for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+                let r0 = &plane[2 * oy * g.w..2 * oy * g.w + 2 * g.ow];
+                let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * g.ow];
+                for ((v, a), b) in orow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *v = a[0].max(a[1]).max(b[0].max(b[1]));
+                }
+            }
+        }
+        return;
+    }
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut m = 0u8;
+                for ki in 0..g.kh {
+                    let iy = (oy * g.sh + ki) as isize - g.ph as isize;
+                    if iy < 0 || iy as usize >= g.h {
+                        continue;
+                    }
+                    for kj in 0..g.kw {
+                        let ix = (ox * g.sw + kj) as isize - g.pw as isize;
+                        if ix >= 0 && (ix as usize) < g.w {
+                            m = m.max(plane[iy as usize * g.w + ix as usize]);
+                        }
+                    }
+                }
+                out[c * g.out_hw() + oy * g.ow + ox] = m;
+            }
+        }
+    }
+}
+
+/// Average-pooling window sums of centred codes `Σ (u - z_u)` and the divisor of each output (`kh·kw` with
+/// `count_include_pad`, else the taps inside the map), for one C x H x W map.
+pub fn avg_pool_sums(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    zu: i32,
+    count_include_pad: bool,
+    sums: &mut [i32],
+    counts: &mut [u32],
+) {
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (mut s, mut n) = (0i32, 0u32);
+                for ki in 0..g.kh {
+                    let iy = (oy * g.sh + ki) as isize - g.ph as isize;
+                    if iy < 0 || iy as usize >= g.h {
+                        continue;
+                    }
+                    for kj in 0..g.kw {
+                        let ix = (ox * g.sw + kj) as isize - g.pw as isize;
+                        if ix >= 0 && (ix as usize) < g.w {
+                            s += plane[iy as usize * g.w + ix as usize] as i32 - zu;
+                            n += 1;
+                        }
+                    }
+                }
+                let o = c * g.out_hw() + oy * g.ow + ox;
+                sums[o] = s;
+                counts[o] = if count_include_pad {
+                    (g.kh * g.kw) as u32
+                } else {
+                    n
+                };
+            }
+        }
+    }
+}
+
+/// A conv/linear layer's weights as the accumulation kernels read them.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerWeights<'a> {
+    pub cout: usize,
+    pub groups: usize,
+    /// One input channel per group: `codes` is `[cout][kh·kw]`, read directly.
+    pub depthwise: bool,
+    /// Row-major integer codes `[cout][depth]`.
+    pub codes: &'a [i8],
+    /// One packed GEMM operand per group (dense and grouped layers).
+    pub packed: &'a [PackedWeights],
+    /// Whether the window sums are needed (asymmetric weight schemes).
+    pub asym: bool,
+}
+
+/// Reusable buffers of [`conv_acc`] and [`linear_acc`].
+#[derive(Default, Debug)]
+pub struct KernelScratch {
+    rows: Vec<u8>,
+    cols: Vec<u8>,
+    raw: Vec<i32>,
+    raw64: Vec<i64>,
+    csum: Vec<i32>,
+}
+
+/// Raw GEMM sums exactly (i32 kernel on `path` when the depth allows, else the i64 loops) into `scratch.raw64`.
+fn gemm_exact(path: Path, w: &PackedWeights, b: &[u8], n: usize, sc: &mut KernelScratch) {
+    sc.raw64.resize(w.m * n, 0);
+    if fits_i32(w.kp) {
+        sc.raw.resize(w.m * n, 0);
+        gemm(path, w, b, n, &mut sc.raw);
+        for (d, &v) in sc.raw64.iter_mut().zip(&sc.raw) {
+            *d = v as i64;
+        }
+    } else {
+        gemm_i64(w, b, n, &mut sc.raw64);
+    }
+}
+
+/// True when `Σ u·k` of depth `kp` plus `corr` can never leave i32 (then the correction runs in i32, unchecked).
+#[inline]
+fn fits_with(kp: usize, corr: i64) -> bool {
+    (kp as i64)
+        .saturating_mul(255 * MAX_W as i64)
+        .saturating_add(corr.abs())
+        <= i32::MAX as i64
+}
+
+/// Convolution accumulators of one example (`x` unsigned view, zero point `zu`): `acc[co][p] = sat_i32(Σ (u -
+/// z_u)·k + bias[co])` and, when `w.asym`, the window sums `asum[gi][p] = Σ (u - z_u)` per group `gi` (the same
+/// for every output channel of the group; left untouched otherwise). Dense and grouped layers: im2col +
+/// [`gemm`] per group, the zero point removed with the row sums (in i32 when no sum can overflow, else exactly
+/// in i64 and saturated); depthwise: [`depthwise`]. Returns the number of saturated accumulators.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_acc(
+    path: Path,
+    x: &[u8],
+    zu: i32,
+    g: &crate::engine::kernels::Window,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+) -> u64 {
+    let ohw = g.out_hw();
+    let mut overflow = 0u64;
+    let mut sat = |v: i64| -> i32 {
+        if v > i32::MAX as i64 || v < i32::MIN as i64 {
+            overflow += 1;
+        }
+        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    };
+    if w.depthwise {
+        let mult = w.cout / g.c;
+        sc.raw64.resize(w.cout * ohw, 0);
+        sc.csum.resize(w.cout * ohw, 0);
+        depthwise(x, g, w.cout, w.codes, zu, &mut sc.raw64, &mut sc.csum);
+        for co in 0..w.cout {
+            for p in 0..ohw {
+                acc[co * ohw + p] = sat(sc.raw64[co * ohw + p] + bias[co] as i64);
+            }
+        }
+        if w.asym {
+            for gi in 0..w.groups {
+                asum[gi * ohw..(gi + 1) * ohw]
+                    .copy_from_slice(&sc.csum[gi * mult * ohw..(gi * mult + 1) * ohw]);
+            }
+        }
+        return overflow;
+    }
+    let cg = g.c / w.groups;
+    let og = w.cout / w.groups;
+    let sub = crate::engine::kernels::Window { c: cg, ..*g };
+    let mut cols = std::mem::take(&mut sc.cols);
+    for gi in 0..w.groups {
+        let pw = &w.packed[gi];
+        im2col_packed(
+            &x[gi * sub.in_len()..(gi + 1) * sub.in_len()],
+            &sub,
+            zu as u8,
+            &mut sc.rows,
+            &mut cols,
+        );
+        if w.asym {
+            column_sums(&cols, pw.kp, ohw, &mut sc.csum);
+            let kz = pw.k as i32 * zu;
+            for (a, &c) in asum[gi * ohw..(gi + 1) * ohw].iter_mut().zip(&sc.csum) {
+                *a = c - kz;
+            }
+        }
+        let accg = &mut acc[gi * og * ohw..(gi + 1) * og * ohw];
+        let corr: Vec<i64> = (0..og)
+            .map(|r| bias[gi * og + r] as i64 - zu as i64 * pw.rowsum[r] as i64)
+            .collect();
+        if fits_i32(pw.kp) && corr.iter().all(|&c| fits_with(pw.kp, c)) {
+            gemm(path, pw, &cols, ohw, accg);
+            for (row, &c) in accg.chunks_exact_mut(ohw).zip(&corr) {
+                let c = c as i32;
+                for v in row {
+                    *v += c;
+                }
+            }
+        } else {
+            sc.raw64.resize(og * ohw, 0);
+            if fits_i32(pw.kp) {
+                sc.raw.resize(og * ohw, 0);
+                gemm(path, pw, &cols, ohw, &mut sc.raw);
+                for (d, &v) in sc.raw64.iter_mut().zip(&sc.raw) {
+                    *d = v as i64;
+                }
+            } else {
+                gemm_i64(pw, &cols, ohw, &mut sc.raw64);
+            }
+            for r in 0..og {
+                for p in 0..ohw {
+                    accg[r * ohw + p] = sat(sc.raw64[r * ohw + p] + corr[r]);
+                }
+            }
+        }
+    }
+    sc.cols = cols;
+    overflow
+}
+
+/// Linear accumulators of `n` examples (`x` row-major `n x in`, unsigned view): `acc[e][j] = sat_i32(Σ_i (u -
+/// z_u)·k[j][i] + bias[j])`, `asum[e] = Σ_i (u - z_u)` when `w.asym` (left untouched otherwise). Returns the
+/// saturations.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_acc(
+    path: Path,
+    x: &[u8],
+    n: usize,
+    zu: i32,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+) -> u64 {
+    let pw = &w.packed[0];
+    let (inf, outf) = (pw.k, w.cout);
+    let mut cols = std::mem::take(&mut sc.cols);
+    pack_rows(&x[..n * inf], n, inf, &mut cols);
+    gemm_exact(path, pw, &cols, n, sc);
+    if w.asym {
+        column_sums(&cols, pw.kp, n, &mut sc.csum);
+    }
+    let mut overflow = 0u64;
+    for j in 0..outf {
+        let corr = zu as i64 * pw.rowsum[j] as i64 - bias[j] as i64;
+        for e in 0..n {
+            let v = sc.raw64[j * n + e] - corr;
+            if v > i32::MAX as i64 || v < i32::MIN as i64 {
+                overflow += 1;
+            }
+            acc[e * outf + j] = v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        }
+    }
+    if w.asym {
+        for (a, &c) in asum[..n].iter_mut().zip(&sc.csum) {
+            *a = c - inf as i32 * zu;
+        }
+    }
+    sc.cols = cols;
+    overflow
+}

@@ -1,0 +1,114 @@
+//! The element loops after the GEMM (dequantize, quantize, requantize), compiled once portable and once with
+//! AVX2 enabled and chosen at run time. Both run the same operations in the same order (Rust never contracts
+//! to FMA), so the results are bit-identical; the AVX2 build only vectorizes wider.
+use super::quantize::QParams;
+use super::requant::{Requant, RequantMode};
+
+#[inline(always)]
+fn dequant_row_impl(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
+    if cunit == 0.0 {
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = a as f32 * unit;
+        }
+    } else {
+        for ((o, &a), &t) in out.iter_mut().zip(acc).zip(asum) {
+            *o = a as f32 * unit + t as f32 * cunit;
+        }
+    }
+}
+
+#[inline(always)]
+fn quantize_impl(q: QParams, x: &[f32], out: &mut [u8]) {
+    // QParams::quantize with the constants hoisted (same operations, same order).
+    let (lo, hi) = q.code_range();
+    let (s, z) = (q.scale, q.zero);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = super::quantize::quantize_code(v, s, z, lo, hi) as u8;
+    }
+}
+
+#[inline(always)]
+fn requant_impl(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+    match rq.mode {
+        RequantMode::Float if rq.mc.is_empty() && rq.off.is_empty() => {
+            let m = rq.m[c];
+            for (o, &a) in out.iter_mut().zip(acc) {
+                let t = super::quantize::round_half_even_clamped(a as f32 * m);
+                *o = ((t as i32) + rq.zero).clamp(rq.lo, rq.hi) as u8;
+            }
+        }
+        _ => {
+            for (o, (&a, &t)) in out
+                .iter_mut()
+                .zip(acc.iter().zip(asum.iter().chain(std::iter::repeat(&0))))
+            {
+                *o = rq.apply(c, a, t) as u8;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
+        dequant_row_impl(acc, asum, unit, cunit, out)
+    }
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
+        quantize_impl(q, x, out)
+    }
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn requant(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+        requant_impl(rq, c, acc, asum, out)
+    }
+}
+
+#[inline]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[p] = f32(acc[p])·unit + f32(asum[p])·cunit` (the second term only when `cunit ≠ 0`).
+pub fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 is available (checked); the function is the portable code compiled with AVX2.
+        return unsafe { avx2::dequant_row(acc, asum, unit, cunit, out) };
+    }
+    dequant_row_impl(acc, asum, unit, cunit, out)
+}
+
+/// [`QParams::quantize`] of every value.
+pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::quantize(q, x, out) };
+    }
+    quantize_impl(q, x, out)
+}
+
+/// [`Requant::apply`] of channel `c` over a row (`asum` empty or shorter: zeros).
+pub fn requant_row(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        return unsafe { avx2::requant(rq, c, acc, asum, out) };
+    }
+    requant_impl(rq, c, acc, asum, out)
+}
+
+/// The portable loops, for tests comparing them with the dispatched ones.
+#[cfg(test)]
+pub fn portable(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+    requant_impl(rq, c, acc, asum, out)
+}

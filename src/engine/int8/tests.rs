@@ -1,0 +1,647 @@
+//! Integer datapath tests: every fast kernel against the slow reference (proptest, every GEMM path run
+//! explicitly), requantization rounding and saturation cases, overflow counting, and whole networks (float
+//! agreement, path/thread/requant-mode invariance, activation read-back, weight faults).
+use std::sync::Mutex;
+
+use proptest::prelude::*;
+
+use super::kernels::{self, KernelScratch, LayerWeights, PackedWeights, Path};
+use super::quantize::QParams;
+use super::reference;
+use super::requant::{FixedMultiplier, Requant, RequantMode};
+use super::weights::{code_to_k, WeightCodes};
+use super::*;
+use crate::engine::act_store::Reliable;
+use crate::engine::kernels::Window;
+use crate::engine::tests::{input, residual_tensors, RESIDUAL_TOML};
+use crate::model::tests::{small_tensors, write_model, SMALL_TOML};
+use crate::quant::QuantConfig;
+
+const PATHS: [Path; 3] = [Path::Portable, Path::Avx2, Path::Avx512Vnni];
+
+fn available_paths() -> Vec<Path> {
+    PATHS.into_iter().filter(|p| p.available()).collect()
+}
+
+fn qparams() -> impl Strategy<Value = QParams> {
+    (any::<bool>(), 0i32..256, 1e-3f32..1.0).prop_map(|(signed, z, scale)| QParams {
+        scale,
+        zero: if signed { z - 128 } else { z },
+        signed,
+    })
+}
+
+fn window() -> impl Strategy<Value = (Window, usize, usize)> {
+    (
+        (1usize..4, 1usize..4, 1usize..4),
+        (1usize..9, 1usize..9),
+        (1usize..4, 1usize..4),
+        (1usize..3, 1usize..3),
+        (0usize..2, 0usize..2),
+        (1usize..3, 1usize..3),
+    )
+        .prop_filter_map(
+            "window must fit",
+            |((groups, cg, og), (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))| {
+                let oh = crate::model::graph::window_out_dilated(h, kh, sh, ph, ph, dh)?;
+                let ow = crate::model::graph::window_out_dilated(w, kw, sw, pw, pw, dw)?;
+                Some((
+                    Window {
+                        c: groups * cg,
+                        h,
+                        w,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        ph,
+                        pw,
+                        dh,
+                        dw,
+                        oh,
+                        ow,
+                    },
+                    groups * og,
+                    groups,
+                ))
+            },
+        )
+}
+
+fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+fn codes(n: usize, seed: u64) -> Vec<i8> {
+    bytes(n, seed)
+        .into_iter()
+        .map(|b| (b as i8).max(-127))
+        .collect()
+}
+
+fn layer<'a>(
+    cout: usize,
+    groups: usize,
+    depthwise: bool,
+    k: &'a [i8],
+    packed: &'a [PackedWeights],
+) -> LayerWeights<'a> {
+    LayerWeights {
+        cout,
+        groups,
+        depthwise,
+        codes: k,
+        packed,
+        asym: true,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn gemm_paths_equal_the_definition(m in 1usize..10, k in 1usize..80, n in 1usize..70, seed in any::<u64>()) {
+        let w = codes(m * k, seed);
+        let x = bytes(n * k, seed ^ 1);
+        let pw = PackedWeights::new(m, k, &w);
+        let mut b = Vec::new();
+        kernels::pack_rows(&x, n, k, &mut b);
+        let expect: Vec<i32> = (0..m * n)
+            .map(|i| {
+                let (r, p) = (i / n, i % n);
+                (0..k).map(|kk| w[r * k + kk] as i32 * x[p * k + kk] as i32).sum()
+            })
+            .collect();
+        for path in available_paths() {
+            let mut c = vec![0i32; m * n];
+            kernels::gemm(path, &pw, &b, n, &mut c);
+            prop_assert_eq!(&c, &expect, "{}", path.name());
+        }
+        let mut c64 = vec![0i64; m * n];
+        kernels::gemm_i64(&pw, &b, n, &mut c64);
+        prop_assert!(c64.iter().zip(&expect).all(|(a, b)| *a == *b as i64));
+        prop_assert!(pw.rowsum.iter().enumerate().all(|(r, &s)| s == w[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum::<i32>()));
+    }
+
+    #[test]
+    fn conv_accumulators_equal_the_reference((g, cout, groups) in window(), q in qparams(), seed in any::<u64>(), depthwise in any::<bool>()) {
+        // Depthwise: one input channel per group.
+        let (g, cout, groups) = if depthwise {
+            let g = Window { c: groups, ..g };
+            (g, groups * (cout / groups), groups)
+        } else {
+            (g, cout, groups)
+        };
+        let dw = groups > 1 && g.c == groups;
+        let k = g.c / groups * g.kh * g.kw;
+        let wk = codes(cout * k, seed);
+        let x = bytes(g.in_len(), seed ^ 7);
+        let bias: Vec<i32> = codes(cout, seed ^ 3).iter().map(|&v| v as i32 * 1000).collect();
+        let og = cout / groups;
+        let packed: Vec<PackedWeights> = if dw {
+            vec![]
+        } else {
+            (0..groups).map(|gi| PackedWeights::new(og, k, &wk[gi * og * k..(gi + 1) * og * k])).collect()
+        };
+        let (racc, rsum) = reference::conv_acc(&x, q, &g, cout, groups, &wk);
+        let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
+        for path in available_paths() {
+            let n = cout * g.out_hw();
+            let (mut acc, mut asum) = (vec![0i32; n], vec![0i32; groups * g.out_hw()]);
+            let mut sc = KernelScratch::default();
+            let ov = kernels::conv_acc(path, &xu, q.zero_u(), &g, &layer(cout, groups, dw, &wk, &packed), &bias, &mut sc, &mut acc, &mut asum);
+            prop_assert_eq!(ov, 0);
+            for i in 0..n {
+                prop_assert_eq!(acc[i] as i64, racc[i] + bias[i / g.out_hw()] as i64, "{} at {}", path.name(), i);
+                let (co, p) = (i / g.out_hw(), i % g.out_hw());
+                prop_assert_eq!(asum[(co / og) * g.out_hw() + p] as i64, rsum[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn linear_accumulators_equal_the_reference(n in 1usize..40, inf in 1usize..100, outf in 1usize..12, q in qparams(), seed in any::<u64>()) {
+        let wk = codes(outf * inf, seed);
+        let x = bytes(n * inf, seed ^ 5);
+        let bias: Vec<i32> = codes(outf, seed ^ 9).iter().map(|&v| v as i32 * 77).collect();
+        let packed = vec![PackedWeights::new(outf, inf, &wk)];
+        let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
+        for path in available_paths() {
+            let (mut acc, mut asum) = (vec![0i32; n * outf], vec![0i32; n]);
+            let mut sc = KernelScratch::default();
+            kernels::linear_acc(path, &xu, n, q.zero_u(), &layer(outf, 1, false, &wk, &packed), &bias, &mut sc, &mut acc, &mut asum);
+            for e in 0..n {
+                let (r, t) = reference::linear_acc(&x[e * inf..(e + 1) * inf], q, outf, &wk);
+                for j in 0..outf {
+                    prop_assert_eq!(acc[e * outf + j] as i64, r[j] + bias[j] as i64);
+                    prop_assert_eq!(asum[e] as i64, t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requant_rows_dispatched_equal_portable(accs in proptest::collection::vec(any::<i32>(), 1..40), m in -2.0f64..2.0, z in -128i32..128, fixed in any::<bool>()) {
+        let mode = if fixed { RequantMode::FixedPoint } else { RequantMode::Float };
+        let rq = Requant::new(mode, &[m], &[], z, -128, 127);
+        let (mut a, mut b) = (vec![0u8; accs.len()], vec![0u8; accs.len()]);
+        super::simd::requant_row(&rq, 0, &accs, &[], &mut a);
+        super::simd::portable(&rq, 0, &accs, &[], &mut b);
+        prop_assert_eq!(&a, &b);
+        let direct: Vec<u8> = accs.iter().map(|&v| rq.apply(0, v, 0) as u8).collect();
+        prop_assert_eq!(a, direct);
+    }
+
+    #[test]
+    fn quantize_slice_equals_quantize(x in proptest::collection::vec(-1e6f32..1e6, 1..70), q in qparams()) {
+        let mut a = vec![0u8; x.len()];
+        super::simd::quantize_slice(q, &x, &mut a);
+        let direct: Vec<u8> = x.iter().map(|&v| q.quantize(v)).collect();
+        prop_assert_eq!(a, direct);
+    }
+
+    #[test]
+    fn float_requant_equals_the_definition(acc in any::<i32>(), asum in -100_000i32..100_000, m in -2.0f64..2.0, mc in -0.01f64..0.01, z in -128i32..128) {
+        let rq = Requant::new(RequantMode::Float, &[m], &[mc], z, -128, 127);
+        prop_assert_eq!(rq.apply(0, acc, asum), reference::requant_float(acc, asum, m as f32, mc as f32, z, -128, 127));
+    }
+
+    #[test]
+    fn fixed_requant_equals_the_rational_definition(acc in any::<i32>(), m in 1e-9f64..4.0, neg in any::<bool>(), z in 0i32..256) {
+        let m = if neg { -m } else { m };
+        let rq = Requant::new(RequantMode::FixedPoint, &[m], &[], z, 0, 255);
+        let f = rq.fx[0];
+        prop_assert!((1i64 << 30..1i64 << 31).contains(&f.m0.abs()), "m0 {}", f.m0);
+        // The multiplier is within half a unit of its last place.
+        let approx = f.m0 as f64 / 2f64.powi(f.shift as i32);
+        prop_assert!((approx - m).abs() <= 0.5 / 2f64.powi(f.shift as i32) + 1e-300);
+        prop_assert_eq!(rq.apply(0, acc, 0), reference::requant_fixed(acc as i128, f.m0, f.shift, z, 0, 255));
+        // Fixed and float agree within one output step where the float product is exact enough.
+        let fl = Requant::new(RequantMode::Float, &[m], &[], z, 0, 255).apply(0, acc, 0);
+        prop_assert!((fl - rq.apply(0, acc, 0)).abs() <= 1);
+    }
+
+    #[test]
+    fn max_pool_on_codes_equals_the_reference((g, _, _) in window(), q in qparams(), seed in any::<u64>()) {
+        let g = Window { dh: 1, dw: 1, ..g };
+        let Some(oh) = crate::model::graph::window_out(g.h, g.kh, g.sh, g.ph) else { return Ok(()) };
+        let Some(ow) = crate::model::graph::window_out(g.w, g.kw, g.sw, g.pw) else { return Ok(()) };
+        // PyTorch requires padding ≤ kernel/2, so every window holds at least one input tap.
+        prop_assume!(2 * g.ph <= g.kh && 2 * g.pw <= g.kw);
+        let g = Window { oh, ow, ..g };
+        let x = bytes(g.in_len(), seed);
+        let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
+        let mut out = vec![0u8; g.c * g.out_hw()];
+        kernels::max_pool(&xu, &g, &mut out);
+        let back: Vec<u8> = out.iter().map(|&b| if q.signed { b ^ 0x80 } else { b }).collect();
+        prop_assert_eq!(back, reference::max_pool(&x, q, &g));
+    }
+
+    #[test]
+    fn avg_pool_equals_the_reference((g, _, _) in window(), q in qparams(), qo in qparams(), seed in any::<u64>(), cip in any::<bool>()) {
+        let g = Window { dh: 1, dw: 1, ..g };
+        let Some(oh) = crate::model::graph::window_out(g.h, g.kh, g.sh, g.ph) else { return Ok(()) };
+        let Some(ow) = crate::model::graph::window_out(g.w, g.kw, g.sw, g.pw) else { return Ok(()) };
+        prop_assume!(2 * g.ph <= g.kh && 2 * g.pw <= g.kw);
+        let g = Window { oh, ow, ..g };
+        let x = bytes(g.in_len(), seed);
+        let xu: Vec<u8> = x.iter().map(|&b| q.unsigned_view(b)).collect();
+        let n = g.c * g.out_hw();
+        let (mut sums, mut counts) = (vec![0i32; n], vec![0u32; n]);
+        kernels::avg_pool_sums(&xu, &g, q.zero_u(), cip, &mut sums, &mut counts);
+        let rq = pool_requant(RequantMode::Float, q, qo, g.kh * g.kw);
+        let got: Vec<u8> = sums.iter().zip(&counts).map(|(&s, &d)| rq.apply(d as usize - 1, s, 0) as u8).collect();
+        prop_assert_eq!(got, reference::avg_pool(&x, q, qo, &g, cip));
+    }
+
+    #[test]
+    fn add_equals_the_reference(a in proptest::collection::vec(any::<u8>(), 1..50), qa in qparams(), qb in qparams(), qo in qparams()) {
+        let b: Vec<u8> = a.iter().rev().cloned().collect();
+        let expect = reference::add(&a, qa, &b, qb, qo);
+        let got: Vec<u8> = a.iter().zip(&b).map(|(&x, &y)| qo.quantize(qa.dequantize(x) + qb.dequantize(y))).collect();
+        prop_assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn quantize_saturates_and_zero_is_exact(min in -10.0f32..10.0, span in 0.0f32..20.0, x in -100.0f32..100.0) {
+        let q = QParams::from_range(min, min + span);
+        prop_assert_eq!(q.dequantize(q.quantize(0.0)), 0.0);
+        let (lo, hi) = q.code_range();
+        let c = q.code_of(q.quantize(x));
+        prop_assert!((lo..=hi).contains(&c));
+        prop_assert_eq!(q.signed, min < 0.0);
+        // Inside the calibrated range the round trip is within half a step.
+        if x >= min && x <= min + span {
+            prop_assert!((q.dequantize(q.quantize(x)) - x).abs() <= q.scale * 0.5 + 1e-4 * x.abs().max(1.0));
+        }
+    }
+}
+
+#[test]
+fn requantization_rounding_and_saturation_cases() {
+    // Float mode: half to even; saturation at both ends; the fused ReLU bound.
+    let rq = Requant::new(RequantMode::Float, &[0.5], &[], 0, -128, 127);
+    let got: Vec<i32> = [5, 7, -5, -7, 1, -1, 3]
+        .iter()
+        .map(|&a| rq.apply(0, a, 0))
+        .collect();
+    assert_eq!(got, vec![2, 4, -2, -4, 0, 0, 2]);
+    assert_eq!(rq.apply(0, i32::MAX, 0), 127);
+    assert_eq!(rq.apply(0, i32::MIN, 0), -128);
+    let relu = Requant::new(RequantMode::Float, &[1.0], &[], 10, 10, 255);
+    assert_eq!(relu.apply(0, -3, 0), 10);
+    assert_eq!(relu.apply(0, 300, 0), 255);
+    // Fixed point: M = 0.5 is m0 = 2^30 with shift 31; ties round up (TFLite single rounding).
+    let fx = Requant::new(RequantMode::FixedPoint, &[0.5], &[], 0, -128, 127);
+    assert_eq!(
+        fx.fx[0],
+        FixedMultiplier {
+            m0: 1 << 30,
+            shift: 31
+        }
+    );
+    let got: Vec<i32> = [5, 7, -5, -7, 1, -1]
+        .iter()
+        .map(|&a| fx.apply(0, a, 0))
+        .collect();
+    assert_eq!(got, vec![3, 4, -2, -3, 1, 0]);
+    assert_eq!(fx.apply(0, i32::MAX, 0), 127);
+    // ONNX QuantizeLinear ties: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2; NaN -> zero point.
+    let q = QParams {
+        scale: 1.0,
+        zero: 0,
+        signed: true,
+    };
+    assert_eq!(
+        [2.5f32, 3.5, -2.5, 1e9, -1e9, f32::NAN].map(|x| q.code_of(q.quantize(x))),
+        [2, 4, -2, 127, -128, 0]
+    );
+}
+
+#[test]
+fn accumulator_overflow_is_counted_and_saturated() {
+    // k = 66311 is the deepest i32-safe dot product: 66311·255·127 = 2 147 481 735 ≤ 2^31 - 1; a bias pushes it over.
+    let k = 66311;
+    assert!(kernels::fits_i32(k) && !kernels::fits_i32(k + 1));
+    let w = vec![127i8; k];
+    let x = vec![255u8; k];
+    for path in available_paths() {
+        let packed = vec![PackedWeights::new(1, k, &w)];
+        let lw = LayerWeights {
+            cout: 1,
+            groups: 1,
+            depthwise: false,
+            codes: &w,
+            packed: &packed,
+            asym: false,
+        };
+        let (mut acc, mut asum) = (vec![0i32; 1], vec![0i32; 1]);
+        let mut sc = KernelScratch::default();
+        let ov = kernels::linear_acc(path, &x, 1, 0, &lw, &[0], &mut sc, &mut acc, &mut asum);
+        assert_eq!((ov, acc[0]), (0, 2_147_481_735));
+        let ov = kernels::linear_acc(path, &x, 1, 0, &lw, &[10_000], &mut sc, &mut acc, &mut asum);
+        assert_eq!((ov, acc[0]), (1, i32::MAX));
+    }
+    // Deeper than i32-safe: the exact i64 path, saturated and counted.
+    let k = 70_000;
+    let w = vec![-127i8; k];
+    let x = vec![255u8; k];
+    let packed = vec![PackedWeights::new(1, k, &w)];
+    let lw = LayerWeights {
+        cout: 1,
+        groups: 1,
+        depthwise: false,
+        codes: &w,
+        packed: &packed,
+        asym: false,
+    };
+    let (mut acc, mut asum) = (vec![0i32; 1], vec![0i32; 1]);
+    let mut sc = KernelScratch::default();
+    let ov = kernels::linear_acc(
+        Path::best(),
+        &x,
+        1,
+        0,
+        &lw,
+        &[0],
+        &mut sc,
+        &mut acc,
+        &mut asum,
+    );
+    assert_eq!((ov, acc[0]), (1, i32::MIN));
+}
+
+#[test]
+fn weight_integers_reproduce_the_float_decoder() {
+    for cfg in [
+        QuantConfig::rquant(8),
+        QuantConfig::rquant(4),
+        QuantConfig::rquant(2),
+        QuantConfig::normal(8),
+        QuantConfig::normal(3),
+        QuantConfig::rquant(8).with_w_max(0.1),
+        QuantConfig {
+            signed: true,
+            ..QuantConfig::normal(8)
+        },
+        QuantConfig::normal(8).with_granularity(crate::quant::Granularity::Global),
+    ] {
+        let w: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 20.0) / 200.0)
+            .collect();
+        let qt = crate::quant::quantize(&w, &[4, 16], &cfg).unwrap();
+        let l = (1i32 << (cfg.bits - 1)) - 1;
+        let all: Vec<u8> = (0..=255u8).collect();
+        for codec in qt.codecs() {
+            let wc = WeightCodes::from_codes(&cfg, std::slice::from_ref(codec), 256, &all, 1);
+            let (lo, hi) = (codec.range().lo as f64, codec.range().hi as f64);
+            for b in 0..=255u8 {
+                let v = if cfg.signed { b as i8 as i64 } else { b as i64 };
+                let k = code_to_k(&cfg, b) as i64;
+                assert!(k.abs() <= l as i64);
+                let int_w = wc.s[0] * k as f64 + wc.c[0];
+                let dec = codec.decode(v) as f64;
+                // Identical up to f32 rounding, except the decoder's clamp of the extreme codes (ε/(1+ε) of a
+                // half range, docs/datapath.md#weights).
+                let tol = if k.abs() == l as i64 {
+                    0.0006 * (hi - lo).abs() + 1e-6
+                } else {
+                    1e-5 * (hi - lo).abs() + 1e-7
+                };
+                assert!(
+                    (int_w - dec).abs() <= tol,
+                    "{}: byte {b} k {k}: {int_w} vs {dec}",
+                    cfg.describe()
+                );
+            }
+        }
+    }
+}
+
+/// Models of the engine tests with the quantization block replaced.
+fn models(dir: &std::path::Path) -> Vec<Model> {
+    let schemes = [
+        None,
+        Some("bits = 8\ngranularity = \"channel\"\nsymmetric = true\nsigned = true\nrounding = true\n"),
+        Some("bits = 4\ngranularity = \"layer\"\nsymmetric = true\nsigned = false\nrounding = false\n"),
+    ];
+    let mut out = Vec::new();
+    for (i, (toml, tensors)) in [
+        (SMALL_TOML, small_tensors()),
+        (RESIDUAL_TOML, residual_tensors()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (j, s) in schemes.iter().enumerate() {
+            let t = match s {
+                None => toml.to_string(),
+                Some(s) => {
+                    let a = toml.find("[quantization]\n").unwrap() + "[quantization]\n".len();
+                    let e = a + toml[a..].find("\n[").unwrap() + 1;
+                    format!("{}{}{}", &toml[..a], s, &toml[e..])
+                }
+            };
+            let p = write_model(dir, &format!("m{i}{j}"), &t, &tensors);
+            out.push(Model::load(&p).unwrap());
+        }
+    }
+    out
+}
+
+fn logits(net: &Int8Network, x: &ndarray::Array4<f32>, store: &dyn ActivationStore) -> Vec<f32> {
+    net.forward(x.view(), store, 0)
+        .unwrap()
+        .into_raw_vec_and_offset()
+        .0
+}
+
+#[test]
+fn networks_agree_with_float_and_across_paths_threads_and_modes() {
+    let d = tempfile::tempdir().unwrap();
+    for model in models(d.path()) {
+        let fnet = Network::from_model(&model);
+        let calib = input(200, fnet.input_shape(), 11);
+        let x = input(70, fnet.input_shape(), 3);
+        let f = fnet.forward(x.view()).into_raw_vec_and_offset().0;
+        let base = Int8Network::build(
+            &model,
+            calib.view(),
+            Int8Options {
+                requant: RequantMode::Float,
+                path: Path::Portable,
+            },
+        )
+        .unwrap();
+        let l0 = logits(&base, &x, &Reliable);
+        // Close to the float engine (8-bit activations: a few percent of the logit range).
+        let range = f.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let err = f
+            .iter()
+            .zip(&l0)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            err <= 0.1 * range,
+            "{}: int8 differs from float by {err} (range {range})",
+            model.manifest().name
+        );
+        for path in available_paths() {
+            let net = Int8Network::build(
+                &model,
+                calib.view(),
+                Int8Options {
+                    requant: RequantMode::Float,
+                    path,
+                },
+            )
+            .unwrap();
+            assert_eq!(logits(&net, &x, &Reliable), l0, "{}", path.name());
+        }
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(|| logits(&base, &x, &Reliable)), l0);
+        }
+        // Examples alone give the same logits as in a batch.
+        let one = logits(
+            &base,
+            &x.slice(ndarray::s![33..34, .., .., ..]).to_owned(),
+            &Reliable,
+        );
+        assert_eq!(one, l0[33 * base.classes()..34 * base.classes()]);
+        let fx = Int8Network::build(
+            &model,
+            calib.view(),
+            Int8Options {
+                requant: RequantMode::FixedPoint,
+                path: Path::best(),
+            },
+        )
+        .unwrap();
+        let lf = logits(&fx, &x, &Reliable);
+        let err = lf
+            .iter()
+            .zip(&l0)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err <= 0.1 * range, "fixed point differs by {err}");
+        assert_eq!(base.overflow_count(), 0);
+    }
+}
+
+/// Records every read-back call; optionally flips bit 0 of every byte of one layer's map.
+struct Recorder {
+    calls: Mutex<Vec<StoredMap>>,
+    flip_layer: Option<usize>,
+}
+
+impl ActivationStore for Recorder {
+    fn read_back(&self, map: &StoredMap, codes: &mut [u8]) {
+        assert_eq!(codes.len(), map.shape.iter().product::<usize>());
+        self.calls.lock().unwrap().push(*map);
+        if Some(map.layer) == self.flip_layer {
+            codes.iter_mut().for_each(|c| *c ^= 1);
+        }
+    }
+}
+
+#[test]
+fn every_stored_input_map_is_read_back() {
+    let d = tempfile::tempdir().unwrap();
+    let model = &models(d.path())[3]; // the residual network
+    let fnet = Network::from_model(model);
+    let calib = input(100, fnet.input_shape(), 1);
+    let x = input(40, fnet.input_shape(), 2);
+    let net = Int8Network::build(model, calib.view(), Int8Options::default()).unwrap();
+    let clean = logits(&net, &x, &Reliable);
+    let rec = Recorder {
+        calls: Mutex::new(Vec::new()),
+        flip_layer: None,
+    };
+    // A store that changes nothing but is not marked reliable: the same logits through the copy path.
+    let first = 5u64;
+    let got = net
+        .forward(x.view(), &rec, first)
+        .unwrap()
+        .into_raw_vec_and_offset()
+        .0;
+    assert_eq!(got, clean);
+    let calls = rec.calls.into_inner().unwrap();
+    let g = model.graph();
+    // Every step reads each of its inputs once per example, with the layer's input shape and the image index.
+    for st in &net.steps {
+        for (j, &v) in g.inputs[st.layer].iter().enumerate() {
+            let shape = super::chw(g.value_shape(v));
+            for e in 0..40u64 {
+                let n = calls
+                    .iter()
+                    .filter(|m| m.layer == st.layer && m.shape == shape && m.image == first + e)
+                    .count();
+                let same = g.inputs[st.layer]
+                    .iter()
+                    .filter(|&&u| g.value_shape(u) == g.value_shape(v))
+                    .count();
+                assert_eq!(n, same, "layer {} input {j} image {e}", st.layer);
+            }
+        }
+    }
+    assert_eq!(calls.iter().filter(|m| m.layer == 0).count(), 40);
+    // Corrupting the first layer's stored input changes the logits.
+    let flip = Recorder {
+        calls: Mutex::new(Vec::new()),
+        flip_layer: Some(0),
+    };
+    assert_ne!(logits(&net, &x, &flip), clean);
+}
+
+#[test]
+fn faulty_weight_codes_reach_the_integer_engine() {
+    let d = tempfile::tempdir().unwrap();
+    for model in models(d.path()) {
+        let fnet = Network::from_model(&model);
+        let calib = input(100, fnet.input_shape(), 1);
+        let x = input(40, fnet.input_shape(), 2);
+        let mut net = Int8Network::build(&model, calib.view(), Int8Options::default()).unwrap();
+        let clean = logits(&net, &x, &Reliable);
+        // Flip the top stored bit of every code of the last weight tensor.
+        let last = net.wl.last().unwrap().weight;
+        let mut image = model.memory_image().to_vec();
+        let bit = 1u8 << (model.quant_config().storage_bits() - 1);
+        for b in &mut image[model.image_range(last)] {
+            *b ^= bit;
+        }
+        net.set_weights_from_image(&model, &image, Some(&[last]))
+            .unwrap();
+        let cfg = model.quant_config();
+        let wl = net.wl.last().unwrap();
+        for (k, &b) in wl.codes.k.iter().zip(&image[model.image_range(last)]) {
+            assert_eq!(*k, code_to_k(cfg, b));
+        }
+        assert_ne!(logits(&net, &x, &Reliable), clean);
+        net.set_weights_from_image(&model, model.memory_image(), None)
+            .unwrap();
+        assert_eq!(logits(&net, &x, &Reliable), clean);
+    }
+}
+
+#[test]
+fn wide_codes_are_refused() {
+    let cfg = QuantConfig {
+        bits: 16,
+        signed: true,
+        ..QuantConfig::normal(8)
+    };
+    let e = weights::check_scheme(&cfg, 2).unwrap_err().to_string();
+    assert!(e.contains("at most 8 bits") && e.contains("allowed"), "{e}");
+}
