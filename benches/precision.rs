@@ -56,6 +56,7 @@ fn main() {
         data_dir: None,
         skip: 0,
         limit: Some(images),
+        act_ber: 0.0,
     };
     // The data set must exist (the sweep would fail with a clear message; skip instead).
     let ds = match data::load_test_split(DatasetKind::FashionMnist, None, Some(images)) {

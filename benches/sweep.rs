@@ -265,6 +265,7 @@ fn merge_many() {
         data_dir: None,
         skip: 0,
         limit: Some(1000),
+        act_ber: 0.0,
     };
     let plan = Plan::new(&spec).expect("plan");
     let mut data = spec.data_cache();

@@ -1,6 +1,6 @@
 //! Activation-SRAM command-line plumbing driven through the binary (docs/activation-faults.md): `--rails` and
-//! `--act-ber` on `run` and `sweep`, each bad value a one-line error with exit code 2, and a scaled activation
-//! rail lowering the activation buffers' energy.
+//! `--act-ber` on `run` and `sweep`, each bad value a one-line error with exit code 2, a scaled activation
+//! rail lowering the activation buffers' energy, and (integer datapath) activation buffers that really fail.
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -154,8 +154,13 @@ fn act_sram_pj(extra: &[&str]) -> f64 {
 
 #[test]
 fn rails_flag_scales_the_activation_buffers() {
-    let nominal = act_sram_pj(&[]);
-    let scaled = act_sram_pj(&["--rails", "weight_sram,activation_sram"]);
+    let nominal = act_sram_pj(&["--datapath", "int8"]);
+    let scaled = act_sram_pj(&[
+        "--datapath",
+        "int8",
+        "--rails",
+        "weight_sram,activation_sram",
+    ]);
     // act_sram_pj scales with (V_a / nominal_v)^2 (docs/energy.md): (0.8 / 1.15)^2.
     let want = nominal * (0.8f64 / 1.15).powi(2);
     assert!((scaled - want).abs() < 1e-6 * want, "{scaled} vs {want}");
@@ -178,6 +183,8 @@ fn sweep_with_other_rails_never_resumes_into_the_same_folder() {
         "1",
         "--limit",
         "20",
+        "--datapath",
+        "int8",
         "--quiet",
         "--out",
         &o,
@@ -220,4 +227,89 @@ fn sweep_with_other_rails_never_resumes_into_the_same_folder() {
         "{report}"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let o = run(args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn failing_activation_buffers_cost_accuracy_and_report_their_ber() {
+    let base = [
+        "run",
+        "--datapath",
+        "int8",
+        "--limit",
+        "300",
+        "--offsets",
+        "2",
+        "--json",
+        "--vdd",
+    ];
+    let with = |vdd: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.push(vdd);
+        a.extend_from_slice(extra);
+        run_json(&a)
+    };
+    let both = ["--rails", "weight_sram,activation_sram"];
+    // At V_min no cell of either SRAM fails: the faulty error is the clean one and no activation bit flips.
+    let at_vmin = with("1.0", &both);
+    assert_eq!(f(&at_vmin, "activation_ber"), 0.0);
+    assert_eq!(
+        f(&at_vmin, "faulty_error_pct"),
+        f(&at_vmin, "clean_error_pct")
+    );
+    // At 0.8 V the activation buffers fail too: a BER of their own, and more errors than the weights alone.
+    let weights_only = with("0.8", &[]);
+    let all = with("0.8", &both);
+    assert_eq!(f(&weights_only, "activation_ber"), 0.0);
+    assert!(f(&all, "activation_ber") > 1e-4, "{all}");
+    assert!(f(&all, "activation_flipped_bits_mean") > 0.0);
+    assert_eq!(
+        f(&all, "ber"),
+        f(&weights_only, "ber"),
+        "the weight faults are the same"
+    );
+    assert!(
+        f(&all, "faulty_error_pct") > f(&weights_only, "faulty_error_pct"),
+        "{} vs {}",
+        all["faulty_error_pct"],
+        weights_only["faulty_error_pct"]
+    );
+    // Deterministic: the same run gives the same numbers.
+    assert_eq!(with("0.8", &both), all);
+    // Uniform random activation errors at 1%: the measured rate is 1% within a few standard errors
+    // (about 10^6 bits read: sd ~1e-4), and they cost accuracy at a voltage without any weight fault.
+    let random = with("1.0", &["--act-ber", "0.01"]);
+    let ber = f(&random, "activation_ber");
+    assert!((0.0095..=0.0105).contains(&ber), "activation BER {ber}");
+    assert!(f(&random, "faulty_error_pct") > f(&random, "clean_error_pct"));
+    // The float datapath refuses a scaled activation rail instead of ignoring it.
+    user_error(
+        &[
+            "run",
+            "--vdd",
+            "0.8",
+            "--rails",
+            "weight_sram,activation_sram",
+            "--limit",
+            "10",
+        ],
+        &[
+            "float activations have no stored bits to fail",
+            "--datapath int8",
+        ],
+    );
 }

@@ -153,6 +153,16 @@ pub struct RunReport {
     pub ecc_silent_words: f64,
     /// Cycles the ECC decoder adds per inference (included in `cycles`).
     pub ecc_decoder_cycles: u64,
+    /// Rails at `vdd_v` (the others at their nominal voltage), e.g. `["weight_sram"]`.
+    pub scaled_rails: Vec<String>,
+    /// Activation bits read back wrong / activation bits read, over the images run on the faulty network and
+    /// all samples (0 when the activation buffers cannot fail: float datapath, or rail not scaled and no
+    /// `--act-ber`); docs/activation-faults.md.
+    pub activation_ber: f64,
+    /// Activation bits read back wrong per sample (mean), over the images run on the faulty network.
+    pub activation_flipped_bits_mean: f64,
+    /// `--act-ber`: uniform random activation bit errors (per-bit probability; 0 = none).
+    pub act_ber: f64,
 }
 
 /// Parses `--ecc` (one scheme).
@@ -175,17 +185,20 @@ pub fn apply_rails(hw: &HwConfig, rails: &values::RailSet) -> Result<HwConfig, C
 }
 
 /// Checks `--act-ber` (also range-checked by its value parser, repeated for callers that build `Args`
-/// themselves). Activation bit errors need stored integer activations: until the int8 datapath is selected
-/// here, any P > 0 is refused (docs/activation-faults.md).
-pub fn check_act_ber(act_ber: Option<f64>) -> Result<(), CliError> {
+/// themselves) and the rails against the datapath of `hw` (final: `--datapath` and `--rails` applied).
+/// Activation bit errors need stored integer activations, so the float datapath refuses a scaled activation
+/// rail and any P > 0 (docs/activation-faults.md).
+pub fn check_act_ber(act_ber: Option<f64>, hw: &HwConfig) -> Result<(), CliError> {
+    let int8 = hw.systolic.datapath == crate::config::systolic::Datapath::Int8;
+    crate::sram::act_faults::check_rails_datapath(&hw.voltage.scaled_rails, int8)
+        .map_err(|e| CliError::user(format!("{}: {e}", hw.origin)))?;
     let Some(p) = act_ber else { return Ok(()) };
     if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
         return Err(CliError::user(format!(
             "--act-ber {p} is out of range; allowed 0..=1 (a per-bit probability, e.g. 0.01 for 1%)"
         )));
     }
-    // The only datapath of this build is float (the int8 datapath passes `true`).
-    crate::sram::act_faults::check_act_ber_datapath(p, false).map_err(CliError::user)
+    crate::sram::act_faults::check_act_ber_datapath(p, int8).map_err(CliError::user)
 }
 
 fn user(e: impl std::fmt::Display) -> CliError {
@@ -250,7 +263,7 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     if let Some(rails) = &args.rails {
         hw = apply_rails(&hw, rails)?;
     }
-    check_act_ber(args.act_ber)?;
+    check_act_ber(args.act_ber, &hw)?;
     let vdd_rel = hw.check_vdd(vdd_v).map_err(user)?;
     super::check_data_dir(args.data.as_deref())?;
     // Also checked by the flags' value parsers; repeated for callers that build `Args` themselves.
@@ -319,6 +332,9 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         .map_err(sweep_err)?;
     let mut loaded =
         LoadedModel::from_model(model, &mut data, hw.systolic.datapath).map_err(sweep_err)?;
+    let act_plan = scenario::ActivationFaultPlan::new(&hw, &spec, args.act_ber.unwrap_or(0.0), 0)
+        .map_err(sweep_err)?;
+    loaded.set_activation_faults(act_plan);
     let cost = CostModel::new(&hw, &loaded.model).map_err(sweep_err)?;
     let at: PointCost = cost.at(vdd_v).map_err(sweep_err)?;
     let faults = scenario::fault_source(&spec, &hw, &loaded, args.offsets, args.seeds, vdd_v)
@@ -336,12 +352,15 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
     let mut errors = Vec::new();
     let mut flips = Vec::new();
     let mut ecc_sum = [0u64; 3];
+    let (mut act_read, mut act_wrong) = (0u64, 0u64);
     for s in 0..samples {
         let r = runner
             .run_sample(faults.as_ref(), s, &[vdd_v], || {})
             .map_err(sweep_err)?;
         errors.push(r.error_pct[0]);
         flips.push(r.flipped_bits[0] as f64);
+        act_read += r.activation_bits[0].0;
+        act_wrong += r.activation_bits[0].1;
         let c = r.ecc[0];
         for (acc, v) in ecc_sum.iter_mut().zip([c.corrected, c.detected, c.silent]) {
             *acc += v;
@@ -416,6 +435,19 @@ pub fn compute(args: &Args) -> Result<RunReport, CliError> {
         ecc_detected_words: ecc_mean(1),
         ecc_silent_words: ecc_mean(2),
         ecc_decoder_cycles: cost.stats.ecc_decoder_cycles,
+        scaled_rails: hw
+            .voltage
+            .scaled_rails
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect(),
+        activation_ber: if act_read == 0 {
+            0.0
+        } else {
+            act_wrong as f64 / act_read as f64
+        },
+        activation_flipped_bits_mean: act_wrong as f64 / samples as f64,
+        act_ber: args.act_ber.unwrap_or(0.0),
         reference_8b_vmin_energy_pj: cost.reference_8b_vmin.total_pj,
         reference_8b_vmin_weight_sram_energy_pj: cost.reference_8b_vmin.weight_sram_dynamic_pj
             + cost.reference_8b_vmin.weight_sram_leakage_pj,
@@ -453,6 +485,12 @@ fn print_text(r: &RunReport) {
         "  bit error rate   {:.3e} of stored weight bits ({:.1} flipped bits on average)",
         r.ber, r.flipped_bits_mean
     );
+    if r.scaled_rails.iter().any(|x| x == "activation_sram") || r.act_ber > 0.0 {
+        println!(
+            "                   {:.3e} of activation bits read (activation SRAM, {:.0} read back wrong per sample)",
+            r.activation_ber, r.activation_flipped_bits_mean
+        );
+    }
     let from = if r.first_test_image > 0 {
         format!(" from #{}", r.first_test_image)
     } else {

@@ -200,7 +200,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
                  weight_sram,activation_sram)",
         )),
     }
-    super::run::check_act_ber(args.act_ber)?;
+    super::run::check_act_ber(args.act_ber, &hw)?;
     let grid_v = parse_voltage_grid(&args.grid).map_err(sweep_err)?;
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
         if v == 0 || v > 1024 {
@@ -246,6 +246,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         data_dir: args.data.clone(),
         skip: args.skip,
         limit: args.limit,
+        act_ber: args.act_ber.unwrap_or(0.0),
     })
 }
 

@@ -68,6 +68,17 @@ pub trait ImageEvaluator {
     fn images_per_inference(&self) -> u64 {
         0
     }
+    /// Prepares the activation buffers for fault sample `sample` at `vdd_v` (integer datapath with a scaled
+    /// activation rail or `--act-ber`; docs/activation-faults.md). Returns true when they can fail there: the
+    /// point must then run inference even if the weights equal the clean or the previous ones. Default: never.
+    fn begin_point(&mut self, _sample: u32, _vdd_v: f64) -> Result<bool, SweepError> {
+        Ok(false)
+    }
+    /// (activation bits read, activation bits read back wrong) by the last [`ImageEvaluator::evaluate`] with
+    /// failing activation buffers; (0, 0) otherwise.
+    fn activation_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Work counters of a runner.
@@ -95,6 +106,9 @@ pub struct SampleResult {
     pub error_pct: Vec<f64>,
     /// ECC codeword outcomes at each voltage (all zero without ECC).
     pub ecc: Vec<EccCounts>,
+    /// (activation bits read, read back wrong) at each voltage, over the images run; (0, 0) when the
+    /// activation buffers cannot fail.
+    pub activation_bits: Vec<(u64, u64)>,
 }
 
 /// Runs the fault samples of one model incrementally (see the module docs).
@@ -153,13 +167,16 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             flipped_bits: Vec::with_capacity(voltages_v.len()),
             error_pct: Vec::with_capacity(voltages_v.len()),
             ecc: Vec::with_capacity(voltages_v.len()),
+            activation_bits: Vec::with_capacity(voltages_v.len()),
         };
         for &vdd_v in voltages_v {
             super::cancel::check()?;
             let read = faults.faulty_read(sample, vdd_v, self.clean, &mut self.buf)?;
             let flipped = read.flipped_bits;
             self.stats.points += 1;
-            let err = if self.buf[..] == self.clean[..] {
+            // Failing activation buffers change the result at every point: always infer.
+            let act = self.eval.begin_point(sample, vdd_v)?;
+            let err = if !act && self.buf[..] == self.clean[..] {
                 self.stats.clean_points += 1;
                 self.clean_error_pct
             } else {
@@ -170,7 +187,7 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
                     .filter(|(_, r)| self.buf[(*r).clone()] != self.loaded[(*r).clone()])
                     .map(|(i, _)| i)
                     .collect();
-                if changed.is_empty() {
+                if changed.is_empty() && !act {
                     self.stats.reused_points += 1;
                 } else {
                     self.loaded_error_pct = self.eval.evaluate(&self.buf, &changed)?;
@@ -187,6 +204,11 @@ impl<'a, E: ImageEvaluator> SeriesRunner<'a, E> {
             out.flipped_bits.push(flipped);
             out.error_pct.push(err);
             out.ecc.push(read.ecc);
+            out.activation_bits.push(if act {
+                self.eval.activation_counts()
+            } else {
+                (0, 0)
+            });
             on_point();
         }
         Ok(out)

@@ -52,6 +52,9 @@ pub struct SweepSpec {
     pub skip: usize,
     /// Evaluate only the first N test images after `skip` (`--limit`).
     pub limit: Option<usize>,
+    /// Uniform random activation bit errors (`--act-ber`, per-bit probability; 0 = none; integer datapath
+    /// only, docs/activation-faults.md).
+    pub act_ber: f64,
 }
 
 /// How to run a sweep.
@@ -401,6 +404,13 @@ fn compute_units(
                 min_v,
                 spec.seed,
             )?;
+            // Activation buffers fail too when the integer datapath stores them on a scaled rail or --act-ber.
+            lm.set_activation_faults(scenario::ActivationFaultPlan::new(
+                &plan.hw[ei],
+                &f.spec,
+                spec.act_ber,
+                scenario::seed_offset(spec.seed),
+            )?);
             let clean = lm.model.memory_image().to_vec();
             let mut runner = SeriesRunner::new(lm, &clean)?;
             for s in pending {

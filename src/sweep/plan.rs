@@ -121,6 +121,13 @@ struct FingerprintInput<'a> {
     /// otherwise, so a sweep without `--rails` keeps its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     rails: Option<Vec<&'static str>>,
+    /// `--act-ber` (uniform random activation bit errors); omitted when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    act_ber: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// The sweep's scaled rails if they differ from those of the config file it names (`--rails`), else `None`.
@@ -345,6 +352,7 @@ impl Plan {
             datapath: int8.then_some("int8"),
             calibration,
             rails: rails_override(spec),
+            act_ber: spec.act_ber,
         };
         expect.fingerprint = fingerprint(&input);
         Ok(Fingerprinted {

@@ -373,7 +373,83 @@ pub struct LoadedModel {
     pub bits: u32,
     /// Test images evaluated.
     pub test_images: usize,
+    /// Failing activation buffers, when the integer datapath stores activations in a scaled or `--act-ber`
+    /// SRAM ([`LoadedModel::set_activation_faults`]); `None`: they never fail.
+    pub activation_faults: Option<ActivationFaultPlan>,
+    /// The store of the current point ([`ImageEvaluator::begin_point`]).
+    act_store: Option<crate::sram::act_faults::ActivationFaults>,
 }
+
+/// How the activation buffers fail in a run or a sweep series (docs/activation-faults.md): the fault map of the
+/// activation SRAM (when its rail is scaled) and uniform random flips at `act_ber`, per fault sample.
+#[derive(Debug, Clone)]
+pub struct ActivationFaultPlan {
+    hw: crate::config::HwConfig,
+    profile: Option<std::sync::Arc<crate::sram::FaultProfile>>,
+    act_ber: f64,
+    seed: u64,
+}
+
+impl ActivationFaultPlan {
+    /// The plan for `hw` (its datapath and scaled rails final) with weight faults `spec`: `None` when no
+    /// activation bit can fail (activation rail not scaled and `act_ber = 0`). Refuses, in one line, failing
+    /// activations on the float datapath (float activations have no stored bits). `seed` shifts the random
+    /// chips and transient draws (the sweep seed's offset; 0 for `run`).
+    pub fn new(
+        hw: &crate::config::HwConfig,
+        spec: &FaultSpec,
+        act_ber: f64,
+        seed: u64,
+    ) -> Result<Option<ActivationFaultPlan>, SweepError> {
+        use crate::config::Rail;
+        use crate::sram::act_faults;
+        let int8 = hw.systolic.datapath == Datapath::Int8;
+        act_faults::check_rails_datapath(&hw.voltage.scaled_rails, int8)
+            .map_err(SweepError::Input)?;
+        act_faults::check_act_ber_datapath(act_ber, int8).map_err(SweepError::Input)?;
+        let scaled = hw.voltage.scaled_rails.contains(&Rail::ActivationSram);
+        if !int8 || (!scaled && act_ber <= 0.0) {
+            return Ok(None);
+        }
+        let profile = if scaled {
+            let weight_profile = match spec {
+                FaultSpec::Profile { profile, .. } => Some(profile.as_ref()),
+                _ => None,
+            };
+            let p = act_faults::activation_profile(hw, weight_profile)
+                .map_err(|e| SweepError::Input(format!("{}: {e}", hw.origin)))?;
+            Some(std::sync::Arc::new(p))
+        } else {
+            None
+        };
+        Ok(Some(ActivationFaultPlan {
+            hw: hw.clone(),
+            profile,
+            act_ber,
+            seed,
+        }))
+    }
+
+    /// The store of fault sample `sample` at `vdd_v` (the same cells fail for every image; transient cells per
+    /// access, seeded by the sample and the image).
+    pub fn store(
+        &self,
+        sample: u32,
+        vdd_v: f64,
+    ) -> Result<crate::sram::act_faults::ActivationFaults, SweepError> {
+        crate::sram::act_faults::ActivationFaults::build(
+            &self.hw,
+            vdd_v,
+            self.profile.as_deref(),
+            self.act_ber,
+            self.seed.wrapping_add(ACTIVATION_SEED_BASE + sample as u64),
+        )
+        .map_err(|e| SweepError::Input(format!("{}: {e}", self.hw.origin)))
+    }
+}
+
+/// First seed of the activation faults' random chips (`+ sample`, `+` the sweep seed's offset).
+pub const ACTIVATION_SEED_BASE: u64 = 200;
 
 impl LoadedModel {
     /// Loads the manifest at `path` and its test set (data set named by `[input] dataset`, default
@@ -419,7 +495,15 @@ impl LoadedModel {
             model,
             net,
             eval,
+            activation_faults: None,
+            act_store: None,
         })
+    }
+
+    /// Lets the activation buffers fail as `plan` says (`None`: never) from the next point on.
+    pub fn set_activation_faults(&mut self, plan: Option<ActivationFaultPlan>) {
+        self.activation_faults = plan;
+        self.act_store = None;
     }
 
     /// Stored weight elements (W).
@@ -458,11 +542,28 @@ impl ImageEvaluator for LoadedModel {
         self.net
             .set_weights_from_image(&self.model, image, Some(changed))
             .map_err(|e| SweepError::Eval(e.to_string()))?;
-        let r = self
-            .eval
-            .robust(self.net.as_ref())
-            .map_err(|e| SweepError::Eval(e.to_string()))?;
+        let r = match &self.act_store {
+            Some(store) => self.eval.robust_store(self.net.as_ref(), store),
+            None => self.eval.robust(self.net.as_ref()),
+        }
+        .map_err(|e| SweepError::Eval(e.to_string()))?;
         Ok(r.rerr_pct())
+    }
+
+    fn begin_point(&mut self, sample: u32, vdd_v: f64) -> Result<bool, SweepError> {
+        // A map without a failing cell (e.g. above the activation SRAM's V_min) reads back every bit.
+        self.act_store = match &self.activation_faults {
+            Some(plan) => Some(plan.store(sample, vdd_v)?).filter(|s| s.map().faulty_cells() > 0),
+            None => None,
+        };
+        Ok(self.act_store.is_some())
+    }
+
+    fn activation_counts(&self) -> (u64, u64) {
+        self.act_store.as_ref().map_or((0, 0), |s| {
+            let c = s.counts();
+            (c.bits_read, c.bits_flipped)
+        })
     }
 }
 
