@@ -29,6 +29,7 @@ class RunReport(TypedDict):
     """The object of ``accelsim run --json``."""
 
     hw: str
+    datapath: Literal["float", "int8"]
     model: str
     family: str
     method: str
@@ -70,6 +71,10 @@ class RunReport(TypedDict):
     ecc_detected_words: float
     ecc_silent_words: float
     ecc_decoder_cycles: int
+    scaled_rails: list[str]
+    activation_ber: float
+    activation_flipped_bits_mean: float
+    act_ber: float
 
 def run(
     *,
@@ -86,6 +91,9 @@ def run(
     limit: int | None = None,
     ecc: Literal["none", "parity", "secded"] | None = None,
     image_out: _Path | None = None,
+    datapath: Literal["float", "int8"] | None = None,
+    rails: list[str] | None = None,
+    act_ber: float | None = None,
 ) -> RunReport: ...
 def list_hw() -> list[dict[str, Any]]: ...
 def _sweep(

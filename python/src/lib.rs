@@ -198,12 +198,15 @@ fn internal(e: impl Display) -> PyErr {
 ///   limit    evaluate only the first N test images after `skip` (default: all)
 ///   ecc      protection of the weight SRAM's words: "none", "parity" or "secded" (default: the config's)
 ///   image_out  also write the weight codes as read at this voltage (first sample) to this .npy path
+///   datapath "float" (the paper's fake quantization) or "int8" (integer datapath, docs/datapath.md)
+///   rails    scaled rails, e.g. ["weight_sram", "activation_sram"] (int8: the activation buffers then fail)
+///   act_ber  uniform random activation bit errors at this per-bit probability (int8 datapath)
 ///
 /// Returns a dict with exactly the keys and values of `accelsim run --json` (units in the key names: `vdd_v`,
 /// `ber` a per-bit probability, `*_pct` percent, `energy_pj`, ...). Raises UserError on bad input; Ctrl-C stops
 /// it (KeyboardInterrupt) within one evaluation.
 #[pyfunction]
-#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, bits=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None, ecc=None, image_out=None))]
+#[pyo3(signature = (*, hw="14nm_sram", vdd=None, model=None, bits=None, profile=None, ber=None, offsets=4, seeds=1, data=None, skip=0, limit=None, ecc=None, image_out=None, datapath=None, rails=None, act_ber=None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
@@ -220,6 +223,9 @@ fn run<'py>(
     limit: Option<i64>,
     ecc: Option<&str>,
     image_out: Option<PathBuf>,
+    datapath: Option<&str>,
+    rails: Option<Vec<String>>,
+    act_ber: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut a = Argv::new(&["run", "--json"]);
     a.val("hw", hw)
@@ -234,7 +240,10 @@ fn run<'py>(
         .val("skip", skip)
         .opt("limit", limit)
         .opt("ecc", ecc)
-        .path("image-out", image_out.as_ref())?;
+        .path("image-out", image_out.as_ref())?
+        .opt("datapath", datapath)
+        .opt("rails", rails.map(|r| r.join(",")))
+        .opt("act-ber", act_ber);
     let Command::Run(args) = a.parse()? else {
         unreachable!("parsed as run")
     };

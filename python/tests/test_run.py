@@ -179,3 +179,13 @@ def test_bits_picks_a_trained_member_or_quantizes_the_float_weights(cli):
     assert ptq == want
     with pytest.raises(accelsim.UserError, match="--model fmnist-cnn-randbet is a family"):
         accelsim.run(vdd=0.9, model="fmnist-cnn-randbet", limit=50)
+
+
+def test_int8_datapath_with_failing_activation_buffers_equals_the_cli(cli):
+    got = accelsim.run(vdd=0.8, datapath="int8", rails=["weight_sram", "activation_sram"], limit=100, offsets=1)
+    want = cli.json("run", "--vdd", "0.8", "--datapath", "int8", "--rails", "weight_sram,activation_sram",
+                    "--limit", "100", "--offsets", "1", "--json")
+    assert got == want
+    assert got["datapath"] == "int8" and got["activation_ber"] > 0
+    with pytest.raises(accelsim.UserError, match="float activations have no stored bits"):
+        accelsim.run(vdd=0.8, rails=["weight_sram", "activation_sram"], limit=10)
