@@ -230,6 +230,21 @@ pub fn normalize(
     Ok(out)
 }
 
+/// The data folder of `kind`: `dir` when given, else the Debian package's folder for Fashion-MNIST (the other
+/// data sets have no default and need `--data`).
+fn data_dir(kind: DatasetKind, dir: Option<&Path>) -> Result<PathBuf, DataError> {
+    match (dir, kind) {
+        (Some(d), _) => Ok(d.to_path_buf()),
+        (None, DatasetKind::FashionMnist) => Ok(PathBuf::from(DEFAULT_FASHION_MNIST_DIR)),
+        (None, _) => Err(DataError::NotFound {
+            kind,
+            dir: PathBuf::from("(no --data given)"),
+            missing: "the data folder".into(),
+            hint: kind.install_hint(),
+        }),
+    }
+}
+
 /// Loads the first `limit` images (all when `None`) of the test split of `kind` from `dir`
 /// (default for Fashion-MNIST: [`DEFAULT_FASHION_MNIST_DIR`]).
 pub fn load_test_split(
@@ -237,20 +252,7 @@ pub fn load_test_split(
     dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Dataset, DataError> {
-    let dir: PathBuf = match dir {
-        Some(d) => d.to_path_buf(),
-        None => match kind {
-            DatasetKind::FashionMnist => PathBuf::from(DEFAULT_FASHION_MNIST_DIR),
-            _ => {
-                return Err(DataError::NotFound {
-                    kind,
-                    dir: PathBuf::from("(no --data given)"),
-                    missing: "the data folder".into(),
-                    hint: kind.install_hint(),
-                })
-            }
-        },
-    };
+    let dir = data_dir(kind, dir)?;
     let ds = match kind {
         DatasetKind::FashionMnist | DatasetKind::Mnist => idx::load_mnist_like(kind, &dir, limit)?,
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, &dir, limit)?,
@@ -275,20 +277,7 @@ pub fn load_train_split(
     dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Dataset, DataError> {
-    let dir: PathBuf = match dir {
-        Some(d) => d.to_path_buf(),
-        None => match kind {
-            DatasetKind::FashionMnist => PathBuf::from(DEFAULT_FASHION_MNIST_DIR),
-            _ => {
-                return Err(DataError::NotFound {
-                    kind,
-                    dir: PathBuf::from("(no --data given)"),
-                    missing: "the data folder".into(),
-                    hint: kind.install_hint(),
-                })
-            }
-        },
-    };
+    let dir = data_dir(kind, dir)?;
     let ds = match kind {
         DatasetKind::FashionMnist | DatasetKind::Mnist => {
             idx::load_mnist_like_split(kind, &dir, limit, true)?
