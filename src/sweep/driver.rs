@@ -625,9 +625,18 @@ pub fn write_report(
                     .voltage
                     .scaled_rails
                     .iter()
-                    .map(|r| format!("{r:?}"))
+                    .map(|r| r.name())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            format!(
+                "datapath: {} (docs/datapath.md){}",
+                spec.hw.systolic.datapath.name(),
+                if spec.act_ber > 0.0 {
+                    format!("; random activation bit errors at p = {}", spec.act_ber)
+                } else {
+                    String::new()
+                }
             ),
             format!("configuration fingerprint: `{}`", &fingerprint[..16]),
         ],
