@@ -117,7 +117,7 @@ def sweep(
     Arguments are ``accelsim sweep``'s flags (see ``accelsim sweep --help``):
 
     models     model names in models/, manifest paths, or family names of the shipped models (a list, or one
-               name) [default: every shipped model]
+               name) [default: the shipped small-CNN models, families fmnist-cnn-*]
     profiles   fault maps: names in sram_profiles/, paths, or "uniform" (the measured BER curve)
                [default: DEFAULT_PROFILES, "chip1,chip2"]
     grid       voltages in volts: a list of floats, or the CLI's spec string of values and START:STOP:STEP ranges
