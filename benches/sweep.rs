@@ -301,6 +301,7 @@ fn merge_many() {
                         .map(|i| 8.5 + i as f64 * 0.25 + (k.sample % 7) as f64 * 0.01)
                         .collect(),
                     ecc_words: Vec::new(),
+                    activation_bits: Vec::new(),
                 }
             })
             .collect();

@@ -313,3 +313,60 @@ fn failing_activation_buffers_cost_accuracy_and_report_their_ber() {
         ],
     );
 }
+
+#[test]
+fn sweep_reports_the_activation_rails_ber_per_point() {
+    let out = std::env::temp_dir().join(format!("accelsim-actfault-csv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.to_string_lossy().into_owned();
+    let args = [
+        "sweep",
+        "--models",
+        "fmnist-cnn-randbet-8b",
+        "--profiles",
+        "chip1",
+        "--grid",
+        "1.0,0.8",
+        "--offsets",
+        "1",
+        "--limit",
+        "200",
+        "--datapath",
+        "int8",
+        "--rails",
+        "weight_sram,activation_sram",
+        "--quiet",
+        "--out",
+        &o,
+    ];
+    let r = run(&args);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let mut csv = csv::Reader::from_path(out.join("sweep.csv")).unwrap();
+    let head = csv.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let (v, ber, err) = (col("vdd_v"), col("activation_ber"), col("faulty_error_pct"));
+    let rows: Vec<(f64, f64, f64)> = csv
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let f = |i: usize| r[i].parse::<f64>().unwrap();
+            (f(v), f(ber), f(err))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2);
+    let at = |vdd: f64| *rows.iter().find(|r| r.0 == vdd).unwrap();
+    assert_eq!(at(1.0).1, 0.0, "no activation cell fails at V_min");
+    assert!(at(0.8).1 > 1e-4, "activation BER at 0.8 V: {}", at(0.8).1);
+    assert!(at(0.8).2 > at(1.0).2);
+    // Resuming the finished sweep rewrites the same CSV (the counts live in the state file).
+    let before = std::fs::read(out.join("sweep.csv")).unwrap();
+    let again = run(&args);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(std::fs::read(out.join("sweep.csv")).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&out);
+}

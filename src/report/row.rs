@@ -70,6 +70,11 @@ pub struct SweepRow {
     /// Saving of the weight-SRAM energy against the same network with 8-bit weights at V_min (percent): the
     /// paper's reference point (docs/run-and-sweep.md#energy-references).
     pub weight_sram_saving_vs_vmin_pct: f64,
+    /// Bit error rate of the activation buffers (bits read back wrong / bits read over the images run, all
+    /// samples pooled); 0 when they cannot fail (float datapath, rail not scaled, no `--act-ber`),
+    /// docs/activation-faults.md.
+    #[serde(default)]
+    pub activation_ber: f64,
 }
 
 /// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
@@ -177,6 +182,7 @@ pub(crate) mod synthetic {
                         energy_saving_vs_vmin_pct: 100.0 * (1.0 - energy / 1.0e6),
                         weight_sram_saving_vs_vmin_pct: 100.0
                             * (1.0 - bits as f64 / 8.0 * vdd_rel * vdd_rel),
+                        activation_ber: 0.0,
                     });
                 }
             }

@@ -432,6 +432,11 @@ fn compute_units(
                     flipped_bits: r.flipped_bits,
                     error_pct: r.error_pct,
                     ecc_words,
+                    activation_bits: if r.activation_bits.iter().any(|&(read, _)| read > 0) {
+                        r.activation_bits.iter().map(|&(a, b)| [a, b]).collect()
+                    } else {
+                        Vec::new()
+                    },
                 })?;
                 computed += 1;
             }
@@ -490,6 +495,12 @@ pub fn build_rows<'a>(
                         .sum::<f64>()
                         / units.len().max(1) as f64
                 };
+                // Activation rail: bits read back wrong over bits read, pooled over the samples.
+                let (act_read, act_wrong) = units.iter().fold((0u64, 0u64), |(r, w), u| {
+                    u.activation_bits
+                        .get(k)
+                        .map_or((r, w), |c| (r + c[0], w + c[1]))
+                });
                 let at = pm.costs[ei].at(vdd_v)?;
                 rows.push(SweepRow {
                     model: pm.name.clone(),
@@ -519,6 +530,11 @@ pub fn build_rows<'a>(
                     ecc_silent_words: ecc_mean(2),
                     energy_saving_vs_vmin_pct: at.energy_saving_vs_vmin_pct,
                     weight_sram_saving_vs_vmin_pct: at.weight_sram_saving_vs_vmin_pct,
+                    activation_ber: if act_read == 0 {
+                        0.0
+                    } else {
+                        act_wrong as f64 / act_read as f64
+                    },
                 });
             }
         }

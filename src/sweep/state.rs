@@ -44,6 +44,10 @@ pub struct UnitResult {
     /// ECC codeword outcomes at each voltage (corrected, detected, silent words); empty without ECC.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ecc_words: Vec<[u64; 3]>,
+    /// Activation bits (read, read back wrong) at each voltage over the images run, when the activation
+    /// buffers can fail (integer datapath, docs/activation-faults.md); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activation_bits: Vec<[u64; 2]>,
 }
 
 /// The on-disk form of a state file.
@@ -256,6 +260,16 @@ impl StateFile {
                     expect.grid_len
                 )));
             }
+            if !u.activation_bits.is_empty()
+                && (u.activation_bits.len() != expect.grid_len
+                    || u.activation_bits.iter().any(|[read, wrong]| wrong > read))
+            {
+                return Err(bad(format!(
+                    "{who}: {} activation bit counts for a grid of {} voltages, or more bits wrong than read",
+                    u.activation_bits.len(),
+                    expect.grid_len
+                )));
+            }
             let protected = k.ecc != crate::config::EccScheme::None;
             if u.ecc_words.len() != if protected { expect.grid_len } else { 0 } {
                 return Err(bad(format!(
@@ -425,6 +439,7 @@ mod tests {
             flipped_bits: vec![0, 3],
             error_pct: vec![9.0, 9.5],
             ecc_words: vec![],
+            activation_bits: Vec::new(),
         }
     }
 
