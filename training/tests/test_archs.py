@@ -4,8 +4,6 @@ through ONNX (onnx_export.ship_via_onnx) keeps every trained bit, and the simula
 companion's. Untrained (random) weights, a few images: seconds. Needs onnx + onnxruntime (dev extras), the
 accelsim binary (ACCELSIM_BIN or target/release/accelsim) and the dataset."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,23 +18,10 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 from accelsim_train.onnx_export import _call_order, export_onnx, ship_via_onnx  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+from sim_paths import ROOT, accelsim_bin, dataset_dir  # noqa: E402
+
 IMAGES = 32
 NEW_ARCHS = ("mobilenet-small", "resnet-small")
-
-
-def accelsim_bin() -> Path:
-    for p in [os.environ.get("ACCELSIM_BIN"), ROOT / "target/release/accelsim", ROOT / "target/debug/accelsim"]:
-        if p and Path(p).exists():
-            return Path(p)
-    pytest.skip("accelsim binary not built (cargo build --release --bin accelsim, or set ACCELSIM_BIN)")
-
-
-def dataset_dir() -> Path:
-    d = Path(data.DEFAULT_DIR)
-    if not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
-        pytest.skip(f"Fashion-MNIST not installed in {d}")
-    return d
 
 
 def trained_like(arch: str, seed: int = 5) -> nn.Module:

@@ -4,7 +4,6 @@ for bit (docs/onnx.md). Needs onnx + onnxruntime (dev extras), the accelsim bina
 
 import io
 import json
-import os
 import struct
 import subprocess
 import warnings
@@ -20,22 +19,9 @@ from accelsim_train import data, quant
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[2]
+from sim_paths import ROOT, accelsim_bin, dataset_dir  # noqa: E402
+
 IMAGES = 64
-
-
-def accelsim_bin() -> Path:
-    for p in [os.environ.get("ACCELSIM_BIN"), ROOT / "target/release/accelsim", ROOT / "target/debug/accelsim"]:
-        if p and Path(p).exists():
-            return Path(p)
-    pytest.skip("accelsim binary not built (cargo build --release --bin accelsim, or set ACCELSIM_BIN)")
-
-
-def dataset_dir() -> Path:
-    d = Path(data.DEFAULT_DIR)
-    if not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
-        pytest.skip(f"Fashion-MNIST not installed in {d}")
-    return d
 
 
 class SepNet(nn.Module):
