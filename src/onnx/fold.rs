@@ -246,33 +246,37 @@ pub fn concat(parts: &[&Tensor], ax: i64) -> R<Tensor> {
     let mut dims = first.dims.clone();
     dims[ax] = parts.iter().map(|p| p.dims[ax]).sum();
     checked_numel(&dims).ok_or("Concat result is too large")?;
+    // Output row o is row o of every part in turn (`parts` share the dims before `ax`).
+    fn interleave<T: Copy>(slices: &[(&[T], usize)], outer: usize) -> Vec<T> {
+        let mut out = Vec::new();
+        for o in 0..outer {
+            for &(v, c) in slices {
+                out.extend_from_slice(&v[o * c..(o + 1) * c]);
+            }
+        }
+        out
+    }
     let chunk = |p: &Tensor| p.dims[ax..].iter().product::<usize>();
     let data = match &first.data {
         Data::F32(_) => {
-            let mut out = Vec::new();
-            for o in 0..outer {
-                for p in parts {
-                    let Data::F32(v) = &p.data else {
-                        unreachable!()
-                    };
-                    let c = chunk(p);
-                    out.extend_from_slice(&v[o * c..(o + 1) * c]);
-                }
-            }
-            Data::F32(out)
+            let slices: Vec<(&[f32], usize)> = parts
+                .iter()
+                .map(|p| match &p.data {
+                    Data::F32(v) => (v.as_slice(), chunk(p)),
+                    Data::I64(_) => unreachable!(),
+                })
+                .collect();
+            Data::F32(interleave(&slices, outer))
         }
         Data::I64(_) => {
-            let mut out = Vec::new();
-            for o in 0..outer {
-                for p in parts {
-                    let Data::I64(v) = &p.data else {
-                        unreachable!()
-                    };
-                    let c = chunk(p);
-                    out.extend_from_slice(&v[o * c..(o + 1) * c]);
-                }
-            }
-            Data::I64(out)
+            let slices: Vec<(&[i64], usize)> = parts
+                .iter()
+                .map(|p| match &p.data {
+                    Data::I64(v) => (v.as_slice(), chunk(p)),
+                    Data::F32(_) => unreachable!(),
+                })
+                .collect();
+            Data::I64(interleave(&slices, outer))
         }
     };
     Ok(Tensor { dims, data })
