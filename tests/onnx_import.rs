@@ -248,7 +248,14 @@ const REFUSALS: [(&str, &[&str]); 12] = [
         "bad_mul_activations",
         &["node \"mul_acts\"", "Mul of two activations"],
     ),
-    ("bad_qdq", &["node \"quant_x\"", "QuantizeLinear", "QDQ"]),
+    (
+        "bad_qdq",
+        &[
+            "node \"flatten_q\"",
+            "integer output of a QuantizeLinear",
+            "QLinearConv",
+        ],
+    ),
     ("bad_external_escape", &["inside the model's folder"]),
     ("bad_softmax_not_last", &["Softmax", "last"]),
     ("bad_truncated", &["not a valid ONNX model"]),
@@ -373,4 +380,81 @@ fn cycles_from_the_model_maps_groups_separately() {
     assert_eq!(macs, want_macs);
     let names: Vec<&str> = rows.iter().map(|r| r["layer"].as_str().unwrap()).collect();
     assert_eq!(names.iter().filter(|n| n.contains("[g")).count(), 4 + 2);
+}
+
+/// A QDQ model (onnxruntime `quantize_static`, per channel; docs/onnx.md#qdq-models): the import keeps the
+/// integer weights as the stored codes, each channel's step is exactly its ONNX scale (so a corrupted code
+/// decodes as ONNX's `(q − z)·s` would), the activation parameters are in the manifest, and the int8 datapath
+/// uses them instead of calibrating (an all-zero calibration batch changes nothing).
+#[test]
+fn qdq_import_keeps_integer_weights_and_activation_parameters() {
+    use accelsim::engine::act_store::Reliable;
+    use accelsim::engine::int8::{Int8Network, Int8Options};
+    let d = tempfile::tempdir().unwrap();
+    let o = ImportOptions {
+        dataset: Some(accelsim::data::DatasetKind::FashionMnist),
+        ..opts("qdq_cnn_pc")
+    };
+    let imported = import_file(&fixture("qdq_cnn_pc.onnx"), "qdq", &o).unwrap();
+    let again = import_file(&fixture("qdq_cnn_pc.onnx"), "qdq", &o).unwrap();
+    assert_eq!(imported.safetensors, again.safetensors);
+    let model = Model::load(write_model(&d.path().join("qdq"), &imported).unwrap()).unwrap();
+    let cfg = model.quant_config();
+    assert!(cfg.signed && cfg.symmetric && cfg.bits == 8);
+    assert_eq!(model.manifest().activation_quant.len(), 7);
+    assert_eq!(model.manifest().activation_quant[0].value, "input");
+    // Every weight code is a valid symmetric code, and one flipped bit decodes to code·step.
+    let id = model
+        .param_id("body.body.0.Conv.weight")
+        .expect("conv weight");
+    let qt = model.quantized(id);
+    let step = qt.codecs()[0].delta();
+    let mut image = model.memory_image().to_vec();
+    let at = model.image_range(id).start;
+    image[at] ^= 0x40;
+    let mut out = vec![0.0; qt.len()];
+    model.decode_param(id, &image, &mut out);
+    let v = image[at] as i8 as f32;
+    assert_eq!(out[0], (v * step).clamp(-127.0 * step, 127.0 * step));
+    // Given parameters: calibration images do not matter.
+    let x = Array4::<f32>::from_elem((8, 1, 28, 28), 0.5);
+    let zeros = Array4::<f32>::zeros((4, 1, 28, 28));
+    let a = Int8Network::build(&model, x.view(), Int8Options::default()).unwrap();
+    let b = Int8Network::build(&model, zeros.view(), Int8Options::default()).unwrap();
+    assert_eq!(a.input_qparams(), b.input_qparams());
+    let q = &model.manifest().activation_quant[0];
+    assert_eq!(a.input_qparams().scale, q.scale);
+    let la = a.forward(x.view(), &Reliable, 0).unwrap();
+    let lb = b.forward(x.view(), &Reliable, 0).unwrap();
+    assert_eq!(la, lb);
+}
+
+#[test]
+fn qdq_manifest_and_range_tensors_are_validated() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ImportOptions {
+        dataset: Some(accelsim::data::DatasetKind::FashionMnist),
+        ..opts("qdq_cnn_pt")
+    };
+    let imported = import_file(&fixture("qdq_cnn_pt.onnx"), "qdq", &o).unwrap();
+    let manifest = write_model(&d.path().join("qdq"), &imported).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    for (from, to, needle) in [
+        (
+            "zero_point = 146",
+            "zero_point = 300",
+            "activation_quant[6].zero_point",
+        ),
+        (
+            "value = \"input\"",
+            "value = \"nope\"",
+            "activation_quant[0].value",
+        ),
+        ("scale = 0.", "scale = -0.", "activation_quant[0].scale"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&manifest, text.replacen(from, to, 1)).unwrap();
+        let e = Model::load(&manifest).unwrap_err().to_string();
+        assert!(e.contains(needle) && !e.contains('\n'), "{e}");
+    }
 }

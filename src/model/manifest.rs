@@ -31,6 +31,23 @@ pub struct Manifest {
     pub quantization: QuantSpec,
     pub training: TrainingFacts,
     pub layers: Vec<Layer>,
+    /// `[[activation_quant]]`: activation quantization parameters the model brings (a QDQ ONNX import), used by
+    /// the int8 datapath instead of calibrated ones (docs/datapath.md#activations). Empty for most models.
+    pub activation_quant: Vec<ActQuantSpec>,
+}
+
+/// One `[[activation_quant]]` entry: the ONNX `QuantizeLinear` parameters of one stored value.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActQuantSpec {
+    /// The value: `"input"` (the normalized network input) or a layer's name (its output).
+    pub value: String,
+    /// s > 0, finite.
+    pub scale: f32,
+    /// In the code's range: 0..=255 (uint8) or -128..=127 (int8).
+    pub zero_point: i32,
+    /// int8 codes when true, uint8 when false.
+    pub signed: bool,
 }
 
 /// `[input]`: the shape of one example and its normalization `x = (pixel/255 - mean[c]) / std[c]`.
@@ -321,6 +338,8 @@ struct RawManifest {
     #[serde(default)]
     training: Option<TrainingFacts>,
     layers: Vec<toml::Table>,
+    #[serde(default)]
+    activation_quant: Vec<ActQuantSpec>,
 }
 
 #[derive(Deserialize)]
@@ -611,6 +630,39 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         }
         layers.push(layer);
     }
+    let mut quantized_values: HashSet<&str> = HashSet::new();
+    for (i, a) in raw.activation_quant.iter().enumerate() {
+        let key = |k: &str| format!("activation_quant[{i}].{k}");
+        if a.value != "input" && !names.contains(&a.value) {
+            return Err(merr(
+                &key("value"),
+                format!("\"{}\" is not \"input\" or a layer's name", a.value),
+            ));
+        }
+        if !quantized_values.insert(a.value.as_str()) {
+            return Err(merr(
+                &key("value"),
+                format!("\"{}\" is given more than once", a.value),
+            ));
+        }
+        if !(a.scale.is_finite() && a.scale > 0.0 && a.scale <= 1e6) {
+            return Err(merr(
+                &key("scale"),
+                format!("{} is out of range; allowed (0, 1e6]", a.scale),
+            ));
+        }
+        let (lo, hi) = if a.signed { (-128, 127) } else { (0, 255) };
+        if !(lo..=hi).contains(&a.zero_point) {
+            return Err(merr(
+                &key("zero_point"),
+                format!(
+                    "{} is out of range; allowed [{lo}, {hi}] for {} codes",
+                    a.zero_point,
+                    if a.signed { "int8" } else { "uint8" }
+                ),
+            ));
+        }
+    }
     Ok(Manifest {
         name: raw.name,
         family: raw.family,
@@ -619,6 +671,7 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
         quantization: raw.quantization,
         training,
         layers,
+        activation_quant: raw.activation_quant,
     })
 }
 

@@ -129,11 +129,30 @@ impl Model {
             offset += len;
         }
         let quant_config = quant_config(&manifest.quantization, path)?;
-        let (quantized, image) =
+        let (mut quantized, mut image) =
             quantize_all(&params, &loaded.params, &quant_config, &weights_path)?;
-        for (p, qt) in params.iter().zip(&quantized) {
-            if let Some(stored) = loaded.codes.get(&p.name) {
-                verify_codes(qt, stored, &p.name, &weights_path)?;
+        for (id, p) in params.iter().enumerate() {
+            let Some(stored) = loaded.codes.get(&p.name) else {
+                continue;
+            };
+            match loaded.ranges.get(&p.name) {
+                // Codes and ranges given: they are the stored tensor (docs/model-format.md#tensors-file).
+                Some(ranges) => {
+                    let qt = from_stored(
+                        &quant_config,
+                        p,
+                        stored,
+                        ranges,
+                        &loaded.params[id],
+                        &weights_path,
+                    )?;
+                    let bpv = (quant_config.container_bits() / 8) as usize;
+                    let mut bytes = Vec::with_capacity(p.len * bpv);
+                    append_codes(&mut bytes, qt.codes());
+                    image[p.offset * bpv..(p.offset + p.len) * bpv].copy_from_slice(&bytes);
+                    quantized[id] = qt;
+                }
+                None => verify_codes(&quantized[id], stored, &p.name, &weights_path)?,
             }
         }
         Ok(Model {
@@ -353,6 +372,61 @@ fn append_codes(image: &mut Vec<u8>, codes: &Codes) {
         Codes::I16(v) => image.extend(v.iter().flat_map(|x| x.to_le_bytes())),
         Codes::I32(v) => image.extend(v.iter().flat_map(|x| x.to_le_bytes())),
     }
+}
+
+/// A parameter whose codes and group ranges are stored (`"<param>:codes"` + `"<param>:range"`): the tensor is
+/// rebuilt from them, and its float32 values must equal the decoded codes (the importer writes them so), so the
+/// float master weights and the stored codes cannot disagree.
+fn from_stored(
+    cfg: &QuantConfig,
+    p: &ParamTensor,
+    stored: &tensors::StoredCodes,
+    ranges: &[(f32, f32)],
+    floats: &[f32],
+    path: &Path,
+) -> Result<QuantizedTensor, ModelError> {
+    let tname = format!("{}{}", p.name, tensors::CODES_SUFFIX);
+    let (lo, hi) = crate::quant::storage_range_of(cfg);
+    if let Some(i) = stored.values.iter().position(|&v| v < lo || v > hi) {
+        return Err(ModelError::tensor(
+            path,
+            &tname,
+            format!(
+                "element {i} = {} is outside the scheme's code range [{lo}, {hi}]",
+                stored.values[i]
+            ),
+        ));
+    }
+    let codes = match cfg.code_type() {
+        "u8" => Codes::U8(stored.values.iter().map(|&v| v as u8).collect()),
+        "i8" => Codes::I8(stored.values.iter().map(|&v| v as i8).collect()),
+        "i16" => Codes::I16(stored.values.iter().map(|&v| v as i16).collect()),
+        _ => Codes::I32(stored.values.iter().map(|&v| v as i32).collect()),
+    };
+    let ranges: Vec<quant::GroupRange> = ranges
+        .iter()
+        .map(|&(lo, hi)| quant::GroupRange { lo, hi })
+        .collect();
+    let qt =
+        QuantizedTensor::from_parts(cfg.clone(), p.shape.clone(), codes, &ranges).map_err(|e| {
+            ModelError::tensor(
+                path,
+                &format!("{}{}", p.name, tensors::RANGE_SUFFIX),
+                e.to_string(),
+            )
+        })?;
+    let decoded = qt.dequantize();
+    if let Some(i) = (0..decoded.len()).find(|&i| decoded[i].to_bits() != floats[i].to_bits()) {
+        return Err(ModelError::tensor(
+            path,
+            &p.name,
+            format!(
+                "element {i} is {}, but its stored code decodes to {}; the float values must be the decoded codes",
+                floats[i], decoded[i]
+            ),
+        ));
+    }
+    Ok(qt)
 }
 
 /// Checks optional stored `"<param>:codes"` against our own quantization, bit for bit.

@@ -11,6 +11,9 @@ use super::ModelError;
 
 /// Suffix of the optional integer-code tensors (docs/model-format.md).
 pub const CODES_SUFFIX: &str = ":codes";
+/// Suffix of the optional per-group range tensors (`[groups, 2]` float32 `lo, hi`) that make stored codes
+/// authoritative (a QDQ ONNX import, docs/onnx.md#qdq-models).
+pub const RANGE_SUFFIX: &str = ":range";
 
 /// Integer codes stored next to a parameter, widened to i64 for comparison.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub(crate) struct Loaded {
     pub buffers: HashMap<String, Vec<f32>>,
     /// Optional stored codes by parameter name.
     pub codes: HashMap<String, StoredCodes>,
+    /// Optional stored group ranges `(lo, hi)` by parameter name (only with codes).
+    pub ranges: HashMap<String, Vec<(f32, f32)>>,
 }
 
 pub(crate) fn load_tensors(m: &Manifest, path: &Path) -> Result<Loaded, ModelError> {
@@ -58,6 +63,7 @@ pub(crate) fn load_tensors(m: &Manifest, path: &Path) -> Result<Loaded, ModelErr
         params: vec![],
         buffers: HashMap::new(),
         codes: HashMap::new(),
+        ranges: HashMap::new(),
     };
     for (li, layer) in m.layers.iter().enumerate() {
         let params: HashSet<&str> = layer.kind.params().into_iter().collect();
@@ -79,6 +85,19 @@ pub(crate) fn load_tensors(m: &Manifest, path: &Path) -> Result<Loaded, ModelErr
                     used.insert(code_name.clone());
                     let codes = read_codes(&st, &code_name, &shape, path)?;
                     out.codes.insert(name.to_string(), codes);
+                }
+                let range_name = format!("{name}{RANGE_SUFFIX}");
+                if available.contains(&range_name) {
+                    if !out.codes.contains_key(name) {
+                        return Err(ModelError::tensor(
+                            path,
+                            &range_name,
+                            format!("given without \"{name}{CODES_SUFFIX}\" (ranges make stored codes authoritative)"),
+                        ));
+                    }
+                    used.insert(range_name.clone());
+                    out.ranges
+                        .insert(name.to_string(), read_ranges(&st, &range_name, path)?);
                 }
                 out.param_order.push((name.to_string(), li, shape));
                 out.params.push(values);
@@ -152,6 +171,44 @@ fn read_f32(
         ));
     }
     Ok(values)
+}
+
+/// A `[groups, 2]` float32 tensor of finite `lo <= hi` pairs.
+fn read_ranges(st: &SafeTensors, name: &str, path: &Path) -> Result<Vec<(f32, f32)>, ModelError> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError::tensor(path, name, format!("{e:?}")))?;
+    if t.dtype() != Dtype::F32 || t.shape().len() != 2 || t.shape()[1] != 2 {
+        return Err(ModelError::tensor(
+            path,
+            name,
+            format!(
+                "dtype {:?} shape {:?}; expected F32 [groups, 2] (lo, hi per group)",
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    let v: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let pairs: Vec<(f32, f32)> = v.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+    if let Some(i) = pairs
+        .iter()
+        .position(|&(lo, hi)| !(lo.is_finite() && hi.is_finite() && lo <= hi))
+    {
+        return Err(ModelError::tensor(
+            path,
+            name,
+            format!(
+                "group {i}: [{}, {}] is not a finite interval lo <= hi",
+                pairs[i].0, pairs[i].1
+            ),
+        ));
+    }
+    Ok(pairs)
 }
 
 fn read_codes(

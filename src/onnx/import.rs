@@ -15,6 +15,7 @@ use std::path::Path;
 
 use super::fold::{self, BATCH};
 use super::proto::{self, AttributeProto, GraphProto, NodeProto};
+use super::qdq::{self, ActQ, DqConst, QType, StoredWeight};
 use super::tensor::{self, checked_numel, Data, Tensor};
 use crate::model::graph::{window_out_dilated, MAX_VALUES_PER_EXAMPLE};
 use crate::model::{Layer, LayerKind, Shape};
@@ -23,7 +24,7 @@ use crate::model::{Layer, LayerKind, Shape};
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
 /// Operators the importer maps onto layers or folds (docs/onnx.md).
-pub const SUPPORTED_OPS: [&str; 38] = [
+pub const SUPPORTED_OPS: [&str; 40] = [
     "Add",
     "AveragePool",
     "BatchNormalization",
@@ -33,6 +34,7 @@ pub const SUPPORTED_OPS: [&str; 38] = [
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "DequantizeLinear",
     "Div",
     "Dropout",
     "Flatten",
@@ -50,6 +52,7 @@ pub const SUPPORTED_OPS: [&str; 38] = [
     "MaxPool",
     "Mul",
     "Neg",
+    "QuantizeLinear",
     "Reciprocal",
     "Relu",
     "Reshape",
@@ -74,6 +77,10 @@ pub struct Converted {
     pub input_shape: [usize; 3],
     pub classes: usize,
     pub opset: i64,
+    /// QDQ models: the activation parameters of each quantized value (value name: `"input"` or a layer's).
+    pub act_quant: Vec<(String, ActQ)>,
+    /// QDQ models: the stored codes and per-output-channel scales of each weight dequantized from integers.
+    pub qdq_weights: BTreeMap<String, StoredWeight>,
 }
 
 /// An activation: ONNX per-example `dims` viewing the output (`base` shape) of value `src`
@@ -155,6 +162,15 @@ struct Converter<'a> {
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     /// Declared batch dimension of the graph input, when fixed.
     batch_decl: Option<i64>,
+    /// ONNX data type of integer constants that Q/DQ nodes read (initializers, Constant nodes, folded Q).
+    const_types: HashMap<String, i32>,
+    /// Constants that DequantizeLinear folded, with their codes and parameters.
+    dq: HashMap<String, DqConst>,
+    /// Outputs of QuantizeLinear on activations (integer values only DequantizeLinear may read).
+    int_vals: HashMap<String, ActQ>,
+    /// Activation parameters by value id.
+    act_quant: BTreeMap<usize, ActQ>,
+    qdq_weights: BTreeMap<String, StoredWeight>,
 }
 
 /// Converts a decoded model. `image_shape`: C, H, W for graphs whose input is already flat (`[N, F]`).
@@ -190,6 +206,11 @@ pub fn convert(
         names: HashSet::new(),
         tensors: BTreeMap::new(),
         batch_decl: None,
+        const_types: HashMap::new(),
+        dq: HashMap::new(),
+        int_vals: HashMap::new(),
+        act_quant: BTreeMap::new(),
+        qdq_weights: BTreeMap::new(),
     };
     c.run(graph, image_shape)
 }
@@ -198,6 +219,8 @@ impl Converter<'_> {
     fn run(&mut self, g: &GraphProto, image_shape: Option<[usize; 3]>) -> R<Converted> {
         for t in &g.initializer {
             let name = t.name.clone().unwrap_or_default();
+            self.const_types
+                .insert(name.clone(), t.data_type.unwrap_or(0));
             self.vals
                 .insert(name, Val::Const(tensor::decode(t, self.base_dir)?));
         }
@@ -303,6 +326,9 @@ impl Converter<'_> {
         let Val::Dyn(d) = out else {
             return Err("the graph output is a constant".into());
         };
+        if self.int_vals.contains_key(&out_name) {
+            return Err("the graph output is the integer output of a QuantizeLinear; end the graph with DequantizeLinear".into());
+        }
         let classes: usize = d.dims.iter().product();
         if d.dims.iter().filter(|&&x| x != 1).count() > 1 {
             return Err(format!(
@@ -329,12 +355,22 @@ impl Converter<'_> {
                 ));
             }
         }
+        if !self.qdq_weights.is_empty() || !self.act_quant.is_empty() {
+            self.check_qdq_complete()?;
+        }
+        let act_quant = self
+            .act_quant
+            .iter()
+            .map(|(&id, &q)| (self.value_name(id), q))
+            .collect();
         Ok(Converted {
             layers: std::mem::take(&mut self.layers),
             tensors: std::mem::take(&mut self.tensors),
             input_shape,
             classes,
             opset: self.opset,
+            act_quant,
+            qdq_weights: std::mem::take(&mut self.qdq_weights),
         })
     }
 
@@ -543,9 +579,27 @@ impl Converter<'_> {
         let out = node.output.first().cloned().unwrap_or_default();
         // Constant nodes and folding of all-constant inputs.
         if op == "Constant" {
+            if let Some(dt) = a
+                .get("value")
+                .and_then(|x| x.t.as_ref())
+                .and_then(|t| t.data_type)
+            {
+                self.const_types.insert(out.clone(), dt);
+            }
             let t = self.constant_attr(&a)?;
             self.set(&out, Val::Const(t));
             return Ok(());
+        }
+        // Only DequantizeLinear may read the integer output of a QuantizeLinear on an activation.
+        if op != "DequantizeLinear" {
+            if let Some(n) = ins.iter().find(|n| self.int_vals.contains_key(**n)) {
+                return Err(format!(
+                    "input \"{n}\" is the integer output of a QuantizeLinear; only DequantizeLinear may read it (QOperator-format models with QLinearConv etc. are not supported: export QDQ)"
+                ));
+            }
+        }
+        if op == "QuantizeLinear" || op == "DequantizeLinear" {
+            return self.qdq_node(op, node, &a, &out);
         }
         let present: Vec<&str> = ins.iter().copied().filter(|s| !s.is_empty()).collect();
         let all_const = present
@@ -574,7 +628,9 @@ impl Converter<'_> {
         let result: Val = match op {
             "Shape" => {
                 let dims: Vec<i64> = match self.get(ins[0])? {
-                    Val::Dyn(d) => std::iter::once(BATCH).chain(d.dims.iter().map(|&v| v as i64)).collect(),
+                    Val::Dyn(d) => std::iter::once(BATCH)
+                        .chain(d.dims.iter().map(|&v| v as i64))
+                        .collect(),
                     Val::Const(t) => t.dims.iter().map(|&v| v as i64).collect(),
                 };
                 let r = dims.len() as i64;
@@ -591,7 +647,10 @@ impl Converter<'_> {
                 if ax != 1 {
                     return Err(format!("axis = {ax}: only flattening everything but the batch (axis 1) is supported"));
                 }
-                Val::Dyn(Dyn { dims: vec![d.dims.iter().product()], ..d })
+                Val::Dyn(Dyn {
+                    dims: vec![d.dims.iter().product()],
+                    ..d
+                })
             }
             "Reshape" => {
                 let d = need_x()?;
@@ -606,10 +665,14 @@ impl Converter<'_> {
                     Some(t) => Some(t.as_i64().ok_or("axes must be int64")?.to_vec()),
                     None => a.ints("axes"),
                 };
-                let mut full: Vec<usize> = std::iter::once(1).chain(d.dims.iter().copied()).collect();
+                let mut full: Vec<usize> =
+                    std::iter::once(1).chain(d.dims.iter().copied()).collect();
                 if op == "Squeeze" {
                     let axes: Vec<usize> = match axes {
-                        Some(ax) => ax.iter().map(|&v| fold::axis(v, full.len())).collect::<R<_>>()?,
+                        Some(ax) => ax
+                            .iter()
+                            .map(|&v| fold::axis(v, full.len()))
+                            .collect::<R<_>>()?,
                         None => (1..full.len()).filter(|&i| full[i] == 1).collect(),
                     };
                     if axes.contains(&0) {
@@ -618,11 +681,17 @@ impl Converter<'_> {
                     if let Some(&i) = axes.iter().find(|&&i| full[i] != 1) {
                         return Err(format!("axis {i} has size {}, not 1", full[i]));
                     }
-                    full = full.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &v)| v).collect();
+                    full = full
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !axes.contains(i))
+                        .map(|(_, &v)| v)
+                        .collect();
                 } else {
                     let ax = axes.ok_or("Unsqueeze without axes")?;
                     let r = full.len() + ax.len();
-                    let mut axs: Vec<usize> = ax.iter().map(|&v| fold::axis(v, r)).collect::<R<_>>()?;
+                    let mut axs: Vec<usize> =
+                        ax.iter().map(|&v| fold::axis(v, r)).collect::<R<_>>()?;
                     axs.sort_unstable();
                     if axs.first() == Some(&0) {
                         return Err("unsqueezing before the batch axis is not supported".into());
@@ -631,19 +700,26 @@ impl Converter<'_> {
                         full.insert(i, 1);
                     }
                 }
-                Val::Dyn(Dyn { dims: full[1..].to_vec(), ..d })
+                Val::Dyn(Dyn {
+                    dims: full[1..].to_vec(),
+                    ..d
+                })
             }
             "Conv" => self.conv(node, &a, need_x()?, &hint)?,
             "Gemm" | "MatMul" => self.gemm(op, node, &a, need_x()?, &hint)?,
             "BatchNormalization" => self.batchnorm(node, &a, need_x()?, &hint)?,
-            "InstanceNormalization" | "GroupNormalization" => self.norm(op, node, &a, need_x()?, &hint)?,
+            "InstanceNormalization" | "GroupNormalization" => {
+                self.norm(op, node, &a, need_x()?, &hint)?
+            }
             "Relu" | "Sigmoid" | "HardSwish" | "LeakyRelu" | "HardSigmoid" | "Clip" => {
                 let d = need_x()?;
                 let kind = match op {
                     "Relu" => LayerKind::Relu,
                     "Sigmoid" => LayerKind::Sigmoid,
                     "HardSwish" => LayerKind::HardSwish,
-                    "LeakyRelu" => LayerKind::LeakyRelu { alpha: a.float("alpha", 0.01) },
+                    "LeakyRelu" => LayerKind::LeakyRelu {
+                        alpha: a.float("alpha", 0.01),
+                    },
                     "HardSigmoid" => LayerKind::HardSigmoid {
                         alpha: a.float("alpha", 0.2),
                         beta: a.float("beta", 0.5),
@@ -679,7 +755,11 @@ impl Converter<'_> {
                 let id = self.materialize(&d, Shape::Flat(d.dims[0]), &hint)?;
                 let name = self.unique_name(&hint);
                 let id = self.push(name, vec![id], LayerKind::Softmax, Shape::Flat(d.dims[0]))?;
-                Val::Dyn(Dyn { src: id, base: Shape::Flat(d.dims[0]), dims: d.dims })
+                Val::Dyn(Dyn {
+                    src: id,
+                    base: Shape::Flat(d.dims[0]),
+                    dims: d.dims,
+                })
             }
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => {
                 self.pool(op, &a, need_x()?, &hint)?
@@ -689,20 +769,29 @@ impl Converter<'_> {
                 for n in &present {
                     match self.get(n)? {
                         Val::Dyn(d) => parts.push(d.clone()),
-                        Val::Const(_) => return Err("concatenating a constant with activations is not supported".into()),
+                        Val::Const(_) => {
+                            return Err(
+                                "concatenating a constant with activations is not supported".into(),
+                            )
+                        }
                     }
                 }
                 let r = parts[0].dims.len() + 1;
                 let ax = fold::axis(a.int("axis", 1), r)?;
                 if ax != 1 {
-                    return Err(format!("concat along axis {ax}: only along the channels (axis 1)"));
+                    return Err(format!(
+                        "concat along axis {ax}: only along the channels (axis 1)"
+                    ));
                 }
                 let mut ids = vec![];
                 let mut dims = parts[0].dims.clone();
                 dims[0] = 0;
                 for p in &parts {
                     if p.dims.len() != parts[0].dims.len() || p.dims[1..] != parts[0].dims[1..] {
-                        return Err(format!("operand dims {:?} and {:?} differ beyond the channels", p.dims, parts[0].dims));
+                        return Err(format!(
+                            "operand dims {:?} and {:?} differ beyond the channels",
+                            p.dims, parts[0].dims
+                        ));
                     }
                     dims[0] += p.dims[0];
                     let s = canonical(&p.dims)?;
@@ -712,15 +801,161 @@ impl Converter<'_> {
                 let name = self.unique_name(&hint);
                 let inputs: Vec<String> = ids.iter().map(|&i| self.value_name(i)).collect();
                 let id = self.push(name, ids, LayerKind::Concat { inputs }, shape)?;
-                Val::Dyn(Dyn { src: id, base: shape, dims })
+                Val::Dyn(Dyn {
+                    src: id,
+                    base: shape,
+                    dims,
+                })
             }
             "Add" | "Sub" | "Mul" | "Div" => self.binary(op, node, &hint)?,
-            "QuantizeLinear" | "DequantizeLinear" => {
-                return Err("QDQ (quantized) models are not supported yet; import the float model and let accelsim quantize it (--bits, --scheme)".into())
+            _ => {
+                return Err(format!(
+                    "operator {op} is not supported; see docs/onnx.md for the supported list"
+                ))
             }
-            _ => return Err(format!("operator {op} is not supported; see docs/onnx.md for the supported list")),
         };
         self.set(&out, result);
+        Ok(())
+    }
+
+    /// A QuantizeLinear or DequantizeLinear node (docs/onnx.md#qdq-models): folded on constants (keeping the
+    /// codes of dequantized weights), a recorded identity on activations.
+    fn qdq_node(&mut self, op: &str, node: &NodeProto, a: &Attrs, out: &str) -> R<()> {
+        let input = |i: usize| {
+            node.input
+                .get(i)
+                .map(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+        };
+        let x_name = input(0).ok_or("the input is missing")?;
+        let scale = self.konst(input(1).ok_or("the scale is missing")?)?.clone();
+        let zero = match input(2) {
+            Some(n) => Some((
+                self.konst(n)?.clone(),
+                self.const_types.get(n).copied().unwrap_or(0),
+            )),
+            None => None,
+        };
+        let zero_ref = zero.as_ref().map(|(t, dt)| (t, *dt));
+        let (axis, block) = (a.int("axis", 1), a.int("block_size", 0));
+        match self.get(x_name)?.clone() {
+            Val::Const(t) => {
+                if op == "QuantizeLinear" {
+                    let p = qdq::params(
+                        &scale,
+                        zero_ref,
+                        QType::Uint8,
+                        axis,
+                        block,
+                        Some(&t.dims),
+                        t.dims.len(),
+                    )?;
+                    let codes = qdq::quantize(&t.as_f32(), &t.dims, &p);
+                    self.const_types.insert(out.to_string(), p.qtype.onnx());
+                    self.set(out, Val::Const(Tensor::i64(t.dims.clone(), codes)));
+                    return Ok(());
+                }
+                let dt = self.const_types.get(x_name).copied().unwrap_or(0);
+                let qtype = QType::from_onnx(dt).ok_or(
+                    "the input must be an int8, uint8 or int32 constant (or a QuantizeLinear)",
+                )?;
+                let p = qdq::params(
+                    &scale,
+                    zero_ref,
+                    qtype,
+                    axis,
+                    block,
+                    Some(&t.dims),
+                    t.dims.len(),
+                )?;
+                if p.qtype != qtype {
+                    return Err(format!(
+                        "the zero point is {} but the codes are {}",
+                        p.qtype.name(),
+                        qtype.name()
+                    ));
+                }
+                let codes = t.as_i64().ok_or("the codes must be integers")?.to_vec();
+                let values = qdq::dequantize(&codes, &t.dims, &p);
+                self.dq.insert(
+                    out.to_string(),
+                    DqConst {
+                        dims: t.dims.clone(),
+                        codes,
+                        qtype,
+                        scale: p.scale,
+                        zero: p.zero,
+                        axis: p.axis,
+                    },
+                );
+                self.set(out, Val::Const(Tensor::f32(t.dims, values)));
+                Ok(())
+            }
+            Val::Dyn(d) => {
+                self.refs[d.src] = self.refs[d.src].saturating_sub(1);
+                let given = match op {
+                    "QuantizeLinear" => None,
+                    _ => Some(*self.int_vals.get(x_name).ok_or(
+                        "DequantizeLinear of an activation that no QuantizeLinear produced",
+                    )?),
+                };
+                let default = given.map_or(QType::Uint8, |g| g.qtype);
+                let p = qdq::params(
+                    &scale,
+                    zero_ref,
+                    default,
+                    axis,
+                    block,
+                    None,
+                    d.dims.len() + 1,
+                )?;
+                if p.axis.is_some() {
+                    return Err("per-axis quantization of an activation: only per tensor (one scale and zero point)".into());
+                }
+                if p.qtype == QType::Int32 {
+                    return Err("int32 activation codes: only int8 and uint8".into());
+                }
+                let q = ActQ {
+                    scale: p.scale[0],
+                    zero: p.zero[0],
+                    qtype: p.qtype,
+                };
+                match given {
+                    None => {
+                        self.int_vals.insert(out.to_string(), q);
+                    }
+                    Some(g) if g != q => {
+                        return Err(format!(
+                            "scale {} / zero point {} ({}) differ from its QuantizeLinear's {} / {} ({}); requantizing between Q and DQ is not supported",
+                            q.scale, q.zero, q.qtype.name(), g.scale, g.zero, g.qtype.name()
+                        ))
+                    }
+                    Some(_) => match self.act_quant.get(&d.src) {
+                        Some(old) if *old != q => {
+                            return Err(format!(
+                                "value \"{}\" is quantized twice with different parameters ({} / {} and {} / {})",
+                                self.value_name(d.src), old.scale, old.zero, q.scale, q.zero
+                            ))
+                        }
+                        _ => {
+                            self.act_quant.insert(d.src, q);
+                        }
+                    },
+                }
+                self.set(out, Val::Dyn(d));
+                Ok(())
+            }
+        }
+    }
+
+    /// A QDQ model's weights share one code type (int8 or uint8), the model's scheme.
+    fn check_qdq_complete(&self) -> R<()> {
+        let mut types = self.qdq_weights.values().map(|w| w.signed);
+        if let Some(first) = types.next() {
+            if types.any(|t| t != first) {
+                return Err("the QDQ model mixes int8 and uint8 weights; accelsim stores one code type per model".into());
+            }
+        }
         Ok(())
     }
 
@@ -934,9 +1169,19 @@ impl Converter<'_> {
             Some(b) => return Err(format!("bias shape {:?}, expected [{m}]", b.dims)),
             None => None,
         };
+        let stored = match self
+            .dq
+            .get(node.input.get(1).map(|s| s.as_str()).unwrap_or(""))
+        {
+            Some(dq) => Some(qdq::stored_weight(dq, m, 0, false)?),
+            None => None,
+        };
         let x = self.materialize(&d, Shape::Chw(c, h, w), hint)?;
         let name = self.unique_name(hint);
         let weight = self.add_tensor(format!("{name}.weight"), wt.dims.clone(), wt.as_f32())?;
+        if let Some(sw) = stored {
+            self.qdq_weights.insert(weight.clone(), sw);
+        }
         let bias = match bias {
             Some(b) => Some(self.add_tensor(format!("{name}.bias"), vec![m], b)?),
             None => None,
@@ -1078,9 +1323,19 @@ impl Converter<'_> {
                 Some(full.iter().map(|&x| beta * x).collect::<Vec<f32>>())
             }
         };
+        let stored = match self.dq.get(node.input.get(1).map(|s| s.as_str()).unwrap_or("")) {
+            Some(_) if alpha != 1.0 => {
+                return Err(format!("alpha = {alpha} with integer (DequantizeLinear) weights: only alpha = 1 keeps their codes"))
+            }
+            Some(dq) => Some(qdq::stored_weight(dq, n, if trans_b { 0 } else { 1 }, !trans_b)?),
+            None => None,
+        };
         let x = self.materialize(&d, Shape::Flat(k), hint)?;
         let name = self.unique_name(hint);
         let weight = self.add_tensor(format!("{name}.weight"), vec![n, k], weight)?;
+        if let Some(sw) = stored {
+            self.qdq_weights.insert(weight.clone(), sw);
+        }
         let bias = match bias {
             Some(b) => Some(self.add_tensor(format!("{name}.bias"), vec![n], b)?),
             None => None,
@@ -1192,6 +1447,10 @@ impl Converter<'_> {
         };
         let at = |v: &[f64], c: usize| if v.len() == 1 { v[0] } else { v[c] };
         if !(s.len() == 1 || s.len() == out_ch) || !(shift.len() == 1 || shift.len() == out_ch) {
+            return Ok(false);
+        }
+        // Integer weights of a QDQ model keep their codes: only a pure bias shift may fold into them.
+        if self.qdq_weights.contains_key(&weight) && s.iter().any(|&x| x != 1.0) {
             return Ok(false);
         }
         let w = &mut self

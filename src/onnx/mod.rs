@@ -23,6 +23,7 @@ use crate::quant::{self, Codes, QuantConfig, Rounding};
 pub mod fold;
 pub mod import;
 pub mod proto;
+pub mod qdq;
 pub mod tensor;
 
 pub use import::{OPSETS, SUPPORTED_OPS};
@@ -100,6 +101,13 @@ pub fn import_file(path: &Path, stem: &str, opts: &ImportOptions) -> Result<Impo
         [c, h, w]
     });
     let conv = import::convert(&model, base_dir, image_shape).map_err(&invalid)?;
+    let qdq_scheme = qdq_scheme(&conv);
+    if qdq_scheme.is_some() && opts.quant != QuantConfig::rquant(8) {
+        return Err(invalid(
+            "a QDQ model keeps its own integer weights and scales; --bits, --scheme, --granularity, --signed and --w-max do not apply (import it without them)".into(),
+        ));
+    }
+    let quant = qdq_scheme.clone().unwrap_or_else(|| opts.quant.clone());
     let producer = format!(
         "{} {}",
         model.producer_name.as_deref().unwrap_or("unknown producer"),
@@ -111,8 +119,9 @@ pub fn import_file(path: &Path, stem: &str, opts: &ImportOptions) -> Result<Impo
         .unwrap_or_default();
     let digest = sha2::Sha256::digest(&bytes);
     let sha: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let manifest = manifest_text(&conv, stem, opts, producer.trim(), &file_name, &sha);
-    let (safetensors, params) = tensors_bytes(&conv, &opts.quant).map_err(&invalid)?;
+    let manifest = manifest_text(&conv, stem, opts, &quant, producer.trim(), &file_name, &sha);
+    let (safetensors, params) =
+        tensors_bytes(&conv, &quant, qdq_scheme.is_some()).map_err(&invalid)?;
     Ok(Imported {
         manifest,
         safetensors,
@@ -162,10 +171,28 @@ fn list<T: std::fmt::Display>(v: &[T]) -> String {
     )
 }
 
+/// The scheme of a QDQ model (docs/onnx.md#qdq-models): symmetric 8-bit codes per output channel, int8 (or
+/// uint8 with zero point 128) as its weights are, round half to even; `None` for a float model.
+fn qdq_scheme(c: &import::Converted) -> Option<QuantConfig> {
+    if c.qdq_weights.is_empty() && c.act_quant.is_empty() {
+        return None;
+    }
+    let signed = c.qdq_weights.values().next().is_none_or(|w| w.signed);
+    Some(QuantConfig {
+        bits: 8,
+        granularity: quant::Granularity::Channel,
+        symmetric: true,
+        signed,
+        rounding: Rounding::Nearest,
+        w_max: None,
+    })
+}
+
 fn manifest_text(
     c: &import::Converted,
     stem: &str,
     o: &ImportOptions,
+    qc: &QuantConfig,
     producer: &str,
     file: &str,
     sha: &str,
@@ -191,7 +218,6 @@ fn manifest_text(
     if let Some(d) = o.dataset {
         let _ = writeln!(s, "dataset = {}", q(d.name()));
     }
-    let qc = &o.quant;
     let _ = writeln!(
         s,
         "\n[quantization]\nbits = {}\ngranularity = {}\nsymmetric = {}\nsigned = {}\nrounding = {}",
@@ -208,13 +234,27 @@ fn manifest_text(
         s,
         "\n[training]\nmethod = \"other\"\nframework = {}\nnotes = {}",
         q(&format!("ONNX opset {} ({producer})", c.opset)),
-        q(&format!(
-            "imported from {file} (sha256 {sha}); post-training quantization"
-        ))
+        q(&if c.qdq_weights.is_empty() && c.act_quant.is_empty() {
+            format!("imported from {file} (sha256 {sha}); post-training quantization")
+        } else {
+            format!(
+                "imported from {file} (sha256 {sha}); QDQ model: its integer weights, scales and activation parameters are kept"
+            )
+        })
     );
     for l in &c.layers {
         s.push('\n');
         s.push_str(&layer_text(l));
+    }
+    for (value, a) in &c.act_quant {
+        let _ = writeln!(
+            s,
+            "\n[[activation_quant]]\nvalue = {}\nscale = {}\nzero_point = {}\nsigned = {}",
+            q(value),
+            f(a.scale),
+            a.zero,
+            a.qtype == qdq::QType::Int8
+        );
     }
     s
 }
@@ -376,25 +416,27 @@ fn layer_text(l: &Layer) -> String {
 
 /// The safetensors bytes (canonical header) and the number of quantized parameters: every tensor as float32,
 /// plus the codes of every parameter under `"<param>:codes"` so that the loader cross-checks its own
-/// quantization against the import's.
-fn tensors_bytes(c: &import::Converted, cfg: &QuantConfig) -> Result<(Vec<u8>, usize), String> {
+/// quantization against the import's. A QDQ model (`qdq`) also gets `"<param>:range"` (the group ranges that
+/// make its codes authoritative) and its parameters' float32 values are the decoded codes.
+fn tensors_bytes(
+    c: &import::Converted,
+    cfg: &QuantConfig,
+    qdq: bool,
+) -> Result<(Vec<u8>, usize), String> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
     let params: Vec<&str> = c.layers.iter().flat_map(|l| l.kind.params()).collect();
     let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![];
+    let mut floats: std::collections::BTreeMap<&str, Vec<f32>> = std::collections::BTreeMap::new();
     let mut n_params = 0;
-    for (name, (dims, v)) in &c.tensors {
-        blobs.push((
-            name.clone(),
-            Dtype::F32,
-            dims.clone(),
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
-    }
     for p in params {
         let (dims, v) = &c.tensors[p];
         n_params += v.len();
-        let qt = quant::quantize(v, dims, cfg).map_err(|e| format!("tensor \"{p}\": {e}"))?;
+        let qt = if qdq {
+            qdq_tensor(c, p, dims, v, cfg).map_err(|e| format!("tensor \"{p}\": {e}"))?
+        } else {
+            quant::quantize(v, dims, cfg).map_err(|e| format!("tensor \"{p}\": {e}"))?
+        };
         let (dtype, bytes) = match qt.codes() {
             Codes::U8(x) => (Dtype::U8, x.clone()),
             Codes::I8(x) => (Dtype::I8, quant::i8_as_bytes(x).to_vec()),
@@ -402,6 +444,29 @@ fn tensors_bytes(c: &import::Converted, cfg: &QuantConfig) -> Result<(Vec<u8>, u
             Codes::I32(x) => (Dtype::I32, x.iter().flat_map(|v| v.to_le_bytes()).collect()),
         };
         blobs.push((format!("{p}:codes"), dtype, dims.clone(), bytes));
+        if qdq {
+            let ranges = qt.ranges();
+            blobs.push((
+                format!("{p}:range"),
+                Dtype::F32,
+                vec![ranges.len(), 2],
+                ranges
+                    .iter()
+                    .flat_map(|r| [r.lo, r.hi])
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ));
+            floats.insert(p, qt.dequantize());
+        }
+    }
+    for (name, (dims, v)) in &c.tensors {
+        let v = floats.get(name.as_str()).unwrap_or(v);
+        blobs.push((
+            name.clone(),
+            Dtype::F32,
+            dims.clone(),
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
     }
     let mut views = Vec::with_capacity(blobs.len());
     for (name, dtype, dims, bytes) in &blobs {
@@ -411,4 +476,61 @@ fn tensors_bytes(c: &import::Converted, cfg: &QuantConfig) -> Result<(Vec<u8>, u
     let bytes = safetensors::serialize(views, &None).map_err(|e| format!("{e:?}"))?;
     let bytes = crate::fsutil::canonical_safetensors(&bytes)?;
     Ok((bytes, n_params))
+}
+
+/// One parameter of a QDQ model in its symmetric 8-bit channel scheme `cfg` (docs/onnx.md#qdq-models):
+/// - a weight dequantized from integers keeps its codes, and its range per output channel is `127·s` chosen so
+///   that the step is exactly its scale `s`: decoding gives ONNX's `(q − z)·s` bit for bit;
+/// - a vector (a bias, e.g. onnxruntime's int32 bias) is one group per element, as the channel granularity
+///   stores every bias: code ±127 at range `[−|b|, |b|]`, so the value is kept (to one ulp);
+/// - any other float weight is quantized by accelsim with the scheme.
+fn qdq_tensor(
+    c: &import::Converted,
+    name: &str,
+    dims: &[usize],
+    v: &[f32],
+    cfg: &QuantConfig,
+) -> Result<quant::QuantizedTensor, String> {
+    let offset: i64 = if cfg.signed { 0 } else { 128 };
+    let (codes, ranges): (Vec<i64>, Vec<quant::GroupRange>) =
+        if let Some(w) = c.qdq_weights.get(name) {
+            let ranges = w
+                .scale
+                .iter()
+                .map(|&s| {
+                    qdq::exact_symmetric_hi(s)
+                        .map(|hi| quant::GroupRange { lo: -hi, hi })
+                        .ok_or_else(|| format!("scale {s} has no exact symmetric 8-bit range"))
+                })
+                .collect::<Result<_, _>>()?;
+            (w.codes.clone(), ranges)
+        } else if dims.len() == 1 {
+            v.iter()
+                .map(|&b| {
+                    let code = if b > 0.0 {
+                        127
+                    } else if b < 0.0 {
+                        -127
+                    } else {
+                        0
+                    };
+                    (
+                        code + offset,
+                        quant::GroupRange {
+                            lo: -b.abs(),
+                            hi: b.abs(),
+                        },
+                    )
+                })
+                .unzip()
+        } else {
+            return quant::quantize(v, dims, cfg).map_err(|e| e.to_string());
+        };
+    let codes = if cfg.signed {
+        Codes::I8(codes.iter().map(|&x| x as i8).collect())
+    } else {
+        Codes::U8(codes.iter().map(|&x| x as u8).collect())
+    };
+    quant::QuantizedTensor::from_parts(cfg.clone(), dims.to_vec(), codes, &ranges)
+        .map_err(|e| e.to_string())
 }

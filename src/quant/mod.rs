@@ -22,6 +22,11 @@ mod tensor;
 pub mod vectors;
 
 pub use kernel::GroupCodec;
+
+/// Storage range of a scheme's codes: unsigned `[0, 2^m - 1]`, signed `[-2^(m-1), 2^(m-1) - 1]`.
+pub fn storage_range_of(cfg: &QuantConfig) -> (i64, i64) {
+    kernel::storage_range(cfg)
+}
 pub use tensor::{quantize, QuantizedTensor};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

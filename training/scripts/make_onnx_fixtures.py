@@ -259,11 +259,14 @@ def refusals(out: str):
     nodes3, inits3 = flat_fc([helper.make_node("Relu", ["x"], ["r"], name="relu"),
                               helper.make_node("Mul", ["x", "r"], ["m"], name="mul_acts")], "m")
     save("bad_mul_activations.onnx", small_graph(nodes3, inits3))
-    # QDQ model (QuantizeLinear/DequantizeLinear): refused until the integer datapath exists.
-    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "zp")]
-    nodes4, inits4 = flat_fc([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="quant_x"),
-                              helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"], name="dequant_x")], "dq")
-    save("bad_qdq.onnx", small_graph(nodes4, inits4 + q))
+    # A QOperator-style integer op reading a QuantizeLinear's integer output (only DequantizeLinear may).
+    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "zp"),
+         numpy_helper.from_array(np.ones((16, 4), np.int8), "wq")]
+    nodes4 = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="quant_x"),
+              helper.make_node("Flatten", ["q"], ["qf"], name="flatten_q"),
+              helper.make_node("MatMulInteger", ["qf", "wq"], ["mi"], name="matmul_int"),
+              helper.make_node("Cast", ["mi"], ["y"], name="cast", to=TensorProto.FLOAT)]
+    save("bad_qdq.onnx", small_graph(nodes4, q))
     # External data outside the model's folder.
     t = raw_tensor("fc.w", [4, 16], b"")
     t.ClearField("raw_data")

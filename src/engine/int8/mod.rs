@@ -275,15 +275,32 @@ impl Int8Network {
             }
         }
         let out_value = n;
-        let range_of = |v: usize| -> Range {
-            let s = storage[v];
-            if s == 0 {
-                in_range
+        // Parameters the model brings (a QDQ ONNX import) replace calibrated ones, per storage.
+        let mut given: Vec<Option<QParams>> = vec![None; n + 1];
+        for a in &model.manifest().activation_quant {
+            let v = if a.value == "input" {
+                0
             } else {
-                ranges[s - 1]
-            }
+                1 + layers
+                    .iter()
+                    .position(|l| l.name == a.value)
+                    .expect("validated manifest: activation_quant names a layer")
+            };
+            given[storage[v]] = Some(QParams {
+                scale: a.scale,
+                zero: a.zero_point,
+                signed: a.signed,
+            });
+        }
+        let q_of = |v: usize| -> QParams {
+            let s = storage[v];
+            given[s].unwrap_or_else(|| if s == 0 { in_range } else { ranges[s - 1] }.qparams())
         };
-        let mut store_q: Vec<QParams> = vec![in_range.qparams(); n + 1];
+        // A quantized network output (given parameters): the last layer requantizes to codes like any other, and
+        // the logits are their dequantized values (as an ONNX QDQ model's final DequantizeLinear).
+        let float_out = given[storage[out_value]].is_none();
+        let input_q = q_of(0);
+        let mut store_q: Vec<QParams> = vec![input_q; n + 1];
         let mut store_len: Vec<usize> = vec![0; n + 1];
         store_len[0] = graph.input_shape.numel();
         let mut wl = Vec::new();
@@ -332,8 +349,8 @@ impl Int8Network {
                     let stage = Self::stage(
                         &chain,
                         layers,
-                        last + 1 == out_value,
-                        range_of(last + 1),
+                        last + 1 == out_value && float_out,
+                        q_of(last + 1),
                         &fops,
                     );
                     wl.push(WLayer::new(
@@ -367,8 +384,8 @@ impl Int8Network {
                     let stage = Self::stage(
                         &chain,
                         layers,
-                        last + 1 == out_value,
-                        range_of(last + 1),
+                        last + 1 == out_value && float_out,
+                        q_of(last + 1),
                         &fops,
                     );
                     wl.push(WLayer::new(
@@ -388,7 +405,7 @@ impl Int8Network {
                     max: false,
                     count_include_pad,
                 } => {
-                    let qout = range_of(i + 1).qparams();
+                    let qout = q_of(i + 1);
                     (
                         IOp::AvgPool {
                             g,
@@ -416,7 +433,7 @@ impl Int8Network {
                         oh: 1,
                         ow: 1,
                     };
-                    let qout = range_of(i + 1).qparams();
+                    let qout = q_of(i + 1);
                     (
                         IOp::AvgPool {
                             g,
@@ -426,14 +443,9 @@ impl Int8Network {
                         i,
                     )
                 }
-                Op::Add => (
-                    IOp::Add {
-                        qout: range_of(i + 1).qparams(),
-                    },
-                    i,
-                ),
+                Op::Add => (IOp::Add { qout: q_of(i + 1) }, i),
                 Op::Concat { lens } => {
-                    let qout = range_of(i + 1).qparams();
+                    let qout = q_of(i + 1);
                     let luts = qin
                         .iter()
                         .map(|q| {
@@ -449,7 +461,7 @@ impl Int8Network {
                     let mut chain = vec![i];
                     chain.extend(chain_after(i));
                     let last = *chain.last().expect("non-empty");
-                    let qout = (last + 1 != out_value).then(|| range_of(last + 1).qparams());
+                    let qout = (last + 1 != out_value || !float_out).then(|| q_of(last + 1));
                     (IOp::Ppu { chain, qout }, last)
                 }
             };
@@ -477,12 +489,12 @@ impl Int8Network {
                 | IOp::Ppu { qout: Some(q), .. } => *q,
                 IOp::AvgPool { rq, .. } => QParams {
                     zero: rq.zero,
-                    ..range_of(last + 1).qparams()
+                    ..q_of(last + 1)
                 },
-                IOp::Concat { .. } => range_of(last + 1).qparams(),
+                IOp::Concat { .. } => q_of(last + 1),
                 _ => {
                     float_output = true;
-                    range_of(last + 1).qparams()
+                    q_of(last + 1)
                 }
             };
             let out_len = graph.shapes[last].numel();
@@ -505,7 +517,7 @@ impl Int8Network {
             steps,
             store_len,
             store_q,
-            input_q: in_range.qparams(),
+            input_q,
             output_storage: storage[out_value],
             float_output,
             classes: graph.outputs(),
@@ -520,10 +532,9 @@ impl Int8Network {
         chain: &[usize],
         layers: &[crate::model::manifest::Layer],
         is_output: bool,
-        out_range: Range,
+        qout: QParams,
         fops: &[Option<Op>],
     ) -> Stage {
-        let qout = out_range.qparams();
         if !is_output {
             // Integer stage: [BatchNorm] [ReLU | clip].
             let mut bn = None;
