@@ -402,6 +402,14 @@ fn qdq_import_keeps_integer_weights_and_activation_parameters() {
     let cfg = model.quant_config();
     assert!(cfg.signed && cfg.symmetric && cfg.bits == 8);
     assert_eq!(model.manifest().activation_quant.len(), 7);
+    // onnxruntime removed the ReLUs (its uint8 zero point 0 clamps); the import makes them explicit again.
+    let relus = model
+        .manifest()
+        .layers
+        .iter()
+        .filter(|l| matches!(l.kind, LayerKind::Relu))
+        .count();
+    assert_eq!(relus, 3);
     assert_eq!(model.manifest().activation_quant[0].value, "input");
     // Every weight code is a valid symmetric code, and one flipped bit decodes to code·step.
     let id = model

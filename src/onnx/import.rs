@@ -158,6 +158,8 @@ struct Converter<'a> {
     refs: Vec<usize>,
     /// Whether a layer reads each value id.
     used: Vec<bool>,
+    /// Whether each value id is never negative by construction (after ReLU, pooling of such values, ...).
+    nonneg: Vec<bool>,
     names: HashSet<String>,
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     /// Declared batch dimension of the graph input, when fixed.
@@ -203,6 +205,7 @@ pub fn convert(
         shapes: vec![],
         refs: vec![0],
         used: vec![false],
+        nonneg: vec![false],
         names: HashSet::new(),
         tensors: BTreeMap::new(),
         batch_decl: None,
@@ -489,6 +492,22 @@ impl Converter<'_> {
         self.shapes.push(shape);
         self.refs.push(0);
         self.used.push(false);
+        let all_nonneg = inputs.iter().all(|&i| self.nonneg[i]);
+        self.nonneg
+            .push(match &self.layers.last().expect("pushed").kind {
+                LayerKind::Relu | LayerKind::Sigmoid | LayerKind::HardSigmoid { .. } => true,
+                LayerKind::Clip { min, .. } => *min >= 0.0 || all_nonneg,
+                LayerKind::MaxPool2d { .. }
+                | LayerKind::AvgPool2d { .. }
+                | LayerKind::GlobalAvgPool
+                | LayerKind::Flatten
+                | LayerKind::Reshape { .. }
+                | LayerKind::Identity
+                | LayerKind::Dropout
+                | LayerKind::Concat { .. }
+                | LayerKind::Add { .. } => all_nonneg,
+                _ => false,
+            });
         Ok(self.layers.len())
     }
 
@@ -930,7 +949,19 @@ impl Converter<'_> {
                             q.scale, q.zero, q.qtype.name(), g.scale, g.zero, g.qtype.name()
                         ))
                     }
-                    Some(_) => match self.act_quant.get(&d.src) {
+                    Some(_) => {}
+                }
+                let mut d = d;
+                if given.is_some() && q.zero == q.qtype.range().0 && !self.nonneg[d.src] {
+                    // Zero point at the lowest code: the pair clamps at 0, a ReLU that the quantizer may have
+                    // removed from the float graph (onnxruntime does). Make it explicit so that the float
+                    // datapath computes it too; the int8 datapath fuses it into the producer's saturation.
+                    let name = self.unique_name(&format!("{}.relu", self.value_name(d.src)));
+                    let id = self.push(name, vec![d.src], LayerKind::Relu, d.base)?;
+                    d = Dyn { src: id, ..d };
+                }
+                if given.is_some() {
+                    match self.act_quant.get(&d.src) {
                         Some(old) if *old != q => {
                             return Err(format!(
                                 "value \"{}\" is quantized twice with different parameters ({} / {} and {} / {})",
@@ -940,7 +971,7 @@ impl Converter<'_> {
                         _ => {
                             self.act_quant.insert(d.src, q);
                         }
-                    },
+                    }
                 }
                 self.set(out, Val::Dyn(d));
                 Ok(())

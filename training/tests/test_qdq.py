@@ -62,6 +62,12 @@ def test_int8_outputs_equal_onnxruntime_int8(tmp_path, tag, test_images):
     assert (steps < 0.5).mean() >= 0.995, (steps < 0.5).mean()
     # The same predictions up to the rare one-step ties.
     assert (ours.argmax(1) != theirs.argmax(1)).mean() < 0.005
+    # The float datapath (float activations, the ReLUs the quantizer removed made explicit) stays close.
+    r = run("eval", "--model", out.with_suffix(".toml"), "--data", dataset_dir(), "--logits", tmp_path / "f.npy")
+    assert r.returncode == 0, r.stderr
+    float_err = (np.load(tmp_path / "f.npy").argmax(1) != y).mean()
+    int8_err = (ours.argmax(1) != y).mean()
+    assert abs(float_err - int8_err) < 0.005, (float_err, int8_err)
 
 
 @pytest.mark.parametrize("tag", ["pt", "pc"])
