@@ -2,8 +2,13 @@
 //! random weights, at 1 and 2 rayon threads, next to PyTorch's CPU throughput on the same graph measured by
 //! `training/scripts/bench_torch.py` (when `training/.venv` with torch exists).
 //!
-//! With the venv's onnxruntime it also runs the MobileNet-style and ResNet-18-size ONNX networks of
-//! `training/scripts/bench_onnx.py`, imported by accelsim, next to onnxruntime's fp32 CPU throughput on the same files.
+//! The integer datapath runs on the same model and images, fault-free and with activation bit errors at
+//! `--act-ber 1e-2` (every stored activation map read back through the faulty buffers).
+//!
+//! With the venv's onnxruntime it also runs the networks of `training/scripts/bench_onnx.py`, imported by
+//! accelsim, next to onnxruntime's CPU throughput on the same files: the companion's CNN (fp32, and int8 as
+//! onnxruntime's `quantize_static` QDQ model, which accelsim imports with its own integer weights and activation
+//! parameters), and the MobileNet-style and ResNet-18-size networks (fp32).
 //!
 //! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch
 //! and onnxruntime).
@@ -11,10 +16,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use accelsim::engine::act_store::Reliable;
+use accelsim::config::{HwConfig, Rail};
+use accelsim::engine::act_store::{ActivationStore, Reliable};
 use accelsim::engine::int8::{Int8Network, Int8Options};
 use accelsim::engine::{Inference, Network};
 use accelsim::model::{write_f32_safetensors, Model};
+use accelsim::sram::act_faults::ActivationFaults;
 use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 
@@ -137,6 +144,17 @@ fn build_model(dir: &Path) -> Model {
 
 /// Best-of-`reps` images/s of `net`'s predictions on `x` with `threads` rayon threads.
 fn throughput(net: &dyn Inference, x: &Array4<f32>, threads: usize, reps: usize) -> f64 {
+    throughput_with(net, x, threads, reps, &Reliable)
+}
+
+/// Best images/s over `reps` runs with the activation buffers `store`.
+fn throughput_with(
+    net: &dyn Inference,
+    x: &Array4<f32>,
+    threads: usize,
+    reps: usize,
+    store: &dyn ActivationStore,
+) -> f64 {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -144,7 +162,7 @@ fn throughput(net: &dyn Inference, x: &Array4<f32>, threads: usize, reps: usize)
     let n = x.shape()[0] as f64;
     pool.install(|| {
         let predict = || {
-            net.predict_images(x.view(), None, &Reliable, &|_| {})
+            net.predict_images(x.view(), None, store, &|_| {})
                 .expect("predict")
         };
         let _ = predict();
@@ -229,6 +247,24 @@ fn main() {
         "  int8      2 threads: {i2:>10.0} images/s   int8/float = {:.2}",
         i2 / r2
     );
+    // Activation bit errors at 1e-2 on every stored map (14nm_sram's activation buffers, random flips only).
+    let hw = HwConfig::load_named("14nm_sram")
+        .expect("shipped config")
+        .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+        .expect("rails");
+    let store =
+        ActivationFaults::build(&hw, hw.voltage.nominal_v, None, 1e-2, 1).expect("act faults");
+    let f1 = throughput_with(&int8, &x, 1, reps, &store);
+    let f2 = throughput_with(&int8, &x, 2, reps, &store);
+    println!(
+        "  int8, act-ber 1e-2 1 thread : {f1:>7.0} images/s   cost vs fault-free int8 = {:.2}x (measured BER {:.2e})",
+        i1 / f1,
+        store.counts().ber()
+    );
+    println!(
+        "  int8, act-ber 1e-2 2 threads: {f2:>7.0} images/s   cost vs fault-free int8 = {:.2}x",
+        i2 / f2
+    );
     if quick {
         return;
     }
@@ -283,6 +319,7 @@ fn onnx_bench() {
         println!("ONNX models: skipped (no JSON from bench_onnx.py)");
         return;
     };
+    cnn_vs_onnxruntime(&v["cnn"], dir.path());
     for name in ["mobilenet", "resnet18"] {
         let r = &v[name];
         let (Some(path), Some(n), Some(o1), Some(o2)) = (
@@ -315,5 +352,60 @@ fn onnx_bench() {
         );
         println!("  accelsim     1 thread : {a1:>8.1} images/s   onnxruntime {o1:>8.1}   accelsim/onnxruntime = {:.2}", a1 / o1);
         println!("  accelsim     2 threads: {a2:>8.1} images/s   onnxruntime {o2:>8.1}   accelsim/onnxruntime = {:.2}", a2 / o2);
+    }
+}
+
+/// Imports an ONNX file (8-bit RQuant PTQ for a float model; its own scheme for a QDQ model) and loads it.
+fn import_onnx(path: &str, name: &str, dir: &Path) -> Model {
+    let opts = accelsim::onnx::ImportOptions {
+        name: name.into(),
+        dataset: None,
+        mean: vec![],
+        std: vec![],
+        quant: accelsim::quant::QuantConfig::rquant(8),
+    };
+    let imported =
+        accelsim::onnx::import_file(Path::new(path), name, &opts).expect("import bench model");
+    let manifest =
+        accelsim::onnx::write_model(&dir.join(name), &imported).expect("write bench model");
+    Model::load(manifest).expect("load bench model")
+}
+
+/// The companion's CNN (random weights) through onnxruntime fp32 and int8 (QDQ) and through accelsim's float
+/// and int8 datapaths, on the same files and images.
+fn cnn_vs_onnxruntime(r: &serde_json::Value, dir: &Path) {
+    let (Some(fp), Some(qdq), Some(n)) =
+        (r["onnx"].as_str(), r["qdq"].as_str(), r["images"].as_u64())
+    else {
+        println!("cnn vs onnxruntime: skipped (no cnn entry from bench_onnx.py)");
+        return;
+    };
+    let float_model = import_onnx(fp, "cnn", dir);
+    let qdq_model = import_onnx(qdq, "cnn_qdq", dir);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+    let x = Array4::from_shape_fn((n as usize, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
+    let calib = x
+        .slice(ndarray::s![..(n as usize).min(512), .., .., ..])
+        .to_owned();
+    let net = Network::from_model(&float_model);
+    let int8 =
+        Int8Network::build(&qdq_model, calib.view(), Int8Options::default()).expect("int8 network");
+    println!("engine cnn-small as ONNX (random weights; int8 = onnxruntime's quantize_static QDQ model), {n} images, best of 3:");
+    for t in [1usize, 2] {
+        let (a, i) = (throughput(&net, &x, t, 3), throughput(&int8, &x, t, 3));
+        let (o, oi) = (
+            r[format!("ort_{t}")].as_f64().unwrap_or(f64::NAN),
+            r[format!("ort_int8_{t}")].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "  {t} thread(s): accelsim float {a:>8.0}  int8 {i:>8.0}   onnxruntime fp32 {o:>8.0}  int8 {oi:>8.0} images/s"
+        );
+        println!(
+            "               int8/float = {:.2}   accelsim int8 / onnxruntime fp32 = {:.2}   / onnxruntime int8 = {:.2}   accelsim float / onnxruntime fp32 = {:.2}",
+            i / a,
+            i / o,
+            i / oi,
+            a / o
+        );
     }
 }

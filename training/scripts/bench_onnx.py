@@ -3,9 +3,10 @@ reference figures `cargo bench --bench engine` prints next to accelsim's on the 
 
     training/.venv/bin/python training/scripts/bench_onnx.py --out DIR [--images 1024] [--r18-images 128]
 
-Writes DIR/mobilenet.onnx (depthwise-separable, BatchNorm, ReLU6; random weights) and DIR/resnet18.onnx
+Writes DIR/cnn.onnx and DIR/cnn_qdq.onnx (the companion's CNN, fp32 and onnxruntime's int8 QDQ quantization),
+DIR/mobilenet.onnx (depthwise-separable, BatchNorm, ReLU6; random weights) and DIR/resnet18.onnx
 (ResNet-18 layout, 11.2 M parameters), prints a line per measurement and, last, one JSON line
-{"mobilenet": {"onnx": PATH, "images": N, "ort_1": IMG/S, "ort_2": IMG/S}, "resnet18": {...}}.
+{"cnn": {"onnx": PATH, "qdq": PATH, "images": N, "ort_1": .., "ort_int8_1": .., ...}, "mobilenet": {"onnx": PATH, "images": N, "ort_1": IMG/S, "ort_2": IMG/S}, "resnet18": {...}}.
 """
 
 from __future__ import annotations
@@ -94,17 +95,48 @@ def measure(path: str, x: np.ndarray, threads: int, reps: int, batch: int = 256)
     return best
 
 
+def cnn_entry(out: str, rng, n: int, reps: int) -> dict:
+    """The companion's CNN (cnn-small, GroupNorm; random weights) as fp32 ONNX and as onnxruntime's own int8 QDQ
+    model (quantize_static: uint8 activations calibrated on the first 512 images, symmetric int8 weights per
+    channel), timed by onnxruntime at 1 and 2 threads."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from accelsim_train import models
+
+    torch.manual_seed(0)
+    fp, qdq = os.path.join(out, "cnn.onnx"), os.path.join(out, "cnn_qdq.onnx")
+    export(models.build("cnn-small", "gn"), fp)
+    x = rng.uniform(-0.8, 2.0, (n, 1, 28, 28)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": x[i : i + 128]} for i in range(0, min(n, 512), 128)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(fp, qdq, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
+    r = {"onnx": fp, "qdq": qdq, "images": n}
+    for t in (1, 2):
+        r[f"ort_{t}"] = measure(fp, x, t, reps)
+        r[f"ort_int8_{t}"] = measure(qdq, x, t, reps)
+        print(f"onnxruntime {ort.__version__} cnn: {t} thread(s): fp32 {r[f'ort_{t}']:.0f}, int8 {r[f'ort_int8_{t}']:.0f} images/s")
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--r18-images", type=int, default=128)
+    ap.add_argument("--cnn-images", type=int, default=4096)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
-    result = {}
+    result = {"cnn": cnn_entry(args.out, rng, args.cnn_images, args.reps)}
     for name, model, n in [("mobilenet", MobileNetStyle(), args.images), ("resnet18", ResNet18(), args.r18_images)]:
         path = os.path.join(args.out, f"{name}.onnx")
         export(model, path)

@@ -645,3 +645,60 @@ fn wide_codes_are_refused() {
     let e = weights::check_scheme(&cfg, 2).unwrap_err().to_string();
     assert!(e.contains("at most 8 bits") && e.contains("allowed"), "{e}");
 }
+
+#[test]
+fn interleave4_simd_equals_portable_for_every_length() {
+    use super::kernels::{interleave4, interleave4_portable};
+    let mut state = 7u32;
+    let mut byte = || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 24) as u8
+    };
+    for n in 0..70 {
+        let rows: Vec<Vec<u8>> = (0..4).map(|_| (0..n).map(|_| byte()).collect()).collect();
+        let (mut a, mut b) = (vec![0u8; 4 * n], vec![1u8; 4 * n]);
+        interleave4(&rows[0], &rows[1], &rows[2], &rows[3], &mut a);
+        interleave4_portable(&rows[0], &rows[1], &rows[2], &rows[3], &mut b);
+        assert_eq!(a, b, "n = {n}");
+        for p in 0..n {
+            for j in 0..4 {
+                assert_eq!(a[4 * p + j], rows[j][p]);
+            }
+        }
+    }
+}
+
+#[test]
+fn column_sums_of_rows_equal_those_of_the_packed_operand() {
+    use super::kernels::{column_sums, column_sums_rows, im2col_packed};
+    use crate::engine::kernels::Window;
+    // 30 channels x 3 x 3 = 270 rows > 257: exercises the u16 partial-sum blocks; all bytes 255 at the extreme.
+    for fill in [None, Some(255u8)] {
+        let g = Window {
+            c: 30,
+            h: 6,
+            w: 5,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 2,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            oh: 6,
+            ow: 3,
+        };
+        let x: Vec<u8> = (0..g.c * g.h * g.w)
+            .map(|i| fill.unwrap_or((i * 37 % 251) as u8))
+            .collect();
+        let (mut rows, mut cols) = (Vec::new(), Vec::new());
+        im2col_packed(&x, &g, 7, &mut rows, &mut cols);
+        let k = g.c * g.kh * g.kw;
+        let n = g.oh * g.ow;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        column_sums(&cols, super::kernels::padded_depth(k), n, &mut a);
+        column_sums_rows(&rows, k, n, &mut b);
+        assert_eq!(a, b);
+    }
+}
