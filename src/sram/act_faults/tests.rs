@@ -485,3 +485,97 @@ fn profile_file_of_the_right_geometry_is_used_as_is() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A hand-built network through the hand-built fault map, logits computed by hand: input `[4, 1, 1]` with given
+/// activation parameters (scale 1/16, uint8), a 1x1 convolution 4 → 2 whose stored codes and range fix the
+/// weight step at exactly 1/64, then flatten; output parameters scale 1/32, zero point 128 (uint8).
+#[test]
+fn hand_computed_logits_through_faulty_activation_buffers() {
+    use crate::engine::act_store::Reliable;
+    use crate::engine::int8::{Int8Network, Int8Options};
+    use crate::model::Model;
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let d = tempfile::tempdir().unwrap();
+    let manifest = r#"format = "accelsim-model"
+version = 1
+name = "hand"
+weights = "hand.safetensors"
+[input]
+shape = [4, 1, 1]
+[quantization]
+bits = 8
+granularity = "layer"
+symmetric = true
+signed = true
+rounding = true
+[[layers]]
+name = "conv"
+type = "conv2d"
+in_channels = 4
+out_channels = 2
+kernel = [1, 1]
+weight = "conv.weight"
+[[layers]]
+name = "flatten"
+type = "flatten"
+[[activation_quant]]
+value = "input"
+scale = 0.0625
+zero_point = 0
+signed = false
+[[activation_quant]]
+value = "conv"
+scale = 0.03125
+zero_point = 128
+signed = false
+"#;
+    // Weights [[1, 1, 0, 0], [0, 0, 0.5, 1]] = codes [[64, 64, 0, 0], [0, 0, 32, 64]] at step 1/64
+    // (range ±127/64).
+    let codes: [i8; 8] = [64, 64, 0, 0, 0, 0, 32, 64];
+    let w: Vec<u8> = codes
+        .iter()
+        .flat_map(|&c| (c as f32 / 64.0).to_le_bytes())
+        .collect();
+    let c: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+    let r: Vec<u8> = [-127.0f32 / 64.0, 127.0 / 64.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let views = vec![
+        (
+            "conv.weight",
+            TensorView::new(Dtype::F32, vec![2, 4, 1, 1], &w).unwrap(),
+        ),
+        (
+            "conv.weight:codes",
+            TensorView::new(Dtype::I8, vec![2, 4, 1, 1], &c).unwrap(),
+        ),
+        (
+            "conv.weight:range",
+            TensorView::new(Dtype::F32, vec![1, 2], &r).unwrap(),
+        ),
+    ];
+    std::fs::write(
+        d.path().join("hand.safetensors"),
+        safetensors::serialize(views, &None).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(d.path().join("hand.toml"), manifest).unwrap();
+    let model = Model::load(d.path().join("hand.toml")).unwrap();
+    // x = [0, 2, 1, 0.25] → input codes [0, 32, 16, 4].
+    let x = ndarray::Array4::from_shape_vec((1, 4, 1, 1), vec![0.0f32, 2.0, 1.0, 0.25]).unwrap();
+    let net = Int8Network::build(&model, x.view(), Int8Options::default()).unwrap();
+    // Clean: acc = [32·64, 16·32 + 4·64] = [2048, 768]; y = acc·(1/16)(1/64) = [2, 0.75];
+    // codes round(y·32) + 128 = [192, 152]; logits (q − 128)/32 = [2, 0.75].
+    let clean = net.forward(x.view(), &Reliable, 0).unwrap();
+    assert_eq!(clean.as_slice().unwrap(), &[2.0, 0.75]);
+    // At 0.8 V the map's layer-0 cells turn the codes into [0|8, 32&!32, 16^128, 4] = [8, 0, 144, 4]:
+    // acc = [8·64, 144·32 + 4·64] = [512, 4864]; y = [0.5, 4.75]; codes [144, 280 → saturated 255];
+    // logits [0.5, 127/32].
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let store = ActivationFaults::build(&hw, 0.8, Some(&tiny_profile()), 0.0, 7).unwrap();
+    let faulty = net.forward(x.view(), &store, 0).unwrap();
+    assert_eq!(faulty.as_slice().unwrap(), &[0.5, 127.0 / 32.0]);
+    assert_eq!(store.counts().bits_flipped, 3);
+}
