@@ -107,8 +107,116 @@ pub fn quad_index(k: usize, p: usize, n: usize) -> usize {
 }
 
 /// im2col of one C x H x W map of unsigned-view codes into the packed layout (`kp x ohw`, depth
-/// `k = (ci·kh + ki)·kw + kj`); padding taps hold `pad` (the zero point), depths `k..kp` hold 0.
+/// `k = (ci·kh + ki)·kw + kj`); padding taps hold `pad` (the zero point), depths `k..kp` hold 0. With `csum`,
+/// also the column sums `Σ_k u[k][p]` (padding included; what [`column_sums`] gives for `out`).
+///
+/// Unit column stride (every shipped and imported 3x3 layer): the map is copied once into zero-point-padded
+/// planes in `scratch`, and each quad of taps is interleaved straight from four shifted rows of those planes
+/// ([`interleave4`]); the column sums come from the channel-summed plane, `kh·kw` adds per position. Other
+/// strides build the plain im2col rows in `scratch` first and interleave them.
 pub fn im2col_packed(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    pad: u8,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    csum: Option<&mut Vec<i32>>,
+) {
+    if g.sw == 1 {
+        im2col_packed_planes(x, g, pad, scratch, out, csum);
+    } else {
+        im2col_packed_rows(x, g, pad, scratch, out);
+        if let Some(c) = csum {
+            column_sums_rows(scratch, g.c * g.kh * g.kw, g.out_hw(), c);
+        }
+    }
+}
+
+/// Unit-column-stride form of [`im2col_packed`] (padded planes, no intermediate rows).
+fn im2col_packed_planes(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    pad: u8,
+    planes: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    csum: Option<&mut Vec<i32>>,
+) {
+    debug_assert_eq!(g.sw, 1);
+    let k = g.c * g.kh * g.kw;
+    let kp = padded_depth(k);
+    let n = g.out_hw();
+    // Padded plane rows/columns: every input position any tap reads, relative to (-ph, -pw).
+    let hp = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let wp = (g.ow - 1) + (g.kw - 1) * g.dw + 1;
+    let plane = hp * wp;
+    planes.clear();
+    planes.resize(g.c * plane + g.ow, pad);
+    let zeros = g.c * plane; // `ow` bytes of 0 after the planes: the rows of depths k..kp.
+    planes[zeros..].fill(0);
+    for ci in 0..g.c {
+        let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for yy in 0..hp {
+            let iy = yy as isize - g.ph as isize;
+            if iy < 0 || iy as usize >= g.h {
+                continue;
+            }
+            // Plane columns xx with input column xx - pw inside [0, w).
+            let lo = g.pw.min(wp);
+            let hi = (g.pw + g.w).min(wp);
+            if hi > lo {
+                let row = &src[iy as usize * g.w..][..hi - lo];
+                planes[ci * plane + yy * wp + lo..ci * plane + yy * wp + hi].copy_from_slice(row);
+            }
+        }
+    }
+    out.clear();
+    out.resize(kp * n, 0);
+    // The plane offset of tap kk's first row (or the zero row).
+    let tap = |kk: usize| -> Option<usize> {
+        (kk < k).then(|| {
+            let (ci, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
+            let (ki, kj) = (r / g.kw, r % g.kw);
+            ci * plane + ki * g.dh * wp + kj * g.dw
+        })
+    };
+    for q in 0..kp / 4 {
+        let t = [tap(4 * q), tap(4 * q + 1), tap(4 * q + 2), tap(4 * q + 3)];
+        for oy in 0..g.oh {
+            let row = |j: usize| -> &[u8] {
+                match t[j] {
+                    Some(o) => &planes[o + oy * g.sh * wp..][..g.ow],
+                    None => &planes[zeros..zeros + g.ow],
+                }
+            };
+            let dst = &mut out[(q * n + oy * g.ow) * 4..(q * n + (oy + 1) * g.ow) * 4];
+            interleave4(row(0), row(1), row(2), row(3), dst);
+        }
+    }
+    if let Some(cs) = csum {
+        // Σ over channels of the padded planes, then the kh x kw window sums.
+        let mut sum = vec![0i32; plane];
+        for ci in 0..g.c {
+            for (s, &v) in sum.iter_mut().zip(&planes[ci * plane..(ci + 1) * plane]) {
+                *s += v as i32;
+            }
+        }
+        cs.clear();
+        cs.resize(n, 0);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                for oy in 0..g.oh {
+                    let src = &sum[(oy * g.sh + ki * g.dh) * wp + kj * g.dw..][..g.ow];
+                    for (c, &v) in cs[oy * g.ow..(oy + 1) * g.ow].iter_mut().zip(src) {
+                        *c += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Any-stride form of [`im2col_packed`]: plain im2col rows into `rows`, then quads.
+fn im2col_packed_rows(
     x: &[u8],
     g: &crate::engine::kernels::Window,
     pad: u8,
@@ -464,7 +572,58 @@ pub fn depthwise(
 
 /// Max pooling on unsigned-view codes of one C x H x W map (padding taps are ignored, as -inf). Codes order as
 /// the values they stand for (the scale is positive), so the output keeps the input's scale and zero point.
+/// `out[i] = max(v[2i], v[2i + 1])`; SSE2 (x86-64 baseline) 16 outputs per step, the tail (and other CPUs)
+/// scalar. The same bytes either way (tested).
+pub fn max_pairs(v: &[u8], out: &mut [u8]) {
+    let n = out.len();
+    assert!(v.len() >= 2 * n);
+    #[allow(unused_mut)]
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is in the x86-64 baseline; each step reads v[2i..2i + 32] and writes out[i..i + 16] with
+    // i + 16 <= n and 2n <= v.len().
+    unsafe {
+        use std::arch::x86_64::*;
+        let even = _mm_set1_epi16(0x00FF);
+        while i + 16 <= n {
+            let a = _mm_loadu_si128(v.as_ptr().add(2 * i) as *const __m128i);
+            let b = _mm_loadu_si128(v.as_ptr().add(2 * i + 16) as *const __m128i);
+            // Each 16-bit lane's low byte becomes max(low, high); pack the low bytes.
+            let ma = _mm_and_si128(_mm_max_epu8(a, _mm_srli_epi16(a, 8)), even);
+            let mb = _mm_and_si128(_mm_max_epu8(b, _mm_srli_epi16(b, 8)), even);
+            _mm_storeu_si128(
+                out.as_mut_ptr().add(i) as *mut __m128i,
+                _mm_packus_epi16(ma, mb),
+            );
+            i += 16;
+        }
+    }
+    for (o, p) in out[i..].iter_mut().zip(v[2 * i..].chunks_exact(2)) {
+        *o = p[0].max(p[1]);
+    }
+}
+
 pub fn max_pool(x: &[u8], g: &crate::engine::kernels::Window, out: &mut [u8]) {
+    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.w == 2 * g.ow
+    {
+        // 2x2 / stride 2 over an even width: the vertical maxima of each row pair, laid out contiguously, hold
+        // the horizontal pairs of the whole plane back to back.
+        let mut v = vec![0u8; g.oh * g.w];
+        for c in 0..g.c {
+            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+            for (oy, vr) in v.chunks_exact_mut(g.w).enumerate() {
+                let (r0, r1) = (
+                    &plane[2 * oy * g.w..][..g.w],
+                    &plane[(2 * oy + 1) * g.w..][..g.w],
+                );
+                for ((d, &a), &b) in vr.iter_mut().zip(r0).zip(r1) {
+                    *d = a.max(b);
+                }
+            }
+            max_pairs(&v, &mut out[c * g.out_hw()..(c + 1) * g.out_hw()]);
+        }
+        return;
+    }
     if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
         // The common 2x2 / stride 2 / unpadded case: every window lies inside the map.
         for c in 0..g.c {
@@ -650,9 +809,9 @@ pub fn conv_acc(
             zu as u8,
             &mut sc.rows,
             &mut cols,
+            w.asym.then_some(&mut sc.csum),
         );
         if w.asym {
-            column_sums_rows(&sc.rows, pw.k, ohw, &mut sc.csum);
             let kz = pw.k as i32 * zu;
             for (a, &c) in asum[gi * ohw..(gi + 1) * ohw].iter_mut().zip(&sc.csum) {
                 *a = c - kz;

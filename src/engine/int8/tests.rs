@@ -669,36 +669,111 @@ fn interleave4_simd_equals_portable_for_every_length() {
 }
 
 #[test]
-fn column_sums_of_rows_equal_those_of_the_packed_operand() {
-    use super::kernels::{column_sums, column_sums_rows, im2col_packed};
+fn im2col_forms_and_their_column_sums_equal_the_definition() {
+    use super::kernels::{column_sums, im2col_packed, padded_depth, quad_index};
     use crate::engine::kernels::Window;
-    // 30 channels x 3 x 3 = 270 rows > 257: exercises the u16 partial-sum blocks; all bytes 255 at the extreme.
+    // 30 channels x 3 x 3 = 270 depths > 257 (the u16 partial sums of the strided form); all bytes 255 at the
+    // extreme; unit and non-unit strides, padding, dilation.
     for fill in [None, Some(255u8)] {
+        for (sh, sw, dh, dw) in [(1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 1), (2, 2, 1, 1)] {
+            let (c, h, w, kh, kw, ph, pw) = (30, 7, 6, 3, 3, 1, 2);
+            let oh = (h + 2 * ph - (dh * (kh - 1) + 1)) / sh + 1;
+            let ow = (w + 2 * pw - (dw * (kw - 1) + 1)) / sw + 1;
+            let g = Window {
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                dh,
+                dw,
+                oh,
+                ow,
+            };
+            let x: Vec<u8> = (0..c * h * w)
+                .map(|i| fill.unwrap_or((i * 37 % 251) as u8))
+                .collect();
+            let (mut scratch, mut cols, mut cs) = (Vec::new(), Vec::new(), Vec::new());
+            im2col_packed(&x, &g, 7, &mut scratch, &mut cols, Some(&mut cs));
+            let k = c * kh * kw;
+            let n = oh * ow;
+            for kk in 0..padded_depth(k) {
+                for p in 0..n {
+                    let want = if kk >= k {
+                        0
+                    } else {
+                        let (ci, ki, kj) = (kk / (kh * kw), kk / kw % kh, kk % kw);
+                        let (oy, ox) = (p / ow, p % ow);
+                        let iy = (oy * sh + ki * dh) as isize - ph as isize;
+                        let ix = (ox * sw + kj * dw) as isize - pw as isize;
+                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                            7
+                        } else {
+                            x[ci * h * w + iy as usize * w + ix as usize]
+                        }
+                    };
+                    assert_eq!(
+                        cols[quad_index(kk, p, n)],
+                        want,
+                        "{sh} {sw} {dh} {dw}: k {kk} p {p}"
+                    );
+                }
+            }
+            let mut want = Vec::new();
+            column_sums(&cols, padded_depth(k), n, &mut want);
+            assert_eq!(cs, want, "{sh} {sw} {dh} {dw}");
+        }
+    }
+}
+
+#[test]
+fn max_pairs_and_pooling_forms_equal_the_definition() {
+    use super::kernels::{max_pairs, max_pool};
+    use crate::engine::kernels::Window;
+    for n in 0..50 {
+        let v = bytes(2 * n, n as u64);
+        let mut o = vec![0u8; n];
+        max_pairs(&v, &mut o);
+        assert!(o
+            .iter()
+            .enumerate()
+            .all(|(i, &m)| m == v[2 * i].max(v[2 * i + 1])));
+    }
+    // Even and odd widths (the contiguous form and the row form), against the slow reference.
+    for (h, w) in [(28, 28), (14, 14), (7, 7), (5, 9), (6, 10)] {
         let g = Window {
-            c: 30,
-            h: 6,
-            w: 5,
-            kh: 3,
-            kw: 3,
-            sh: 1,
+            c: 3,
+            h,
+            w,
+            kh: 2,
+            kw: 2,
+            sh: 2,
             sw: 2,
-            ph: 1,
-            pw: 1,
+            ph: 0,
+            pw: 0,
             dh: 1,
             dw: 1,
-            oh: 6,
-            ow: 3,
+            oh: h / 2,
+            ow: w / 2,
         };
-        let x: Vec<u8> = (0..g.c * g.h * g.w)
-            .map(|i| fill.unwrap_or((i * 37 % 251) as u8))
-            .collect();
-        let (mut rows, mut cols) = (Vec::new(), Vec::new());
-        im2col_packed(&x, &g, 7, &mut rows, &mut cols);
-        let k = g.c * g.kh * g.kw;
-        let n = g.oh * g.ow;
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        column_sums(&cols, super::kernels::padded_depth(k), n, &mut a);
-        column_sums_rows(&rows, k, n, &mut b);
-        assert_eq!(a, b);
+        let x = bytes(3 * h * w, (h * w) as u64);
+        let mut o = vec![0u8; 3 * g.out_hw()];
+        max_pool(&x, &g, &mut o);
+        for c in 0..3 {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let at = |y: usize, xx: usize| x[c * h * w + y * w + xx];
+                    let m = at(2 * oy, 2 * ox)
+                        .max(at(2 * oy, 2 * ox + 1))
+                        .max(at(2 * oy + 1, 2 * ox))
+                        .max(at(2 * oy + 1, 2 * ox + 1));
+                    assert_eq!(o[c * g.out_hw() + oy * g.ow + ox], m, "{h}x{w}");
+                }
+            }
+        }
     }
 }
