@@ -144,7 +144,8 @@ def sweep(
     weights_source, profile, ecc, vdd_v, vdd_rel, ber, flipped_bits, clean_error_pct, faulty_error_pct,
     faulty_error_std_pct, samples, test_images, cycles, latency_us, energy_pj, weight_sram_energy_pj,
     energy_saving_pct, weight_sram_saving_pct, ecc_corrected_words, ecc_detected_words, ecc_silent_words,
-    energy_saving_vs_vmin_pct, weight_sram_saving_vs_vmin_pct, activation_ber. Raises UserError on bad input;
+    energy_saving_vs_vmin_pct, weight_sram_saving_vs_vmin_pct, activation_ber, rails, activation_sram_energy_pj,
+    activation_sram_saving_pct. Raises UserError on bad input;
     Ctrl-C stops it (KeyboardInterrupt) at the next grid point, keeping finished work in ``out``.
     """
     models_l = _names(models, "--models")

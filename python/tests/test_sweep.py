@@ -36,7 +36,7 @@ def as_text(rows):
 
 
 # sweep.csv's text columns; every other column is a number.
-TEXT_COLUMNS = ("model", "family", "method", "weights_source", "profile", "ecc")
+TEXT_COLUMNS = ("model", "family", "method", "weights_source", "profile", "ecc", "rails")
 
 
 def test_sweep_to_dataframe_equals_cli_csv(cli, tmp_path):

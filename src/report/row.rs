@@ -163,6 +163,15 @@ impl SweepRow {
         }
     }
 
+    /// The family as the plots group it: the family, followed by ` @ <rails>` when the sweep has a rails axis.
+    pub fn family_curve(&self) -> String {
+        if self.rails_axis {
+            format!("{} @ {}", self.family, self.rails)
+        } else {
+            self.family.clone()
+        }
+    }
+
     /// Whether the weights are stored without ECC.
     pub fn is_unprotected(&self) -> bool {
         self.ecc.is_empty() || self.ecc == "none"
