@@ -440,3 +440,75 @@ fn float_datapath_refuses_a_scaled_activation_rail_in_any_set() {
     let md = std::fs::read_to_string(one.join("report.md")).unwrap();
     assert!(!md.contains("Weights only vs weights and activations"));
 }
+
+/// The rails axis next to the ECC axis: every (rail set, scheme) is its own series.
+#[test]
+fn rails_and_ecc_axes_multiply() {
+    let (w, models) = world(100);
+    let out = w.path("rails-ecc");
+    let mut c = bin();
+    c.args(["sweep", "--quiet", "--data"]).arg(w.data());
+    c.args([
+        "--models",
+        models.split(',').next().unwrap(),
+        "--profiles",
+        "uniform",
+        "--grid",
+        "1.0,0.8",
+        "--offsets",
+        "1",
+        "--datapath",
+        "int8",
+        "--ecc",
+        "none,secded",
+        "--rails",
+        "weight_sram",
+        "--rails",
+        "weight_sram,activation_sram",
+    ]);
+    c.arg("--out").arg(&out);
+    assert_ok(&run(c));
+    let csv = Csv::read(&out);
+    let combos: Vec<(String, String)> = csv
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                csv.get(r, "rails").to_string(),
+                csv.get(r, "ecc").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        (WEIGHTS_ONLY, "none"),
+        (WEIGHTS_ONLY, "secded"),
+        (BOTH, "none"),
+        (BOTH, "secded"),
+    ]
+    .iter()
+    .flat_map(|(r, e)| vec![(r.to_string(), e.to_string()); 2])
+    .collect();
+    assert_eq!(combos, want);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("block-normal-8b + secded @ weight_sram+activation_sram"),
+        "{md}"
+    );
+    let section = md
+        .split_once("## Weights only vs weights and activations")
+        .unwrap()
+        .1;
+    let section = section.split("\n## ").next().unwrap();
+    // One comparison per (model, scheme), each with both sets.
+    assert_eq!(
+        section
+            .lines()
+            .filter(|l| l.starts_with("| uniform"))
+            .count(),
+        4
+    );
+    assert!(
+        section.contains("| block-normal-8b + secded |"),
+        "{section}"
+    );
+}
