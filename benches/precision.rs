@@ -52,6 +52,7 @@ fn main() {
         offsets: 2,
         seeds: 1,
         ecc: Vec::new(),
+        rails: Vec::new(),
         seed: 0,
         data_dir: None,
         skip: 0,

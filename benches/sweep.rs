@@ -262,6 +262,7 @@ fn merge_many() {
         seeds: per_series.div_ceil(1024),
         seed: 0,
         ecc: Vec::new(),
+        rails: Vec::new(),
         data_dir: None,
         skip: 0,
         limit: Some(1000),

@@ -69,6 +69,27 @@ def _names(value: Union[str, Iterable[Any], None], what: str) -> list[str] | Non
     return out
 
 
+def _rail_sets(value: Union[str, Iterable[Any], None]) -> list[str] | None:
+    """``sweep(rails=...)`` as one comma string per set: a string or a list of names is one set (as ``run``'s), a
+    list holding lists or tuples is a list of sets (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    items = list(value)
+
+    def one(v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+            return ",".join(v)
+        raise UserError(f"--rails: {v!r} is not a rail set; allowed a list of rail names or a comma string")
+
+    if any(isinstance(v, (list, tuple)) for v in items):
+        return [one(v) for v in items]
+    return [one(items)]
+
+
 def _ints(value: Union[int, Iterable[int], None], what: str) -> list[int] | None:
     """One int or an iterable of ints as a list (None stays None); anything else is a UserError."""
     if value is None:
@@ -101,6 +122,8 @@ def sweep(
     hw: str = "14nm_sram",
     bits: Union[int, Iterable[int], None] = None,
     ecc: Union[str, Iterable[str], None] = None,
+    datapath: str | None = None,
+    rails: Union[str, Iterable[Any], None] = None,
     offsets: int = 3,
     seeds: int = 1,
     data: PathLike | None = None,
@@ -126,6 +149,11 @@ def sweep(
     bits       bit widths (a list, or one int): each family at each width, the member trained at that width when
                one is shipped, else post-training quantization of its float weights [default: each model's own]
     ecc        ECC schemes as an axis: "none", "parity", "secded" (a list, or one) [default: the config's]
+    datapath   "int8" or "float" (docs/datapath.md) [default: the config's]
+    rails      scaled rails: one set, as run's (a list of names or a comma string, e.g. ["weight_sram",
+               "activation_sram"]), or a list of sets for the rails axis, each a list of names or a comma
+               string (e.g. [["weight_sram"], ["weight_sram", "activation_sram"]]): a "rails" column and a
+               report section comparing them (docs/run-and-sweep.md#rails-axis) [default: the config's]
     offsets    weight-to-memory mapping offsets per profile (random chips for "uniform")
     seeds      seeds per offset (transient cells; extra random chips for "uniform")
     data       data folder of the models' data set [default: /usr/share/datasets/fashion-mnist]
@@ -144,7 +172,8 @@ def sweep(
     weights_source, profile, ecc, vdd_v, vdd_rel, ber, flipped_bits, clean_error_pct, faulty_error_pct,
     faulty_error_std_pct, samples, test_images, cycles, latency_us, energy_pj, weight_sram_energy_pj,
     energy_saving_pct, weight_sram_saving_pct, ecc_corrected_words, ecc_detected_words, ecc_silent_words,
-    energy_saving_vs_vmin_pct, weight_sram_saving_vs_vmin_pct, activation_ber. Raises UserError on bad input;
+    energy_saving_vs_vmin_pct, weight_sram_saving_vs_vmin_pct, activation_ber, rails, activation_sram_energy_pj,
+    activation_sram_saving_pct. Raises UserError on bad input;
     Ctrl-C stops it (KeyboardInterrupt) at the next grid point, keeping finished work in ``out``.
     """
     models_l = _names(models, "--models")
@@ -156,6 +185,8 @@ def sweep(
         bits=_ints(bits, "--bits"),
         profiles=profiles_l,
         ecc=_names(ecc, "--ecc"),
+        datapath=datapath,
+        rails=_rail_sets(rails),
         grid=grid_s,
         offsets=offsets,
         seeds=seeds,

@@ -114,6 +114,8 @@ def _sweep(
     fresh: bool,
     tolerance: float,
     progress: bool,
+    datapath: str | None = None,
+    rails: list[str] | None = None,
 ) -> list[dict[str, Any]]: ...
 def _cli_defaults(subcommand: str) -> dict[str, str]: ...
 def quantize(

@@ -276,7 +276,7 @@ fn list_hw(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// writes the bundle as `accelsim sweep --out` does (the same report.md); without, runs it in a temporary folder
 /// and keeps nothing.
 #[pyfunction]
-#[pyo3(signature = (*, hw, models, bits, profiles, ecc, grid, offsets, seeds, data, skip, limit, seed, out, fresh, tolerance, progress))]
+#[pyo3(signature = (*, hw, models, bits, profiles, ecc, grid, offsets, seeds, data, skip, limit, seed, out, fresh, tolerance, progress, datapath=None, rails=None))]
 #[allow(clippy::too_many_arguments)]
 fn _sweep<'py>(
     py: Python<'py>,
@@ -296,6 +296,8 @@ fn _sweep<'py>(
     fresh: bool,
     tolerance: f64,
     progress: bool,
+    datapath: Option<String>,
+    rails: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let tmp = match &out {
         Some(_) => None,
@@ -318,6 +320,11 @@ fn _sweep<'py>(
     }
     if let Some(e) = &ecc {
         a.val("ecc", e.join(","));
+    }
+    a.opt("datapath", datapath);
+    // One `--rails` per set: several sets are the rails axis (docs/run-and-sweep.md#rails-axis).
+    for set in rails.iter().flatten() {
+        a.val("rails", set);
     }
     a.opt("grid", grid)
         .val("offsets", offsets)

@@ -36,7 +36,7 @@ def as_text(rows):
 
 
 # sweep.csv's text columns; every other column is a number.
-TEXT_COLUMNS = ("model", "family", "method", "weights_source", "profile", "ecc")
+TEXT_COLUMNS = ("model", "family", "method", "weights_source", "profile", "ecc", "rails")
 
 
 def test_sweep_to_dataframe_equals_cli_csv(cli, tmp_path):
@@ -175,3 +175,27 @@ def test_sweep_bits_is_the_precision_axis():
     assert got == [("fmnist-cnn-clipping-8b", 8, "trained"), ("fmnist-cnn-clipping-8b-ptq3b", 3, "ptq")]
     with pytest.raises(accelsim.UserError, match="--bits"):
         accelsim.sweep(models="fmnist-cnn-clipping", bits=["8"], progress=False)
+
+
+def test_sweep_takes_a_list_of_rail_sets(cli, tmp_path):
+    """rails=[set, set] is the CLI's --rails A --rails B: the same rows, a rails column, the report's section."""
+    small = dict(models=["fmnist-cnn-randbet-8b"], profiles=["chip1"], grid=[1.0, 0.8], offsets=1, limit=100,
+                 datapath="int8")
+    out = tmp_path / "py"
+    rows = _records(accelsim.sweep(rails=[["weight_sram"], "weight_sram,activation_sram"], out=out, progress=False,
+                                   **small))
+    assert [r["rails"] for r in rows] == ["weight_sram"] * 2 + ["weight_sram+activation_sram"] * 2
+    flags = ["--models", "fmnist-cnn-randbet-8b", "--profiles", "chip1", "--grid", "1.0,0.8", "--offsets", "1",
+             "--limit", "100", "--datapath", "int8"]
+    cli("sweep", *flags, "--rails", "weight_sram", "--rails", "weight_sram,activation_sram",
+        "--out", str(tmp_path / "cli"), "--quiet")
+    assert read_csv(out / "sweep.csv") == read_csv(tmp_path / "cli" / "sweep.csv")
+    assert "## Weights only vs weights and activations" in (out / "report.md").read_text()
+    # One set, as run's: a list of names; the float datapath refuses a scaled activation rail in any set.
+    one = _records(accelsim.sweep(rails=["weight_sram", "activation_sram"], progress=False, **small))
+    assert [r["rails"] for r in one] == ["weight_sram+activation_sram"] * 2
+    with pytest.raises(accelsim.UserError, match="float activations have no stored bits"):
+        accelsim.sweep(rails=[["weight_sram"], ["weight_sram", "activation_sram"]], progress=False,
+                       **{**small, "datapath": "float"})
+    with pytest.raises(accelsim.UserError, match="not a rail set"):
+        accelsim.sweep(rails=[["weight_sram"], [1]], progress=False, **small)

@@ -65,7 +65,9 @@ pub struct Args {
     #[arg(long, value_name = "SCHEMES", value_delimiter = ',', value_parser = super::run::parse_ecc)]
     pub ecc: Vec<crate::config::EccScheme>,
     /// Scaled rails, overriding the config's `[voltage] scaled_rails`: comma-separated `weight_sram`,
-    /// `activation_sram`, `logic` (docs/activation-faults.md). One set per sweep.
+    /// `activation_sram`, `logic` (docs/activation-faults.md). Repeat it for a rails axis (e.g. `--rails
+    /// weight_sram --rails weight_sram,activation_sram`): every set is swept, a `rails` column per row, and
+    /// report.md compares them.
     #[arg(long, value_name = "RAIL,...", value_parser = super::values::rails)]
     pub rails: Vec<super::values::RailSet>,
     /// Uniform random bit errors in the activation buffers' cells at per-bit probability P (0..=1; int8
@@ -192,15 +194,39 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
             ))
         })?;
     }
-    match args.rails.as_slice() {
-        [] => {}
-        [one] => hw = super::run::apply_rails(&hw, one)?,
-        _ => return Err(CliError::user(
-            "--rails is given more than once; allowed one set of rails per sweep (e.g. --rails \
-                 weight_sram,activation_sram)",
-        )),
+    // Repeated sets (the same rails in another order too) are swept once.
+    let mut sets: Vec<&super::values::RailSet> = Vec::new();
+    for set in &args.rails {
+        let label = crate::sweep::plan::rails_label(&set.0);
+        if !sets
+            .iter()
+            .any(|s| crate::sweep::plan::rails_label(&s.0) == label)
+        {
+            sets.push(set);
+        }
     }
-    super::run::check_act_ber(args.act_ber, &hw)?;
+    let mut rails_axis = Vec::new();
+    match sets.as_slice() {
+        [] => super::run::check_act_ber(args.act_ber, &hw)?,
+        [one] => {
+            hw = super::run::apply_rails(&hw, one)?;
+            super::run::check_act_ber(args.act_ber, &hw)?;
+        }
+        many => {
+            // The rails axis: every set is checked on its own (a scaled activation rail needs int8).
+            for set in many {
+                let h = super::run::apply_rails(&hw, set)?;
+                let int8 = h.systolic.datapath == crate::config::systolic::Datapath::Int8;
+                crate::sram::act_faults::check_rails_datapath(&h.voltage.scaled_rails, int8)
+                    .map_err(|e| {
+                        let names: Vec<&str> = set.0.iter().map(|r| r.name()).collect();
+                        CliError::user(format!("--rails {}: {}: {e}", names.join(","), h.origin))
+                    })?;
+                super::run::check_act_ber(args.act_ber, &h)?;
+                rails_axis.push(set.0.clone());
+            }
+        }
+    }
     let grid_v = parse_voltage_grid(&args.grid).map_err(sweep_err)?;
     for (flag, v) in [("--offsets", args.offsets), ("--seeds", args.seeds)] {
         if v == 0 || v > 1024 {
@@ -242,6 +268,7 @@ pub fn spec_from_args(args: &Args) -> Result<SweepSpec, CliError> {
         offsets: args.offsets,
         seeds: args.seeds,
         ecc: args.ecc.clone(),
+        rails: rails_axis,
         seed: args.seed,
         data_dir: args.data.clone(),
         skip: args.skip,

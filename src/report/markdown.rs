@@ -11,6 +11,9 @@
 //!   **and at every swept voltage above v** is ≤ threshold (robustness must hold all the way down, docs/run-and-sweep.md#evaluation-protocol);
 //! - best operating point of a profile = among the lowest safe points of all (model, width) series, the one with
 //!   the lowest total energy per inference (ties: lower weight-SRAM energy, then lower error);
+//! - rails comparison (only when the rows span more than one rail set, `sweep --rails` given more than once) =
+//!   per profile and (model, ECC) the lowest safe voltage of each rail set, its error and energy there, against
+//!   the "weights only" set (the first without `activation_sram`, docs/run-and-sweep.md#rails-axis);
 //! - low-precision check = whether a model of at most 4 bits stays within 1 point of the reference (the 8-bit
 //!   normal model) at ≥ 30 % weight-SRAM energy below 8-bit weights at V_min (docs/run-and-sweep.md#best-operating-point).
 use std::fmt::Write as _;
@@ -71,6 +74,130 @@ pub struct LowBitCheck {
     pub meets_30_pct: bool,
 }
 
+/// One rail set of a (model, profile) in the rails comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RailsPoint {
+    /// The `rails` label (`weight_sram+activation_sram`).
+    pub rails: String,
+    /// Faulty error at the highest swept voltage.
+    pub nominal_error_pct: f64,
+    /// Fault samples averaged per point and test images per sample.
+    pub samples: u32,
+    pub test_images: u32,
+    /// The lowest safe grid point of this rail set (same threshold and monotone rule as [`SafePoint`]).
+    pub safe: Option<SweepRow>,
+    /// This set's row at the voltage where the comparison's base set is lowest safe (`None` when the base set
+    /// has no safe point).
+    pub at_base_v: Option<SweepRow>,
+    /// Total energy at this set's lowest safe voltage against the base set's at its own, percent saved
+    /// (`(1 − E / E_base) · 100`; `None` unless both have a safe point).
+    pub energy_vs_base_pct: Option<f64>,
+}
+
+/// The rail sets of one (model, profile): "weights only" against "weights and activations".
+#[derive(Debug, Clone, PartialEq)]
+pub struct RailsComparison {
+    pub profile: String,
+    /// The curve without its rails ([`SweepRow::series_without_rails`]: model, plus its ECC scheme).
+    pub model: String,
+    pub bits: u32,
+    pub weights_source: String,
+    /// The base rail set: the first (in sweep order) without `activation_sram`, else the first.
+    pub base_rails: String,
+    /// Every rail set of the sweep with rows of this (model, profile), in sweep order.
+    pub sets: Vec<RailsPoint>,
+}
+
+/// Whether a `rails` label names the activation SRAM.
+pub fn scales_activations(rails: &str) -> bool {
+    rails.split('+').any(|r| r == "activation_sram")
+}
+
+/// The rails comparison of `rows` (see the module docs); empty when they hold one rail set.
+pub fn compare_rails(rows: &[SweepRow], threshold_pct: f64) -> Vec<RailsComparison> {
+    let mut sets: Vec<&str> = Vec::new();
+    for r in rows {
+        if !sets.contains(&r.rails.as_str()) {
+            sets.push(&r.rails);
+        }
+    }
+    if sets.len() < 2 {
+        return Vec::new();
+    }
+    let base = sets
+        .iter()
+        .copied()
+        .find(|l| !scales_activations(l))
+        .unwrap_or(sets[0]);
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.profile.clone(), r.series_without_rails());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    // Profiles in name order (as the lowest-safe table), models in the order they first appear.
+    let profiles = {
+        let mut p: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    let mut out = Vec::new();
+    for profile in &profiles {
+        for (_, model) in keys.iter().filter(|k| &k.0 == profile) {
+            let series_of = |rails: &str| {
+                let mut v: Vec<&SweepRow> = rows
+                    .iter()
+                    .filter(|r| {
+                        &r.profile == profile
+                            && &r.series_without_rails() == model
+                            && r.rails == rails
+                    })
+                    .collect();
+                v.sort_by(|a, b| b.vdd_v.total_cmp(&a.vdd_v));
+                v
+            };
+            let base_series = series_of(base);
+            let base_safe = lowest_safe(&base_series, threshold_pct);
+            let mut points = Vec::new();
+            let mut top_row: Option<&SweepRow> = None;
+            for &rails in &sets {
+                let series = series_of(rails);
+                let Some(&top) = series.first() else { continue };
+                top_row.get_or_insert(top);
+                let safe = lowest_safe(&series, threshold_pct);
+                points.push(RailsPoint {
+                    rails: rails.to_string(),
+                    nominal_error_pct: top.faulty_error_pct,
+                    samples: top.samples,
+                    test_images: top.test_images,
+                    safe: safe.cloned(),
+                    at_base_v: base_safe
+                        .and_then(|b| series.iter().find(|r| r.vdd_v == b.vdd_v))
+                        .map(|r| (*r).clone()),
+                    energy_vs_base_pct: match (safe, base_safe) {
+                        (Some(a), Some(b)) if b.energy_pj > 0.0 => {
+                            Some((1.0 - a.energy_pj / b.energy_pj) * 100.0)
+                        }
+                        _ => None,
+                    },
+                });
+            }
+            let Some(top) = top_row else { continue };
+            out.push(RailsComparison {
+                profile: profile.clone(),
+                model: model.clone(),
+                bits: top.bits,
+                weights_source: top.weights_source.clone(),
+                base_rails: base.to_string(),
+                sets: points,
+            });
+        }
+    }
+    out
+}
+
 /// Tolerance of the low-bit-width check, percentage points (the question of docs/run-and-sweep.md#best-operating-point).
 pub const LOW_BIT_TOLERANCE_PTS: f64 = 1.0;
 /// Weight-SRAM saving against 8-bit at V_min the low-bit-width check asks for, percent.
@@ -93,6 +220,8 @@ pub struct Summary {
     pub test_images: (u32, u32),
     /// Whether any row is post-training quantized.
     pub any_ptq: bool,
+    /// The rails comparison ([`compare_rails`]); empty when the sweep has one rail set.
+    pub rails: Vec<RailsComparison>,
 }
 
 /// The lowest safe row of a series sorted by voltage descending: the last row of the leading run of rows within
@@ -113,7 +242,7 @@ fn lowest_safe<'a>(series: &[&'a SweepRow], threshold: f64) -> Option<&'a SweepR
 pub fn summarize(rows: &[SweepRow], tolerance_pts: f64) -> Option<Summary> {
     let first = rows.first()?;
     // The trained, unprotected normal model (an ECC sweep has it with and without ECC), 8-bit when there is one.
-    let trained = |r: &&SweepRow| r.weights_source != "ptq" && r.series() == r.model;
+    let trained = |r: &&SweepRow| r.weights_source != "ptq" && r.is_unprotected();
     let normal = rows
         .iter()
         .filter(|r| r.method == "normal")
@@ -239,6 +368,7 @@ pub fn summarize(rows: &[SweepRow], tolerance_pts: f64) -> Option<Summary> {
             .map(f)
             .fold((u32::MAX, 0), |(lo, hi), x| (lo.min(x), hi.max(x)))
     };
+    let rails = compare_rails(rows, reference.threshold_pct);
     Some(Summary {
         reference,
         points,
@@ -247,6 +377,7 @@ pub fn summarize(rows: &[SweepRow], tolerance_pts: f64) -> Option<Summary> {
         samples: range(|r| r.samples),
         test_images: range(|r| r.test_images),
         any_ptq: rows.iter().any(|r| r.weights_source == "ptq"),
+        rails,
     })
 }
 
@@ -376,6 +507,7 @@ pub fn render(ctx: &ReportContext, summary: &Summary, tolerance_pts: f64) -> Str
     s.push('\n');
     render_best(&mut s, summary);
     s.push('\n');
+    render_rails(&mut s, summary);
     for (file, caption) in &ctx.plots {
         let _ = writeln!(s, "## {caption}\n\n![{caption}]({file})\n");
     }
@@ -387,6 +519,102 @@ pub fn render(ctx: &ReportContext, summary: &Summary, tolerance_pts: f64) -> Str
         );
     }
     s
+}
+
+/// The "Weights only vs weights and activations" section (only with more than one rail set).
+fn render_rails(s: &mut String, summary: &Summary) {
+    let Some(first) = summary.rails.first() else {
+        return;
+    };
+    let base = &first.base_rails;
+    let r = &summary.reference;
+    let _ = writeln!(
+        s,
+        "## Weights only vs weights and activations\n\n\
+         The sweep has several rail sets (the `rails` column: the rails that follow the swept voltage; with the \
+         int8 datapath a scaled `activation_sram` rail's buffers fail like the weight SRAM, \
+         docs/activation-faults.md). Per profile and model, each rail set's lowest safe voltage (error within \
+         **{:.2}%**, at that voltage and every swept voltage above it, as above), its error and its energy there. \
+         The weight faults are the same chips and mapping offsets for every rail set, so the rows differ only by \
+         what the rails add.\n\n\
+         - **Savings** are against the **nominal voltage** (every rail at its nominal voltage), the same \
+         reference for every rail set, so they compare directly: *energy* is the whole accelerator per \
+         inference, *weight SRAM* the weight SRAM alone (dynamic + leakage), *activation SRAM* the ifmap/ofmap \
+         buffers alone (0 when their rail is not scaled). The 8-bit @ V_min reference of the tables above runs \
+         each set's own rails at V_min, so it differs between rail sets and is not used here.\n\
+         - **Energy vs `{base}`**: total energy per inference at the set's own lowest safe voltage against \
+         `{base}` at its own (positive: the set uses less): what scaling the activation buffers buys.\n\
+         - **Error at `{base}`'s V**: the set's error at the voltage where `{base}` is lowest safe: what \
+         scaling the activation buffers costs in accuracy at the same voltage.\n\
+         - Each point averages **{} fault sample(s)** (mapping offsets × seeds; the activation buffers' faults \
+         are drawn per sample too) over **{} test images** each.\n",
+        r.threshold_pct,
+        fmt_range(summary.samples),
+        fmt_range(summary.test_images),
+    );
+    let _ = writeln!(
+        s,
+        "| profile | model | bits | weights | rails | error at nominal (%) | lowest safe V (V) | error there (%) | activation BER there | energy/inference there | energy saved vs nominal (%) | weight-SRAM saved vs nominal (%) | activation-SRAM saved vs nominal (%) | energy vs `{base}` (%) | error at `{base}`'s V (%) | samples × images |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for c in &summary.rails {
+        for p in &c.sets {
+            let at_base = p.at_base_v.as_ref().map_or("—".to_string(), |a| {
+                format!("{:.2} ± {:.2}", a.faulty_error_pct, a.faulty_error_std_pct)
+            });
+            let vs_base = if p.rails == c.base_rails {
+                "(reference)".to_string()
+            } else {
+                p.energy_vs_base_pct
+                    .map_or("—".to_string(), |x| format!("{x:+.1}"))
+            };
+            let rails = if p.rails == c.base_rails {
+                format!("`{}` (weights only)", p.rails)
+            } else {
+                format!("`{}`", p.rails)
+            };
+            match &p.safe {
+                Some(row) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | {rails} | {:.2} | {:.3} | {:.2} ± {:.2} | {:.2e} | {} | {:.1} | {:.1} | {:.1} | {vs_base} | {at_base} | {} × {} |",
+                        c.profile,
+                        c.model,
+                        c.bits,
+                        c.weights_source,
+                        p.nominal_error_pct,
+                        row.vdd_v,
+                        row.faulty_error_pct,
+                        row.faulty_error_std_pct,
+                        row.activation_ber,
+                        fmt_energy(row.energy_pj),
+                        row.energy_saving_pct,
+                        row.weight_sram_saving_pct,
+                        row.activation_sram_saving_pct,
+                        p.samples,
+                        p.test_images
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | {rails} | {:.2} | — (above tolerance at every swept voltage) | — | — | — | — | — | — | — | {at_base} | {} × {} |",
+                        c.profile,
+                        c.model,
+                        c.bits,
+                        c.weights_source,
+                        p.nominal_error_pct,
+                        p.samples,
+                        p.test_images
+                    );
+                }
+            }
+        }
+    }
+    s.push('\n');
 }
 
 /// The "Best operating point" section (see the module docs).
@@ -680,5 +908,92 @@ mod tests {
             "fmnist-normal-8b"
         );
         assert!(summarize(&with_ptq, 1.0).unwrap().reference.trained);
+    }
+
+    /// Synthetic rows of two rail sets: the activation rail adds errors and saves energy below nominal.
+    fn two_rail_sets() -> Vec<SweepRow> {
+        let mut rows = synthetic::rows();
+        let both: Vec<SweepRow> = rows
+            .iter()
+            .map(|r| SweepRow {
+                rails: "weight_sram+activation_sram".into(),
+                faulty_error_pct: r.faulty_error_pct + r.ber * 5000.0,
+                energy_pj: r.energy_pj * (0.9 + 0.1 * r.vdd_rel * r.vdd_rel),
+                activation_sram_saving_pct: 100.0 * (1.0 - r.vdd_rel * r.vdd_rel),
+                ..r.clone()
+            })
+            .collect();
+        rows.extend(both);
+        crate::report::row::mark_rails_axis(&mut rows);
+        rows
+    }
+
+    #[test]
+    fn rails_comparison_follows_its_definition() {
+        assert!(summarize(&synthetic::rows(), 1.0).unwrap().rails.is_empty());
+        let md = render(
+            &ReportContext::default(),
+            &summarize(&synthetic::rows(), 1.0).unwrap(),
+            1.0,
+        );
+        assert!(!md.contains("Weights only vs weights and activations"));
+        let rows = two_rail_sets();
+        let sum = summarize(&rows, 1.0).unwrap();
+        // Each rail set is its own curve in the lowest-safe table.
+        assert_eq!(sum.points.len(), 16);
+        assert!(sum
+            .points
+            .iter()
+            .any(|p| p.model == "fmnist-randbet-8b @ weight_sram+activation_sram"));
+        assert_eq!(sum.reference.model, "fmnist-normal-8b @ weight_sram");
+        assert_eq!(sum.rails.len(), 8);
+        for c in &sum.rails {
+            assert_eq!(c.base_rails, "weight_sram");
+            assert_eq!(c.sets.len(), 2);
+            let (w, b) = (&c.sets[0], &c.sets[1]);
+            assert_eq!(w.rails, "weight_sram");
+            // Slow reference: the lowest safe voltage of each set, from its own rows.
+            for p in [w, b] {
+                let mut series: Vec<&SweepRow> = rows
+                    .iter()
+                    .filter(|r| r.profile == c.profile && r.model == c.model && r.rails == p.rails)
+                    .collect();
+                series.sort_by(|a, b| b.vdd_v.total_cmp(&a.vdd_v));
+                let k = series
+                    .iter()
+                    .take_while(|r| r.faulty_error_pct <= sum.reference.threshold_pct)
+                    .count();
+                assert_eq!(
+                    p.safe.as_ref().map(|r| r.vdd_v),
+                    k.checked_sub(1).map(|i| series[i].vdd_v)
+                );
+            }
+            // More errors with the activation rail: never a lower safe voltage.
+            if let (Some(ws), Some(bs)) = (&w.safe, &b.safe) {
+                assert!(bs.vdd_v >= ws.vdd_v);
+                let want = (1.0 - bs.energy_pj / ws.energy_pj) * 100.0;
+                assert!((b.energy_vs_base_pct.unwrap() - want).abs() < 1e-9);
+                let at = b.at_base_v.as_ref().unwrap();
+                assert_eq!(at.vdd_v, ws.vdd_v);
+                assert!(at.faulty_error_pct >= ws.faulty_error_pct);
+            }
+        }
+        let md = render(&ReportContext::default(), &sum, 1.0);
+        let (_, section) = md
+            .split_once("## Weights only vs weights and activations")
+            .unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        assert_eq!(
+            section.lines().filter(|l| l.starts_with("| chip")).count(),
+            16
+        );
+        for needle in [
+            "`weight_sram` (weights only)",
+            "**4 fault sample(s)**",
+            "**1000 test images**",
+            "| 4 × 1000 |",
+        ] {
+            assert!(section.contains(needle), "{needle}");
+        }
     }
 }

@@ -218,7 +218,7 @@ impl SeriesStyles {
             by_width: widths.len() > 1 && models.len() > COLORS.len(),
             any_ptq: rows.iter().any(|r| r.weights_source == "ptq"),
             models,
-            families: distinct(rows.iter().map(|r| r.family.as_str())),
+            families: families_of(rows),
             widths,
         }
     }
@@ -229,7 +229,7 @@ impl SeriesStyles {
             let f = self
                 .families
                 .iter()
-                .position(|f| f == &r.family)
+                .position(|f| f == &r.family_curve())
                 .unwrap_or(0);
             (bits_color(r.bits), f)
         } else {
@@ -574,7 +574,7 @@ where
     DB::ErrorType: 'static,
 {
     let profiles = distinct(rows.iter().map(|r| r.profile.as_str()));
-    let families = distinct(rows.iter().map(|r| r.family.as_str()));
+    let families = families_of(rows);
     let mut widths: Vec<u32> = rows.iter().map(|r| r.bits).collect();
     widths.sort_unstable_by(|a, b| b.cmp(a));
     widths.dedup();
@@ -632,7 +632,10 @@ where
                     .then(b.vdd_v.total_cmp(&a.vdd_v))
             });
             for (k, r) in series.iter().enumerate() {
-                let f = families.iter().position(|f| f == &r.family).unwrap_or(0);
+                let f = families
+                    .iter()
+                    .position(|f| f == &r.family_curve())
+                    .unwrap_or(0);
                 let p = (r.energy_pj / div, r.faulty_error_pct);
                 if p.1 > y_max {
                     draw_out_of_range(&mut chart, &[p], y_max, c, None)?;
@@ -851,7 +854,7 @@ where
     DB::ErrorType: 'static,
 {
     let profiles = distinct(rows.iter().map(|r| r.profile.as_str()));
-    let families = distinct(rows.iter().map(|r| r.family.as_str()));
+    let families = families_of(rows);
     let lo = rows
         .iter()
         .map(|r| r.clean_error_pct)
@@ -863,7 +866,7 @@ where
         for profile in &profiles {
             let mine: Vec<&SweepRow> = rows
                 .iter()
-                .filter(|r| &r.family == fam && &r.profile == profile)
+                .filter(|r| &r.family_curve() == fam && &r.profile == profile)
                 .collect();
             let (voltages, widths) = grid_axes(&mine);
             let cell = |v: f64, b: u32| {
@@ -893,12 +896,12 @@ where
 /// are one group, whose cells are the union of theirs (first profile's rows).
 fn energy_groups_of(rows: &[SweepRow]) -> Vec<(Vec<String>, Vec<&SweepRow>)> {
     let first_profile = rows.first().map(|r| r.profile.clone()).unwrap_or_default();
-    let families = distinct(rows.iter().map(|r| r.family.as_str()));
+    let families = families_of(rows);
     let mut groups: Vec<(Vec<String>, Vec<&SweepRow>)> = Vec::new();
     for fam in &families {
         let mine: Vec<&SweepRow> = rows
             .iter()
-            .filter(|r| &r.family == fam && r.profile == first_profile)
+            .filter(|r| &r.family_curve() == fam && r.profile == first_profile)
             .collect();
         let agrees = |other: &[&SweepRow]| {
             let mut common = 0;
@@ -1060,7 +1063,7 @@ pub fn heatmap_error(
     tolerance_pct: Option<f64>,
 ) -> Result<PlotFiles, ReportError> {
     check_rows(rows)?;
-    let families = distinct(rows.iter().map(|r| r.family.as_str())).len() as u32;
+    let families = families_of(rows).len() as u32;
     let size = (PLOT_SIZE.0, HEATMAP_ROW_PX * families.clamp(1, 12));
     render(
         dir,
@@ -1085,6 +1088,13 @@ pub fn heatmap_energy(dir: &Path, rows: &[SweepRow]) -> Result<PlotFiles, Report
         |r| draw_heatmap_energy(r, rows, None),
         |r| draw_heatmap_energy(r, rows, None),
     )
+}
+
+/// The families of `rows` in first-seen order ([`SweepRow::family_curve`]: with a rails axis, one per family and
+/// rail set, so the heat maps and markers never mix two rail sets).
+fn families_of(rows: &[SweepRow]) -> Vec<String> {
+    let f: Vec<String> = rows.iter().map(|r| r.family_curve()).collect();
+    distinct(f.iter().map(|s| s.as_str()))
 }
 
 /// The profiles of `rows` in first-seen order.

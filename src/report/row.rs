@@ -75,6 +75,22 @@ pub struct SweepRow {
     /// docs/activation-faults.md.
     #[serde(default)]
     pub activation_ber: f64,
+    /// The rails following the swept voltage, names joined by `+` in the config's order (`weight_sram`,
+    /// `weight_sram+activation_sram`): the sweep's rail set, or the row's set of the rails axis (`sweep --rails`
+    /// given more than once, docs/run-and-sweep.md#rails-axis).
+    #[serde(default)]
+    pub rails: String,
+    /// Activation-buffer (ifmap + ofmap SRAM) energy per inference in picojoules.
+    #[serde(default)]
+    pub activation_sram_energy_pj: f64,
+    /// Saving of the activation-buffer energy against the nominal voltage (every rail at its nominal voltage),
+    /// percent: 0 unless `activation_sram` is among the row's rails.
+    #[serde(default)]
+    pub activation_sram_saving_pct: f64,
+    /// Whether the rows of the sweep span more than one rail set: the row's curve ([`SweepRow::series`]) then
+    /// names its rails. Not a CSV column ([`read_csv`] sets it from the `rails` column).
+    #[serde(skip)]
+    pub rails_axis: bool,
 }
 
 /// Writes rows to `path` as CSV (header from the field names) atomically: a temporary file in the same folder
@@ -100,14 +116,25 @@ pub fn read_csv(path: &Path) -> Result<Vec<SweepRow>, ReportError> {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })?;
-    r.deserialize()
+    let mut rows: Vec<SweepRow> = r
+        .deserialize()
         .map(|row| {
             row.map_err(|e| ReportError::Csv {
                 path: path.to_path_buf(),
                 msg: e.to_string(),
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    mark_rails_axis(&mut rows);
+    Ok(rows)
+}
+
+/// Sets [`SweepRow::rails_axis`] on every row when the rows span more than one rail set.
+pub fn mark_rails_axis(rows: &mut [SweepRow]) {
+    let axis = rows.iter().any(|r| r.rails != rows[0].rails);
+    for r in rows.iter_mut() {
+        r.rails_axis = axis;
+    }
 }
 
 fn unprotected() -> String {
@@ -116,13 +143,38 @@ fn unprotected() -> String {
 
 impl SweepRow {
     /// The curve the row belongs to in the plots and the report: the model name, followed by ` + <ecc>` when
-    /// its weights are ECC-protected.
+    /// its weights are ECC-protected, and by ` @ <rails>` when the sweep has a rails axis
+    /// ([`SweepRow::rails_axis`]).
     pub fn series(&self) -> String {
-        if self.ecc.is_empty() || self.ecc == "none" {
+        let s = self.series_without_rails();
+        if self.rails_axis {
+            format!("{s} @ {}", self.rails)
+        } else {
+            s
+        }
+    }
+
+    /// [`SweepRow::series`] without the rails: the (model, ECC) the rails axis compares.
+    pub fn series_without_rails(&self) -> String {
+        if self.is_unprotected() {
             self.model.clone()
         } else {
             format!("{} + {}", self.model, self.ecc)
         }
+    }
+
+    /// The family as the plots group it: the family, followed by ` @ <rails>` when the sweep has a rails axis.
+    pub fn family_curve(&self) -> String {
+        if self.rails_axis {
+            format!("{} @ {}", self.family, self.rails)
+        } else {
+            self.family.clone()
+        }
+    }
+
+    /// Whether the weights are stored without ECC.
+    pub fn is_unprotected(&self) -> bool {
+        self.ecc.is_empty() || self.ecc == "none"
     }
 }
 
@@ -183,6 +235,10 @@ pub(crate) mod synthetic {
                         weight_sram_saving_vs_vmin_pct: 100.0
                             * (1.0 - bits as f64 / 8.0 * vdd_rel * vdd_rel),
                         activation_ber: 0.0,
+                        rails: "weight_sram".into(),
+                        activation_sram_energy_pj: 0.1 * e_nom,
+                        activation_sram_saving_pct: 0.0,
+                        rails_axis: false,
                     });
                 }
             }

@@ -44,6 +44,10 @@ pub struct SweepSpec {
     pub seeds: u32,
     /// ECC schemes to sweep (`--ecc`); empty: the config's `[weight_sram] ecc`.
     pub ecc: Vec<crate::config::EccScheme>,
+    /// The rails axis (`--rails` given more than once): each set of scaled rails is swept, its units keyed by
+    /// it ([`UnitKey::rails`]) and its rows labelled by it (`rails` column). Empty: the scaled rails of `hw`
+    /// only (a single `--rails` set is applied to `hw` instead, as before the axis existed).
+    pub rails: Vec<Vec<crate::config::Rail>>,
     /// The sweep seed (`--seed`, default 0): shifts every random seed of every unit
     /// ([`scenario::seed_offset`]).
     pub seed: u32,
@@ -336,26 +340,21 @@ fn compute_units(
     // Manifests read once; a family's widths quantize the same float weights (docs/run-and-sweep.md#precision-axis).
     let mut sources = std::collections::HashMap::new();
     for pm in &plan.models {
-        let key = |f: &super::plan::PlannedFaults, ecc, sample: u32| UnitKey {
-            model: pm.key.clone(),
-            bits: pm.bits,
-            faults: f.key.clone(),
-            ecc,
-            sample,
+        let key = |f: &super::plan::PlannedFaults, si: usize, sample: u32| -> UnitKey {
+            plan.unit_key(pm, f, si, sample)
         };
-        let pending_of = |f: &super::plan::PlannedFaults, ecc, state: &SweepState| -> Vec<u32> {
+        let pending_of = |f: &super::plan::PlannedFaults, si, state: &SweepState| -> Vec<u32> {
             (0..plan.samples)
                 .filter(|&s| {
-                    let k = key(f, ecc, s);
+                    let k = key(f, si, s);
                     mine.contains(&k) && state.get(&k).is_none()
                 })
                 .collect()
         };
-        let any_pending = plan.faults.iter().any(|f| {
-            plan.ecc
-                .iter()
-                .any(|&e| !pending_of(f, e, state).is_empty())
-        });
+        let any_pending = plan
+            .faults
+            .iter()
+            .any(|f| (0..plan.setups.len()).any(|si| !pending_of(f, si, state).is_empty()));
         let mut loaded = if any_pending {
             bar.set_message(format!("loading {}", pm.name));
             let model = pm.variant.load_model(&mut sources)?;
@@ -366,14 +365,16 @@ fn compute_units(
             None
         };
         let (_, images, _) = fp.expect.models[&pm.key];
-        for (f, (ei, &ecc)) in plan
+        for (f, si) in plan
             .faults
             .iter()
-            .flat_map(|f| plan.ecc.iter().enumerate().map(move |e| (f, e)))
+            .flat_map(|f| (0..plan.setups.len()).map(move |si| (f, si)))
         {
-            let pending = pending_of(f, ecc, state);
+            let setup = &plan.setups[si];
+            let ecc = setup.ecc;
+            let pending = pending_of(f, si, state);
             let done = (0..plan.samples)
-                .filter(|&s| mine.contains(&key(f, ecc, s)))
+                .filter(|&s| mine.contains(&key(f, si, s)))
                 .count()
                 - pending.len();
             resumed += done;
@@ -390,14 +391,17 @@ fn compute_units(
                     pm.name
                 )));
             }
-            bar.set_message(if ecc == crate::config::EccScheme::None {
-                format!("{} / {}", pm.name, f.name)
-            } else {
-                format!("{} / {} / {ecc}", pm.name, f.name)
-            });
+            let mut msg = format!("{} / {}", pm.name, f.name);
+            if ecc != crate::config::EccScheme::None {
+                msg.push_str(&format!(" / {ecc}"));
+            }
+            if plan.rails.len() > 1 {
+                msg.push_str(&format!(" / {}", plan.rails_of(si).label));
+            }
+            bar.set_message(msg);
             let source = scenario::fault_source_seeded(
                 &f.spec,
-                &plan.hw[ei],
+                &setup.hw,
                 lm,
                 spec.offsets,
                 spec.seeds,
@@ -406,7 +410,7 @@ fn compute_units(
             )?;
             // Activation buffers fail too when the integer datapath stores them on a scaled rail or --act-ber.
             lm.set_activation_faults(scenario::ActivationFaultPlan::new(
-                &plan.hw[ei],
+                &setup.hw,
                 &f.spec,
                 spec.act_ber,
                 scenario::seed_offset(spec.seed),
@@ -424,7 +428,7 @@ fn compute_units(
                         .collect()
                 };
                 state.record(UnitResult {
-                    key: key(f, ecc, s),
+                    key: key(f, si, s),
                     model_name: pm.name.clone(),
                     faults_name: f.name.clone(),
                     clean_error_pct: runner.clean_error_pct(),
@@ -462,20 +466,15 @@ pub fn build_rows<'a>(
 ) -> Result<Vec<SweepRow>, SweepError> {
     let mut rows = Vec::new();
     for pm in &plan.models {
-        for (f, (ei, &ecc)) in plan
+        for (f, si) in plan
             .faults
             .iter()
-            .flat_map(|f| plan.ecc.iter().enumerate().map(move |e| (f, e)))
+            .flat_map(|f| (0..plan.setups.len()).map(move |si| (f, si)))
         {
+            let ecc = plan.setups[si].ecc;
             let mut units = Vec::with_capacity(plan.samples as usize);
             for sample in 0..plan.samples {
-                let k = UnitKey {
-                    model: pm.key.clone(),
-                    bits: pm.bits,
-                    faults: f.key.clone(),
-                    ecc,
-                    sample,
-                };
+                let k = plan.unit_key(pm, f, si, sample);
                 units.push(get(&k).ok_or_else(|| {
                     SweepError::Eval(format!(
                         "unit {k} ({} / {} / sample {sample}) has no result",
@@ -501,7 +500,8 @@ pub fn build_rows<'a>(
                         .get(k)
                         .map_or((r, w), |c| (r + c[0], w + c[1]))
                 });
-                let at = pm.costs[ei].at(vdd_v)?;
+                let at = pm.costs[si].at(vdd_v)?;
+                let nominal = &pm.costs[si].nominal;
                 rows.push(SweepRow {
                     model: pm.name.clone(),
                     family: pm.family.clone(),
@@ -535,6 +535,14 @@ pub fn build_rows<'a>(
                     } else {
                         act_wrong as f64 / act_read as f64
                     },
+                    rails: plan.rails_of(si).label.clone(),
+                    activation_sram_energy_pj: at.breakdown.act_sram_pj,
+                    activation_sram_saving_pct: if nominal.act_sram_pj > 0.0 {
+                        (1.0 - at.breakdown.act_sram_pj / nominal.act_sram_pj) * 100.0
+                    } else {
+                        0.0
+                    },
+                    rails_axis: plan.rails.len() > 1,
                 });
             }
         }
@@ -563,6 +571,38 @@ fn ecc_setup_line(spec: &SweepSpec) -> String {
         codes.join(", "),
         w.interleave,
         w.due.name()
+    )
+}
+
+/// The report's words for the rails following the swept voltage: the one set (`weight_sram, activation_sram`),
+/// or the sets of the rails axis.
+fn rails_setup(spec: &SweepSpec) -> String {
+    let names = |rails: &[crate::config::Rail]| {
+        rails
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut labels: Vec<String> = Vec::new();
+    for set in &spec.rails {
+        let l = super::plan::rails_label(set);
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    if labels.len() < 2 {
+        return names(spec.rails.first().unwrap_or(&spec.hw.voltage.scaled_rails));
+    }
+    format!(
+        "an axis of {} rail sets, {} (the `rails` column; with the int8 datapath a scaled activation rail's \
+         buffers fail, docs/activation-faults.md)",
+        labels.len(),
+        labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -637,13 +677,7 @@ pub fn write_report(
                 "weight SRAM: {} packing of the m-bit codes (docs/hw-config.md#packing); rails following the swept \
                  voltage: {}; energy model docs/energy.md",
                 spec.hw.weight_sram.packing.name(),
-                spec.hw
-                    .voltage
-                    .scaled_rails
-                    .iter()
-                    .map(|r| r.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                rails_setup(spec)
             ),
             format!(
                 "datapath: {} (docs/datapath.md){}",

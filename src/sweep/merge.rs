@@ -105,7 +105,11 @@ fn describe(k: &UnitKey, plan: &Plan) -> String {
         .iter()
         .find(|f| f.key == k.faults)
         .map_or("?", |f| f.name.as_str());
-    format!("{m} / {f} / sample {}", k.sample)
+    if k.rails.is_empty() {
+        format!("{m} / {f} / sample {}", k.sample)
+    } else {
+        format!("{m} / {f} / {} / sample {}", k.rails, k.sample)
+    }
 }
 
 /// Merges the shards of `states` into `sweep.csv`, the plots and `report.md` in their folder (see the module

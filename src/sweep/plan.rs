@@ -7,7 +7,8 @@
 //! - the hardware config file's bytes,
 //! - every model's and fault source's content key (names too, since they label the rows),
 //! - the grid, `--offsets`, `--seeds`, `--seed`, the ECC schemes (`--ecc`; the other ECC keys are in the config),
-//!   the scaled rails when `--rails` overrides the config's,
+//!   the scaled rails when `--rails` overrides the config's, and the rail sets of the rails axis (`--rails`
+//!   given more than once),
 //! - every test split's **content** ([`crate::data::Dataset::content_sha256`]: shape and the bytes of the images
 //!   used after `--skip`/`--limit`) and size, never its folder's path: passing the default folder explicitly
 //!   is the same configuration, and replacing the images in a folder is a different one.
@@ -21,7 +22,7 @@ use super::scenario::{self, CostModel, DataCache, FaultSpec, ModelVariant, Weigh
 use super::state::{fingerprint, hash_file, Expect};
 use super::unit::{dedup_by_content, model_key, ptq_model_key, ContentKey, UnitKey};
 use super::SweepError;
-use crate::config::EccScheme;
+use crate::config::{EccScheme, Rail};
 use crate::data::DatasetKind;
 
 /// Version of the fingerprint input (bump when what a unit depends on changes).
@@ -41,7 +42,7 @@ pub struct PlannedModel {
     /// Stored weight elements W.
     pub weights: u64,
     pub dataset: DatasetKind,
-    /// Cycles and energy under each ECC scheme of the sweep ([`Plan::ecc`] order).
+    /// Cycles and energy under each setup (rail set × ECC scheme) of the sweep ([`Plan::setups`] order).
     pub costs: Vec<CostModel>,
 }
 
@@ -53,15 +54,49 @@ pub struct PlannedFaults {
     pub name: String,
 }
 
+/// One rail set of the sweep (the rails axis, docs/run-and-sweep.md#rails-axis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRails {
+    /// The rails following the swept voltage.
+    pub rails: Vec<Rail>,
+    /// Their names joined by `+` in the config's order (`weight_sram+activation_sram`): the CSV's `rails` column.
+    pub label: String,
+    /// The units' key part ([`UnitKey::rails`]): empty for the sweep's base rails (those of
+    /// [`SweepSpec::hw`]), else [`PlannedRails::label`].
+    pub key: String,
+}
+
+/// The `rails` label of a rail set: the names in the config's order ([`Rail::ALL`]), joined by `+`.
+pub fn rails_label(rails: &[Rail]) -> String {
+    Rail::ALL
+        .into_iter()
+        .filter(|r| rails.contains(r))
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// One hardware setup of the sweep: a rail set and an ECC scheme, with the config under both.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Index into [`Plan::rails`].
+    pub rails: usize,
+    pub ecc: EccScheme,
+    /// The hardware config with these rails and this scheme (validated).
+    pub hw: crate::config::HwConfig,
+}
+
 /// Inputs by content, in the order given (repeats removed).
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub models: Vec<PlannedModel>,
     pub faults: Vec<PlannedFaults>,
+    /// Rail sets swept (`--rails` given more than once, repeats removed; else the one set of `spec.hw`).
+    pub rails: Vec<PlannedRails>,
     /// ECC schemes swept (`--ecc`, repeats removed; the config's scheme when not given).
     pub ecc: Vec<EccScheme>,
-    /// The hardware config under each scheme of [`Plan::ecc`] (validated).
-    pub hw: Vec<crate::config::HwConfig>,
+    /// Every (rail set, ECC scheme), rail sets outer: the order of the units and rows.
+    pub setups: Vec<Setup>,
     /// Fault samples per (model, fault source): offsets × seeds.
     pub samples: u32,
     /// Notes for stderr (repeated inputs dropped).
@@ -121,6 +156,10 @@ struct FingerprintInput<'a> {
     /// otherwise, so a sweep without `--rails` keeps its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     rails: Option<Vec<&'static str>>,
+    /// The rail sets of the rails axis (`--rails` given more than once, labels in sweep order); omitted
+    /// without the axis, so a sweep with one rail set keeps its fingerprint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rails_axis: Vec<String>,
     /// `--act-ber` (uniform random activation bit errors); omitted when 0.
     #[serde(skip_serializing_if = "is_zero")]
     act_ber: f64,
@@ -156,14 +195,61 @@ impl Plan {
         if ecc.is_empty() {
             ecc.push(spec.hw.weight_sram.ecc);
         }
-        let hw = ecc
-            .iter()
-            .map(|&e| {
+        let base = &spec.hw.voltage.scaled_rails;
+        let mut rails: Vec<PlannedRails> = Vec::new();
+        for set in &spec.rails {
+            let label = rails_label(set);
+            if !rails.iter().any(|r| r.label == label) {
+                rails.push(PlannedRails {
+                    rails: set.clone(),
+                    key: if rails_label(base) == label {
+                        String::new()
+                    } else {
+                        label.clone()
+                    },
+                    label,
+                });
+            }
+        }
+        if rails.is_empty() {
+            rails.push(PlannedRails {
+                rails: base.clone(),
+                label: rails_label(base),
+                key: String::new(),
+            });
+        }
+        let mut setups = Vec::new();
+        for (ri, r) in rails.iter().enumerate() {
+            let names = || {
+                r.rails
+                    .iter()
+                    .map(|x| x.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let with_rails = if r.key.is_empty() {
+                spec.hw.clone()
+            } else {
                 spec.hw
-                    .with_ecc(e)
-                    .map_err(|err| SweepError::Input(format!("--ecc {e}: {err}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                    .with_rails(&r.rails)
+                    .map_err(|err| SweepError::Input(format!("--rails {}: {err}", names())))?
+            };
+            // Failing activations need stored integer activations (docs/activation-faults.md): refused per set.
+            let int8 = with_rails.systolic.datapath == crate::config::systolic::Datapath::Int8;
+            crate::sram::act_faults::check_rails_datapath(&with_rails.voltage.scaled_rails, int8)
+                .map_err(|err| {
+                SweepError::Input(format!("--rails {}: {}: {err}", names(), spec.hw.origin))
+            })?;
+            for &e in &ecc {
+                setups.push(Setup {
+                    rails: ri,
+                    ecc: e,
+                    hw: with_rails
+                        .with_ecc(e)
+                        .map_err(|err| SweepError::Input(format!("--ecc {e}: {err}")))?,
+                });
+            }
+        }
         let mut models = Vec::new();
         // Each manifest is read once; the widths of one family are quantized from the same float weights.
         let mut sources = std::collections::HashMap::new();
@@ -185,9 +271,9 @@ impl Plan {
                 bits: model.bits(),
                 weights: model.param_tensors().iter().map(|p| p.len as u64).sum(),
                 dataset: scenario::dataset_kind(&model)?,
-                costs: hw
+                costs: setups
                     .iter()
-                    .map(|h| CostModel::new(h, &model))
+                    .map(|s| CostModel::new(&s.hw, &model))
                     .collect::<Result<_, _>>()?,
             });
         }
@@ -228,33 +314,47 @@ impl Plan {
         Ok(Plan {
             models,
             faults,
+            rails,
             ecc,
-            hw,
+            setups,
             samples: spec.offsets.max(1) * spec.seeds.max(1),
             notes,
         })
     }
 
-    /// Every unit of the sweep in canonical order: models (as given), then fault sources, then samples.
-    /// (A new axis is one more loop here and one more field in [`UnitKey`].)
+    /// Every unit of the sweep in canonical order: models (as given), then fault sources, then setups (rail
+    /// sets, then ECC schemes), then samples. (A new axis is one more loop here and one more field in
+    /// [`UnitKey`].)
     pub fn units(&self) -> Vec<UnitKey> {
         let mut out = Vec::new();
         for m in &self.models {
             for f in &self.faults {
-                for &ecc in &self.ecc {
+                for si in 0..self.setups.len() {
                     for sample in 0..self.samples {
-                        out.push(UnitKey {
-                            model: m.key.clone(),
-                            bits: m.bits,
-                            faults: f.key.clone(),
-                            ecc,
-                            sample,
-                        });
+                        out.push(self.unit_key(m, f, si, sample));
                     }
                 }
             }
         }
         out
+    }
+
+    /// The key of the unit (model, fault source, setup `si`, sample).
+    pub fn unit_key(&self, m: &PlannedModel, f: &PlannedFaults, si: usize, sample: u32) -> UnitKey {
+        let s = &self.setups[si];
+        UnitKey {
+            model: m.key.clone(),
+            bits: m.bits,
+            faults: f.key.clone(),
+            ecc: s.ecc,
+            rails: self.rails[s.rails].key.clone(),
+            sample,
+        }
+    }
+
+    /// The rail set of setup `si`.
+    pub fn rails_of(&self, si: usize) -> &PlannedRails {
+        &self.rails[self.setups[si].rails]
     }
 
     /// The configuration fingerprint (see the module docs). Loads (and hashes) the test split of every data set
@@ -352,6 +452,11 @@ impl Plan {
             datapath: int8.then_some("int8"),
             calibration,
             rails: rails_override(spec),
+            rails_axis: if spec.rails.is_empty() {
+                Vec::new()
+            } else {
+                self.rails.iter().map(|r| r.label.clone()).collect()
+            },
             act_ber: spec.act_ber,
         };
         expect.fingerprint = fingerprint(&input);

@@ -415,6 +415,7 @@ mod tests {
             bits: 8,
             faults: "f0".into(),
             ecc: Default::default(),
+            rails: String::new(),
             sample,
         }
     }

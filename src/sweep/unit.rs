@@ -5,7 +5,7 @@
 //! or a path, so two different models that share a manifest `name`, or two profiles that share a file stem, can
 //! never share results, and one file listed twice is one unit set (see [`ContentKey`]).
 //!
-//! Adding a sweep axis (e.g. ECC on/off) is one new field in [`UnitKey`] plus one loop in
+//! Adding a sweep axis (e.g. ECC on/off, the scaled rails) is one new field in [`UnitKey`] plus one loop in
 //! [`super::plan::Plan::units`]; everything that resumes, validates, shards and merges works on whole keys.
 //!
 //! Shards ([`Shard`]): the canonical unit list (models in the order given, then fault sources, then samples) is
@@ -35,6 +35,12 @@ pub struct UnitKey {
     /// an unprotected sweep are written as before the axis existed.
     #[serde(default, skip_serializing_if = "is_unprotected")]
     pub ecc: crate::config::EccScheme,
+    /// Scaled rails of the unit (`sweep --rails` given more than once: the rails axis), as the `rails` label
+    /// (`weight_sram+activation_sram`). Empty, and omitted from the state file, for the sweep's base rails (the
+    /// config's `scaled_rails`, or the one `--rails` set), so the units of a sweep without the axis are written as
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rails: String,
     /// Fault sample: `offset_index * seeds + seed_index` (profiles) or the random chip (uniform errors).
     pub sample: u32,
 }
@@ -45,19 +51,14 @@ fn is_unprotected(e: &crate::config::EccScheme) -> bool {
 
 impl std::fmt::Display for UnitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if is_unprotected(&self.ecc) {
-            write!(
-                f,
-                "{}/{}b/{}/{}",
-                self.model, self.bits, self.faults, self.sample
-            )
-        } else {
-            write!(
-                f,
-                "{}/{}b/{}/{}/{}",
-                self.model, self.bits, self.faults, self.ecc, self.sample
-            )
+        write!(f, "{}/{}b/{}/", self.model, self.bits, self.faults)?;
+        if !is_unprotected(&self.ecc) {
+            write!(f, "{}/", self.ecc)?;
         }
+        if !self.rails.is_empty() {
+            write!(f, "{}/", self.rails)?;
+        }
+        write!(f, "{}", self.sample)
     }
 }
 
