@@ -288,8 +288,8 @@ pub fn interleave4(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], dst: &mut [u8]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: SSE2 is in the x86-64 baseline; the loop reads 16 bytes at p < n - 15 from each row and
-        // writes 64 bytes at 4p < 4n - 63, inside the slices whose lengths were checked above.
+        // SAFETY: SSE2 is in the x86-64 baseline; each step reads its 16, 8 or 4 bytes at `done` from each row
+        // (done + width <= n) and writes 4·width bytes at 4·done, inside the slices checked above.
         unsafe {
             use std::arch::x86_64::*;
             while done + 16 <= n {
@@ -303,6 +303,28 @@ pub fn interleave4(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], dst: &mut [u8]) {
                 _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
                 _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
                 done += 16;
+            }
+            // 8 and then 4 positions per step (short rows such as 14 or 28 outputs), from 64- and 32-bit loads.
+            if done + 8 <= n {
+                let ld = |r: &[u8]| _mm_loadl_epi64(r.as_ptr().add(done) as *const __m128i);
+                let ab = _mm_unpacklo_epi8(ld(r0), ld(r1));
+                let cd = _mm_unpacklo_epi8(ld(r2), ld(r3));
+                let o = dst.as_mut_ptr().add(4 * done) as *mut __m128i;
+                _mm_storeu_si128(o, _mm_unpacklo_epi16(ab, cd));
+                _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab, cd));
+                done += 8;
+            }
+            if done + 4 <= n {
+                let ld = |r: &[u8]| {
+                    _mm_cvtsi32_si128((r.as_ptr().add(done) as *const i32).read_unaligned())
+                };
+                let ab = _mm_unpacklo_epi8(ld(r0), ld(r1));
+                let cd = _mm_unpacklo_epi8(ld(r2), ld(r3));
+                _mm_storeu_si128(
+                    dst.as_mut_ptr().add(4 * done) as *mut __m128i,
+                    _mm_unpacklo_epi16(ab, cd),
+                );
+                done += 4;
             }
         }
     }

@@ -1,6 +1,6 @@
-//! The element loops after the GEMM (dequantize, quantize, requantize), compiled once portable and once with
-//! AVX2 enabled and chosen at run time. Both run the same operations in the same order (Rust never contracts
-//! to FMA), so the results are bit-identical; the AVX2 build only vectorizes wider.
+//! The element loops after the GEMM (dequantize, quantize, requantize), compiled portable, with AVX2 and with
+//! AVX-512 enabled, chosen at run time. All run the same operations in the same order (Rust never contracts
+//! to FMA), so the results are bit-identical; the wider builds only vectorize wider.
 use super::quantize::QParams;
 use super::requant::{Requant, RequantMode};
 
@@ -65,6 +65,35 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::*;
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
+        dequant_row_impl(acc, asum, unit, cunit, out)
+    }
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
+        quantize_impl(q, x, out)
+    }
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn requant(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+        requant_impl(rq, c, acc, asum, out)
+    }
+}
+
+#[inline]
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[inline]
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -80,6 +109,11 @@ fn has_avx2() -> bool {
 /// `out[p] = f32(acc[p])·unit + f32(asum[p])·cunit` (the second term only when `cunit ≠ 0`).
 pub fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/BW are available (checked); the function is the portable code compiled with them.
+        return unsafe { avx512::dequant_row(acc, asum, unit, cunit, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (checked); the function is the portable code compiled with AVX2.
         return unsafe { avx2::dequant_row(acc, asum, unit, cunit, out) };
@@ -90,6 +124,11 @@ pub fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [
 /// [`QParams::quantize`] of every value.
 pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: as above.
+        return unsafe { avx512::quantize(q, x, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::quantize(q, x, out) };
@@ -99,6 +138,11 @@ pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
 
 /// [`Requant::apply`] of channel `c` over a row (`asum` empty or shorter: zeros).
 pub fn requant_row(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: as above.
+        return unsafe { avx512::requant(rq, c, acc, asum, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.

@@ -777,3 +777,32 @@ fn max_pairs_and_pooling_forms_equal_the_definition() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The dispatched (AVX-512 / AVX2) quantize and dequantize loops equal the scalar definitions bit for bit,
+    /// including NaN, infinities, ties and values far outside the code range.
+    #[test]
+    fn quantize_and_dequantize_dispatched_equal_the_definition(
+        xs in proptest::collection::vec(prop_oneof![any::<f32>(), -300.0f32..300.0, Just(f32::NAN), Just(2.5f32)], 0..90),
+        acc in proptest::collection::vec(any::<i32>(), 90),
+        sums in proptest::collection::vec(-100_000i32..100_000, 90),
+        q in qparams(),
+        unit in 1e-6f32..1.0,
+        cunit in prop_oneof![Just(0.0f32), -1e-3f32..1e-3],
+    ) {
+        let mut out = vec![0u8; xs.len()];
+        super::simd::quantize_slice(q, &xs, &mut out);
+        for (i, &x) in xs.iter().enumerate() {
+            prop_assert_eq!(out[i], q.quantize(x), "x = {}", x);
+        }
+        let n = xs.len();
+        let mut f = vec![0.0f32; n];
+        super::simd::dequant_row(&acc[..n], &sums[..n], unit, cunit, &mut f);
+        for i in 0..n {
+            let want = if cunit == 0.0 { acc[i] as f32 * unit } else { acc[i] as f32 * unit + sums[i] as f32 * cunit };
+            prop_assert_eq!(f[i].to_bits(), want.to_bits());
+        }
+    }
+}
