@@ -114,6 +114,11 @@ pub fn quad_index(k: usize, p: usize, n: usize) -> usize {
 /// planes in `scratch`, and each quad of taps is interleaved straight from four shifted rows of those planes
 /// ([`interleave4`]); the column sums come from the channel-summed plane, `kh·kw` adds per position. Other
 /// strides build the plain im2col rows in `scratch` first and interleave them.
+///
+/// With `pitched` and unit strides, the operand's columns are the padded planes' positions
+/// ([`ColLayout::pitch`] = the padded width, `(oh − 1)·pitch + ow` columns): each quad is then one long
+/// interleave of four contiguous plane spans, and the columns `ox ≥ ow` of each row are don't-care values the
+/// caller drops. Otherwise (and always for `csum`) column `oy·ow + ox` is output position `(oy, ox)`.
 pub fn im2col_packed(
     x: &[u8],
     g: &crate::engine::kernels::Window,
@@ -121,15 +126,28 @@ pub fn im2col_packed(
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
     csum: Option<&mut Vec<i32>>,
-) {
+    pitched: bool,
+) -> ColLayout {
     if g.sw == 1 {
-        im2col_packed_planes(x, g, pad, scratch, out, csum);
+        im2col_packed_planes(x, g, pad, scratch, out, csum, pitched && g.sh == 1)
     } else {
         im2col_packed_rows(x, g, pad, scratch, out);
         if let Some(c) = csum {
             column_sums_rows(scratch, g.c * g.kh * g.kw, g.out_hw(), c);
         }
+        ColLayout {
+            n: g.out_hw(),
+            pitch: g.ow,
+        }
     }
+}
+
+/// The columns of a packed convolution operand: `n` of them, output position `(oy, ox)` in column
+/// `oy·pitch + ox` (`pitch = ow`: dense).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColLayout {
+    pub n: usize,
+    pub pitch: usize,
 }
 
 /// Unit-column-stride form of [`im2col_packed`] (padded planes, no intermediate rows).
@@ -140,7 +158,8 @@ fn im2col_packed_planes(
     planes: &mut Vec<u8>,
     out: &mut Vec<u8>,
     csum: Option<&mut Vec<i32>>,
-) {
+    pitched: bool,
+) -> ColLayout {
     debug_assert_eq!(g.sw, 1);
     let k = g.c * g.kh * g.kw;
     let kp = padded_depth(k);
@@ -149,9 +168,17 @@ fn im2col_packed_planes(
     let hp = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     let wp = (g.ow - 1) + (g.kw - 1) * g.dw + 1;
     let plane = hp * wp;
+    let layout = if pitched {
+        ColLayout {
+            n: (g.oh - 1) * wp + g.ow,
+            pitch: wp,
+        }
+    } else {
+        ColLayout { n, pitch: g.ow }
+    };
     planes.clear();
-    planes.resize(g.c * plane + g.ow, pad);
-    let zeros = g.c * plane; // `ow` bytes of 0 after the planes: the rows of depths k..kp.
+    planes.resize(g.c * plane + layout.n, pad);
+    let zeros = g.c * plane; // Zero bytes after the planes: the rows of depths k..kp.
     planes[zeros..].fill(0);
     for ci in 0..g.c {
         let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -170,7 +197,7 @@ fn im2col_packed_planes(
         }
     }
     out.clear();
-    out.resize(kp * n, 0);
+    out.resize(kp * layout.n, 0);
     // The plane offset of tap kk's first row (or the zero row).
     let tap = |kk: usize| -> Option<usize> {
         (kk < k).then(|| {
@@ -181,6 +208,19 @@ fn im2col_packed_planes(
     };
     for q in 0..kp / 4 {
         let t = [tap(4 * q), tap(4 * q + 1), tap(4 * q + 2), tap(4 * q + 3)];
+        if pitched {
+            // Unit strides: tap t's values for all positions are one span of the planes.
+            let m = layout.n;
+            let span = |j: usize| -> &[u8] {
+                match t[j] {
+                    Some(o) => &planes[o..o + m],
+                    None => &planes[zeros..zeros + m],
+                }
+            };
+            let dst = &mut out[q * m * 4..(q + 1) * m * 4];
+            interleave4(span(0), span(1), span(2), span(3), dst);
+            continue;
+        }
         for oy in 0..g.oh {
             let row = |j: usize| -> &[u8] {
                 match t[j] {
@@ -213,6 +253,7 @@ fn im2col_packed_planes(
             }
         }
     }
+    layout
 }
 
 /// Any-stride form of [`im2col_packed`]: plain im2col rows into `rows`, then quads.
@@ -825,13 +866,18 @@ pub fn conv_acc(
     let mut cols = std::mem::take(&mut sc.cols);
     for gi in 0..w.groups {
         let pw = &w.packed[gi];
-        im2col_packed(
+        let corr: Vec<i64> = (0..og)
+            .map(|r| bias[gi * og + r] as i64 - zu as i64 * pw.rowsum[r] as i64)
+            .collect();
+        let fast = fits_i32(pw.kp) && corr.iter().all(|&c| fits_with(pw.kp, c));
+        let lay = im2col_packed(
             &x[gi * sub.in_len()..(gi + 1) * sub.in_len()],
             &sub,
             zu as u8,
             &mut sc.rows,
             &mut cols,
             w.asym.then_some(&mut sc.csum),
+            fast,
         );
         if w.asym {
             let kz = pw.k as i32 * zu;
@@ -840,15 +886,31 @@ pub fn conv_acc(
             }
         }
         let accg = &mut acc[gi * og * ohw..(gi + 1) * og * ohw];
-        let corr: Vec<i64> = (0..og)
-            .map(|r| bias[gi * og + r] as i64 - zu as i64 * pw.rowsum[r] as i64)
-            .collect();
-        if fits_i32(pw.kp) && corr.iter().all(|&c| fits_with(pw.kp, c)) {
+        if fast && lay.pitch == g.ow {
             gemm(path, pw, &cols, ohw, accg);
             for (row, &c) in accg.chunks_exact_mut(ohw).zip(&corr) {
                 let c = c as i32;
                 for v in row {
                     *v += c;
+                }
+            }
+        } else if fast {
+            // Pitched columns: GEMM over the padded positions, then keep each row's first `ow`.
+            sc.raw.resize(og * lay.n, 0);
+            gemm(path, pw, &cols, lay.n, &mut sc.raw);
+            for ((row, &c), src) in accg
+                .chunks_exact_mut(ohw)
+                .zip(&corr)
+                .zip(sc.raw.chunks_exact(lay.n))
+            {
+                let c = c as i32;
+                for (oy, d) in row.chunks_exact_mut(g.ow).enumerate() {
+                    for (v, &r) in d
+                        .iter_mut()
+                        .zip(&src[oy * lay.pitch..oy * lay.pitch + g.ow])
+                    {
+                        *v = r + c;
+                    }
                 }
             }
         } else {

@@ -698,7 +698,8 @@ fn im2col_forms_and_their_column_sums_equal_the_definition() {
                 .map(|i| fill.unwrap_or((i * 37 % 251) as u8))
                 .collect();
             let (mut scratch, mut cols, mut cs) = (Vec::new(), Vec::new(), Vec::new());
-            im2col_packed(&x, &g, 7, &mut scratch, &mut cols, Some(&mut cs));
+            let lay = im2col_packed(&x, &g, 7, &mut scratch, &mut cols, Some(&mut cs), false);
+            assert_eq!((lay.n, lay.pitch), (oh * ow, ow));
             let k = c * kh * kw;
             let n = oh * ow;
             for kk in 0..padded_depth(k) {
@@ -726,6 +727,23 @@ fn im2col_forms_and_their_column_sums_equal_the_definition() {
             let mut want = Vec::new();
             column_sums(&cols, padded_depth(k), n, &mut want);
             assert_eq!(cs, want, "{sh} {sw} {dh} {dw}");
+            // The pitched form (unit strides only) holds the same values at column oy·pitch + ox.
+            let (mut s2, mut c2) = (Vec::new(), Vec::new());
+            let lay = im2col_packed(&x, &g, 7, &mut s2, &mut c2, None, true);
+            if sh == 1 && sw == 1 {
+                assert!(lay.pitch > ow && lay.n == (oh - 1) * lay.pitch + ow);
+            } else {
+                assert_eq!((lay.n, lay.pitch), (oh * ow, ow));
+            }
+            for kk in 0..padded_depth(k) {
+                for p in 0..n {
+                    let (oy, ox) = (p / ow, p % ow);
+                    assert_eq!(
+                        c2[quad_index(kk, oy * lay.pitch + ox, lay.n)],
+                        cols[quad_index(kk, p, n)]
+                    );
+                }
+            }
         }
     }
 }
