@@ -306,7 +306,7 @@ impl Int8Network {
                     }
                 }
             }
-            Stage::Float { chain, qout } => {
+            Stage::Float { chain, qout, relu } => {
                 let sa = w.qin.scale as f64;
                 for e in 0..b {
                     for co in 0..w.cout {
@@ -320,6 +320,9 @@ impl Int8Network {
                 self.run_chain(chain, &mut flo[..n], b);
                 if let Some(qo) = qout {
                     simd::quantize_slice(*qo, &flo[..n], &mut out[..n]);
+                    if *relu {
+                        simd::floor_codes(*qo, &mut out[..n]);
+                    }
                 }
             }
         }

@@ -85,10 +85,13 @@ enum Stage {
         rq: Requant,
     },
     /// Post-processing unit: dequantize, run the float ops of `chain` (layer indices), quantize with `qout`
-    /// (`None`: the network output, kept as f32 logits).
+    /// (`None`: the network output, kept as f32 logits). `relu`: the chain's final ReLU, applied as the
+    /// quantizer's lower bound instead (`quantize(max(x, 0)) = max(quantize(x), z)`: quantization is monotonic
+    /// and maps 0 to the zero point, so the codes are the same).
     Float {
         chain: Vec<usize>,
         qout: Option<QParams>,
+        relu: bool,
     },
 }
 
@@ -569,9 +572,18 @@ impl Int8Network {
                 };
             }
         }
+        let mut chain = chain.to_vec();
+        let relu = !is_output
+            && chain
+                .last()
+                .is_some_and(|&j| matches!(layers[j].kind, LayerKind::Relu));
+        if relu {
+            chain.pop();
+        }
         Stage::Float {
-            chain: chain.to_vec(),
+            chain,
             qout: (!is_output).then_some(qout),
+            relu,
         }
     }
 

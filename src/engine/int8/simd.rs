@@ -136,6 +136,21 @@ pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
     quantize_impl(q, x, out)
 }
 
+/// `max(code, z)` of every stored code (a ReLU on codes of parameters `q`; int8 bytes compared as signed).
+pub fn floor_codes(q: QParams, out: &mut [u8]) {
+    if q.signed {
+        let z = q.zero as i8;
+        for v in out.iter_mut() {
+            *v = (*v as i8).max(z) as u8;
+        }
+    } else {
+        let z = q.zero as u8;
+        for v in out.iter_mut() {
+            *v = (*v).max(z);
+        }
+    }
+}
+
 /// [`Requant::apply`] of channel `c` over a row (`asum` empty or shorter: zeros).
 pub fn requant_row(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]

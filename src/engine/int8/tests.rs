@@ -824,3 +824,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The identity the PPU relies on to fold a final ReLU into the quantizer: `quantize(max(x, 0))` equals
+    /// `max(quantize(x), z)` for every value (NaN included) and both code types.
+    #[test]
+    fn relu_then_quantize_equals_floored_codes(
+        xs in proptest::collection::vec(prop_oneof![any::<f32>(), -50.0f32..50.0, Just(f32::NAN), Just(-0.0f32)], 0..64),
+        q in qparams(),
+    ) {
+        let mut relu = xs.clone();
+        crate::engine::kernels::relu(&mut relu);
+        let mut a = vec![0u8; xs.len()];
+        super::simd::quantize_slice(q, &relu, &mut a);
+        let mut b = vec![0u8; xs.len()];
+        super::simd::quantize_slice(q, &xs, &mut b);
+        super::simd::floor_codes(q, &mut b);
+        prop_assert_eq!(a, b);
+    }
+}
