@@ -15,6 +15,11 @@
 #    number uses) and on the test images (the first 9000). Ships the candidate with the lowest validation score
 #    of each model to models/NAME by re-exporting its checkpoint (model selection over training seeds, the same
 #    rule for every method). All candidates and the choice go to models/training_seeds.md.
+# 2b. Fine-tunes the activation-fault model fmnist-cnn-randbet-act-8b (docs/training.md#activation-bit-errors) from
+#    the float master weights of the RandBET-8b just shipped: RandBET at p_train = 2% plus activation bit errors at
+#    p_act = 1% on the int8 datapath's stored maps, ACT_EPOCHS (default 10) epochs at lr 0.005, training seed 1 (one
+#    candidate, shipped as is), and evaluates it against RandBET-8b with the simulator on the int8 datapath with both
+#    SRAM rails scaled (training/scripts/eval_act.py -> models/robustness-act.md; SKIP_EVAL=1 skips that).
 # 3. Writes the README robustness table of the shipped models with the PyTorch companion (models/robustness.md),
 #    with every model's robust error minus Clipping's on the same chips (a paired comparison).
 #
@@ -39,6 +44,7 @@ NEW_WIDTH_SEEDS=${NEW_WIDTH_SEEDS:-1}
 NEW_ARCH_SEEDS=${NEW_ARCH_SEEDS:-1}
 NEW_ARCH_EPOCHS=${NEW_ARCH_EPOCHS:-6}
 NEW_ARCH_EVAL_SEEDS=${NEW_ARCH_EVAL_SEEDS:-100-109}
+ACT_EPOCHS=${ACT_EPOCHS:-10}
 ONLY=${ONLY:-*}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SEEDS=${SEEDS:-100-124}
@@ -90,9 +96,11 @@ selected() {
   return 1
 }
 
-# Epochs of one spec: NEW_ARCH_EPOCHS for the MobileNet/ResNet-style models, EPOCHS for the CNN.
+# Epochs of one spec: NEW_ARCH_EPOCHS for the MobileNet/ResNet-style models, ACT_EPOCHS for the activation-fault
+# fine-tune, EPOCHS for the CNN.
 epochs_of() {
   case "$1" in
+    *-act-*) echo "$ACT_EPOCHS" ;;
     *-mobilenet-* | *-resnet-*) echo "$NEW_ARCH_EPOCHS" ;;
     *) echo "$EPOCHS" ;;
   esac
@@ -217,6 +225,23 @@ done
   echo "each, shipped as is."
 } >>"$table.tmp"
 mv "$table.tmp" "$table"
+
+# Step 2b: the activation-fault model, fine-tuned from the shipped RandBET-8b's float master weights (one training
+# seed, shipped as is; its training wall time on 1 thread is in docs/training.md#activation-bit-errors).
+ACT_SPECS=(
+  "fmnist-cnn-randbet-act-8b|--method randbet --bits 8 --w-max 0.1 --p 0.02 --p-act 0.01 --lr 0.005 --init-from $MODELS/fmnist-cnn-randbet-8b"
+)
+for spec in "${ACT_SPECS[@]}"; do
+  name=${spec%%|*}
+  args=${spec#*|}
+  selected "$name" || continue
+  train_one "$name" 1 "$args" || exit 1
+  echo "$(date +%T) ship  $name: training seed 1 (one candidate)"
+  "$PY" -m accelsim_train export --ckpt "$LOGS/$name-s1/ckpt.pt" --data "$DATA" --out "$MODELS/$name" || exit 1
+  if [ "${SKIP_EVAL:-0}" != 1 ]; then
+    "$PY" training/scripts/eval_act.py --accelsim "$ACCELSIM" --data "$DATA" --models "$MODELS" --out "$MODELS/robustness-act" || exit 1
+  fi
+done
 
 any_selected() {
   local n
