@@ -238,14 +238,16 @@ def quantized_error(model, scheme, x, y, batch: int = 1000, act=None) -> float:
     model.eval()
     wq = dequantize(quantize_model(model, scheme), scheme)
     wrong = 0
+    model.act_hook = act  # None: float activations, also while training with a hook
     if act is not None:
-        mode, act.mode, model.act_hook = act.mode, "quant", act
+        mode, act.mode = act.mode, "quant"
     try:
         for i in range(0, len(x), batch):
             wrong += int((functional_call(model, wq, (x[i: i + batch],)).argmax(1) != y[i: i + batch]).sum())
     finally:
         if act is not None:
-            act.mode, model.act_hook = mode, prev
+            act.mode = mode
+        model.act_hook = prev
         model.train(was)
     return 100.0 * wrong / max(len(x), 1)
 

@@ -188,6 +188,9 @@ def test_training_with_activation_errors_resumes_exactly(tmp_path):
     full = T.train(cfg, x, y, x[:32], y[:32], ckpt_path=tmp_path / "a.pt", progress=False, log=lambda s: None)
     assert full.model.act_hook is None
     assert all("test_err_int8_act_pct" in h for h in full.history)
+    # the recorded clean error is the float-activation one, as the exported manifest's
+    assert full.clean_error_pct == T.quantized_error(full.model, cfg.scheme(), x[:32], y[:32])
+    assert full.history[-1]["test_err_pct"] == full.clean_error_pct
     assert sum(h["bit_error_steps"] for h in full.history) > 0
     T.train(cfg, x, y, x[:32], y[:32], ckpt_path=tmp_path / "b.pt", progress=False, log=lambda s: None,
             stop_after=1)
@@ -217,3 +220,18 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     bad = dataclasses.replace(cfg, init_sha256="0" * 64)
     with pytest.raises(T.TrainError, match="changed"):
         T.load_init_weights(m, bad)
+
+
+def test_quantized_error_uses_float_activations_unless_asked():
+    torch.manual_seed(4)
+    m = models.build("cnn-small")
+    x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
+    cfg = T.TrainConfig(method="randbet", w_max=0.1, p=0.01)
+    plain = T.quantized_error(m, cfg.scheme(), x, y)
+    h = A.ActHook()
+    h.set_ranges([(-1e6, 1e6)] * A.CNN_POINTS)  # huge scales: every map quantizes to its zero point
+    m.act_hook = h  # as during training
+    assert T.quantized_error(m, cfg.scheme(), x, y) == plain and m.act_hook is h
+    crushed = T.quantized_error(m, cfg.scheme(), x, y, act=h)
+    assert crushed != plain and m.act_hook is h
+
