@@ -72,12 +72,15 @@ def main() -> int:
     ap.add_argument("--normal", default="fmnist-cnn-normal-8b", help="the tolerance's reference (clean int8 error)")
     ap.add_argument("--hw", default="14nm_sram")
     ap.add_argument("--profiles", default="chip1,chip2,chip3")
-    ap.add_argument("--grid", default="0.95,0.925,0.9,0.875,0.85,0.825,0.8")
+    ap.add_argument("--grid", default="0.95,0.9375,0.925,0.9125,0.9,0.8875,0.875,0.8625,0.85,0.8375,0.825,0.8125,0.8")
     ap.add_argument("--offsets", type=int, default=4, help="fault samples per profile and voltage (part A)")
     ap.add_argument("--rates", default="0.001,0.002,0.005,0.01")
     ap.add_argument("--chips", type=int, default=25, help="random activation chips per rate (part B)")
     ap.add_argument("--tolerance", type=float, default=1.0)
     ap.add_argument("--limit", type=int, default=9000, help="robust errors on the first N test images")
+    ap.add_argument("--extra", default="", metavar="A.toml,...", help="more models to evaluate alongside (manifests)")
+    ap.add_argument("--budgets", default="10,12,15,20,25", help="error budgets (%%) for the lowest-voltage lines")
+    ap.add_argument("--report-only", action="store_true", help="rewrite OUT.md from OUT.json without simulating")
     ap.add_argument("--out", default="models/robustness-act")
     ap.add_argument("--validate", default=None, metavar="A.toml,B.toml", help="choose among candidates (see above)")
     ap.add_argument("--validate-vdd", type=float, default=0.85)
@@ -86,102 +89,125 @@ def main() -> int:
         return validate(a)
     t0 = time.time()
     mdir = Path(a.models)
-    path = {k: str(mdir / f"{n}.toml") for k, n in (("act", a.model), ("base", a.base), ("normal", a.normal))}
+    path = {"normal": str(mdir / f"{a.normal}.toml"), "base": str(mdir / f"{a.base}.toml"),
+            "act": str(mdir / f"{a.model}.toml")}
+    keys = ["base", "act"]
+    for i, e in enumerate(x for x in (a.extra or "").split(",") if x):
+        path[f"extra{i}"] = e
+        keys.append(f"extra{i}")
+    name = {k: Path(p).stem for k, p in path.items()}
     data = ["--data", a.data]
+    budgets = [float(x) for x in a.budgets.split(",") if x]
+    if a.report_only:  # rewrite OUT.md (and the lowest-voltage lines) from OUT.json, no simulation
+        doc = json.loads(Path(a.out + ".json").read_text())
+        keys = ["base", "act"] + sorted(k for k in doc["models"] if k.startswith("extra"))
+        name, path = doc["models"], {k: doc.get("paths", {}).get(k, "") for k in doc["models"]}
+        clean, threshold = doc["clean_error_pct"], doc["threshold_pct"]
+        for d in doc["voltage"].values():
+            d["lowest_vdd_v"] = {k: _lowest(d["rows"], k, threshold) for k in keys}
+            d["lowest_vdd_v_within_budget"] = {str(b): {k: _lowest(d["rows"], k, b) for k in keys} for b in budgets}
+        return _report(a, doc, keys, name, path, clean, threshold)
     clean = {}
     for k, p in path.items():
         clean[k] = {dp: sim(a.accelsim, "eval", "--model", p, "--datapath", dp, *data)["clean_error_pct"]
                     for dp in ("float", "int8")}
     threshold = clean["normal"]["int8"] + a.tolerance
     grid = [float(v) for v in a.grid.split(",")]
-    doc = {"clean_error_pct": clean, "threshold_pct": threshold, "hw": a.hw, "offsets": a.offsets,
-           "chips": a.chips, "voltage": {}, "act_ber": {}}
+    doc = {"models": name, "paths": path, "clean_error_pct": clean, "threshold_pct": threshold, "hw": a.hw, "limit": a.limit,
+           "offsets": a.offsets, "chips": a.chips, "voltage": {}, "act_ber": {}}
+
+    def entry(r):
+        return {"faulty_error_pct": r["faulty_error_pct"], "faulty_error_std_pct": r["faulty_error_std_pct"],
+                "per_sample_pct": r["faulty_error_per_sample_pct"], "activation_ber": r["activation_ber"],
+                "energy_saving_pct": r["energy_saving_pct"]}
+
+    def deltas(r):
+        return {k: paired(r[k]["faulty_error_per_sample_pct"], r["base"]["faulty_error_per_sample_pct"])
+                for k in keys if k != "base"}
+
+    lowest = _lowest
     for prof in a.profiles.split(","):
         rows = []
         for v in grid:
-            r = {}
-            for k in ("base", "act"):
-                r[k] = sim(a.accelsim, "run", "--hw", a.hw, "--model", path[k], "--profile", prof, "--vdd", f"{v}",
-                           "--datapath", "int8", "--rails", "weight_sram,activation_sram", "--offsets",
-                           str(a.offsets), "--limit", str(a.limit), *data)
+            r = {k: sim(a.accelsim, "run", "--hw", a.hw, "--model", path[k], "--profile", prof, "--vdd", f"{v}",
+                        "--datapath", "int8", "--rails", "weight_sram,activation_sram", "--offsets",
+                        str(a.offsets), "--limit", str(a.limit), *data) for k in keys}
             rows.append({"vdd_v": v, "ber": r["base"]["ber"], "activation_ber": r["base"]["activation_ber"],
-                         "energy_saving_pct": r["base"]["energy_saving_pct"],
-                         **{k: {"faulty_error_pct": r[k]["faulty_error_pct"],
-                                "faulty_error_std_pct": r[k]["faulty_error_std_pct"],
-                                "per_sample_pct": r[k]["faulty_error_per_sample_pct"],
-                                "activation_ber": r[k]["activation_ber"],
-                                "energy_saving_pct": r[k]["energy_saving_pct"]} for k in ("base", "act")},
-                         "paired_act_minus_base": paired(r["act"]["faulty_error_per_sample_pct"],
-                                                         r["base"]["faulty_error_per_sample_pct"])})
-            print(f"{prof} {v:.3f} V: base {r['base']['faulty_error_pct']:.2f}  act {r['act']['faulty_error_pct']:.2f}"
-                  f"  (act BER {r['base']['activation_ber']:.2e})  {time.time() - t0:.0f} s", flush=True)
-        lowest = {}
-        for k in ("base", "act"):
-            lowest[k] = None
-            for row in rows:  # from the top of the grid down; the first voltage over the threshold ends the run
-                if row[k]["faulty_error_pct"] <= threshold:
-                    lowest[k] = row["vdd_v"]
-                else:
-                    break
-        doc["voltage"][prof] = {"rows": rows, "lowest_vdd_v": lowest}
+                         "energy_saving_pct": r["base"]["energy_saving_pct"], **{k: entry(r[k]) for k in keys},
+                         "paired_minus_base": deltas(r)})
+            print(f"{prof} {v:.3f} V: " + "  ".join(f"{name[k]} {r[k]['faulty_error_pct']:.2f}" for k in keys)
+                  + f"  (act BER {r['base']['activation_ber']:.2e})  {time.time() - t0:.0f} s", flush=True)
+        doc["voltage"][prof] = {"rows": rows, "lowest_vdd_v": {k: lowest(rows, k, threshold) for k in keys},
+                                "lowest_vdd_v_within_budget": {str(b): {k: lowest(rows, k, b) for k in keys}
+                                                               for b in budgets}}
     for p in [float(x) for x in a.rates.split(",")]:
         r = {k: sim(a.accelsim, "run", "--hw", a.hw, "--model", path[k], "--vdd", "1.15", "--datapath", "int8",
-                    "--act-ber", f"{p}", "--offsets", str(a.chips), "--limit", str(a.limit), *data)
-             for k in ("base", "act")}
-        doc["act_ber"][str(p)] = {
-            **{k: {"faulty_error_pct": r[k]["faulty_error_pct"], "faulty_error_std_pct": r[k]["faulty_error_std_pct"],
-                   "per_sample_pct": r[k]["faulty_error_per_sample_pct"], "activation_ber": r[k]["activation_ber"]}
-               for k in ("base", "act")},
-            "paired_act_minus_base": paired(r["act"]["faulty_error_per_sample_pct"],
-                                            r["base"]["faulty_error_per_sample_pct"])}
-        print(f"act-ber {p:g}: base {r['base']['faulty_error_pct']:.2f}  act {r['act']['faulty_error_pct']:.2f}"
-              f"  {time.time() - t0:.0f} s", flush=True)
+                    "--act-ber", f"{p}", "--offsets", str(a.chips), "--limit", str(a.limit), *data) for k in keys}
+        doc["act_ber"][str(p)] = {**{k: entry(r[k]) for k in keys}, "paired_minus_base": deltas(r)}
+        print(f"act-ber {p:g}: " + "  ".join(f"{name[k]} {r[k]['faulty_error_pct']:.2f}" for k in keys)
+              + f"  {time.time() - t0:.0f} s", flush=True)
     doc["seconds"] = round(time.time() - t0)
+    return _report(a, doc, keys, name, path, clean, threshold)
 
-    B, M = a.base, a.model
-    L = [f"# {M} against {B}: activation faults on the int8 datapath", "",
+
+def _lowest(rows, k, limit):
+    """The lowest voltage of the grid down to which (from the top) the error stays within limit."""
+    lo = None
+    for row in rows:
+        if row[k]["faulty_error_pct"] <= limit:
+            lo = row["vdd_v"]
+        else:
+            break
+    return lo
+
+
+def _report(a, doc, keys, name, path, clean, threshold) -> int:
+    B = name["base"]
+    others = [k for k in keys if k != "base"]
+    fmt_v = lambda v: "—" if v is None else f"{v:.3f} V"  # noqa: E731
+    cell = lambda e: f"{e['faulty_error_pct']:.2f} ± {e['faulty_error_std_pct']:.2f}"  # noqa: E731
+    dcell = lambda d: f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"  # noqa: E731
+    L = [f"# Activation faults on the int8 datapath: {', '.join(name[k] for k in others)} against {B}", "",
          f"Simulator (`accelsim`), `{a.hw}`, int8 datapath, the first {a.limit} test images (clean errors: all "
-         "10000); robust error (clean or faulty "
-         "prediction wrong), mean ± std over the fault samples; Δ = "
-         f"{M} minus {B} on the same samples (same faulty cells), mean [95% t-interval]. Written by "
-         "`training/scripts/eval_act.py` (`make models`).", "",
-         "Clean error (%):", "",
-         "| model | float | int8 |", "|---|---|---|"]
-    for k in ("normal", "base", "act"):
-        L.append(f"| {Path(path[k]).stem} | {clean[k]['float']:.2f} | {clean[k]['int8']:.2f} |")
+         "10000); robust error (clean or faulty prediction wrong), mean ± std over the fault samples; "
+         f"Δ = the model minus {B} on the same samples (same faulty cells), mean [95% t-interval], points. "
+         "Written by `training/scripts/eval_act.py` (`make models`).", "",
+         "Clean error (%):", "", "| model | p_act | float | int8 |", "|---|---|---|---|"]
+    for k in ["normal"] + keys:
+        L.append(f"| {name[k]} | {_p_act(path[k]) if path.get(k) else 0:g} | {clean[k]['float']:.2f} | {clean[k]['int8']:.2f} |")
     L += ["", f"**A. Both SRAM rails scaled** (`run --vdd V --datapath int8 --rails weight_sram,activation_sram "
-          f"--profile P --offsets {a.offsets}`): weight faults from the chip profile, activation faults from the map "
-          f"derived in its style; {a.offsets} samples (mapping offsets) per point. Threshold: {a.normal}'s clean int8 "
-          f"error + {a.tolerance:g} = {threshold:.2f}%.", ""]
+          f"--profile P --offsets {a.offsets} --limit {a.limit}`): weight faults from the chip profile, activation "
+          f"faults from the map derived in its style; {a.offsets} samples (mapping offsets) per point. Energy saved: "
+          f"the whole accelerator's, against nominal voltage. Threshold: {a.normal}'s clean int8 error + "
+          f"{a.tolerance:g} = {threshold:.2f}%.", ""]
     for prof, d in doc["voltage"].items():
-        L += [f"{prof}:", "", f"| V | weight BER | activation BER | energy saved | {B} | {M} | Δ |",
-              "|---|---|---|---|---|---|---|"]
+        L += [f"{prof}:", "", "| V | weight BER | act. BER | energy saved | " + " | ".join(name[k] for k in keys)
+              + " | " + " | ".join(f"Δ {name[k]}" for k in others) + " |", "|---" * (4 + len(keys) + len(others))
+              + "|"]
         for row in d["rows"]:
-            pd = row["paired_act_minus_base"]
             L.append(f"| {row['vdd_v']:.3f} | {row['ber']:.1e} | {row['activation_ber']:.1e} | "
-                     f"{row['energy_saving_pct']:.1f}% | {row['base']['faulty_error_pct']:.2f} ± "
-                     f"{row['base']['faulty_error_std_pct']:.2f} | {row['act']['faulty_error_pct']:.2f} ± "
-                     f"{row['act']['faulty_error_std_pct']:.2f} | {pd['mean']:+.2f} [{pd['ci95'][0]:+.2f}, "
-                     f"{pd['ci95'][1]:+.2f}] |")
-        lo = d["lowest_vdd_v"]
-        fmt = lambda v: "—" if v is None else f"{v:.3f} V"  # noqa: E731
-        L += ["", f"Lowest voltage within {threshold:.2f}%: {B} {fmt(lo['base'])}, {M} {fmt(lo['act'])}.", ""]
+                     f"{row['energy_saving_pct']:.1f}% | " + " | ".join(cell(row[k]) for k in keys) + " | "
+                     + " | ".join(dcell(row["paired_minus_base"][k]) for k in others) + " |")
+        L += ["", f"Lowest voltage within {threshold:.2f}%: "
+              + ", ".join(f"{name[k]} {fmt_v(d['lowest_vdd_v'][k])}" for k in keys) + "."]
+        for b, lo in d["lowest_vdd_v_within_budget"].items():
+            L.append(f"Within {float(b):g}%: " + ", ".join(f"{name[k]} {fmt_v(lo[k])}" for k in keys) + ".")
+        L.append("")
     L += [f"**B. Random activation bit errors only** (`run --vdd 1.15 --act-ber P --datapath int8 --offsets "
-          f"{a.chips}`: fault-free weights, {a.chips} random activation chips per rate, every cell a persistent "
-          "flipping cell with probability P):", "",
-          f"| P | {B} | {M} | Δ |", "|---|---|---|---|"]
+          f"{a.chips} --limit {a.limit}`: fault-free weights, {a.chips} random activation chips per rate, every "
+          "cell a persistent flipping cell with probability P):", "",
+          "| P | " + " | ".join(name[k] for k in keys) + " | " + " | ".join(f"Δ {name[k]}" for k in others) + " |",
+          "|---" * (1 + len(keys) + len(others)) + "|"]
     for p, d in doc["act_ber"].items():
-        pd = d["paired_act_minus_base"]
-        L.append(f"| {float(p):g} | {d['base']['faulty_error_pct']:.2f} ± {d['base']['faulty_error_std_pct']:.2f} | "
-                 f"{d['act']['faulty_error_pct']:.2f} ± {d['act']['faulty_error_std_pct']:.2f} | "
-                 f"{pd['mean']:+.2f} [{pd['ci95'][0]:+.2f}, {pd['ci95'][1]:+.2f}] |")
+        L.append(f"| {float(p):g} | " + " | ".join(cell(d[k]) for k in keys) + " | "
+                 + " | ".join(dcell(d["paired_minus_base"][k]) for k in others) + " |")
     vf = Path(a.out + "-validation.json")
     if vf.exists():
         v = json.loads(vf.read_text())
         doc["validation"] = v
-        L += ["", f"**Choice of p_act** (before any number above was seen): validation robust error (last 1000 test "
-              f"images) with both rails at {v['vdd_v']:g} V, mean over {v['samples']} samples "
-              f"({v['profiles']} × {v['offsets']} offsets); the lowest is shipped.", "",
+        L += ["", f"**Choice of p_act** (the rule of `make models`, fixed before these numbers): validation robust "
+              f"error (the last 1000 test images) with both rails at {v['vdd_v']:g} V, mean over {v['samples']} "
+              f"samples ({v['profiles']} profiles × {v['offsets']} offsets); the lowest is shipped.", "",
               "| candidate | p_act | clean error % (val.) | RErr % (val.) | shipped |", "|---|---|---|---|---|"]
         for c in v["candidates"]:
             L.append(f"| {Path(c['path']).stem} | {c['p_act']:g} | {c['clean_error_pct']:.2f} | "
@@ -191,6 +217,13 @@ def main() -> int:
     Path(a.out + ".json").write_text(json.dumps(doc, indent=1) + "\n")
     print("\n".join(L))
     return 0
+
+
+def _p_act(manifest: str) -> float:
+    import tomllib
+
+    with open(manifest, "rb") as f:
+        return float(tomllib.load(f).get("training", {}).get("p_act", 0.0))
 
 
 def validate(a) -> int:

@@ -245,9 +245,12 @@ if selected "$ACT_NAME"; then
   pick=$(basename "$pick" .toml)
   echo "$(date +%T) ship  $ACT_NAME: $pick (lowest validation robust error of p_act $(echo $ACT_PACTS))"
   "$PY" -m accelsim_train export --ckpt "$LOGS/$pick/ckpt.pt" --data "$DATA" --out "$MODELS/$ACT_NAME" || exit 1
+  # The other candidates are evaluated alongside (columns of models/robustness-act.md), as the ablation of p_act.
+  extra=()
+  for c in "${cands[@]}"; do [ "$(basename "$c" .toml)" = "$pick" ] || extra+=("$c"); done
   if [ "${SKIP_EVAL:-0}" != 1 ]; then
     "$PY" training/scripts/eval_act.py --accelsim "$ACCELSIM" --data "$DATA" --models "$MODELS" \
-      --out "$MODELS/robustness-act" || exit 1
+      --out "$MODELS/robustness-act" --extra "$(IFS=,; echo "${extra[*]}")" || exit 1
   fi
 fi
 
