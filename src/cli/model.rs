@@ -89,6 +89,7 @@ pub fn show_json(file: &Path) -> Result<serde_json::Value, CliError> {
         "bits": q.bits,
         "w_max": q.w_max,
         "p_train": t.p_train,
+        "p_act": t.p_act,
         "params": model.num_params(),
         "memory_bits": model.memory_bits(),
         "clean_error_pct": t.clean_error_pct,
@@ -138,9 +139,14 @@ fn show(a: ShowArgs) -> CliResult {
         _ => "clean error not recorded".to_string(),
     };
     println!(
-        "training    method {}, p_train {}, {recorded}{}{}",
+        "training    method {}, p_train {}{}, {recorded}{}{}",
         t.method,
         t.p_train,
+        if t.p_act > 0.0 {
+            format!(", p_act {}", t.p_act)
+        } else {
+            String::new()
+        },
         t.epochs.map_or(String::new(), |e| format!(", {e} epochs")),
         t.seed.map_or(String::new(), |s| format!(", seed {s}")),
     );

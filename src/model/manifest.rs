@@ -93,6 +93,9 @@ pub struct TrainingFacts {
     /// Per-bit probability used in RandBET training (0 when not RandBET).
     #[serde(default)]
     pub p_train: f64,
+    /// Per-bit probability of the activation bit errors used in training (`--p-act`; 0 when none).
+    #[serde(default)]
+    pub p_act: f64,
     /// Clean test error (percent) of the quantized model measured at export.
     #[serde(default)]
     pub clean_error_pct: Option<f64>,
@@ -589,6 +592,15 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ModelError> {
             format!(
                 "{} is out of range; allowed a per-bit probability in [0, 1]",
                 training.p_train
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&training.p_act) {
+        return Err(merr(
+            "training.p_act",
+            format!(
+                "{} is out of range; allowed a per-bit probability in [0, 1]",
+                training.p_act
             ),
         ));
     }

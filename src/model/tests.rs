@@ -144,6 +144,7 @@ fn loads_small_model_in_memory_order() {
     );
     assert_eq!(m.float_param(4), values(24, 5).as_slice());
     assert_eq!(m.manifest().training.method, "clipping");
+    assert_eq!(m.manifest().training.p_act, 0.0);
 }
 
 #[test]
@@ -181,6 +182,10 @@ fn rejects_bad_manifests_with_named_keys() {
         (
             SMALL_TOML.replace("method = \"clipping\"", "method = \"magic\""),
             "training.method",
+        ),
+        (
+            SMALL_TOML.replace("p_train = 0.0", "p_train = 0.0\np_act = 1.5"),
+            "training.p_act",
         ),
         (
             SMALL_TOML.replace("name = \"relu1\"", "name = \"gn1\""),

@@ -57,6 +57,13 @@ def _add_train(sub):
     t.add_argument("--bits", type=int, default=8, help="m: 2..8 (unsigned codes)")
     t.add_argument("--w-max", type=_pos_float, default=None, help="clipping bound (clipping, plclipping, randbet)")
     t.add_argument("--p", type=_prob, default=0.0, help="per-bit error probability for randbet (0.01 = 1%%)")
+    t.add_argument("--p-act", type=_prob, default=0.0,
+                   help="randbet, cnn-small: per-bit error probability of the stored activations (int8 datapath "
+                        "format, fake-quantized in training; 0 = float activations, the default)")
+    t.add_argument("--calib-every", type=int, default=20,
+                   help="with --p-act: recalibrate the activation ranges every N steps (default 20)")
+    t.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: start from this model's float master weights (e.g. models/fmnist-cnn-randbet-8b)")
     t.add_argument("--epochs", type=int, default=15)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=_pos_float, default=0.05)
@@ -79,7 +86,16 @@ def cmd_train(a) -> int:
 
     torch.set_num_threads(max(1, a.threads))
     cfg = TrainConfig(arch=a.arch, norm=a.norm, method=a.method, bits=a.bits, w_max=a.w_max, p=a.p, epochs=a.epochs,
-                      batch_size=a.batch_size, lr=a.lr, threshold=a.threshold, seed=a.seed, train_limit=a.train_limit)
+                      batch_size=a.batch_size, lr=a.lr, threshold=a.threshold, seed=a.seed, train_limit=a.train_limit,
+                      p_act=a.p_act, calib_every=a.calib_every)
+    if a.init_from:
+        from .train import TrainError, file_sha256
+
+        stem = a.init_from[: -len(".toml")] if a.init_from.endswith(".toml") else a.init_from
+        f = Path(stem + ".safetensors")
+        if not f.exists():
+            raise TrainError(f"--init-from: {f} not found")
+        cfg.init_from, cfg.init_sha256 = stem, file_sha256(f)
     cfg.validate()
     out = Path(a.out)
     name = out.name

@@ -137,6 +137,8 @@ def validate(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
         raise ExportError(f"training.method: {tr.get('method')!r} is not one of {', '.join(METHODS)}")
     if not 0.0 <= float(tr.get("p_train", 0.0)) <= 1.0:
         raise ExportError(f"training.p_train: {tr.get('p_train')} is not a per-bit probability in [0, 1]")
+    if not 0.0 <= float(tr.get("p_act", 0.0)) <= 1.0:
+        raise ExportError(f"training.p_act: {tr.get('p_act')} is not a per-bit probability in [0, 1]")
 
     names = {"input"}
     referenced: set[str] = set()

@@ -26,9 +26,18 @@ def family_of(name: str, bits: int) -> str:
 
 def manifest_for(model, cfg, clean_error_pct: float, test_images: int, name: str, history=None) -> dict:
     scheme = cfg.scheme()
-    notes = f"accelsim_train; config {json.dumps({k: v for k, v in vars(cfg).items()})}"
+    cd = cfg.as_dict() if hasattr(cfg, "as_dict") else dict(vars(cfg))
+    notes = f"accelsim_train; config {json.dumps(cd)}"
     if cfg.method == "plclipping":
         notes += "; per-layer clipping w_max(l) = max(0.2, k_l) w_max, k_l = max|w(l)| / max_l' max|w(l')|"
+    if getattr(cfg, "init_from", ""):
+        notes += (f"; fine-tuned for {cfg.epochs} epochs from the float master weights of "
+                  f"{Path(cfg.init_from).name} (sha256 {cfg.init_sha256[:16]}...), not trained from scratch")
+    p_act = float(getattr(cfg, "p_act", 0.0))
+    if p_act > 0:
+        notes += (f"; activation bit errors in training: every stored activation map fake-quantized to the int8 "
+                  f"datapath's per-tensor format, each stored bit flipped with probability p_act = {p_act:g} in the "
+                  f"perturbed pass (docs/training.md#activation-bit-errors)")
     return {
         "format": "accelsim-model",
         "version": 1,
@@ -38,7 +47,8 @@ def manifest_for(model, cfg, clean_error_pct: float, test_images: int, name: str
         "input": {"shape": [1, 28, 28], "mean": [data.MEAN], "std": [data.STD], "dataset": "fashion-mnist",
                   "classes": list(data.CLASSES)},
         "quantization": scheme.to_dict(),
-        "training": {"method": cfg.method, "p_train": float(cfg.p), "clean_error_pct": round(clean_error_pct, 2),
+        "training": {"method": cfg.method, "p_train": float(cfg.p)} | ({"p_act": p_act} if p_act > 0 else {}) | {
+                     "clean_error_pct": round(clean_error_pct, 2),
                      "test_images": int(test_images), "epochs": int(cfg.epochs), "seed": int(cfg.seed),
                      "framework": f"torch {torch.__version__}", "notes": notes},
         "layers": model.manifest_layers(),

@@ -88,11 +88,21 @@ class CnnSmall(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    # Called at every map the int8 datapath stores in the activation SRAM (accelsim_train.actquant, `--p-act`);
+    # None (the default): the float network, unchanged.
+    act_hook = None
+
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)
-        x = F.max_pool2d(F.relu(self.norm2(self.conv2(x))), 2)
-        x = torch.flatten(x, 1)
-        return self.fc2(F.relu(self.fc1(x)))
+        h = self.act_hook
+        if h is None:
+            x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)
+            x = F.max_pool2d(F.relu(self.norm2(self.conv2(x))), 2)
+            x = torch.flatten(x, 1)
+            return self.fc2(F.relu(self.fc1(x)))
+        x = h(0, x)  # the quantized image
+        x = h(2, F.max_pool2d(h(1, F.relu(self.norm1(self.conv1(x)))), 2))
+        x = h(4, torch.flatten(F.max_pool2d(h(3, F.relu(self.norm2(self.conv2(x)))), 2), 1))
+        return self.fc2(h(5, F.relu(self.fc1(x))))
 
     def manifest_layers(self) -> list[dict]:
         """Layers in execution order for docs/model-format.md; parameter order = model.parameters() order."""

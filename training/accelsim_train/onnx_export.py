@@ -147,7 +147,7 @@ def ship_via_onnx(model: nn.Module, cfg, clean_error_pct: float, test_images: in
     record = imported.get("notes", "").replace("; post-training quantization", "")
     notes = (f"accelsim_train; shipped through ONNX and accelsim import ({record}; "
              f"{imported.get('framework', '')}; GroupNorm scales stored reparameterized, docs/training.md#architectures); "
-             f"config {json.dumps(vars(cfg))}")
+             f"config {json.dumps(cfg.as_dict() if hasattr(cfg, 'as_dict') else vars(cfg))}")
     manifest["name"] = name
     manifest["family"] = family_of(name, int(cfg.bits))
     manifest["input"]["classes"] = list(data.CLASSES)

@@ -9,6 +9,12 @@ One iteration (paper Algorithm 1 with the reference-code details of docs/trainin
   5. SGD (Nesterov 0.9, weight decay 5e-4) on w with g; lr 0.05, x0.1 at 2/5, 3/5, 4/5 of all iterations;
   6. curriculum: bit errors are on for the next iteration iff L_c < 1.15 tau and (L_c + L_p)/2 <= tau (tau = 1.75,
      L_p = 0 when the iteration had none).
+
+With `p_act > 0` (`--p-act`, RandBET on cnn-small only; docs/training.md#activation-bit-errors) both passes also
+fake-quantize every activation map the int8 datapath stores (accelsim_train.actquant) with parameters calibrated as
+the simulator does (first 1000 training images, float network, current clean de-quantized weights), recalibrated
+every `calib_every` steps and once more after the last one; the perturbed pass flips each stored activation bit
+with probability p_act (fresh per step, straight-through gradient) on top of the weight bit errors at p.
 """
 
 from __future__ import annotations
@@ -53,6 +59,12 @@ class TrainConfig:
     grad_clip: float = 0.05
     seed: int = 1
     train_limit: int = 0  # 0 = all training images
+    # Activation bit errors (docs/training.md#activation-bit-errors). Left out of the fingerprint and the manifest
+    # notes at their defaults, so every model trained without them keeps its files byte for byte.
+    p_act: float = 0.0
+    calib_every: int = 20
+    init_from: str = ""  # fine-tune: start from this model's float master weights (stem of NAME.safetensors)
+    init_sha256: str = ""  # of that safetensors file, checked when training starts
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -65,6 +77,14 @@ class TrainConfig:
             raise TrainError(f"--p: {self.p} must be a per-bit probability in (0, 1) for randbet (e.g. 0.01)")
         if self.method != "randbet" and self.p != 0.0:
             raise TrainError("--p is only used by --method randbet")
+        if not 0.0 <= self.p_act < 1.0:
+            raise TrainError(f"--p-act: {self.p_act} must be a per-bit probability in [0, 1)")
+        if self.p_act > 0.0 and self.method != "randbet":
+            raise TrainError("--p-act is only used by --method randbet (its perturbed pass carries the activation errors)")
+        if self.p_act > 0.0 and self.arch != "cnn-small":
+            raise TrainError(f"--p-act: activation bit errors are implemented for --arch cnn-small only, not {self.arch}")
+        if self.calib_every < 1:
+            raise TrainError(f"--calib-every: {self.calib_every} must be >= 1")
         if self.epochs < 1:
             raise TrainError(f"--epochs: {self.epochs} must be >= 1")
         if self.batch_size < 1:
@@ -77,8 +97,19 @@ class TrainConfig:
         """normal = per-layer symmetric unsigned truncation; everything else RQuant (+ clipping bound)."""
         return quant.preset("normal" if self.method == "normal" else "rquant", self.bits, self.w_max)
 
+    def as_dict(self) -> dict:
+        """The configuration without the activation/fine-tuning keys at their defaults (fingerprint, notes)."""
+        d = dataclasses.asdict(self)
+        for k, v in _OPTIONAL_DEFAULTS.items():
+            if d.get(k) == v:
+                del d[k]
+        return d
+
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_OPTIONAL_DEFAULTS = {"p_act": 0.0, "calib_every": 20, "init_from": "", "init_sha256": ""}
 
 
 # ------------------------------------------------------------------------------------------------ QAT building blocks
@@ -168,16 +199,28 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
                            nesterov=True, weight_decay=cfg.weight_decay)
 
 
-def train_step(model, opt, cfg: TrainConfig, scheme, x, y, errors_on: bool, gen: torch.Generator):
-    """One QAT / RandBET iteration. Returns (loss_clean, loss_pert or 0, clean logits)."""
+def train_step(model, opt, cfg: TrainConfig, scheme, x, y, errors_on: bool, gen: torch.Generator,
+               act=None, x_calib=None, recalibrate: bool = False):
+    """One QAT / RandBET iteration. Returns (loss_clean, loss_pert or 0, clean logits).
+
+    act: the model's actquant.ActHook when training with activation bit errors; recalibrate: first recompute its
+    activation parameters on x_calib with this step's clean de-quantized weights."""
     project_(model, cfg)
     qp = quantize_model(model, scheme)
     wq = dequantize(qp, scheme)
+    if act is not None:
+        if recalibrate:
+            act.calibrate(model, wq, x_calib)
+        act.mode = "quant"
     loss_c, g_c, logits = loss_and_grads(model, wq, x, y)
     loss_p, g_p = torch.tensor(0.0), None
     if cfg.method == "randbet" and errors_on:
         masks = random_masks(qp, cfg.p, scheme.bits, gen)
+        if act is not None:
+            act.mode = "faults"
         loss_p, g_p, _ = loss_and_grads(model, dequantize(qp, scheme, masks), x, y)
+        if act is not None:
+            act.mode = "quant"
     g = randbet_gradient(g_c, g_p, cfg.grad_clip)
     for name, p in model.named_parameters():
         if name in g:
@@ -188,16 +231,50 @@ def train_step(model, opt, cfg: TrainConfig, scheme, x, y, errors_on: bool, gen:
 
 
 @torch.no_grad()
-def quantized_error(model, scheme, x, y, batch: int = 1000) -> float:
-    """Clean test error (percent) of the quantized model (eval mode)."""
-    was = model.training
+def quantized_error(model, scheme, x, y, batch: int = 1000, act=None) -> float:
+    """Clean test error (percent) of the quantized model (eval mode); with act (an actquant.ActHook, calibrated)
+    its activations are fake-quantized as the int8 datapath stores them (no errors)."""
+    was, prev = model.training, getattr(model, "act_hook", None)
     model.eval()
     wq = dequantize(quantize_model(model, scheme), scheme)
     wrong = 0
-    for i in range(0, len(x), batch):
-        wrong += int((functional_call(model, wq, (x[i: i + batch],)).argmax(1) != y[i: i + batch]).sum())
-    model.train(was)
+    model.act_hook = act  # None: float activations, also while training with a hook
+    if act is not None:
+        mode, act.mode = act.mode, "quant"
+    try:
+        for i in range(0, len(x), batch):
+            wrong += int((functional_call(model, wq, (x[i: i + batch],)).argmax(1) != y[i: i + batch]).sum())
+    finally:
+        if act is not None:
+            act.mode = mode
+        model.act_hook = prev
+        model.train(was)
     return 100.0 * wrong / max(len(x), 1)
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_init_weights(model, cfg: TrainConfig) -> None:
+    """Fine-tuning: copy the float master weights of the model cfg.init_from (NAME.safetensors) into model."""
+    from safetensors.torch import load_file
+
+    f = Path(cfg.init_from + ".safetensors") if not cfg.init_from.endswith(".safetensors") else Path(cfg.init_from)
+    if not f.exists():
+        raise TrainError(f"--init-from: {f} not found")
+    if cfg.init_sha256 and file_sha256(f) != cfg.init_sha256:
+        raise TrainError(f"--init-from: {f} changed since this run started (sha256 differs)")
+    t = load_file(str(f))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name not in t or tuple(t[name].shape) != tuple(p.shape):
+                raise TrainError(f"--init-from: {f} has no tensor {name!r} of shape {tuple(p.shape)} "
+                                 f"(another architecture?)")
+            p.copy_(t[name].to(torch.float32))
+        for name, b in model.named_buffers():
+            if name in t:
+                b.copy_(t[name].to(b.dtype))
 
 
 # --------------------------------------------------------------------------------------------------- checkpoints
@@ -240,9 +317,20 @@ def train(cfg: TrainConfig, x_train, y_train, x_test=None, y_test=None, ckpt_pat
     scheme = cfg.scheme()
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.arch, cfg.norm)
+    if cfg.init_from:
+        load_init_weights(model, cfg)
     opt = make_optimizer(model, cfg)
     gen_data = torch.Generator().manual_seed(cfg.seed)
     gen_bits = torch.Generator().manual_seed(cfg.seed + 7919)
+    act, x_calib, gen_act = None, None, None
+    if cfg.p_act > 0.0:
+        from . import actquant
+
+        act = actquant.ActHook()
+        gen_act = torch.Generator().manual_seed(cfg.seed + 104729)
+        act.p, act.generator = cfg.p_act, gen_act
+        x_calib = x_train[: actquant.CALIBRATION_IMAGES]  # the simulator's: the first training images
+        model.act_hook = act
     if cfg.train_limit:
         x_train, y_train = x_train[: cfg.train_limit], y_train[: cfg.train_limit]
     n = len(x_train)
@@ -258,6 +346,9 @@ def train(cfg: TrainConfig, x_train, y_train, x_test=None, y_test=None, ckpt_pat
         opt.load_state_dict(ck["optimizer"])
         gen_data.set_state(ck["gen_data"])
         gen_bits.set_state(ck["gen_bits"])
+        if act is not None:
+            gen_act.set_state(ck["gen_act"])
+            act.set_ranges([tuple(r) for r in json.loads(ck["act_ranges"])])
         start_epoch, errors_on, history = ck["epoch"], ck["errors_on"], json.loads(ck["history"])
         step = start_epoch * steps_per_epoch
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
@@ -279,7 +370,8 @@ def train(cfg: TrainConfig, x_train, y_train, x_test=None, y_test=None, ckpt_pat
             idx = perm[b * cfg.batch_size: (b + 1) * cfg.batch_size]
             x, y = x_train[idx], y_train[idx]
             had_errors = cfg.method == "randbet" and errors_on
-            lc, lp, logits = train_step(model, opt, cfg, scheme, x, y, errors_on, gen_bits)
+            lc, lp, logits = train_step(model, opt, cfg, scheme, x, y, errors_on, gen_bits, act, x_calib,
+                                        recalibrate=act is not None and step % cfg.calib_every == 0)
             if not math.isfinite(lc):
                 raise TrainError(f"training diverged at epoch {epoch + 1}, step {b} (loss {lc})")
             errors_on = bit_errors_next(lc, lp if had_errors else 0.0, cfg.threshold)
@@ -301,16 +393,31 @@ def train(cfg: TrainConfig, x_train, y_train, x_test=None, y_test=None, ckpt_pat
                "seconds": round(time.time() - t0, 1)}
         if x_test is not None:
             rec["test_err_pct"] = quantized_error(model, scheme, x_test, y_test)
+            if act is not None:  # int8-datapath activations, calibrated on this epoch's final weights
+                ranges = _act_ranges(act)
+                act.calibrate(model, dequantize(quantize_model(model, scheme), scheme), x_calib)
+                rec["test_err_int8_act_pct"] = quantized_error(model, scheme, x_test, y_test, act=act)
+                act.set_ranges(ranges)  # training continues with its running parameters (exact resume)
         history.append(rec)
         log(json.dumps(rec))
         if ckpt_path is not None:
+            extra = {}
+            if act is not None:
+                extra = {"gen_act": gen_act.get_state(), "act_ranges": json.dumps(_act_ranges(act))}
             atomic_save({"fingerprint": cfg.fingerprint(), "config": json.dumps(dataclasses.asdict(cfg)),
                          "model": model.state_dict(), "optimizer": opt.state_dict(),
                          "gen_data": gen_data.get_state(), "gen_bits": gen_bits.get_state(),
-                         "epoch": epoch + 1, "errors_on": errors_on, "history": json.dumps(history)}, ckpt_path)
+                         "epoch": epoch + 1, "errors_on": errors_on, "history": json.dumps(history)} | extra,
+                        ckpt_path)
     project_(model, cfg)
     err = quantized_error(model, scheme, x_test, y_test) if x_test is not None else float("nan")
+    model.act_hook = None  # the returned (and exported) model is the plain float network
     return TrainResult(model, cfg, err, history, time.time() - t0)
+
+
+def _act_ranges(act) -> list:
+    """The (min, max) per stored map that reproduce act's current parameters (for checkpoints)."""
+    return [list(r) for r in act.ranges]
 
 
 def model_from_checkpoint(path: Path) -> tuple[torch.nn.Module, TrainConfig, list]:

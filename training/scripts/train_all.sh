@@ -15,6 +15,12 @@
 #    number uses) and on the test images (the first 9000). Ships the candidate with the lowest validation score
 #    of each model to models/NAME by re-exporting its checkpoint (model selection over training seeds, the same
 #    rule for every method). All candidates and the choice go to models/training_seeds.md.
+# 2b. Fine-tunes the activation-fault model fmnist-cnn-randbet-act-8b (docs/training.md#activation-bit-errors) from
+#    the float master weights of the RandBET-8b just shipped: RandBET at p_train = 2% plus activation bit errors on
+#    the int8 datapath's stored maps at each p_act of ACT_PACTS (default "0.002 0.01"), ACT_EPOCHS (default 10)
+#    epochs at lr 0.005, training seed 1; ships the candidate with the lowest validation robust error with both SRAM
+#    rails at 0.85 V, and evaluates it against RandBET-8b with the simulator on the int8 datapath with both
+#    SRAM rails scaled (training/scripts/eval_act.py -> models/robustness-act.md; SKIP_EVAL=1 skips that).
 # 3. Writes the README robustness table of the shipped models with the PyTorch companion (models/robustness.md),
 #    with every model's robust error minus Clipping's on the same chips (a paired comparison).
 #
@@ -39,6 +45,7 @@ NEW_WIDTH_SEEDS=${NEW_WIDTH_SEEDS:-1}
 NEW_ARCH_SEEDS=${NEW_ARCH_SEEDS:-1}
 NEW_ARCH_EPOCHS=${NEW_ARCH_EPOCHS:-6}
 NEW_ARCH_EVAL_SEEDS=${NEW_ARCH_EVAL_SEEDS:-100-109}
+ACT_EPOCHS=${ACT_EPOCHS:-10}
 ONLY=${ONLY:-*}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SEEDS=${SEEDS:-100-124}
@@ -90,9 +97,11 @@ selected() {
   return 1
 }
 
-# Epochs of one spec: NEW_ARCH_EPOCHS for the MobileNet/ResNet-style models, EPOCHS for the CNN.
+# Epochs of one spec: NEW_ARCH_EPOCHS for the MobileNet/ResNet-style models, ACT_EPOCHS for the activation-fault
+# fine-tune, EPOCHS for the CNN.
 epochs_of() {
   case "$1" in
+    *-act-*) echo "$ACT_EPOCHS" ;;
     *-mobilenet-* | *-resnet-*) echo "$NEW_ARCH_EPOCHS" ;;
     *) echo "$EPOCHS" ;;
   esac
@@ -217,6 +226,33 @@ done
   echo "each, shipped as is."
 } >>"$table.tmp"
 mv "$table.tmp" "$table"
+
+# Step 2b: the activation-fault model, fine-tuned from the shipped RandBET-8b's float master weights, one
+# candidate per activation error rate in ACT_PACTS (training seed 1); the one with the lowest validation robust
+# error with both SRAM rails at 0.85 V (the last 1000 test images, eval_act.py --validate) is shipped, then
+# evaluated against RandBET-8b (models/robustness-act.md).
+ACT_NAME=fmnist-cnn-randbet-act-8b
+ACT_PACTS=${ACT_PACTS:-0.002 0.01}
+ACT_ARGS="--method randbet --bits 8 --w-max 0.1 --p 0.02 --lr 0.005 --init-from $MODELS/fmnist-cnn-randbet-8b"
+if selected "$ACT_NAME"; then
+  cands=()
+  for pa in $ACT_PACTS; do
+    train_one "$ACT_NAME-pact$pa" 1 "$ACT_ARGS --p-act $pa" || exit 1
+    cands+=("$CAND/$ACT_NAME-pact$pa-s1.toml")
+  done
+  pick=$("$PY" training/scripts/eval_act.py --accelsim "$ACCELSIM" --data "$DATA" --out "$MODELS/robustness-act" \
+    --validate "$(IFS=,; echo "${cands[*]}")") || exit 1
+  pick=$(basename "$pick" .toml)
+  echo "$(date +%T) ship  $ACT_NAME: $pick (lowest validation robust error of p_act $(echo $ACT_PACTS))"
+  "$PY" -m accelsim_train export --ckpt "$LOGS/$pick/ckpt.pt" --data "$DATA" --out "$MODELS/$ACT_NAME" || exit 1
+  # The other candidates are evaluated alongside (columns of models/robustness-act.md), as the ablation of p_act.
+  extra=()
+  for c in "${cands[@]}"; do [ "$(basename "$c" .toml)" = "$pick" ] || extra+=("$c"); done
+  if [ "${SKIP_EVAL:-0}" != 1 ]; then
+    "$PY" training/scripts/eval_act.py --accelsim "$ACCELSIM" --data "$DATA" --models "$MODELS" \
+      --out "$MODELS/robustness-act" --extra "$(IFS=,; echo "${extra[*]}")" || exit 1
+  fi
+fi
 
 any_selected() {
   local n
