@@ -37,8 +37,8 @@ pub struct Args {
     #[arg(long, value_name = "DATAPATH", value_parser = super::values::datapath)]
     pub datapath: Option<crate::config::systolic::Datapath>,
     /// Models: comma-separated names in models/, paths, or family names of the shipped models (every member)
-    /// [default: every shipped model of the small CNN, family `fmnist-cnn-*`; name the MobileNet/ResNet-style
-    /// families to add them].
+    /// [default: every shipped model of the small CNN, family `fmnist-cnn-*`, trained without activation faults;
+    /// name the MobileNet/ResNet-style families or fmnist-cnn-randbet-act to add them].
     #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
     pub models: Vec<String>,
     /// Bit widths, comma-separated (e.g. 8,6,4,3,2): each family at each width, the model trained at that width

@@ -19,7 +19,9 @@ pub const MODEL_DIR: &str = "models";
 pub const DEFAULT_MODEL: &str = "fmnist-cnn-randbet-8b";
 
 /// The default model set of `sweep` (no `--models`): the shipped models whose family starts with this prefix, the
-/// small Fashion-MNIST CNN at every recipe and width. The MobileNet- and ResNet-style models (`fmnist-mobilenet-*`,
+/// small Fashion-MNIST CNN at every recipe and width, trained without activation faults (the default sweep is the
+/// weights-only study; `fmnist-cnn-randbet-act-8b`, trained against activation bit errors, belongs to the
+/// activation-rail study and is swept when named). The MobileNet- and ResNet-style models (`fmnist-mobilenet-*`,
 /// `fmnist-resnet-*`) are swept when named (docs/run-and-sweep.md#architectures), so the default sweep stays quick.
 pub const DEFAULT_SWEEP_FAMILY_PREFIX: &str = "fmnist-cnn-";
 
@@ -98,6 +100,8 @@ struct CatalogEntry {
     name: String,
     family: String,
     bits: u32,
+    /// `[training] p_act`: > 0 for models trained against activation bit errors.
+    p_act: f64,
 }
 
 fn catalog_entry(path: &Path) -> Result<CatalogEntry, SweepError> {
@@ -108,6 +112,7 @@ fn catalog_entry(path: &Path) -> Result<CatalogEntry, SweepError> {
         family: m.family.clone().unwrap_or_else(|| m.name.clone()),
         name: m.name,
         bits: m.quantization.bits,
+        p_act: m.training.p_act,
     })
 }
 
@@ -168,7 +173,7 @@ pub fn resolve_variants(
         // The default set; a models/ folder without CNN models (a user's own) is swept whole.
         let default: Vec<&CatalogEntry> = shipped
             .iter()
-            .filter(|e| in_default_sweep(&e.family))
+            .filter(|e| in_default_sweep(&e.family) && e.p_act == 0.0)
             .collect();
         let default = if default.is_empty() {
             shipped.iter().collect()
@@ -1118,6 +1123,11 @@ mod default_sweep_tests {
         let all = resolve_variants(&[], None, "--models").expect("shipped models resolve");
         assert!(!all.is_empty());
         assert!(all.iter().all(|v| in_default_sweep(&v.family)), "{all:?}");
+        // Models trained against activation faults belong to the activation-rail study, not the default one.
+        assert!(
+            all.iter().all(|v| v.family != "fmnist-cnn-randbet-act"),
+            "{all:?}"
+        );
         // Named, the other architectures' families are found like any other.
         let shipped: Vec<String> = list_shipped_models()
             .iter()
