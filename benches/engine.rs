@@ -330,18 +330,7 @@ fn onnx_bench() {
         ) else {
             continue;
         };
-        let opts = accelsim::onnx::ImportOptions {
-            name: name.into(),
-            dataset: None,
-            mean: vec![],
-            std: vec![],
-            quant: accelsim::quant::QuantConfig::rquant(8),
-        };
-        let imported =
-            accelsim::onnx::import_file(Path::new(path), name, &opts).expect("import bench model");
-        let manifest = accelsim::onnx::write_model(&dir.path().join(name), &imported)
-            .expect("write bench model");
-        let model = Model::load(manifest).expect("load bench model");
+        let model = import_onnx(path, name, dir.path());
         let net = Network::from_model(&model);
         let mut rng = rand_pcg::Pcg64::seed_from_u64(2);
         let x = Array4::from_shape_fn((n as usize, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));

@@ -31,43 +31,14 @@ fn write_block_model(dir: &Path, stem: &str, method: &str, bits: u32) -> PathBuf
     }
     let mut b = vec![0f32; 10];
     b[9] = 0.5;
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let (wb, bb) = (bytes(&w), bytes(&b));
-    let views = vec![
-        (
-            "fc.weight".to_string(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![10, 784], &wb)
-                .unwrap(),
-        ),
-        (
-            "fc.bias".to_string(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![10], &bb).unwrap(),
-        ),
-    ];
-    safetensors::serialize_to_file(views, &None, &dir.join(format!("{stem}.safetensors"))).unwrap();
-    let manifest = format!(
-        r#"format = "accelsim-model"
-version = 1
-name = "{stem}"
-weights = "{stem}.safetensors"
-
-[input]
-shape = [1, 28, 28]
-mean = [0.2860]
-std = [0.3530]
-dataset = "fashion-mnist"
-
-[quantization]
-bits = {bits}
-granularity = "layer"
-symmetric = false
-signed = false
-rounding = true
-
-[training]
-method = "{method}"
-
-[[layers]]
+    write_model_files(
+        dir,
+        stem,
+        stem,
+        method,
+        bits,
+        &[("fc.weight", vec![10, 784], w), ("fc.bias", vec![10], b)],
+        r#"[[layers]]
 name = "flat"
 type = "flatten"
 
@@ -78,11 +49,8 @@ in_features = 784
 out_features = 10
 weight = "fc.weight"
 bias = "fc.bias"
-"#
-    );
-    let path = dir.join(format!("{stem}.toml"));
-    std::fs::write(&path, manifest).unwrap();
-    path
+"#,
+    )
 }
 
 /// The tiny world of tests/support (data set, chip `chipx`), with its test images also as the training split

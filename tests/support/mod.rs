@@ -53,40 +53,28 @@ pub fn write_dataset(dir: &Path, n: u32, salt: u64) {
     gz(&dir.join("t10k-labels-idx1-ubyte.gz"), &labels);
 }
 
-/// A tiny conv + linear model `FILE_STEM.toml` in `dir` with manifest `name`; `seed` sets the weights.
-pub fn write_model(
+/// Writes `FILE_STEM.safetensors` (float32 `tensors`: name, shape, values) and `FILE_STEM.toml` with the tiny
+/// world's input (Fashion-MNIST shape and normalization), an 8-or-fewer-bit RQuant scheme at `bits`,
+/// `[training] method`, and the `[[layers]]` tables of `layers_toml`; returns the manifest's path.
+pub fn write_model_files(
     dir: &Path,
     file_stem: &str,
     name: &str,
     method: &str,
     bits: u32,
-    seed: u64,
+    tensors: &[(&str, Vec<usize>, Vec<f32>)],
+    layers_toml: &str,
 ) -> PathBuf {
-    let shapes: Vec<(&str, Vec<usize>)> = vec![
-        ("conv1.weight", vec![4, 1, 3, 3]),
-        ("conv1.bias", vec![4]),
-        ("fc.weight", vec![10, 4 * 14 * 14]),
-        ("fc.bias", vec![10]),
-    ];
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (k, (t, shape)) in shapes.iter().enumerate() {
-        let n: usize = shape.iter().product();
-        let vals: Vec<f32> = (0..n)
-            .map(|i| {
-                ((mix(seed ^ ((k as u64) << 32 | i as u64)) % 2001) as f32 / 1000.0 - 1.0) * 0.1
-            })
-            .collect();
-        data.push((
-            t.to_string(),
-            shape.clone(),
-            vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+    let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(n, s, b)| {
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
             (
-                n.clone(),
+                n.to_string(),
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
                     .unwrap(),
             )
@@ -116,7 +104,49 @@ rounding = true
 [training]
 method = "{method}"
 
-[[layers]]
+{layers_toml}"#
+    );
+    let path = dir.join(format!("{file_stem}.toml"));
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+/// A tiny conv + linear model `FILE_STEM.toml` in `dir` with manifest `name`; `seed` sets the weights.
+pub fn write_model(
+    dir: &Path,
+    file_stem: &str,
+    name: &str,
+    method: &str,
+    bits: u32,
+    seed: u64,
+) -> PathBuf {
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("conv1.weight", vec![4, 1, 3, 3]),
+        ("conv1.bias", vec![4]),
+        ("fc.weight", vec![10, 4 * 14 * 14]),
+        ("fc.bias", vec![10]),
+    ];
+    let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, (t, shape))| {
+            let n: usize = shape.iter().product();
+            let vals = (0..n)
+                .map(|i| {
+                    ((mix(seed ^ ((k as u64) << 32 | i as u64)) % 2001) as f32 / 1000.0 - 1.0) * 0.1
+                })
+                .collect();
+            (*t, shape.clone(), vals)
+        })
+        .collect();
+    write_model_files(
+        dir,
+        file_stem,
+        name,
+        method,
+        bits,
+        &tensors,
+        r#"[[layers]]
 name = "conv1"
 type = "conv2d"
 in_channels = 1
@@ -146,11 +176,8 @@ in_features = 784
 out_features = 10
 weight = "fc.weight"
 bias = "fc.bias"
-"#
-    );
-    let path = dir.join(format!("{file_stem}.toml"));
-    std::fs::write(&path, manifest).unwrap();
-    path
+"#,
+    )
 }
 
 /// Generates a chip1-style fault map at `path`.
