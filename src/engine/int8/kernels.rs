@@ -196,7 +196,7 @@ fn im2col_packed_planes(
             }
         }
     }
-    out.clear();
+    // Every byte of out[..kp·n] is written below (zero-depth quads from the zero row), so no clearing.
     out.resize(kp * layout.n, 0);
     // The plane offset of tap kk's first row (or the zero row).
     let tap = |kk: usize| -> Option<usize> {
@@ -394,10 +394,18 @@ pub fn pack_rows(x: &[u8], n: usize, k: usize, out: &mut Vec<u8>) {
     let kp = padded_depth(k);
     out.clear();
     out.resize(kp * n, 0);
+    // Quad q of row p (depths 4q..4q+4) is the 4 bytes at ((q·n + p)·4): whole quads are 4-byte copies; the
+    // last partial quad keeps its zero padding.
     for p in 0..n {
         let row = &x[p * k..(p + 1) * k];
-        for (kk, &v) in row.iter().enumerate() {
-            out[quad_index(kk, p, n)] = v;
+        let mut quads = row.chunks_exact(4);
+        for (q, quad) in quads.by_ref().enumerate() {
+            out[(q * n + p) * 4..(q * n + p) * 4 + 4].copy_from_slice(quad);
+        }
+        let rest = quads.remainder();
+        if !rest.is_empty() {
+            let q = k / 4;
+            out[(q * n + p) * 4..(q * n + p) * 4 + rest.len()].copy_from_slice(rest);
         }
     }
 }
