@@ -262,7 +262,7 @@ impl SeriesStyles {
             y += 6;
             for (f, fam) in self.families.iter().enumerate() {
                 side.draw(&marker_outline((12, y), f))?;
-                side.draw(&Text::new(fam.clone(), (28, y - 8), font.clone()))?;
+                y += legend_text(side, fam, (28, y - 8), &font)?;
                 y += 20;
             }
             y += 6;
@@ -276,7 +276,7 @@ impl SeriesStyles {
                     vec![(4, y), (22, y)],
                     color(m).stroke_width(2),
                 ))?;
-                side.draw(&Text::new(name.clone(), (28, y - 8), font.clone()))?;
+                y += legend_text(side, name, (28, y - 8), &font)?;
                 y += 20;
             }
             y += 6;
@@ -298,6 +298,37 @@ impl SeriesStyles {
 
 /// Width of the legend strip beside the panels, pixels.
 const LEGEND_PX: u32 = 250;
+
+/// Characters of a legend line that fit [`LEGEND_PX`] at the legend's 13-pixel font.
+const LEGEND_CHARS: usize = 32;
+
+/// Draws a legend label at `at`; a label too long for the strip that names a rail set (`model @ rails`) is
+/// split before the ` @ ` onto a second line. Returns the extra height used, pixels.
+fn legend_text<DB: DrawingBackend>(
+    side: &DrawingArea<DB, Shift>,
+    label: &str,
+    at: (i32, i32),
+    font: &plotters::style::FontDesc,
+) -> Result<i32, DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB::ErrorType: 'static,
+{
+    match label.split_once(" @ ") {
+        Some((head, rails)) if label.chars().count() > LEGEND_CHARS => {
+            side.draw(&Text::new(head.to_string(), at, font.clone()))?;
+            side.draw(&Text::new(
+                format!("@ {rails}"),
+                (at.0 + 8, at.1 + 15),
+                font.clone(),
+            ))?;
+            Ok(15)
+        }
+        _ => {
+            side.draw(&Text::new(label.to_string(), at, font.clone()))?;
+            Ok(0)
+        }
+    }
+}
 
 fn draw_error_vs_voltage<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
