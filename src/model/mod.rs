@@ -129,32 +129,13 @@ impl Model {
             offset += len;
         }
         let quant_config = quant_config(&manifest.quantization, path)?;
-        let (mut quantized, mut image) =
-            quantize_all(&params, &loaded.params, &quant_config, &weights_path)?;
-        for (id, p) in params.iter().enumerate() {
-            let Some(stored) = loaded.codes.get(&p.name) else {
-                continue;
-            };
-            match loaded.ranges.get(&p.name) {
-                // Codes and ranges given: they are the stored tensor (docs/model-format.md#tensors-file).
-                Some(ranges) => {
-                    let qt = from_stored(
-                        &quant_config,
-                        p,
-                        stored,
-                        ranges,
-                        &loaded.params[id],
-                        &weights_path,
-                    )?;
-                    let bpv = (quant_config.container_bits() / 8) as usize;
-                    let mut bytes = Vec::with_capacity(p.len * bpv);
-                    append_codes(&mut bytes, qt.codes());
-                    image[p.offset * bpv..(p.offset + p.len) * bpv].copy_from_slice(&bytes);
-                    quantized[id] = qt;
-                }
-                None => verify_codes(&quantized[id], stored, &p.name, &weights_path)?,
-            }
-        }
+        let (quantized, image) = quantize_all(
+            &params,
+            &loaded.params,
+            &quant_config,
+            &weights_path,
+            Some(&loaded),
+        )?;
         Ok(Model {
             path: path.to_path_buf(),
             manifest,
@@ -185,8 +166,13 @@ impl Model {
         }
         manifest.name = name.to_string();
         let quant_config = quant_config(&manifest.quantization, &self.path)?;
-        let (quantized, image) =
-            quantize_all(&self.params, &self.float_params, &quant_config, &self.path)?;
+        let (quantized, image) = quantize_all(
+            &self.params,
+            &self.float_params,
+            &quant_config,
+            &self.path,
+            None,
+        )?;
         Ok(Model {
             path: self.path.clone(),
             manifest,
@@ -346,19 +332,33 @@ fn quant_config(q: &QuantSpec, path: &Path) -> Result<QuantConfig, ModelError> {
     Ok(cfg)
 }
 
-/// Quantizes every parameter tensor with `cfg`, in memory order: the quantized tensors and the memory image.
+/// Every parameter tensor with `cfg`, in memory order: the quantized tensors and the memory image. With the
+/// tensors file's `stored` codes: a parameter with codes and ranges is rebuilt from them ([`from_stored`]); one
+/// with codes only is quantized and its codes are checked against ours bit for bit ([`verify_codes`]).
 fn quantize_all(
     params: &[ParamTensor],
     floats: &[Vec<f32>],
     cfg: &QuantConfig,
     weights_path: &Path,
+    stored: Option<&tensors::Loaded>,
 ) -> Result<(Vec<QuantizedTensor>, Vec<u8>), ModelError> {
     let total: usize = params.iter().map(|p| p.len).sum();
     let mut quantized = Vec::with_capacity(params.len());
     let mut image = Vec::with_capacity(total * (cfg.container_bits() / 8) as usize);
     for (p, values) in params.iter().zip(floats) {
-        let qt = quant::quantize(values, &p.shape, cfg)
-            .map_err(|e| ModelError::tensor(weights_path, &p.name, e.to_string()))?;
+        let codes = stored.and_then(|s| s.codes.get(&p.name));
+        let ranges = stored.and_then(|s| s.ranges.get(&p.name));
+        let qt = match (codes, ranges) {
+            (Some(c), Some(r)) => from_stored(cfg, p, c, r, values, weights_path)?,
+            _ => {
+                let qt = quant::quantize(values, &p.shape, cfg)
+                    .map_err(|e| ModelError::tensor(weights_path, &p.name, e.to_string()))?;
+                if let Some(c) = codes {
+                    verify_codes(&qt, c, &p.name, weights_path)?;
+                }
+                qt
+            }
+        };
         append_codes(&mut image, qt.codes());
         quantized.push(qt);
     }
@@ -385,6 +385,7 @@ fn from_stored(
     floats: &[f32],
     path: &Path,
 ) -> Result<QuantizedTensor, ModelError> {
+    check_codes_dtype(cfg, stored, &p.name, path)?;
     let tname = format!("{}{}", p.name, tensors::CODES_SUFFIX);
     let (lo, hi) = crate::quant::storage_range_of(cfg);
     if let Some(i) = stored.values.iter().position(|&v| v < lo || v > hi) {
@@ -429,6 +430,32 @@ fn from_stored(
     Ok(qt)
 }
 
+/// The stored codes' dtype must be the scheme's code type (`U8`, `I8`, `I16` or `I32`).
+fn check_codes_dtype(
+    cfg: &QuantConfig,
+    stored: &tensors::StoredCodes,
+    name: &str,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let want = match cfg.code_type() {
+        "u8" => safetensors::Dtype::U8,
+        "i8" => safetensors::Dtype::I8,
+        "i16" => safetensors::Dtype::I16,
+        _ => safetensors::Dtype::I32,
+    };
+    if stored.dtype != want {
+        return Err(ModelError::tensor(
+            path,
+            &format!("{name}{}", tensors::CODES_SUFFIX),
+            format!(
+                "dtype {:?}, the manifest's scheme stores {want:?}",
+                stored.dtype
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks optional stored `"<param>:codes"` against our own quantization, bit for bit.
 fn verify_codes(
     qt: &QuantizedTensor,
@@ -436,24 +463,9 @@ fn verify_codes(
     name: &str,
     path: &Path,
 ) -> Result<(), ModelError> {
+    check_codes_dtype(qt.config(), stored, name, path)?;
     let ours = qt.codes();
-    let want = match ours {
-        Codes::U8(_) => safetensors::Dtype::U8,
-        Codes::I8(_) => safetensors::Dtype::I8,
-        Codes::I16(_) => safetensors::Dtype::I16,
-        Codes::I32(_) => safetensors::Dtype::I32,
-    };
     let tname = format!("{name}{}", tensors::CODES_SUFFIX);
-    if stored.dtype != want {
-        return Err(ModelError::tensor(
-            path,
-            &tname,
-            format!(
-                "dtype {:?}, the manifest's scheme stores {want:?}",
-                stored.dtype
-            ),
-        ));
-    }
     let mismatches = (0..ours.len())
         .filter(|&i| ours.get_i64(i) != Some(stored.values[i]))
         .count();
