@@ -199,7 +199,7 @@ impl Int8Network {
                     let x =
                         unsigned_view(q, &ins[0][e * g.in_len()..(e + 1) * g.in_len()], &mut xu);
                     let o = &mut out[e * ohw..(e + 1) * ohw];
-                    kernels::max_pool(x, g, o);
+                    kernels::max_pool(x, g, o, &mut s.k);
                     o.iter_mut().for_each(|v| *v ^= flip);
                 }
                 s.xu = xu;

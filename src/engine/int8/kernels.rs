@@ -674,43 +674,30 @@ pub fn max_pairs(v: &[u8], out: &mut [u8]) {
     }
 }
 
-pub fn max_pool(x: &[u8], g: &crate::engine::kernels::Window, out: &mut [u8]) {
-    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.w == 2 * g.ow
-    {
-        // 2x2 / stride 2 over an even width: the vertical maxima of each row pair, laid out contiguously, hold
-        // the horizontal pairs of the whole plane back to back.
-        let mut v = vec![0u8; g.oh * g.w];
+pub fn max_pool(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    out: &mut [u8],
+    sc: &mut KernelScratch,
+) {
+    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
+        // 2x2 / stride 2, unpadded (every window inside the map): the vertical maxima of each row pair's first
+        // 2·ow columns, laid out contiguously, hold the horizontal pairs of the whole plane back to back.
+        let w2 = 2 * g.ow;
+        let v = &mut sc.pool;
+        v.resize(g.oh * w2, 0);
         for c in 0..g.c {
             let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-            for (oy, vr) in v.chunks_exact_mut(g.w).enumerate() {
+            for (oy, vr) in v.chunks_exact_mut(w2).enumerate() {
                 let (r0, r1) = (
-                    &plane[2 * oy * g.w..][..g.w],
-                    &plane[(2 * oy + 1) * g.w..][..g.w],
+                    &plane[2 * oy * g.w..][..w2],
+                    &plane[(2 * oy + 1) * g.w..][..w2],
                 );
                 for ((d, &a), &b) in vr.iter_mut().zip(r0).zip(r1) {
                     *d = a.max(b);
                 }
             }
-            max_pairs(&v, &mut out[c * g.out_hw()..(c + 1) * g.out_hw()]);
-        }
-        return;
-    }
-    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
-        // The common 2x2 / stride 2 / unpadded case: every window lies inside the map.
-        for c in 0..g.c {
-            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-            let o = &mut out[c * g.out_hw()..(c + 1) * g.out_hw()];
-            for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
-                let r0 = &plane[2 * oy * g.w..2 * oy * g.w + 2 * g.ow];
-                let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * g.ow];
-                for ((v, a), b) in orow
-                    .iter_mut()
-                    .zip(r0.chunks_exact(2))
-                    .zip(r1.chunks_exact(2))
-                {
-                    *v = a[0].max(a[1]).max(b[0].max(b[1]));
-                }
-            }
+            max_pairs(v, &mut out[c * g.out_hw()..(c + 1) * g.out_hw()]);
         }
         return;
     }
@@ -792,10 +779,12 @@ pub struct LayerWeights<'a> {
     pub asym: bool,
 }
 
-/// Reusable buffers of [`conv_acc`] and [`linear_acc`].
+/// Reusable buffers of [`conv_acc`], [`linear_acc`] and [`max_pool`].
 #[derive(Default, Debug)]
 pub struct KernelScratch {
     rows: Vec<u8>,
+    /// Vertical maxima of 2x2 max pooling.
+    pool: Vec<u8>,
     cols: Vec<u8>,
     raw: Vec<i32>,
     raw64: Vec<i64>,
