@@ -48,92 +48,87 @@ fn requant_impl(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8
     }
 }
 
+/// One copy of the element loops compiled with `$features` enabled (x86-64 only).
+macro_rules! compiled_with {
+    ($module:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $module {
+            use super::*;
+            #[target_feature(enable = $features)]
+            pub unsafe fn dequant_row(
+                acc: &[i32],
+                asum: &[i32],
+                unit: f32,
+                cunit: f32,
+                out: &mut [f32],
+            ) {
+                dequant_row_impl(acc, asum, unit, cunit, out)
+            }
+            #[target_feature(enable = $features)]
+            pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
+                quantize_impl(q, x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub unsafe fn requant(
+                rq: &Requant,
+                c: usize,
+                acc: &[i32],
+                asum: &[i32],
+                out: &mut [u8],
+            ) {
+                requant_impl(rq, c, acc, asum, out)
+            }
+        }
+    };
+}
+
+compiled_with!(avx2, "avx2");
+compiled_with!(avx512, "avx512f,avx512bw");
+
+/// The widest build of the loops this CPU runs.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::*;
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
-        dequant_row_impl(acc, asum, unit, cunit, out)
-    }
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
-        quantize_impl(q, x, out)
-    }
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn requant(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
-        requant_impl(rq, c, acc, asum, out)
-    }
+#[derive(Clone, Copy)]
+enum Level {
+    Avx512,
+    Avx2,
+    Portable,
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::*;
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
-        dequant_row_impl(acc, asum, unit, cunit, out)
-    }
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
-        quantize_impl(q, x, out)
-    }
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn requant(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
-        requant_impl(rq, c, acc, asum, out)
+#[inline]
+fn level() -> Level {
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+        Level::Avx512
+    } else if std::is_x86_feature_detected!("avx2") {
+        Level::Avx2
+    } else {
+        Level::Portable
     }
 }
 
-#[inline]
-fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-#[inline]
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Runs loop `$f` in the widest build this CPU runs, else the portable `$portable`, on the same arguments.
+macro_rules! dispatch {
+    ($f:ident, $portable:ident ( $($arg:expr),* )) => {{
+        #[cfg(target_arch = "x86_64")]
+        match level() {
+            // SAFETY: the CPU has the build's features (checked by `level`); each build is the portable code
+            // compiled with them.
+            Level::Avx512 => return unsafe { avx512::$f($($arg),*) },
+            Level::Avx2 => return unsafe { avx2::$f($($arg),*) },
+            Level::Portable => {}
+        }
+        $portable($($arg),*)
+    }};
 }
 
 /// `out[p] = f32(acc[p])·unit + f32(asum[p])·cunit` (the second term only when `cunit ≠ 0`).
 pub fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: AVX-512 F/BW are available (checked); the function is the portable code compiled with them.
-        return unsafe { avx512::dequant_row(acc, asum, unit, cunit, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 is available (checked); the function is the portable code compiled with AVX2.
-        return unsafe { avx2::dequant_row(acc, asum, unit, cunit, out) };
-    }
-    dequant_row_impl(acc, asum, unit, cunit, out)
+    dispatch!(dequant_row, dequant_row_impl(acc, asum, unit, cunit, out))
 }
 
 /// [`QParams::quantize`] of every value.
 pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: as above.
-        return unsafe { avx512::quantize(q, x, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: as above.
-        return unsafe { avx2::quantize(q, x, out) };
-    }
-    quantize_impl(q, x, out)
+    dispatch!(quantize, quantize_impl(q, x, out))
 }
 
 /// `max(code, z)` of every stored code (a ReLU on codes of parameters `q`; int8 bytes compared as signed).
@@ -153,17 +148,7 @@ pub fn floor_codes(q: QParams, out: &mut [u8]) {
 
 /// [`Requant::apply`] of channel `c` over a row (`asum` empty or shorter: zeros).
 pub fn requant_row(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: as above.
-        return unsafe { avx512::requant(rq, c, acc, asum, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: as above.
-        return unsafe { avx2::requant(rq, c, acc, asum, out) };
-    }
-    requant_impl(rq, c, acc, asum, out)
+    dispatch!(requant, requant_impl(rq, c, acc, asum, out))
 }
 
 /// The portable loops, for tests comparing them with the dispatched ones.
