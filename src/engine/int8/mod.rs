@@ -258,7 +258,9 @@ impl Int8Network {
         let graph = model.graph();
         let layers = &model.manifest().layers;
         let n = layers.len();
-        let (in_range, ranges) = calibrate(&fnet, calib, n);
+        // Calibrated ranges, computed on first use: a model whose every stored value has given parameters (a
+        // QDQ import) never runs the float network on the calibration images.
+        let calibrated = std::cell::OnceCell::new();
         let fops: Vec<Option<Op>> = {
             let mut v = vec![None; n];
             for st in &fnet.steps {
@@ -297,11 +299,14 @@ impl Int8Network {
         }
         let q_of = |v: usize| -> QParams {
             let s = storage[v];
-            given[s].unwrap_or_else(|| if s == 0 { in_range } else { ranges[s - 1] }.qparams())
+            given[s].unwrap_or_else(|| {
+                let (in_range, ranges) = calibrated.get_or_init(|| calibrate(&fnet, calib, n));
+                if s == 0 { *in_range } else { ranges[s - 1] }.qparams()
+            })
         };
         // A quantized network output (given parameters): the last layer requantizes to codes like any other, and
         // the logits are their dequantized values (as an ONNX QDQ model's final DequantizeLinear).
-        let float_out = given[storage[out_value]].is_none();
+        let logits_from_codes = given[storage[out_value]].is_some();
         let input_q = q_of(0);
         let mut store_q: Vec<QParams> = vec![input_q; n + 1];
         let mut store_len: Vec<usize> = vec![0; n + 1];
@@ -352,7 +357,7 @@ impl Int8Network {
                     let stage = Self::stage(
                         &chain,
                         layers,
-                        last + 1 == out_value && float_out,
+                        last + 1 == out_value && !logits_from_codes,
                         q_of(last + 1),
                         &fops,
                     );
@@ -387,7 +392,7 @@ impl Int8Network {
                     let stage = Self::stage(
                         &chain,
                         layers,
-                        last + 1 == out_value && float_out,
+                        last + 1 == out_value && !logits_from_codes,
                         q_of(last + 1),
                         &fops,
                     );
@@ -464,7 +469,7 @@ impl Int8Network {
                     let mut chain = vec![i];
                     chain.extend(chain_after(i));
                     let last = *chain.last().expect("non-empty");
-                    let qout = (last + 1 != out_value || !float_out).then(|| q_of(last + 1));
+                    let qout = (last + 1 != out_value || logits_from_codes).then(|| q_of(last + 1));
                     (IOp::Ppu { chain, qout }, last)
                 }
             };
