@@ -83,6 +83,14 @@ pub struct Converted {
     pub qdq_weights: BTreeMap<String, StoredWeight>,
 }
 
+impl Converted {
+    /// Whether the graph was a QDQ model: some weight dequantized from integers or some quantized activation
+    /// (docs/onnx.md#qdq-models).
+    pub fn is_qdq(&self) -> bool {
+        !self.qdq_weights.is_empty() || !self.act_quant.is_empty()
+    }
+}
+
 /// An activation: ONNX per-example `dims` viewing the output (`base` shape) of value `src`
 /// (0 = network input, `i + 1` = layer `i`).
 #[derive(Clone, Debug)]
@@ -358,9 +366,7 @@ impl Converter<'_> {
                 ));
             }
         }
-        if !self.qdq_weights.is_empty() || !self.act_quant.is_empty() {
-            self.check_qdq_complete()?;
-        }
+        self.check_one_weight_code_type()?;
         let act_quant = self
             .act_quant
             .iter()
@@ -980,7 +986,7 @@ impl Converter<'_> {
     }
 
     /// A QDQ model's weights share one code type (int8 or uint8), the model's scheme.
-    fn check_qdq_complete(&self) -> R<()> {
+    fn check_one_weight_code_type(&self) -> R<()> {
         let mut types = self.qdq_weights.values().map(|w| w.signed);
         if let Some(first) = types.next() {
             if types.any(|t| t != first) {

@@ -174,7 +174,7 @@ fn list<T: std::fmt::Display>(v: &[T]) -> String {
 /// The scheme of a QDQ model (docs/onnx.md#qdq-models): symmetric 8-bit codes per output channel, int8 (or
 /// uint8 with zero point 128) as its weights are, round half to even; `None` for a float model.
 fn qdq_scheme(c: &import::Converted) -> Option<QuantConfig> {
-    if c.qdq_weights.is_empty() && c.act_quant.is_empty() {
+    if !c.is_qdq() {
         return None;
     }
     let signed = c.qdq_weights.values().next().is_none_or(|w| w.signed);
@@ -234,7 +234,7 @@ fn manifest_text(
         s,
         "\n[training]\nmethod = \"other\"\nframework = {}\nnotes = {}",
         q(&format!("ONNX opset {} ({producer})", c.opset)),
-        q(&if c.qdq_weights.is_empty() && c.act_quant.is_empty() {
+        q(&if !c.is_qdq() {
             format!("imported from {file} (sha256 {sha}); post-training quantization")
         } else {
             format!(
