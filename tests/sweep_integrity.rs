@@ -500,35 +500,7 @@ fn killed_sweep_resumes_to_identical_bytes() {
     let sweep = |out: &Path| w.std_sweep_with(w.data(), 4, out, &[]);
     assert_ok(&run(sweep(&full)));
     let out = w.path("killed");
-    let mut killed_mid_run = false;
-    for _attempt in 0..3 {
-        let _ = std::fs::remove_dir_all(&out);
-        let mut child = sweep(&out).stderr(Stdio::null()).spawn().unwrap();
-        let t0 = Instant::now();
-        loop {
-            let n = std::fs::read(out.join("sweep-state.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .map_or(0, |v| v["units"].as_array().map_or(0, |a| a.len()));
-            if n >= 2 || t0.elapsed() > Duration::from_secs(120) {
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        if !status.success() {
-            killed_mid_run = true;
-            break;
-        }
-    }
-    assert!(
-        killed_mid_run,
-        "the sweep always finished before it could be killed; make it bigger"
-    );
+    kill_sweep_after_units(|| sweep(&out), &out, 2);
     // A killed atomic write leaves its temporary behind.
     std::fs::write(out.join(".sweep-state.json.tmp999999"), b"{\"torn").unwrap();
     std::fs::write(out.join(".report.md.tmp999998"), b"# torn").unwrap();

@@ -5,8 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::*;
 
@@ -284,34 +283,7 @@ fn killed_and_sharded_rails_sweeps_give_the_same_bytes() {
     assert_ok(&run(sweep(&full, &[])));
     eprintln!("uninterrupted: {:.2} s", t0.elapsed().as_secs_f64());
     let out = w.path("killed");
-    let mut killed_mid_run = false;
-    for _attempt in 0..3 {
-        let _ = std::fs::remove_dir_all(&out);
-        let mut child = sweep(&out, &[]).stderr(Stdio::null()).spawn().unwrap();
-        let t0 = Instant::now();
-        loop {
-            let n = std::fs::read(out.join("sweep-state.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .map_or(0, |v| v["units"].as_array().map_or(0, |a| a.len()));
-            if n >= 4 || t0.elapsed() > Duration::from_secs(120) {
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = child.kill();
-        if !child.wait().unwrap().success() {
-            killed_mid_run = true;
-            break;
-        }
-    }
-    assert!(
-        killed_mid_run,
-        "the sweep always finished before it could be killed; make it bigger"
-    );
+    kill_sweep_after_units(|| sweep(&out, &[]), &out, 4);
     let err = assert_ok(&run(sweep(&out, &[])));
     assert!(
         err.contains("resumed") && !err.contains(" 0 resumed"),

@@ -342,3 +342,32 @@ pub fn assert_same_bundle(a: &Path, b: &Path) {
         );
     }
 }
+
+/// Starts the sweep `start()` builds (writing into `out`, which is emptied first) and kills it once its state
+/// file lists at least `units` finished units, up to three attempts; panics if every attempt finished before
+/// it could be killed (the sweep is too small to test a kill).
+pub fn kill_sweep_after_units(start: impl Fn() -> Command, out: &Path, units: usize) {
+    for _attempt in 0..3 {
+        let _ = std::fs::remove_dir_all(out);
+        let mut child = start().stderr(std::process::Stdio::null()).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            let n = std::fs::read(out.join("sweep-state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map_or(0, |v| v["units"].as_array().map_or(0, |a| a.len()));
+            if n >= units || t0.elapsed() > std::time::Duration::from_secs(120) {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        if !child.wait().unwrap().success() {
+            return;
+        }
+    }
+    panic!("the sweep always finished before it could be killed; make it bigger");
+}
