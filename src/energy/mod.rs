@@ -36,7 +36,7 @@
 //! //! ```
 use crate::config::energy::{EnergyConfig, MacScaling, SramScaling};
 use crate::config::systolic::SystolicConfig;
-use crate::systolic::NetworkStats;
+use crate::systolic::{NetworkStats, PSUM_BITS};
 use serde::Serialize;
 
 pub use crate::config::Rail;
@@ -312,10 +312,14 @@ impl EnergyModel {
             * c.weight_sram_leakage_pw_per_bit
             * self.leakage_scale(v_w)
             * stats.latency_s;
-        let act_accesses =
-            (stats.input_sram_reads + stats.output_sram_writes + stats.output_sram_reads) as f64;
-        let act_sram_pj =
-            act_accesses * self.act_bits as f64 / 8.0 * c.act_sram_pj_per_byte * act_scale;
+        // Activations (input reads, final output writes) at `act_bits`; partial sums (every one written once and
+        // read back once) at the int32 accumulator width.
+        let psum_accesses = 2 * stats.output_sram_reads;
+        let code_accesses =
+            stats.input_sram_reads + stats.output_sram_writes - stats.output_sram_reads;
+        let act_bytes = code_accesses as f64 * self.act_bits as f64 / 8.0
+            + psum_accesses as f64 * PSUM_BITS as f64 / 8.0;
+        let act_sram_pj = act_bytes * c.act_sram_pj_per_byte * act_scale;
         let mac_pj = stats.macs as f64 * self.mac_pj_at_width(stats.weight_bits) * logic_scale;
         let dram_pj =
             (stats.dram_reads_bytes + stats.dram_writes_bytes) as f64 * 8.0 * c.dram_pj_per_bit;

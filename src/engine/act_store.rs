@@ -20,6 +20,34 @@ pub struct StoredMap {
     pub image: u64,
 }
 
+/// What the engine tells the store about one conv/linear step's partial sums (docs/activation-faults.md#partial-sums).
+///
+/// On a weight- or input-stationary array with `R` rows, a reduction of depth `K` runs in `F = ⌈K/R⌉` row folds;
+/// after each fold but the last, every output's int32 partial sum is written to the activation buffers and read
+/// back by the next fold. Output `e` (`[c][h][w]` order of one example's output map) holds
+/// `P_f(e) = Σ_{k < (f+1)·R} x_k · w_k` after fold `f` (raw products of the stored activation codes and the
+/// weight codes; bias, zero points and scales are applied after the last fold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredPsums {
+    /// Index of the layer computing the sums (its input map is read by layer `layer`).
+    pub layer: usize,
+    /// Partial sums per example (the step's outputs).
+    pub outputs: usize,
+    /// Row folds `F` (partial sums are stored `F − 1` times); at least 2 when the store is asked.
+    pub folds: usize,
+    /// Index of the example within the evaluated split (seeds transient cells, as [`StoredMap::image`]).
+    pub image: u64,
+}
+
+/// The corrections a store's faulty partial sums make to one example's accumulators: `(output, delta)` with
+/// `delta = P'_{F-1} − P_{F-1}` (faulty minus fault-free final sum, before bias and zero points), plus the number
+/// of int32 additions onto a corrupted sum that saturated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PsumCorrections {
+    pub deltas: Vec<(usize, i64)>,
+    pub saturated: u64,
+}
+
 /// Reads stored activation codes back through the buffer's cells.
 pub trait ActivationStore: Sync {
     /// `codes` holds one example's map in `[c][h][w]` order (row-major, `shape` of `map`), as stored; on
@@ -29,6 +57,27 @@ pub trait ActivationStore: Sync {
     /// True when [`ActivationStore::read_back`] never changes a byte (lets the engine skip the call).
     fn is_reliable(&self) -> bool {
         false
+    }
+
+    /// Array rows `R` per row fold when the partial sums of folded reductions are stored in these buffers and
+    /// can fail (weight- and input-stationary dataflows); `None` when they never leave the PE array
+    /// (output-stationary) or the buffers cannot fail.
+    fn psum_rows(&self) -> Option<usize> {
+        None
+    }
+
+    /// Replays the fold chain of every partial sum of `map` that has a faulty cell, writing the corrections into
+    /// `out` (cleared first). `partials(e, p)` fills `p[f]` (`F` values) with output `e`'s fold sums
+    /// `P_f(e) − P_{f−1}(e)`; the store calls it only for outputs with a faulty cell. Must be deterministic in
+    /// `(map, partials)`.
+    fn corrupt_psums(
+        &self,
+        _map: &StoredPsums,
+        _partials: &mut dyn FnMut(usize, &mut [i32]),
+        out: &mut PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
     }
 }
 

@@ -25,7 +25,8 @@ use super::generate::{generate, GenerateSpec, Style, MAX_GENERATED_CELLS};
 use super::profile::{FailureKind, FaultProfile};
 use super::SramError;
 use crate::config::{HwConfig, Rail};
-use crate::engine::act_store::{ActivationStore, StoredMap};
+use crate::engine::act_store::{ActivationStore, PsumCorrections, StoredMap, StoredPsums};
+use crate::systolic::Dataflow;
 
 /// XORed into the weight profile's seed to seed the derived activation chip (the ASCII bytes of `act_sram`), so
 /// the two SRAMs of one config are different chips of the same style (docs/activation-faults.md#fault-map).
@@ -370,8 +371,37 @@ impl ActCounts {
 pub struct ActivationFaults {
     map: ActFaultMap,
     seed: u64,
+    /// Array rows per row fold when folded reductions store their partial sums in these buffers
+    /// (docs/activation-faults.md#partial-sums); `None`: they never leave the PE array.
+    psum_rows: Option<usize>,
     bits_read: AtomicU64,
     bits_flipped: AtomicU64,
+}
+
+/// XORed into the store's seed for the transient draws of partial-sum accesses (the ASCII bytes of `psum`), so
+/// they are independent of the code reads' draws.
+pub const PSUM_SEED_SALT: u64 = 0x7073_756d;
+
+/// Bits of one stored partial sum (the int32 accumulator word), little-endian over 4 consecutive byte slots.
+const PSUM_WORD_BITS: u64 = crate::systolic::PSUM_BITS as u64;
+
+/// The array rows per row fold of `hw`'s dataflow when partial sums are stored between folds: `rows` for the
+/// weight- and input-stationary dataflows (the reduction `K` is mapped onto the rows, docs/systolic.md), `None`
+/// for output-stationary (each PE accumulates its output over the whole `K`).
+pub fn psum_fold_rows(hw: &HwConfig) -> Option<usize> {
+    match hw.systolic.dataflow {
+        Dataflow::Ws | Dataflow::Is => Some(hw.systolic.rows as usize),
+        Dataflow::Os => None,
+    }
+}
+
+/// One faulty cell under a layer's partial sums: which sum, which of its 32 bits, and on which tile pass.
+#[derive(Debug, Clone, Copy)]
+struct PsumHit {
+    output: usize,
+    bit: u8,
+    tile: u64,
+    cell: ActCell,
 }
 
 impl ActivationFaults {
@@ -380,9 +410,17 @@ impl ActivationFaults {
         ActivationFaults {
             map,
             seed,
+            psum_rows: None,
             bits_read: AtomicU64::new(0),
             bits_flipped: AtomicU64::new(0),
         }
+    }
+
+    /// The same store with partial sums of folded reductions stored in its buffers, `rows` array rows per fold
+    /// (`None`: partial sums never leave the PE array).
+    pub fn with_psum_rows(mut self, rows: Option<usize>) -> ActivationFaults {
+        self.psum_rows = rows.filter(|&r| r > 0);
+        self
     }
 
     /// The store of one run sample at `vdd_v`: the cells of `profile` (from [`activation_profile`]) failing at
@@ -407,7 +445,7 @@ impl ActivationFaults {
         if act_ber > 0.0 {
             map = map.with_random_flips(act_ber, seed)?;
         }
-        Ok(ActivationFaults::new(map, seed))
+        Ok(ActivationFaults::new(map, seed).with_psum_rows(psum_fold_rows(hw)))
     }
 
     /// The fault map.
@@ -457,6 +495,86 @@ impl ActivationStore for ActivationFaults {
             }
         }
         self.bits_read.fetch_add(n * CODE_BITS, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+
+    fn psum_rows(&self) -> Option<usize> {
+        self.psum_rows
+    }
+
+    /// Partial sums of the step whose first layer is `L` live in buffer `(L + 1) mod 2` (the one its input is
+    /// not read from): sum `e` is bytes `4e .. 4e + 3` of that buffer's region, tiled by its capacity like a code
+    /// map (byte `y` in tile `y div cap`, slot `y mod cap`), byte `j` holding bits `8j .. 8j + 7`. The store
+    /// after fold `f` is read by fold `f + 1` through the cells: failing reads as for codes, transient draws
+    /// keyed by `(seed ^ PSUM_SEED_SALT, layer, image)` and fold `f`. Each addition is int32, saturating.
+    fn corrupt_psums(
+        &self,
+        map: &StoredPsums,
+        partials: &mut dyn FnMut(usize, &mut [i32]),
+        out: &mut PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let b = ActBuffer::of_layer(map.layer + 1);
+        let cap = self.map.mapping.capacity(b);
+        let bytes = map.outputs as u64 * (PSUM_WORD_BITS / 8);
+        let cells = &self.map.cells[b.index()];
+        let end = cells.partition_point(|c| c.slot < bytes.min(cap));
+        let mut hits: Vec<PsumHit> = Vec::new();
+        for c in &cells[..end] {
+            let (mut y, mut tile) = (c.slot, 0u64);
+            while y < bytes {
+                hits.push(PsumHit {
+                    output: (y / 4) as usize,
+                    bit: (8 * (y % 4)) as u8 + c.bit,
+                    tile,
+                    cell: *c,
+                });
+                y += cap;
+                tile += 1;
+            }
+        }
+        hits.sort_by_key(|h| (h.output, h.bit));
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        let fold_keys: Vec<u64> = (0..map.folds as u64).map(|f| splitmix64(key ^ f)).collect();
+        let mut part = vec![0i32; map.folds];
+        let mut flipped = 0u64;
+        for group in hits.chunk_by(|a, b| a.output == b.output) {
+            let e = group[0].output;
+            partials(e, &mut part);
+            let clean: i64 = part.iter().map(|&v| v as i64).sum();
+            let mut sum = 0i32;
+            for (f, &p) in part.iter().enumerate() {
+                let wide = sum as i64 + p as i64;
+                sum = wide.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                out.saturated += (sum as i64 != wide) as u64;
+                if f + 1 == map.folds {
+                    break;
+                }
+                let mut word = sum as u32;
+                for h in group {
+                    let c = &h.cell;
+                    let stored = ((word >> h.bit) & 1) as u8;
+                    let fails = c.faulty
+                        & (c.always
+                            | (access_draw(fold_keys[f], c.cell, h.tile) < c.threshold) as u8);
+                    let failing_read = (stored & c.keep) ^ c.set;
+                    let read = (stored ^ (fails & (stored ^ failing_read))) ^ c.flip;
+                    let diff = read ^ stored;
+                    word ^= (diff as u32) << h.bit;
+                    flipped += diff as u64;
+                }
+                sum = word as i32;
+            }
+            out.deltas.push((e, sum as i64 - clean));
+        }
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
         if flipped > 0 {
             self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
         }

@@ -42,6 +42,7 @@ pub use layer::{GemmDims, Layer, LayerError, LayerShape, OfmapRounding};
 pub use sim::{
     fold_cycles, simulate_layer, simulate_layer_io, simulate_network, spatio_temporal, ArrayParams,
     ArrayReads, BufferParams, Dataflow, LayerIo, LayerStats, NetworkStats, SimError, WeightLayout,
+    PSUM_BITS,
 };
 pub use topology::{
     looks_depthwise, parse_topology, read_topology, to_scalesim_csv, TopologyError,

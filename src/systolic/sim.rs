@@ -16,6 +16,11 @@
 use super::layer::{GemmDims, Layer};
 use serde::{Deserialize, Serialize};
 
+/// Bits of one stored partial sum: the int32 accumulator word. Partial sums between row folds are written to
+/// and read from the OFMAP buffer (and DRAM, when they do not fit) at this width, whatever `act_bits` is
+/// (docs/systolic.md, "Buffers, DRAM and stalls"; their faults: docs/activation-faults.md#partial-sums).
+pub const PSUM_BITS: u32 = 32;
+
 /// Which operand stays in the PEs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -410,7 +415,8 @@ pub struct LayerStats {
     pub weight_sram_word_writes: u64,
     /// Input elements read from the IFMAP buffer (im2col reads, as SCALE-Sim counts them).
     pub input_sram_reads: u64,
-    /// Output elements (final or partial sums) written to the OFMAP buffer.
+    /// Output elements (final or partial sums) written to the OFMAP buffer (SCALE-Sim's count); the partial
+    /// sums among them are `output_sram_reads` (every one is read back once), the rest the final outputs.
     pub output_sram_writes: u64,
     /// Partial sums read back for accumulation across row folds (SCALE-Sim does not count these).
     pub output_sram_reads: u64,
@@ -592,13 +598,20 @@ pub fn simulate_layer_io(
     } else {
         0
     };
-    let (dram_ofmap_w, dram_ofmap_r) = if ofmap_bytes > buffers.ofmap_bytes {
-        (ofmap_bytes * psum_passes, ofmap_bytes * (psum_passes - 1))
-    } else if io.output_to_dram {
-        (ofmap_bytes, 0)
+    // The final output goes to DRAM when it does not fit (or is the network's output); the int32 partial sums
+    // between row folds spill when they do not fit the OFMAP buffer: `P − 1` writes and reads of them.
+    let psum_bytes = bits_to_bytes(layer.ofmap_elems(), PSUM_BITS);
+    let final_w = if ofmap_bytes > buffers.ofmap_bytes || io.output_to_dram {
+        ofmap_bytes
     } else {
-        (0, 0)
+        0
     };
+    let psum_spill = if psum_passes > 1 && psum_bytes > buffers.ofmap_bytes {
+        psum_bytes * (psum_passes - 1)
+    } else {
+        0
+    };
+    let (dram_ofmap_w, dram_ofmap_r) = (final_w + psum_spill, psum_spill);
     // Weights: resident -> no traffic; else reloaded once per inference, or once per pass when the layer alone
     // is larger than the whole weight SRAM.
     let (dram_weights, weight_sram_word_writes) = if io.weights_resident {

@@ -1,5 +1,6 @@
 //! Execution of one compiled integer step over a chunk of examples (docs/datapath.md#layers).
 use super::kernels::{self, PackedWeights};
+use super::psums::{self, PsumCtx};
 use super::quantize::QParams;
 use super::simd;
 use super::weights::WeightCodes;
@@ -131,7 +132,9 @@ impl Int8Network {
 
     /// Runs step `st` on `b` examples: `ins` the stored (read-back) inputs, `out` the output codes
     /// (`b · out_len`), `flo` a float buffer of at least `b · out_len` values (the logits when the step ends the
-    /// network on the PPU). Returns the number of saturated accumulators.
+    /// network on the PPU), `psum` the buffers the partial sums of folded reductions go through (`None`: they
+    /// cannot fail). Returns the number of saturated accumulators.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn run_step(
         &self,
         st: &IStep,
@@ -140,6 +143,7 @@ impl Int8Network {
         out: &mut [u8],
         flo: &mut [f32],
         s: &mut Scratch,
+        psum: Option<&PsumCtx>,
     ) -> u64 {
         let mut overflow = 0u64;
         match &st.op {
@@ -165,6 +169,19 @@ impl Int8Network {
                         &mut s.acc[e * per_out..(e + 1) * per_out],
                         &mut s.asum[e * per_sum..(e + 1) * per_sum],
                     );
+                    if let Some(ctx) = psum {
+                        overflow += psums::conv(
+                            ctx,
+                            st.layer,
+                            e,
+                            q,
+                            g,
+                            w,
+                            &ins[0][e * per_in..(e + 1) * per_in],
+                            &mut s.acc[e * per_out..(e + 1) * per_out],
+                            &mut s.psum,
+                        );
+                    }
                 }
                 s.xu = xu;
                 self.finish(stage, w, b, g.out_hw(), &s.acc, &s.asum, out, flo);
@@ -188,6 +205,20 @@ impl Int8Network {
                     &mut s.asum,
                 );
                 s.xu = xu;
+                if let Some(ctx) = psum {
+                    for e in 0..b {
+                        overflow += psums::linear(
+                            ctx,
+                            st.layer,
+                            e,
+                            q,
+                            w,
+                            &ins[0][e * w.k..(e + 1) * w.k],
+                            &mut s.acc[e * w.cout..(e + 1) * w.cout],
+                            &mut s.psum,
+                        );
+                    }
+                }
                 self.finish(stage, w, b, 1, &s.acc, &s.asum, out, flo);
             }
             IOp::MaxPool { g } => {

@@ -25,6 +25,7 @@ use super::{argmax, EngineError, Network, Op, CHUNK};
 use crate::model::{LayerKind, Model, Shape};
 
 pub mod kernels;
+mod psums;
 pub mod quantize;
 pub mod reference;
 pub mod requant;
@@ -818,6 +819,15 @@ impl Int8Network {
             v.extend(x.iter().map(|&f| q.quantize(f)));
         }
         let mut overflow = 0u64;
+        // Partial sums of folded reductions go through the buffers when the store says they can fail.
+        let psum = match store.is_reliable() {
+            true => None,
+            false => store.psum_rows().map(|rows| psums::PsumCtx {
+                store,
+                rows,
+                images,
+            }),
+        };
         for st in &self.steps {
             let mut out = std::mem::take(&mut ws.vals[st.output]);
             out.resize(b * st.out_len, 0);
@@ -855,7 +865,7 @@ impl Int8Network {
             } else {
                 &mut ws.f
             };
-            overflow += self.run_step(st, b, &ins, &mut out, flo, &mut ws.s);
+            overflow += self.run_step(st, b, &ins, &mut out, flo, &mut ws.s, psum.as_ref());
             ws.vals[st.output] = out;
         }
         if !self.float_output {
@@ -924,6 +934,8 @@ pub(crate) struct Scratch {
     acc: Vec<i32>,
     asum: Vec<i32>,
     counts: Vec<u32>,
+    /// Corrections from faulty partial sums (one example at a time).
+    psum: super::act_store::PsumCorrections,
 }
 
 /// The int32 bias code `round_half_even(b / unit)`, saturated (and counted) outside i32.

@@ -845,3 +845,202 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+/// A store whose partial sums "fail" by a known rule, checking the fold sums the engine hands it: every
+/// output's `partials` must equal `expect[output]` (the definition's fold sums); the returned correction of
+/// output `e` is `delta(e)`.
+struct PsumOracle {
+    rows: usize,
+    folds: usize,
+    expect: Vec<Vec<i64>>,
+    delta: fn(usize) -> i64,
+    checked: Mutex<usize>,
+}
+
+impl ActivationStore for PsumOracle {
+    fn read_back(&self, _map: &StoredMap, _codes: &mut [u8]) {}
+    fn psum_rows(&self) -> Option<usize> {
+        Some(self.rows)
+    }
+    fn corrupt_psums(
+        &self,
+        map: &crate::engine::act_store::StoredPsums,
+        partials: &mut dyn FnMut(usize, &mut [i32]),
+        out: &mut crate::engine::act_store::PsumCorrections,
+    ) {
+        assert_eq!((map.folds, map.outputs), (self.folds, self.expect.len()));
+        out.deltas.clear();
+        out.saturated = 0;
+        let mut part = vec![0i32; map.folds];
+        for (e, want) in self.expect.iter().enumerate() {
+            partials(e, &mut part);
+            let got: Vec<i64> = part.iter().map(|&v| v as i64).collect();
+            assert_eq!(&got, want, "fold sums of output {e}");
+            out.deltas.push((e, (self.delta)(e)));
+        }
+        *self.checked.lock().unwrap() += 1;
+    }
+}
+
+/// Fold sums of the definition: output `(co, oy, ox)`, depth `k = (ci·kh + ki)·kw + kj` of its group, fold
+/// `k div rows`; the stored code's integer times the weight code, padding taps holding the zero point.
+fn fold_sums_conv(
+    x: &[u8],
+    q: QParams,
+    g: &Window,
+    cout: usize,
+    groups: usize,
+    k: &[i8],
+    rows: usize,
+) -> Vec<Vec<i64>> {
+    let (cg, og) = (g.c / groups, cout / groups);
+    let depth = cg * g.kh * g.kw;
+    let mut out = Vec::new();
+    for co in 0..cout {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut f = vec![0i64; depth.div_ceil(rows)];
+                for ci in 0..cg {
+                    for ki in 0..g.kh {
+                        for kj in 0..g.kw {
+                            let d = (ci * g.kh + ki) * g.kw + kj;
+                            let iy = (oy * g.sh + ki * g.dh) as i64 - g.ph as i64;
+                            let ix = (ox * g.sw + kj * g.dw) as i64 - g.pw as i64;
+                            let c = (co / og) * cg + ci;
+                            let xv = if iy < 0 || ix < 0 || iy >= g.h as i64 || ix >= g.w as i64 {
+                                q.zero as i64
+                            } else {
+                                q.code_of(x[(c * g.h + iy as usize) * g.w + ix as usize]) as i64
+                            };
+                            f[d / rows] += xv * k[co * depth + d] as i64;
+                        }
+                    }
+                }
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+fn wlayer(cout: usize, groups: usize, k: usize, codes: Vec<i8>, q: QParams) -> WLayer {
+    WLayer {
+        weight: 0,
+        bias: None,
+        cout,
+        groups,
+        k,
+        depthwise: false,
+        codes: WeightCodes {
+            k: codes,
+            s: vec![1.0; cout],
+            c: vec![0.0; cout],
+        },
+        packed: Vec::new(),
+        bias_i32: vec![0; cout],
+        qin: q,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The engine hands the store each output's fold sums of the definition (groups, padding, strides,
+    /// dilation, signed and unsigned codes) and adds the store's corrections to the accumulators, saturating.
+    #[test]
+    fn partial_sum_folds_equal_the_definition(
+        (g, cout, groups) in window(), q in qparams(), rows in 1usize..6, seed in any::<u64>()
+    ) {
+        let depth = g.c / groups * g.kh * g.kw;
+        prop_assume!(depth.div_ceil(rows) >= 2);
+        let x = bytes(g.in_len(), seed);
+        let k = codes(cout * depth, seed ^ 7);
+        let w = wlayer(cout, groups, depth, k.clone(), q);
+        let expect = fold_sums_conv(&x, q, &g, cout, groups, &k, rows);
+        let oracle = PsumOracle {
+            rows,
+            folds: depth.div_ceil(rows),
+            expect,
+            delta: |e| if e % 3 == 0 { i64::MAX / 2 } else { e as i64 - 5 },
+            checked: Mutex::new(0),
+        };
+        let images = [9u64];
+        let ctx = psums::PsumCtx { store: &oracle, rows, images: &images };
+        let n = cout * g.out_hw();
+        let acc0: Vec<i32> = (0..n as i32).map(|v| v * 1000 - 77).collect();
+        let mut acc = acc0.clone();
+        let mut corr = Default::default();
+        let sat = psums::conv(&ctx, 4, 0, q, &g, &w, &x, &mut acc, &mut corr);
+        prop_assert_eq!(*oracle.checked.lock().unwrap(), 1);
+        for e in 0..n {
+            let want = if e % 3 == 0 { i32::MAX } else { acc0[e] + e as i32 - 5 };
+            prop_assert_eq!(acc[e], want);
+        }
+        prop_assert_eq!(sat, n.div_ceil(3) as u64);
+    }
+
+    /// The same for a linear layer (depth = input features).
+    #[test]
+    fn linear_partial_sum_folds_equal_the_definition(
+        cout in 1usize..6, kin in 2usize..40, q in qparams(), rows in 1usize..8, seed in any::<u64>()
+    ) {
+        prop_assume!(kin.div_ceil(rows) >= 2);
+        let x = bytes(kin, seed);
+        let k = codes(cout * kin, seed ^ 3);
+        let w = wlayer(cout, 1, kin, k.clone(), q);
+        let expect: Vec<Vec<i64>> = (0..cout)
+            .map(|co| {
+                let mut f = vec![0i64; kin.div_ceil(rows)];
+                for d in 0..kin {
+                    f[d / rows] += q.code_of(x[d]) as i64 * k[co * kin + d] as i64;
+                }
+                f
+            })
+            .collect();
+        let oracle = PsumOracle {
+            rows,
+            folds: kin.div_ceil(rows),
+            expect,
+            delta: |e| -(e as i64) - 1,
+            checked: Mutex::new(0),
+        };
+        let images = [0u64];
+        let ctx = psums::PsumCtx { store: &oracle, rows, images: &images };
+        let mut acc = vec![0i32; cout];
+        let mut corr = Default::default();
+        let sat = psums::linear(&ctx, 2, 0, q, &w, &x, &mut acc, &mut corr);
+        prop_assert_eq!(sat, 0);
+        prop_assert_eq!(acc, (0..cout as i32).map(|e| -e - 1).collect::<Vec<_>>());
+    }
+}
+
+/// A reduction that fits one fold never stores partial sums (the store is not asked).
+#[test]
+fn single_fold_reductions_store_no_partial_sums() {
+    let q = QParams {
+        scale: 0.1,
+        zero: 3,
+        signed: false,
+    };
+    let oracle = PsumOracle {
+        rows: 16,
+        folds: 1,
+        expect: Vec::new(),
+        delta: |_| 1,
+        checked: Mutex::new(0),
+    };
+    let images = [0u64];
+    let ctx = psums::PsumCtx {
+        store: &oracle,
+        rows: 16,
+        images: &images,
+    };
+    let w = wlayer(2, 1, 16, vec![1; 32], q);
+    let mut acc = vec![5i32; 2];
+    let mut corr = Default::default();
+    assert_eq!(
+        psums::linear(&ctx, 0, 0, q, &w, &[1u8; 16], &mut acc, &mut corr),
+        0
+    );
+    assert_eq!((acc, *oracle.checked.lock().unwrap()), (vec![5, 5], 0));
+}

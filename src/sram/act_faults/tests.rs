@@ -486,17 +486,13 @@ fn profile_file_of_the_right_geometry_is_used_as_is() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A hand-built network through the hand-built fault map, logits computed by hand: input `[4, 1, 1]` with given
-/// activation parameters (scale 1/16, uint8), a 1x1 convolution 4 → 2 whose stored codes and range fix the
-/// weight step at exactly 1/64, then flatten; output parameters scale 1/32, zero point 128 (uint8).
-#[test]
-fn hand_computed_logits_through_faulty_activation_buffers() {
-    use crate::engine::act_store::Reliable;
-    use crate::engine::int8::{Int8Network, Int8Options};
+/// The hand-built network of the logits tests: input `[4, 1, 1]` with given activation parameters (scale 1/16,
+/// uint8), a 1x1 convolution 4 → 2 whose stored codes and range fix the weight step at exactly 1/64, then
+/// flatten; output parameters scale 1/32, zero point 128 (uint8).
+fn hand_model(dir: &std::path::Path) -> crate::model::Model {
     use crate::model::Model;
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
-    let d = tempfile::tempdir().unwrap();
     let manifest = r#"format = "accelsim-model"
 version = 1
 name = "hand"
@@ -557,12 +553,21 @@ signed = false
         ),
     ];
     std::fs::write(
-        d.path().join("hand.safetensors"),
+        dir.join("hand.safetensors"),
         safetensors::serialize(views, &None).unwrap(),
     )
     .unwrap();
-    std::fs::write(d.path().join("hand.toml"), manifest).unwrap();
-    let model = Model::load(d.path().join("hand.toml")).unwrap();
+    std::fs::write(dir.join("hand.toml"), manifest).unwrap();
+    Model::load(dir.join("hand.toml")).unwrap()
+}
+
+/// The hand-built network ([`hand_model`]) through the hand-built fault map, logits computed by hand.
+#[test]
+fn hand_computed_logits_through_faulty_activation_buffers() {
+    use crate::engine::act_store::Reliable;
+    use crate::engine::int8::{Int8Network, Int8Options};
+    let d = tempfile::tempdir().unwrap();
+    let model = hand_model(d.path());
     // x = [0, 2, 1, 0.25] → input codes [0, 32, 16, 4].
     let x = ndarray::Array4::from_shape_vec((1, 4, 1, 1), vec![0.0f32, 2.0, 1.0, 0.25]).unwrap();
     let net = Int8Network::build(&model, x.view(), Int8Options::default()).unwrap();
@@ -578,4 +583,182 @@ signed = false
     let faulty = net.forward(x.view(), &store, 0).unwrap();
     assert_eq!(faulty.as_slice().unwrap(), &[0.5, 127.0 / 32.0]);
     assert_eq!(store.counts().bits_flipped, 3);
+}
+
+/// Pseudo-random fold sums in ±2^27 (so fault-free sums of up to 8 folds never saturate).
+fn fold_sums(outputs: usize, folds: usize, seed: u64) -> Vec<Vec<i32>> {
+    let mut s = seed | 1;
+    (0..outputs)
+        .map(|_| {
+            (0..folds)
+                .map(|_| {
+                    s = splitmix64(s);
+                    ((s >> 36) as i32) - (1 << 27)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Partial sums through the store equal the definition built on the code path: after every fold but the last,
+/// all sums written as little-endian int32 bytes (sum `e` at bytes `4e..4e+3`) into buffer `(L+1) mod 2` and
+/// read back with `read_back` (persistent cells only, so both see the same failures), across 3 tiles.
+#[test]
+fn partial_sums_read_back_as_little_endian_words_through_the_code_mapping() {
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    for layer in [1usize, 2] {
+        let (outputs, folds) = (700usize, 4usize); // 2800 bytes: 3 tiles of a 1024-byte buffer
+        let parts = fold_sums(outputs, folds, layer as u64);
+        let store = ActivationFaults::build(&hw, 0.8, Some(&tiny_profile()), 0.03, 5).unwrap();
+        let oracle = ActivationFaults::build(&hw, 0.8, Some(&tiny_profile()), 0.03, 5).unwrap();
+        assert_eq!(store.psum_rows(), Some(16));
+        // The definition.
+        let mut words = vec![0i32; outputs];
+        let mut saturated = 0u64;
+        for f in 0..folds {
+            for (w, p) in words.iter_mut().zip(&parts) {
+                let wide = *w as i64 + p[f] as i64;
+                *w = wide.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                saturated += (*w as i64 != wide) as u64;
+            }
+            if f + 1 < folds {
+                let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                let map = StoredMap {
+                    layer: layer + 1,
+                    shape: [bytes.len(), 1, 1],
+                    image: 3,
+                };
+                oracle.read_back(&map, &mut bytes);
+                for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *w = i32::from_le_bytes(b.try_into().unwrap());
+                }
+            }
+        }
+        // The store.
+        let mut asked = Vec::new();
+        let mut corr = PsumCorrections::default();
+        let map = StoredPsums {
+            layer,
+            outputs,
+            folds,
+            image: 3,
+        };
+        store.corrupt_psums(
+            &map,
+            &mut |e, p: &mut [i32]| {
+                asked.push(e);
+                p.copy_from_slice(&parts[e]);
+            },
+            &mut corr,
+        );
+        let mut changed = 0;
+        for e in 0..outputs {
+            let clean: i64 = parts[e].iter().map(|&v| v as i64).sum();
+            let want = words[e] as i64 - clean;
+            let got = corr.deltas.iter().find(|d| d.0 == e).map_or(0, |d| d.1);
+            assert_eq!(got, want, "layer {layer} output {e}");
+            changed += (want != 0) as usize;
+        }
+        assert!(changed > 100, "only {changed} sums changed");
+        assert_eq!(corr.saturated, saturated);
+        // Only outputs with a faulty cell are computed, each once.
+        assert!(asked.windows(2).all(|w| w[0] < w[1]));
+        assert!(asked.len() < outputs);
+        let c = store.counts();
+        assert_eq!(c.bits_read, outputs as u64 * 32 * (folds as u64 - 1));
+        assert_eq!(c.bits_flipped, oracle.counts().bits_flipped);
+    }
+}
+
+/// The hand-built network of [`hand_computed_logits_through_faulty_activation_buffers`] on a 2-row array: its
+/// depth 4 runs in 2 row folds, so the partial sums after the first fold sit in B1 (the buffer of the step's
+/// output), where two cells fail.
+#[test]
+fn hand_computed_logits_through_faulty_partial_sums() {
+    let d = tempfile::tempdir().unwrap();
+    let model = hand_model(d.path());
+    let x = ndarray::Array4::from_shape_vec((1, 4, 1, 1), vec![0.0f32, 2.0, 1.0, 0.25]).unwrap();
+    let net = crate::engine::int8::Int8Network::build(
+        &model,
+        x.view(),
+        crate::engine::int8::Int8Options::default(),
+    )
+    .unwrap();
+    let meta = ProfileMeta {
+        name: "psum".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let profile = FaultProfile::new(
+        meta,
+        vec![
+            // B1 slot 1 bit 0 flips: bit 8 of partial sum 0 (bytes 0..3). B1 slot 5 bit 1 reads 1: bit 9 of
+            // partial sum 1 (bytes 4..7).
+            cell(1, 0, 8, 0.9, FailureKind::Flips, 1.0),
+            cell(1, 0, 41, 0.9, FailureKind::ReadsOne, 1.0),
+        ],
+    )
+    .unwrap();
+    let mut hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    hw.systolic.rows = 2;
+    let store = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.0, 7).unwrap();
+    // Input codes [0, 32, 16, 4], weight codes [[64, 64, 0, 0], [0, 0, 32, 64]]; fold 0 = depths 0..1,
+    // fold 1 = depths 2..3. Output 0: P_0 = 32·64 = 2048 (bit 8 is 0) reads back 2048 + 256 = 2304, plus fold 1's
+    // 0: acc 2304. Output 1: P_0 = 0 reads back 512 (bit 9 forced), plus fold 1's 16·32 + 4·64 = 768: acc 1280.
+    // y = acc/(16·64) = [2.25, 1.25]; codes round(y·32) + 128 = [200, 168]; logits [2.25, 1.25]
+    // (fault-free [2, 0.75]).
+    let faulty = net.forward(x.view(), &store, 0).unwrap();
+    assert_eq!(faulty.as_slice().unwrap(), &[2.25, 1.25]);
+    let c = store.counts();
+    assert_eq!((c.bits_read, c.bits_flipped), (4 * 8 + 2 * 32, 2));
+    // Output-stationary: partial sums stay in the PEs, nothing fails.
+    hw.systolic.dataflow = crate::systolic::Dataflow::Os;
+    let os = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.0, 7).unwrap();
+    assert_eq!(os.psum_rows(), None);
+    let clean = net.forward(x.view(), &os, 0).unwrap();
+    assert_eq!(clean.as_slice().unwrap(), &[2.0, 0.75]);
+}
+
+/// A transient cell under a partial sum fails on each access independently with its probability (a biased or
+/// repeated draw per fold would fail this), and the same image gives the same draws.
+#[test]
+fn transient_partial_sum_cells_fail_per_access_with_their_probability() {
+    let meta = ProfileMeta {
+        name: "transient".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let profile =
+        FaultProfile::new(meta, vec![cell(1, 0, 2, 0.9, FailureKind::Flips, 0.25)]).unwrap();
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let run = |image: u64| {
+        let store = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.0, 1).unwrap();
+        let map = StoredPsums {
+            layer: 0,
+            outputs: 1,
+            folds: 4001,
+            image,
+        };
+        let mut corr = PsumCorrections::default();
+        store.corrupt_psums(&map, &mut |_, p: &mut [i32]| p.fill(0), &mut corr);
+        (store.counts().bits_flipped, corr.deltas)
+    };
+    // 4000 reads at p = 0.25: mean 1000, standard deviation 27.4.
+    let (flips, deltas) = run(0);
+    assert!(
+        (890..=1110).contains(&flips),
+        "{flips} failing reads of 4000"
+    );
+    assert_eq!(run(0), (flips, deltas));
+    assert_ne!(run(1).0, flips);
 }
