@@ -66,6 +66,14 @@ pub trait ActivationStore: Sync {
         None
     }
 
+    /// How many faulty (cell, tile) places lie under `map`'s stored partial sums (0: [`corrupt_psums`] would
+    /// change nothing, so the engine skips it). Lets the engine choose how to compute the fold sums.
+    ///
+    /// [`corrupt_psums`]: ActivationStore::corrupt_psums
+    fn psum_cells(&self, _map: &StoredPsums) -> u64 {
+        0
+    }
+
     /// Replays the fold chain of every partial sum of `map` that has a faulty cell, writing the corrections into
     /// `out` (cleared first). `partials(e, p)` fills `p[f]` (`F` values) with output `e`'s fold sums
     /// `P_f(e) − P_{f−1}(e)`; the store calls it only for outputs with a faulty cell. Must be deterministic in

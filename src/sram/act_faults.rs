@@ -395,13 +395,141 @@ pub fn psum_fold_rows(hw: &HwConfig) -> Option<usize> {
     }
 }
 
-/// One faulty cell under a layer's partial sums: which sum, which of its 32 bits, and on which tile pass.
+/// One faulty cell under a layer's partial sums: which sum, which of its 32 bits, on which tile pass, and the
+/// cell (index into the region's cells).
 #[derive(Debug, Clone, Copy)]
 struct PsumHit {
-    output: usize,
+    output: u32,
     bit: u8,
-    tile: u64,
-    cell: ActCell,
+    tile: u32,
+    cell: u32,
+}
+
+/// `a + p` in int32, saturating; counts a saturation.
+#[inline(always)]
+fn add_sat(a: i32, p: i32, saturated: &mut u64) -> i32 {
+    let wide = a as i64 + p as i64;
+    let v = wide.clamp(i32::MIN as i64, i32::MAX as i64);
+    *saturated += (v != wide) as u64;
+    v as i32
+}
+
+/// The read of a partial-sum word whose faulty cells all fail on every access (stuck-at and flipping profile
+/// cells, random flips): `read(w) = ((w & and) | or) ^ xor`, the same on every fold.
+struct PersistentRead {
+    and: u32,
+    or: u32,
+    xor: u32,
+}
+
+impl PersistentRead {
+    /// Per hit: a failing cell reads `(stored & keep) ^ set` (keep = 0: forced to `set`; keep = 1: inverted),
+    /// then a random flip inverts.
+    fn of(group: &[PsumHit], cells: &[ActCell]) -> PersistentRead {
+        let mut m = PersistentRead {
+            and: u32::MAX,
+            or: 0,
+            xor: 0,
+        };
+        for h in group {
+            let c = &cells[h.cell as usize];
+            let bit = 1u32 << h.bit;
+            if c.faulty == 1 {
+                if c.keep == 0 {
+                    m.and &= !bit;
+                    m.or |= (c.set as u32) << h.bit;
+                } else {
+                    m.xor ^= bit;
+                }
+            }
+            m.xor ^= (c.flip as u32) << h.bit;
+        }
+        m
+    }
+
+    /// The final sum of the chain: add fold `f`'s sum, and for every fold but the last store and read back.
+    fn replay(&self, part: &[i32], saturated: &mut u64, flipped: &mut u64) -> i32 {
+        let (last, rest) = part.split_last().expect("at least two folds");
+        let mut sum = 0i32;
+        for &p in rest {
+            let word = add_sat(sum, p, saturated) as u32;
+            let read = ((word & self.and) | self.or) ^ self.xor;
+            *flipped += (read ^ word).count_ones() as u64;
+            sum = read as i32;
+        }
+        add_sat(sum, *last, saturated)
+    }
+}
+
+/// Partial sums replayed together by [`replay_lanes`].
+const LANES: usize = 4;
+
+/// Replays up to [`LANES`] persistent-only sums in lockstep: `lanes[j] = (output, read, clean sum)`, fold sums
+/// `parts[j·folds ..]`; pushes each `(output, final − clean)` into `out`.
+fn replay_lanes(
+    lanes: &[(usize, PersistentRead, i64)],
+    parts: &[i32],
+    folds: usize,
+    out: &mut PsumCorrections,
+    flipped: &mut u64,
+) {
+    if lanes.len() < LANES {
+        for (j, (e, read, clean)) in lanes.iter().enumerate() {
+            let p = &parts[j * folds..(j + 1) * folds];
+            let sum = read.replay(p, &mut out.saturated, flipped);
+            out.deltas.push((*e, sum as i64 - clean));
+        }
+        return;
+    }
+    let mut sum = [0i32; LANES];
+    let mut changed = [0u32; LANES];
+    let mut sat = 0u64;
+    for f in 0..folds - 1 {
+        for j in 0..LANES {
+            let word = add_sat(sum[j], parts[j * folds + f], &mut sat) as u32;
+            let m = &lanes[j].1;
+            let read = ((word & m.and) | m.or) ^ m.xor;
+            changed[j] += (read ^ word).count_ones();
+            sum[j] = read as i32;
+        }
+    }
+    for (j, (e, _, clean)) in lanes.iter().enumerate() {
+        let last = add_sat(sum[j], parts[j * folds + folds - 1], &mut sat);
+        out.deltas.push((*e, last as i64 - clean));
+        *flipped += changed[j] as u64;
+    }
+    out.saturated += sat;
+}
+
+/// The chain of one partial sum with a transient cell among its hits: each hit's read per access, transient
+/// cells drawing per (fold, tile) with key `splitmix64(key ^ fold)`.
+fn replay_with_draws(
+    group: &[PsumHit],
+    cells: &[ActCell],
+    key: u64,
+    part: &[i32],
+    saturated: &mut u64,
+    flipped: &mut u64,
+) -> i32 {
+    let (last, rest) = part.split_last().expect("at least two folds");
+    let mut sum = 0i32;
+    for (f, &p) in rest.iter().enumerate() {
+        let mut word = add_sat(sum, p, saturated) as u32;
+        let fold_key = splitmix64(key ^ f as u64);
+        for h in group {
+            let c = &cells[h.cell as usize];
+            let stored = ((word >> h.bit) & 1) as u8;
+            let fails = c.faulty
+                & (c.always | (access_draw(fold_key, c.cell, h.tile as u64) < c.threshold) as u8);
+            let failing_read = (stored & c.keep) ^ c.set;
+            let read = (stored ^ (fails & (stored ^ failing_read))) ^ c.flip;
+            let diff = read ^ stored;
+            word ^= (diff as u32) << h.bit;
+            *flipped += diff as u64;
+        }
+        sum = word as i32;
+    }
+    add_sat(sum, *last, saturated)
 }
 
 impl ActivationFaults {
@@ -468,6 +596,19 @@ impl ActivationFaults {
     }
 }
 
+impl ActivationFaults {
+    /// The faulty cells under `map`'s partial sums (buffer `(L + 1) mod 2`, slots below the region's bytes), the
+    /// buffer's capacity and the region's bytes (`4 · outputs`).
+    fn psum_region(&self, map: &StoredPsums) -> (&[ActCell], u64, u64) {
+        let b = ActBuffer::of_layer(map.layer + 1);
+        let cap = self.map.mapping.capacity(b);
+        let bytes = map.outputs as u64 * (PSUM_WORD_BITS / 8);
+        let cells = &self.map.cells[b.index()];
+        let end = cells.partition_point(|c| c.slot < bytes.min(cap));
+        (&cells[..end], cap, bytes)
+    }
+}
+
 impl ActivationStore for ActivationFaults {
     fn read_back(&self, map: &StoredMap, codes: &mut [u8]) {
         let b = ActBuffer::of_layer(map.layer);
@@ -504,6 +645,14 @@ impl ActivationStore for ActivationFaults {
         self.psum_rows
     }
 
+    fn psum_cells(&self, map: &StoredPsums) -> u64 {
+        if map.folds < 2 {
+            return 0;
+        }
+        let (cells, cap, bytes) = self.psum_region(map);
+        cells.iter().map(|c| (bytes - c.slot).div_ceil(cap)).sum()
+    }
+
     /// Partial sums of the step whose first layer is `L` live in buffer `(L + 1) mod 2` (the one its input is
     /// not read from): sum `e` is bytes `4e .. 4e + 3` of that buffer's region, tiled by its capacity like a code
     /// map (byte `y` in tile `y div cap`, slot `y mod cap`), byte `j` holding bits `8j .. 8j + 7`. The store
@@ -520,59 +669,58 @@ impl ActivationStore for ActivationFaults {
         if map.folds < 2 || map.outputs == 0 {
             return;
         }
-        let b = ActBuffer::of_layer(map.layer + 1);
-        let cap = self.map.mapping.capacity(b);
-        let bytes = map.outputs as u64 * (PSUM_WORD_BITS / 8);
-        let cells = &self.map.cells[b.index()];
-        let end = cells.partition_point(|c| c.slot < bytes.min(cap));
+        let (cells, cap, bytes) = self.psum_region(map);
         let mut hits: Vec<PsumHit> = Vec::new();
-        for c in &cells[..end] {
-            let (mut y, mut tile) = (c.slot, 0u64);
+        for (i, c) in cells.iter().enumerate() {
+            let (mut y, mut tile) = (c.slot, 0u32);
             while y < bytes {
                 hits.push(PsumHit {
-                    output: (y / 4) as usize,
+                    output: (y / 4) as u32,
                     bit: (8 * (y % 4)) as u8 + c.bit,
                     tile,
-                    cell: *c,
+                    cell: i as u32,
                 });
                 y += cap;
                 tile += 1;
             }
         }
-        hits.sort_by_key(|h| (h.output, h.bit));
+        // Cells are sorted by (slot, bit), so one tile's hits are already in (output, bit) order.
+        if bytes > cap {
+            hits.sort_unstable_by_key(|h| (h.output, h.bit));
+        }
         let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
-        let fold_keys: Vec<u64> = (0..map.folds as u64).map(|f| splitmix64(key ^ f)).collect();
         let mut part = vec![0i32; map.folds];
         let mut flipped = 0u64;
+        // Persistent-only sums are replayed LANES at a time in lockstep (independent chains: the adds and reads
+        // of one fold overlap); a sum with a transient cell is replayed alone, drawing per access.
+        let f = map.folds;
+        let mut lanes: Vec<(usize, PersistentRead, i64)> = Vec::with_capacity(LANES);
+        let mut lane_parts = vec![0i32; LANES * f];
         for group in hits.chunk_by(|a, b| a.output == b.output) {
-            let e = group[0].output;
-            partials(e, &mut part);
-            let clean: i64 = part.iter().map(|&v| v as i64).sum();
-            let mut sum = 0i32;
-            for (f, &p) in part.iter().enumerate() {
-                let wide = sum as i64 + p as i64;
-                sum = wide.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-                out.saturated += (sum as i64 != wide) as u64;
-                if f + 1 == map.folds {
-                    break;
-                }
-                let mut word = sum as u32;
-                for h in group {
-                    let c = &h.cell;
-                    let stored = ((word >> h.bit) & 1) as u8;
-                    let fails = c.faulty
-                        & (c.always
-                            | (access_draw(fold_keys[f], c.cell, h.tile) < c.threshold) as u8);
-                    let failing_read = (stored & c.keep) ^ c.set;
-                    let read = (stored ^ (fails & (stored ^ failing_read))) ^ c.flip;
-                    let diff = read ^ stored;
-                    word ^= (diff as u32) << h.bit;
-                    flipped += diff as u64;
-                }
-                sum = word as i32;
+            let e = group[0].output as usize;
+            let transient = group.iter().any(|h| {
+                let c = &cells[h.cell as usize];
+                c.faulty == 1 && c.always == 0
+            });
+            if transient {
+                partials(e, &mut part);
+                let clean: i64 = part.iter().map(|&v| v as i64).sum();
+                let sum =
+                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+                out.deltas.push((e, sum as i64 - clean));
+                continue;
             }
-            out.deltas.push((e, sum as i64 - clean));
+            let slot = lanes.len();
+            let p = &mut lane_parts[slot * f..(slot + 1) * f];
+            partials(e, p);
+            let clean: i64 = p.iter().map(|&v| v as i64).sum();
+            lanes.push((e, PersistentRead::of(group, cells), clean));
+            if lanes.len() == LANES {
+                replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
+                lanes.clear();
+            }
         }
+        replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
         let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
         self.bits_read.fetch_add(read, Ordering::Relaxed);
         if flipped > 0 {

@@ -32,6 +32,7 @@ impl WLayer {
             depthwise,
             codes,
             packed: Vec::<PackedWeights>::new(),
+            fold_packed: Default::default(),
             bias_i32: vec![0; cout],
             qin,
         })
@@ -177,7 +178,7 @@ impl Int8Network {
                             q,
                             g,
                             w,
-                            &ins[0][e * per_in..(e + 1) * per_in],
+                            x,
                             &mut s.acc[e * per_out..(e + 1) * per_out],
                             &mut s.psum,
                         );
@@ -204,7 +205,6 @@ impl Int8Network {
                     &mut s.acc,
                     &mut s.asum,
                 );
-                s.xu = xu;
                 if let Some(ctx) = psum {
                     for e in 0..b {
                         overflow += psums::linear(
@@ -213,12 +213,13 @@ impl Int8Network {
                             e,
                             q,
                             w,
-                            &ins[0][e * w.k..(e + 1) * w.k],
+                            &x[e * w.k..(e + 1) * w.k],
                             &mut s.acc[e * w.cout..(e + 1) * w.cout],
                             &mut s.psum,
                         );
                     }
                 }
+                s.xu = xu;
                 self.finish(stage, w, b, 1, &s.acc, &s.asum, out, flo);
             }
             IOp::MaxPool { g } => {

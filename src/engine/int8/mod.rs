@@ -70,6 +70,9 @@ struct WLayer {
     codes: WeightCodes,
     /// One packed GEMM operand per group (empty for depthwise layers).
     packed: Vec<PackedWeights>,
+    /// The weights cut into row folds of `R` depths (`[group][fold]`), for replaying faulty partial sums
+    /// (docs/activation-faults.md#partial-sums); built on first use for the array's `R`.
+    fold_packed: std::sync::OnceLock<(usize, Vec<PackedWeights>)>,
     /// int32 bias per output channel in accumulator units `s_a · s_c` (BatchNorm shift folded in when fused).
     bias_i32: Vec<i32>,
     /// Input activation parameters.
@@ -826,6 +829,7 @@ impl Int8Network {
                 store,
                 rows,
                 images,
+                path: self.opts.path,
             }),
         };
         for st in &self.steps {
@@ -934,8 +938,8 @@ pub(crate) struct Scratch {
     acc: Vec<i32>,
     asum: Vec<i32>,
     counts: Vec<u32>,
-    /// Corrections from faulty partial sums (one example at a time).
-    psum: super::act_store::PsumCorrections,
+    /// Partial-sum replay through faulty buffers (one example at a time).
+    psum: psums::PsumScratch,
 }
 
 /// The int32 bias code `round_half_even(b / unit)`, saturated (and counted) outside i32.

@@ -7,13 +7,23 @@
 //! activation code's integer (`uint8` 0..=255 or `int8` −128..=127; padding taps hold the zero point) and `w_k`
 //! the weight code. The fault-free kernels compute the whole sum at once; for every output whose stored sum has
 //! a faulty cell the store ([`ActivationStore::corrupt_psums`]) replays the chain from the fold sums computed
-//! here (scalar, only for those outputs) and returns `δ = P'_{F−1} − P_{F−1}`, which is added to the output's
-//! accumulator (bias and zero points act after the last fold, so they add the same to both). The result equals
-//! a fold-by-fold accumulation (tested against one in `tests.rs`).
+//! here and returns `δ = P'_{F−1} − P_{F−1}`, which is added to the output's accumulator (bias and zero points
+//! act after the last fold, so they add the same to both). The result equals a fold-by-fold accumulation (tested
+//! against one in `tests.rs`).
+//!
+//! Fold sums are computed in the unsigned view `u` of the kernels (`u = x + 128` for int8 codes, padding
+//! `u = z_u`) and shifted back, `Σ_f x·w = Σ_f u·w − 128 · Σ_f w`. When many outputs are hit (at least one in
+//! [`GEMM_WHEN_ONE_IN`]) and `R` is a multiple of 4, all outputs' fold sums come from the integer GEMM on
+//! depth slices of the packed operand (a fold is a run of whole quads); otherwise each hit output's sums are
+//! computed directly. Both give the same integers.
+use super::kernels::{self, PackedWeights, Path};
 use super::quantize::QParams;
 use super::WLayer;
 use crate::engine::act_store::{ActivationStore, PsumCorrections, StoredPsums};
 use crate::engine::kernels::Window;
+
+/// The GEMM form computes every output's fold sums when at least one output in this many has a faulty cell.
+pub(super) const GEMM_WHEN_ONE_IN: u64 = 32;
 
 /// What a conv/linear step needs to store its partial sums: the buffers, the array rows per fold and the
 /// examples' indices in the evaluated split.
@@ -22,6 +32,20 @@ pub(super) struct PsumCtx<'a> {
     pub store: &'a dyn ActivationStore,
     pub rows: usize,
     pub images: &'a [u64],
+    pub path: Path,
+}
+
+/// Buffers of the partial-sum replay (kept across examples).
+#[derive(Default)]
+pub(crate) struct PsumScratch {
+    corr: PsumCorrections,
+    /// Fold sums of every output, `[fold][output]` (GEMM form).
+    parts: Vec<i32>,
+    cols: Vec<u8>,
+    /// im2col's row scratch.
+    rows: Vec<u8>,
+    /// Fold weights for an `R` other than the cached one.
+    own: Vec<PackedWeights>,
 }
 
 /// Adds `delta` to each corrected accumulator of one example, saturating to i32; returns the saturations (of the
@@ -42,8 +66,78 @@ pub(super) fn folds(k: usize, rows: usize) -> usize {
     k.div_ceil(rows.max(1))
 }
 
-/// Partial-sum faults of a convolution: `x` the stored (read-back) input bytes of example `e` of the chunk,
-/// `acc` its `cout x oh·ow` accumulators. Returns the saturated additions.
+/// `128` for int8 codes (the unsigned view's offset), 0 for uint8.
+fn view_offset(q: QParams) -> i32 {
+    if q.signed {
+        128
+    } else {
+        0
+    }
+}
+
+/// Whether to compute all outputs' fold sums with the GEMM: `R` a multiple of 4 and enough outputs hit.
+fn use_gemm(rows: usize, hits: u64, outputs: usize) -> bool {
+    rows.is_multiple_of(4) && hits.saturating_mul(GEMM_WHEN_ONE_IN) >= outputs as u64
+}
+
+/// The weights of `w` cut into row folds (`[group][fold]`, fold `f` = depths `f·R .. min((f+1)·R, K)` of each
+/// of the group's rows), cached in the layer for the first `rows` asked (built into `own` for another).
+fn fold_weights<'a>(
+    w: &'a WLayer,
+    rows: usize,
+    own: &'a mut Vec<PackedWeights>,
+) -> &'a [PackedWeights] {
+    let build = || {
+        let (m, depth) = (w.cout / w.groups, w.k);
+        let mut out = Vec::new();
+        for gi in 0..w.groups {
+            let wg = &w.codes.k[gi * m * depth..(gi + 1) * m * depth];
+            for f in 0..folds(depth, rows) {
+                let (k0, k1) = (f * rows, ((f + 1) * rows).min(depth));
+                let slice: Vec<i8> = (0..m)
+                    .flat_map(|r| wg[r * depth + k0..r * depth + k1].iter().copied())
+                    .collect();
+                out.push(PackedWeights::new(m, k1 - k0, &slice));
+            }
+        }
+        out
+    };
+    let (r, cached) = w.fold_packed.get_or_init(|| (rows, build()));
+    if *r == rows {
+        cached
+    } else {
+        *own = build();
+        own
+    }
+}
+
+/// Fold sums of one GEMM: `folds` the group's fold weights (`m` rows each), `b` its packed operand of `n`
+/// columns (quads of the unsigned view), written to `parts[f·stride + r·n + p]` and shifted to code integers
+/// (`− off · Σ_f w`).
+fn gemm_fold_sums(
+    path: Path,
+    folds: &[PackedWeights],
+    b: &[u8],
+    n: usize,
+    off: i32,
+    parts: &mut [i32],
+    stride: usize,
+) {
+    let mut q0 = 0;
+    for (f, pw) in folds.iter().enumerate() {
+        let out = &mut parts[f * stride..f * stride + pw.m * n];
+        kernels::gemm(path, pw, &b[q0..q0 + pw.kp * n], n, out);
+        q0 += pw.kp * n;
+        if off != 0 {
+            for (row, &s) in out.chunks_exact_mut(n).zip(&pw.rowsum) {
+                row.iter_mut().for_each(|v| *v -= off * s);
+            }
+        }
+    }
+}
+
+/// Partial-sum faults of a convolution: `xu` the unsigned view of example `e`'s stored (read-back) input, `acc`
+/// its `cout x oh·ow` accumulators. Returns the saturated additions.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv(
     ctx: &PsumCtx,
@@ -52,9 +146,9 @@ pub(super) fn conv(
     q: QParams,
     g: &Window,
     w: &WLayer,
-    x: &[u8],
+    xu: &[u8],
     acc: &mut [i32],
-    corr: &mut PsumCorrections,
+    sc: &mut PsumScratch,
 ) -> u64 {
     let cig = g.c / w.groups;
     let depth = cig * g.kh * g.kw;
@@ -63,37 +157,84 @@ pub(super) fn conv(
         return 0;
     }
     let (ohw, og, taps) = (g.out_hw(), w.cout / w.groups, g.kh * g.kw);
+    let outputs = w.cout * ohw;
     let map = StoredPsums {
         layer,
-        outputs: w.cout * ohw,
+        outputs,
         folds: f,
         image: ctx.images[e],
     };
-    let mut partials = |o: usize, part: &mut [i32]| {
-        part.fill(0);
-        let (co, pix) = (o / ohw, o % ohw);
-        let (oy, ox) = (pix / g.ow, pix % g.ow);
-        let c0 = (co / og) * cig;
-        let row = &w.codes.k[co * depth..(co + 1) * depth];
-        for (k, &wk) in row.iter().enumerate() {
-            let (ci, t) = (c0 + k / taps, k % taps);
-            let iy = (oy * g.sh + (t / g.kw) * g.dh) as isize - g.ph as isize;
-            let ix = (ox * g.sw + (t % g.kw) * g.dw) as isize - g.pw as isize;
-            let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
-            let xk = if inside {
-                q.code_of(x[(ci * g.h + iy as usize) * g.w + ix as usize])
-            } else {
-                q.zero
-            };
-            part[k / ctx.rows] += xk * wk as i32;
+    let hits = ctx.store.psum_cells(&map);
+    if hits == 0 {
+        return 0;
+    }
+    let (zu, off) = (q.zero_u(), view_offset(q));
+    let PsumScratch {
+        corr,
+        parts,
+        cols,
+        rows,
+        own,
+    } = sc;
+    if use_gemm(ctx.rows, hits, outputs) {
+        parts.resize(f * outputs, 0);
+        let fw = fold_weights(w, ctx.rows, own);
+        let sub = Window { c: cig, ..*g };
+        for gi in 0..w.groups {
+            let lay = kernels::im2col_packed(
+                &xu[gi * sub.in_len()..(gi + 1) * sub.in_len()],
+                &sub,
+                zu as u8,
+                rows,
+                cols,
+                None,
+                false,
+            );
+            debug_assert_eq!(lay.n, ohw);
+            gemm_fold_sums(
+                ctx.path,
+                &fw[gi * f..(gi + 1) * f],
+                cols,
+                ohw,
+                off,
+                &mut parts[gi * og * ohw..],
+                outputs,
+            );
         }
-    };
-    ctx.store.corrupt_psums(&map, &mut partials, corr);
+        let parts = &*parts;
+        let mut from_parts = |o: usize, part: &mut [i32]| {
+            for (fi, p) in part.iter_mut().enumerate() {
+                *p = parts[fi * outputs + o];
+            }
+        };
+        ctx.store.corrupt_psums(&map, &mut from_parts, corr);
+    } else {
+        let mut direct = |o: usize, part: &mut [i32]| {
+            part.fill(0);
+            let (co, pix) = (o / ohw, o % ohw);
+            let (oy, ox) = (pix / g.ow, pix % g.ow);
+            let c0 = (co / og) * cig;
+            let row = &w.codes.k[co * depth..(co + 1) * depth];
+            for (kk, &wk) in row.iter().enumerate() {
+                let (ci, t) = (c0 + kk / taps, kk % taps);
+                let iy = (oy * g.sh + (t / g.kw) * g.dh) as isize - g.ph as isize;
+                let ix = (ox * g.sw + (t % g.kw) * g.dw) as isize - g.pw as isize;
+                let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
+                let u = if inside {
+                    xu[(ci * g.h + iy as usize) * g.w + ix as usize] as i32
+                } else {
+                    zu
+                };
+                part[kk / ctx.rows] += (u - off) * wk as i32;
+            }
+        };
+        ctx.store.corrupt_psums(&map, &mut direct, corr);
+    }
     apply(corr, acc)
 }
 
-/// Partial-sum faults of a linear layer: `x` the stored (read-back) input bytes of example `e`, `acc` its
-/// `cout` accumulators. Returns the saturated additions.
+/// Partial-sum faults of a linear layer: `xu` the unsigned view of example `e`'s stored (read-back) input,
+/// `acc` its `cout` accumulators. Returns the saturated additions.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     ctx: &PsumCtx,
@@ -101,9 +242,9 @@ pub(super) fn linear(
     e: usize,
     q: QParams,
     w: &WLayer,
-    x: &[u8],
+    xu: &[u8],
     acc: &mut [i32],
-    corr: &mut PsumCorrections,
+    sc: &mut PsumScratch,
 ) -> u64 {
     let f = folds(w.k, ctx.rows);
     if f < 2 {
@@ -115,13 +256,26 @@ pub(super) fn linear(
         folds: f,
         image: ctx.images[e],
     };
-    let mut partials = |co: usize, part: &mut [i32]| {
-        part.fill(0);
+    let hits = ctx.store.psum_cells(&map);
+    if hits == 0 {
+        return 0;
+    }
+    // One example's fold sums are dot products of contiguous row segments: computed directly for the hit
+    // outputs (a GEMM of one column would waste the kernel's width).
+    let off = view_offset(q);
+    let mut direct = |co: usize, part: &mut [i32]| {
         let row = &w.codes.k[co * w.k..(co + 1) * w.k];
-        for (k, (&wk, &xb)) in row.iter().zip(x).enumerate() {
-            part[k / ctx.rows] += q.code_of(xb) * wk as i32;
+        for (p, (wc, xc)) in part
+            .iter_mut()
+            .zip(row.chunks(ctx.rows).zip(xu.chunks(ctx.rows)))
+        {
+            *p = wc
+                .iter()
+                .zip(xc)
+                .map(|(&wk, &u)| (u as i32 - off) * wk as i32)
+                .sum();
         }
     };
-    ctx.store.corrupt_psums(&map, &mut partials, corr);
-    apply(corr, acc)
+    ctx.store.corrupt_psums(&map, &mut direct, &mut sc.corr);
+    apply(&sc.corr, acc)
 }

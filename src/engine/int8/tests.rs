@@ -852,6 +852,8 @@ proptest! {
 struct PsumOracle {
     rows: usize,
     folds: usize,
+    /// What `psum_cells` answers (1: the direct form; all outputs: the GEMM form when `rows % 4 == 0`).
+    hits: u64,
     expect: Vec<Vec<i64>>,
     delta: fn(usize) -> i64,
     checked: Mutex<usize>,
@@ -861,6 +863,9 @@ impl ActivationStore for PsumOracle {
     fn read_back(&self, _map: &StoredMap, _codes: &mut [u8]) {}
     fn psum_rows(&self) -> Option<usize> {
         Some(self.rows)
+    }
+    fn psum_cells(&self, _map: &crate::engine::act_store::StoredPsums) -> u64 {
+        self.hits
     }
     fn corrupt_psums(
         &self,
@@ -937,6 +942,7 @@ fn wlayer(cout: usize, groups: usize, k: usize, codes: Vec<i8>, q: QParams) -> W
             c: vec![0.0; cout],
         },
         packed: Vec::new(),
+        fold_packed: Default::default(),
         bias_i32: vec![0; cout],
         qin: q,
     }
@@ -949,43 +955,49 @@ proptest! {
     /// dilation, signed and unsigned codes) and adds the store's corrections to the accumulators, saturating.
     #[test]
     fn partial_sum_folds_equal_the_definition(
-        (g, cout, groups) in window(), q in qparams(), rows in 1usize..6, seed in any::<u64>()
+        (g, cout, groups) in window(), q in qparams(), rows in 1usize..9, many in any::<bool>(),
+        seed in any::<u64>()
     ) {
         let depth = g.c / groups * g.kh * g.kw;
         prop_assume!(depth.div_ceil(rows) >= 2);
         let x = bytes(g.in_len(), seed);
+        let xu: Vec<u8> = x.iter().map(|&b| if q.signed { b ^ 0x80 } else { b }).collect();
         let k = codes(cout * depth, seed ^ 7);
         let w = wlayer(cout, groups, depth, k.clone(), q);
-        let expect = fold_sums_conv(&x, q, &g, cout, groups, &k, rows);
-        let oracle = PsumOracle {
-            rows,
-            folds: depth.div_ceil(rows),
-            expect,
-            delta: |e| if e % 3 == 0 { i64::MAX / 2 } else { e as i64 - 5 },
-            checked: Mutex::new(0),
-        };
-        let images = [9u64];
-        let ctx = psums::PsumCtx { store: &oracle, rows, images: &images };
         let n = cout * g.out_hw();
-        let acc0: Vec<i32> = (0..n as i32).map(|v| v * 1000 - 77).collect();
-        let mut acc = acc0.clone();
-        let mut corr = Default::default();
-        let sat = psums::conv(&ctx, 4, 0, q, &g, &w, &x, &mut acc, &mut corr);
-        prop_assert_eq!(*oracle.checked.lock().unwrap(), 1);
-        for e in 0..n {
-            let want = if e % 3 == 0 { i32::MAX } else { acc0[e] + e as i32 - 5 };
-            prop_assert_eq!(acc[e], want);
+        for path in available_paths() {
+            let oracle = PsumOracle {
+                rows,
+                folds: depth.div_ceil(rows),
+                hits: if many { n as u64 } else { 1 },
+                expect: fold_sums_conv(&x, q, &g, cout, groups, &k, rows),
+                delta: |e| if e % 3 == 0 { i64::MAX / 2 } else { e as i64 - 5 },
+                checked: Mutex::new(0),
+            };
+            let images = [9u64];
+            let ctx = psums::PsumCtx { store: &oracle, rows, images: &images, path };
+            let acc0: Vec<i32> = (0..n as i32).map(|v| v * 1000 - 77).collect();
+            let mut acc = acc0.clone();
+            let mut sc = Default::default();
+            let sat = psums::conv(&ctx, 4, 0, q, &g, &w, &xu, &mut acc, &mut sc);
+            prop_assert_eq!(*oracle.checked.lock().unwrap(), 1);
+            for e in 0..n {
+                let want = if e % 3 == 0 { i32::MAX } else { acc0[e] + e as i32 - 5 };
+                prop_assert_eq!(acc[e], want);
+            }
+            prop_assert_eq!(sat, n.div_ceil(3) as u64);
         }
-        prop_assert_eq!(sat, n.div_ceil(3) as u64);
     }
 
     /// The same for a linear layer (depth = input features).
     #[test]
     fn linear_partial_sum_folds_equal_the_definition(
-        cout in 1usize..6, kin in 2usize..40, q in qparams(), rows in 1usize..8, seed in any::<u64>()
+        cout in 1usize..6, kin in 2usize..40, q in qparams(), rows in 1usize..9, many in any::<bool>(),
+        seed in any::<u64>()
     ) {
         prop_assume!(kin.div_ceil(rows) >= 2);
         let x = bytes(kin, seed);
+        let xu: Vec<u8> = x.iter().map(|&b| if q.signed { b ^ 0x80 } else { b }).collect();
         let k = codes(cout * kin, seed ^ 3);
         let w = wlayer(cout, 1, kin, k.clone(), q);
         let expect: Vec<Vec<i64>> = (0..cout)
@@ -997,50 +1009,59 @@ proptest! {
                 f
             })
             .collect();
-        let oracle = PsumOracle {
-            rows,
-            folds: kin.div_ceil(rows),
-            expect,
-            delta: |e| -(e as i64) - 1,
-            checked: Mutex::new(0),
-        };
-        let images = [0u64];
-        let ctx = psums::PsumCtx { store: &oracle, rows, images: &images };
-        let mut acc = vec![0i32; cout];
-        let mut corr = Default::default();
-        let sat = psums::linear(&ctx, 2, 0, q, &w, &x, &mut acc, &mut corr);
-        prop_assert_eq!(sat, 0);
-        prop_assert_eq!(acc, (0..cout as i32).map(|e| -e - 1).collect::<Vec<_>>());
+        for path in available_paths() {
+            let oracle = PsumOracle {
+                rows,
+                folds: kin.div_ceil(rows),
+                hits: if many { cout as u64 } else { 1 },
+                expect: expect.clone(),
+                delta: |e| -(e as i64) - 1,
+                checked: Mutex::new(0),
+            };
+            let images = [0u64];
+            let ctx = psums::PsumCtx { store: &oracle, rows, images: &images, path };
+            let mut acc = vec![0i32; cout];
+            let mut sc = Default::default();
+            let sat = psums::linear(&ctx, 2, 0, q, &w, &xu, &mut acc, &mut sc);
+            prop_assert_eq!(sat, 0);
+            prop_assert_eq!(acc, (0..cout as i32).map(|e| -e - 1).collect::<Vec<_>>());
+        }
     }
 }
 
-/// A reduction that fits one fold never stores partial sums (the store is not asked).
+/// A reduction that fits one fold never stores partial sums, and a store with no faulty cell under them is not
+/// asked: the accumulators stay as they are.
 #[test]
-fn single_fold_reductions_store_no_partial_sums() {
+fn single_fold_or_fault_free_reductions_are_left_alone() {
     let q = QParams {
         scale: 0.1,
         zero: 3,
         signed: false,
     };
-    let oracle = PsumOracle {
-        rows: 16,
-        folds: 1,
-        expect: Vec::new(),
-        delta: |_| 1,
-        checked: Mutex::new(0),
-    };
-    let images = [0u64];
-    let ctx = psums::PsumCtx {
-        store: &oracle,
-        rows: 16,
-        images: &images,
-    };
     let w = wlayer(2, 1, 16, vec![1; 32], q);
-    let mut acc = vec![5i32; 2];
-    let mut corr = Default::default();
-    assert_eq!(
-        psums::linear(&ctx, 0, 0, q, &w, &[1u8; 16], &mut acc, &mut corr),
-        0
-    );
-    assert_eq!((acc, *oracle.checked.lock().unwrap()), (vec![5, 5], 0));
+    for (folds, hits) in [(1usize, 2u64), (2, 0)] {
+        let rows = 16 / folds;
+        let oracle = PsumOracle {
+            rows,
+            folds,
+            hits,
+            expect: Vec::new(),
+            delta: |_| 1,
+            checked: Mutex::new(0),
+        };
+        let images = [0u64];
+        let ctx = psums::PsumCtx {
+            store: &oracle,
+            rows,
+            images: &images,
+            path: Path::Portable,
+        };
+        let mut acc = vec![5i32; 2];
+        let mut sc = Default::default();
+        assert_eq!(
+            psums::linear(&ctx, 0, 0, q, &w, &[1u8; 16], &mut acc, &mut sc),
+            0
+        );
+        assert_eq!((acc, *oracle.checked.lock().unwrap()), (vec![5, 5], 0));
+    }
 }
