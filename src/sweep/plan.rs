@@ -163,7 +163,15 @@ struct FingerprintInput<'a> {
     /// `--act-ber` (uniform random activation bit errors); omitted when 0.
     #[serde(skip_serializing_if = "is_zero")]
     act_ber: f64,
+    /// Version of the activation fault model (2: partial sums of folded reductions fail too,
+    /// docs/activation-faults.md#partial-sums) when any unit can have activation faults (int8 with a scaled
+    /// activation rail or `--act-ber`); omitted otherwise, so no other sweep's fingerprint changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act_fault_model: Option<u32>,
 }
+
+/// Version of the activation fault model in fingerprints (see `FingerprintInput::act_fault_model`).
+const ACT_FAULT_MODEL: u32 = 2;
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
@@ -458,6 +466,14 @@ impl Plan {
                 self.rails.iter().map(|r| r.label.clone()).collect()
             },
             act_ber: spec.act_ber,
+            act_fault_model: (int8
+                && (spec.act_ber > 0.0
+                    || spec.hw.voltage.scaled_rails.contains(&Rail::ActivationSram)
+                    || self
+                        .rails
+                        .iter()
+                        .any(|r| r.rails.contains(&Rail::ActivationSram))))
+            .then_some(ACT_FAULT_MODEL),
         };
         expect.fingerprint = fingerprint(&input);
         Ok(Fingerprinted {
