@@ -540,7 +540,44 @@ fn bits_color(bits: u32) -> RGBColor {
     }
 }
 
-/// Draws one marker of shape `shape` (family index mod 4: circle, triangle, square, cross).
+/// Number of distinct marker shapes ([`draw_marker`]); families beyond it reuse shapes.
+const MARKER_SHAPES: usize = 8;
+
+/// The outline of the polygon markers around (0, 0), in pixels: 1 triangle, 2 square, 4 diamond, 5 inverted
+/// triangle, 7 pentagon (closed: last point = first). 0 (circle), 3 (cross) and 6 (plus) are not polygons.
+fn marker_polygon(shape: usize) -> Option<Vec<(i32, i32)>> {
+    let pts = match shape % MARKER_SHAPES {
+        1 => vec![(0, -5), (5, 4), (-5, 4)],
+        2 => vec![(-4, -4), (4, -4), (4, 4), (-4, 4)],
+        4 => vec![(0, -5), (5, 0), (0, 5), (-5, 0)],
+        5 => vec![(0, 5), (5, -4), (-5, -4)],
+        7 => (0..5)
+            .map(|k| {
+                let a = k as f64 * std::f64::consts::TAU / 5.0 - std::f64::consts::FRAC_PI_2;
+                (
+                    (5.0 * a.cos()).round() as i32,
+                    (5.0 * a.sin()).round() as i32,
+                )
+            })
+            .collect(),
+        _ => return None,
+    };
+    let mut closed = pts.clone();
+    closed.push(pts[0]);
+    Some(closed)
+}
+
+/// The strokes of the line markers around (0, 0): 3 cross, 6 plus.
+fn marker_strokes(shape: usize) -> Vec<(i32, i32)> {
+    if shape % MARKER_SHAPES == 6 {
+        vec![(-5, 0), (5, 0), (0, 0), (0, -5), (0, 5)]
+    } else {
+        vec![(-4, -4), (4, 4), (0, 0), (4, -4), (-4, 4)]
+    }
+}
+
+/// Draws one marker of shape `shape` (family index mod [`MARKER_SHAPES`]: circle, triangle, square, cross,
+/// diamond, inverted triangle, plus, pentagon); a filled `style` fills it, a hollow one draws its outline.
 fn draw_marker<DB: DrawingBackend>(
     chart: &mut ChartContext<
         DB,
@@ -553,13 +590,28 @@ fn draw_marker<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    match shape % 4 {
+    match shape % MARKER_SHAPES {
         0 => chart.draw_series(std::iter::once(Circle::new(p, 4, style)))?,
         1 => chart.draw_series(std::iter::once(TriangleMarker::new(p, 5, style)))?,
         2 => chart.draw_series(std::iter::once(
             EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], style),
         ))?,
-        _ => chart.draw_series(std::iter::once(Cross::new(p, 4, style.stroke_width(2))))?,
+        3 => chart.draw_series(std::iter::once(Cross::new(p, 4, style.stroke_width(2))))?,
+        6 => chart.draw_series(std::iter::once(
+            EmptyElement::at(p) + PathElement::new(marker_strokes(shape), style.stroke_width(2)),
+        ))?,
+        _ => {
+            let pts = marker_polygon(shape).expect("polygon shapes");
+            if style.filled {
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at(p) + Polygon::new(pts, style),
+                ))?
+            } else {
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at(p) + PathElement::new(pts, style.stroke_width(1)),
+                ))?
+            }
+        }
     };
     Ok(())
 }
@@ -567,33 +619,26 @@ where
 /// The outline of marker `shape` (as [`draw_marker`]) around pixel `c`, for legends.
 fn marker_outline(c: (i32, i32), shape: usize) -> PathElement<(i32, i32)> {
     let (x, y) = c;
-    let pts: Vec<(i32, i32)> = match shape % 4 {
+    let offsets: Vec<(i32, i32)> = match shape % MARKER_SHAPES {
         0 => (0..=8)
             .map(|k| {
                 let a = k as f64 * std::f64::consts::TAU / 8.0;
                 (
-                    x + (4.0 * a.cos()).round() as i32,
-                    y + (4.0 * a.sin()).round() as i32,
+                    (4.0 * a.cos()).round() as i32,
+                    (4.0 * a.sin()).round() as i32,
                 )
             })
             .collect(),
-        1 => vec![(x, y - 5), (x + 5, y + 4), (x - 5, y + 4), (x, y - 5)],
-        2 => vec![
-            (x - 4, y - 4),
-            (x + 4, y - 4),
-            (x + 4, y + 4),
-            (x - 4, y + 4),
-            (x - 4, y - 4),
-        ],
-        _ => vec![
-            (x - 4, y - 4),
-            (x + 4, y + 4),
-            (x, y),
-            (x + 4, y - 4),
-            (x - 4, y + 4),
-        ],
+        3 | 6 => marker_strokes(shape),
+        _ => marker_polygon(shape).expect("polygon shapes"),
     };
-    PathElement::new(pts, BLACK.stroke_width(2))
+    PathElement::new(
+        offsets
+            .into_iter()
+            .map(|(dx, dy)| (x + dx, y + dy))
+            .collect::<Vec<_>>(),
+        BLACK.stroke_width(2),
+    )
 }
 
 fn draw_tradeoff<DB: DrawingBackend>(
@@ -786,6 +831,19 @@ fn saving_cell_color(pct: f64, full: f64) -> RGBColor {
     }
 }
 
+/// The largest caption size up to 18 px at which `caption` fits the panel's width (at least 9 px), so that long
+/// family names never run into the neighbouring panel.
+fn caption_font_px<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str) -> u32 {
+    let room = area.dim_in_pixel().0.saturating_sub(16);
+    (9..=18)
+        .rev()
+        .find(|&px| {
+            area.estimate_text_size(caption, &("sans-serif", px).into_text_style(area))
+                .is_ok_and(|(w, _)| w <= room)
+        })
+        .unwrap_or(9)
+}
+
 /// A grid of cells over (voltage ascending, bits ascending); `cell(vdd, bits)` gives (colour, text) or `None`.
 fn draw_grid<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -802,7 +860,7 @@ where
     let nv = voltages.len().max(1) as f64;
     let nb = widths.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
+        .caption(caption, ("sans-serif", caption_font_px(area, caption)))
         .margin(8)
         .x_label_area_size(40)
         .y_label_area_size(55)
@@ -911,7 +969,14 @@ where
             };
             draw_grid(
                 &panels[k],
-                &format!("{fam} on {profile}: test error (%), * = PTQ; tolerance {t:.2}%"),
+                &format!(
+                    "{fam} on {profile}: test error (%){}; tolerance {t:.2}%",
+                    if mine.iter().any(|r| r.weights_source == "ptq") {
+                        ", * = PTQ"
+                    } else {
+                        ""
+                    }
+                ),
                 &voltages,
                 &widths,
                 &cell,

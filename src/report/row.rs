@@ -163,12 +163,19 @@ impl SweepRow {
         }
     }
 
-    /// The family as the plots group it: the family, followed by ` @ <rails>` when the sweep has a rails axis.
+    /// The family as the plots group it: the family, followed by ` + <ecc>` when its weights are ECC-protected and
+    /// by ` @ <rails>` when the sweep has a rails axis, so that a heat-map cell (bits, voltage) is never shared by
+    /// two ECC schemes or two rail sets.
     pub fn family_curve(&self) -> String {
-        if self.rails_axis {
-            format!("{} @ {}", self.family, self.rails)
-        } else {
+        let f = if self.is_unprotected() {
             self.family.clone()
+        } else {
+            format!("{} + {}", self.family, self.ecc)
+        };
+        if self.rails_axis {
+            format!("{f} @ {}", self.rails)
+        } else {
+            f
         }
     }
 
@@ -277,5 +284,29 @@ mod tests {
             assert_eq!(a.model, b.model);
             assert!((a.energy_pj - b.energy_pj).abs() <= 1e-9 * b.energy_pj.abs());
         }
+    }
+    /// A heat-map cell is (family curve, profile, bits, voltage): rows of two ECC schemes or two rail sets of the
+    /// same family must land on different curves, or one cell would silently show either row.
+    #[test]
+    fn family_curves_separate_ecc_schemes_and_rail_sets() {
+        let base = synthetic::rows().remove(0);
+        let mut secded = base.clone();
+        secded.ecc = "secded".into();
+        assert_eq!(base.family_curve(), "fmnist-normal");
+        assert_eq!(secded.family_curve(), "fmnist-normal + secded");
+        let mut rows = vec![base.clone(), secded];
+        let mut both = base.clone();
+        both.rails = "weight_sram+activation_sram".into();
+        rows.push(both);
+        mark_rails_axis(&mut rows);
+        let curves: Vec<String> = rows.iter().map(|r| r.family_curve()).collect();
+        assert_eq!(
+            curves,
+            [
+                "fmnist-normal @ weight_sram",
+                "fmnist-normal + secded @ weight_sram",
+                "fmnist-normal @ weight_sram+activation_sram",
+            ]
+        );
     }
 }
