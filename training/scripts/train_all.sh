@@ -229,7 +229,7 @@ mv "$table.tmp" "$table"
 
 # Step 2b: the activation-fault model, fine-tuned from the shipped RandBET-8b's float master weights, one
 # candidate per activation error rate in ACT_PACTS (training seed 1); the one with the lowest validation robust
-# error with both SRAM rails at 0.85 V (the last 1000 test images, eval_act.py --validate) is shipped, then
+# error with both SRAM rails at 0.9 V (the last 1000 test images, eval_act.py --validate) is shipped, then
 # evaluated against RandBET-8b (models/robustness-act.md).
 ACT_NAME=fmnist-cnn-randbet-act-8b
 ACT_PACTS=${ACT_PACTS:-0.002 0.01}
