@@ -134,7 +134,8 @@ fn scaled_activation_rail_refuses_partial_arrays() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn act_sram_pj(extra: &[&str]) -> f64 {
+/// `run --vdd 0.8 --limit 20 --offsets 1 --json` plus `extra`.
+fn run_08_json(extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         "run",
         "--vdd",
@@ -146,15 +147,53 @@ fn act_sram_pj(extra: &[&str]) -> f64 {
         "--json",
     ];
     args.extend_from_slice(extra);
-    let o = run(&args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    run_json(&args)
+}
+
+fn act_sram_pj(extra: &[&str]) -> f64 {
+    run_08_json(extra)["energy_breakdown_pj"]["act_sram_pj"]
+        .as_f64()
+        .unwrap()
+}
+
+/// `partial_sums = "accumulators"` moves the partial sums out of the scaled buffers: the buffers' energy loses
+/// them, `accumulator_pj` holds them at nominal voltage, no partial-sum bit is read through a failing cell, and at
+/// nominal voltage the total is the ofmap configuration's.
+#[test]
+fn accumulators_hold_the_partial_sums_on_a_fixed_rail() {
+    let both = [
+        "--datapath",
+        "int8",
+        "--rails",
+        "weight_sram,activation_sram",
+    ];
+    let ofmap = run_08_json(&both);
+    let acc = run_08_json(&[&both[..], &["--hw", "14nm_sram_accumulators"]].concat());
+    let e = |v: &serde_json::Value, k: &str| v["energy_breakdown_pj"][k].as_f64().unwrap();
+    assert_eq!(e(&ofmap, "accumulator_pj"), 0.0);
+    assert!(e(&acc, "accumulator_pj") > 0.0);
+    assert!(e(&acc, "act_sram_pj") < 0.2 * e(&ofmap, "act_sram_pj"));
+    // The partial sums' share of the ofmap configuration's buffers, scaled by (0.8/1.15)^2, is exactly what the
+    // accumulators charge unscaled.
+    let scale = (0.8f64 / 1.15).powi(2);
+    let psum_at_vdd = e(&ofmap, "act_sram_pj") - e(&acc, "act_sram_pj");
+    let want = e(&acc, "accumulator_pj") * scale;
+    assert!(
+        (psum_at_vdd - want).abs() < 1e-6 * want,
+        "{psum_at_vdd} vs {want}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["energy_breakdown_pj"]["act_sram_pj"].as_f64().unwrap()
+    let n = |v: &serde_json::Value| v["nominal_energy_pj"].as_f64().unwrap();
+    assert!((n(&ofmap) - n(&acc)).abs() < 1e-6 * n(&ofmap));
+    // Only the stored feature maps read back through the failing cells: far fewer wrong bits per sample (at
+    // 0.8 V the partial sums are most of what the buffers hold and read).
+    let flipped = |v: &serde_json::Value| v["activation_flipped_bits_mean"].as_f64().unwrap();
+    assert!(flipped(&acc) > 0.0);
+    assert!(
+        flipped(&acc) < 0.5 * flipped(&ofmap),
+        "{} vs {}",
+        flipped(&acc),
+        flipped(&ofmap)
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ class EnergyBreakdown(TypedDict):
     weight_sram_leakage_pj: float
     ecc_logic_pj: float
     act_sram_pj: float
+    accumulator_pj: float
     mac_pj: float
     dram_pj: float
     total_pj: float

@@ -225,7 +225,7 @@ pub fn csv_report(net: &NetworkStats, energy: Option<&[LayerEnergy]>) -> String 
     );
     if energy.is_some() {
         s.push_str(
-            ",vdd_v,weight_sram_dynamic_pj,weight_sram_leakage_pj,act_sram_pj,mac_pj,dram_pj,energy_pj,\
+            ",vdd_v,weight_sram_dynamic_pj,weight_sram_leakage_pj,act_sram_pj,accumulator_pj,mac_pj,dram_pj,energy_pj,\
              nominal_energy_pj",
         );
     }
@@ -256,11 +256,12 @@ pub fn csv_report(net: &NetworkStats, energy: Option<&[LayerEnergy]>) -> String 
             let a = &e.at;
             let _ = write!(
                 s,
-                ",{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+                ",{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
                 a.vdd_v,
                 a.weight_sram_dynamic_pj,
                 a.weight_sram_leakage_pj,
                 a.act_sram_pj,
+                a.accumulator_pj,
                 a.mac_pj,
                 a.dram_pj,
                 a.total_pj,
@@ -298,6 +299,7 @@ fn energy_report(net: &NetworkStats, hw: &HwConfig, vdd_v: f64) -> Result<String
             nominal.weight_sram_leakage_pj,
         ),
         ("act_sram", at.act_sram_pj, nominal.act_sram_pj),
+        ("accumulators", at.accumulator_pj, nominal.accumulator_pj),
         ("mac", at.mac_pj, nominal.mac_pj),
         ("dram", at.dram_pj, nominal.dram_pj),
         ("total", at.total_pj, nominal.total_pj),

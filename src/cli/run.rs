@@ -537,6 +537,12 @@ fn print_text(r: &RunReport) {
         );
     }
     println!("    act. buffers   {}", pj(b.act_sram_pj));
+    if b.accumulator_pj > 0.0 {
+        println!(
+            "    accumulators   {} (partial sums, fixed rail at nominal)",
+            pj(b.accumulator_pj)
+        );
+    }
     println!("    MACs           {}", pj(b.mac_pj));
     println!("    DRAM           {}", pj(b.dram_pj));
     println!(

@@ -281,6 +281,29 @@ pub struct ActivationSramConfig {
     /// or a path (arrays of `rows x word_bits`).
     #[serde(default)]
     pub fault_profile: Option<String>,
+    /// Where the partial sums of reductions folded over the array's rows live between folds:
+    /// `"ofmap"` (default: in the ofmap buffer's cells, as SCALE-Sim counts them; they fail with that buffer) or
+    /// `"accumulators"` (a separate int32 accumulator memory beside the array on a fixed rail at `nominal_v`:
+    /// never scaled, never failing). docs/activation-faults.md#partial-sums.
+    #[serde(default, skip_serializing_if = "PartialSumStore::is_default")]
+    pub partial_sums: PartialSumStore,
+}
+
+/// `[activation_sram] partial_sums`: the memory that holds the 32-bit partial sums between row folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartialSumStore {
+    /// In the ofmap buffer's cells (on the activation rail; they fail when it is scaled, with the int8 datapath).
+    #[default]
+    Ofmap,
+    /// In an accumulator memory on a fixed rail at `nominal_v` (never scaled, never failing).
+    Accumulators,
+}
+
+impl PartialSumStore {
+    fn is_default(&self) -> bool {
+        *self == PartialSumStore::Ofmap
+    }
 }
 
 /// Default `[activation_sram] rows`: the 512 word lines of the weight SRAM's arrays (docs/sram-profiles.md).
@@ -659,6 +682,34 @@ word_bits = 64
         assert_eq!(c.rail_v(Rail::Logic, 0.85), 0.8);
         assert_eq!(c.rail_v(Rail::WeightSram, 0.85), 0.85);
         assert_eq!(c.rail_v(Rail::ActivationSram, 0.85), 1.15);
+        assert_eq!(c.activation_sram.partial_sums, PartialSumStore::Ofmap);
+    }
+
+    #[test]
+    fn partial_sum_store_parses_and_names_its_values() {
+        let text = GOOD.replace(
+            "ofmap_kib = 64",
+            "ofmap_kib = 64\npartial_sums = \"accumulators\"",
+        );
+        let c = HwConfig::from_toml_str(&text, "acc.toml").unwrap();
+        assert_eq!(
+            c.activation_sram.partial_sums,
+            PartialSumStore::Accumulators
+        );
+        let text = GOOD.replace("ofmap_kib = 64", "ofmap_kib = 64\npartial_sums = \"pe\"");
+        let e = HwConfig::from_toml_str(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        for n in [
+            "x.toml",
+            "activation_sram.partial_sums",
+            "\"pe\"",
+            "ofmap",
+            "accumulators",
+        ] {
+            assert!(e.contains(n), "{n} in {e}");
+        }
+        assert!(!e.contains('\n'));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::systolic::{NetworkStats, PSUM_BITS};
 use serde::Serialize;
 
 pub use crate::config::Rail;
-use crate::config::{HwConfig, VoltageConfig};
+use crate::config::{HwConfig, PartialSumStore, VoltageConfig};
 
 /// Errors of the energy model. Messages name the parameter and the allowed range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -67,6 +67,9 @@ pub struct EnergyBreakdown {
     /// ECC decoder (per word read) and encoder (per word written) logic; 0 without ECC.
     pub ecc_logic_pj: f64,
     pub act_sram_pj: f64,
+    /// The partial sums' accesses when they live in accumulators (`[activation_sram] partial_sums =
+    /// "accumulators"`, at `nominal_v`, never scaled); 0 when they live in the ofmap buffer (in `act_sram_pj`).
+    pub accumulator_pj: f64,
     pub mac_pj: f64,
     pub dram_pj: f64,
     pub total_pj: f64,
@@ -131,6 +134,8 @@ pub struct EnergyModel {
     act_bits: u32,
     weight_array_bits: u64,
     ecc: Option<EccCost>,
+    /// Where partial sums live between row folds (docs/energy.md, "Activation rail").
+    partial_sums: PartialSumStore,
 }
 
 /// Widest supply voltage accepted, V.
@@ -148,7 +153,14 @@ impl EnergyModel {
         .with_ecc(EccCost::from_config(
             &hw.weight_sram,
             hw.energy.ecc_gate_energy_fj,
-        )))
+        ))
+        .with_partial_sums(hw.activation_sram.partial_sums))
+    }
+
+    /// The same model with the partial sums stored in `store` (default: the ofmap buffer).
+    pub fn with_partial_sums(mut self, store: PartialSumStore) -> Self {
+        self.partial_sums = store;
+        self
     }
 
     /// The same model with the costs of ECC on the weight SRAM (`None`: unprotected).
@@ -189,6 +201,7 @@ impl EnergyModel {
             act_bits: systolic.act_bits,
             weight_array_bits,
             ecc: None,
+            partial_sums: PartialSumStore::Ofmap,
         };
         // The nominal voltage must be inside a configured table, or savings could not be computed.
         model.weight_sram_scale(model.volts.nominal_v)?;
@@ -313,13 +326,23 @@ impl EnergyModel {
             * self.leakage_scale(v_w)
             * stats.latency_s;
         // Activations (input reads, final output writes) at `act_bits`; partial sums (every one written once and
-        // read back once) at the int32 accumulator width.
+        // read back once) at the int32 accumulator width, in the ofmap buffer (activation rail) or in
+        // accumulators (same energy per byte, at nominal voltage).
         let psum_accesses = 2 * stats.output_sram_reads;
         let code_accesses =
             stats.input_sram_reads + stats.output_sram_writes - stats.output_sram_reads;
-        let act_bytes = code_accesses as f64 * self.act_bits as f64 / 8.0
-            + psum_accesses as f64 * PSUM_BITS as f64 / 8.0;
-        let act_sram_pj = act_bytes * c.act_sram_pj_per_byte * act_scale;
+        let code_bytes = code_accesses as f64 * self.act_bits as f64 / 8.0;
+        let psum_bytes = psum_accesses as f64 * PSUM_BITS as f64 / 8.0;
+        let (act_sram_pj, accumulator_pj) = match self.partial_sums {
+            PartialSumStore::Ofmap => (
+                (code_bytes + psum_bytes) * c.act_sram_pj_per_byte * act_scale,
+                0.0,
+            ),
+            PartialSumStore::Accumulators => (
+                code_bytes * c.act_sram_pj_per_byte * act_scale,
+                psum_bytes * c.act_sram_pj_per_byte,
+            ),
+        };
         let mac_pj = stats.macs as f64 * self.mac_pj_at_width(stats.weight_bits) * logic_scale;
         let dram_pj =
             (stats.dram_reads_bytes + stats.dram_writes_bytes) as f64 * 8.0 * c.dram_pj_per_bit;
@@ -329,12 +352,14 @@ impl EnergyModel {
             weight_sram_leakage_pj,
             ecc_logic_pj,
             act_sram_pj,
+            accumulator_pj,
             mac_pj,
             dram_pj,
             total_pj: weight_sram_dynamic_pj
                 + weight_sram_leakage_pj
                 + ecc_logic_pj
                 + act_sram_pj
+                + accumulator_pj
                 + mac_pj
                 + dram_pj,
         })
@@ -492,6 +517,15 @@ impl EnergyModel {
                 scaling: "none",
             },
         ];
+        if self.partial_sums == PartialSumStore::Accumulators {
+            rows.push(EnergyTableRow {
+                component: "accumulator_access (partial sums)",
+                value: c.act_sram_pj_per_byte,
+                unit: "pJ/byte",
+                voltage_v: Some(self.volts.nominal_v),
+                scaling: "none (fixed rail at nominal_v)",
+            });
+        }
         if let Some(e) = &self.ecc {
             let logic = (v_l / self.volts.logic_v).powi(2);
             for (component, value) in [

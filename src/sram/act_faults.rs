@@ -385,10 +385,14 @@ pub const PSUM_SEED_SALT: u64 = 0x7073_756d;
 /// Bits of one stored partial sum (the int32 accumulator word), little-endian over 4 consecutive byte slots.
 const PSUM_WORD_BITS: u64 = crate::systolic::PSUM_BITS as u64;
 
-/// The array rows per row fold of `hw`'s dataflow when partial sums are stored between folds: `rows` for the
-/// weight- and input-stationary dataflows (the reduction `K` is mapped onto the rows, docs/systolic.md), `None`
-/// for output-stationary (each PE accumulates its output over the whole `K`).
+/// The array rows per row fold of `hw`'s dataflow when partial sums are stored between folds in the activation
+/// buffers' cells: `rows` for the weight- and input-stationary dataflows (the reduction `K` is mapped onto the
+/// rows, docs/systolic.md); `None` for output-stationary (each PE accumulates its output over the whole `K`) and
+/// when `[activation_sram] partial_sums = "accumulators"` keeps them in a memory that never fails.
 pub fn psum_fold_rows(hw: &HwConfig) -> Option<usize> {
+    if hw.activation_sram.partial_sums == crate::config::PartialSumStore::Accumulators {
+        return None;
+    }
     match hw.systolic.dataflow {
         Dataflow::Ws | Dataflow::Is => Some(hw.systolic.rows as usize),
         Dataflow::Os => None,

@@ -250,6 +250,7 @@ mod tests {
             word_bits,
             rows,
             fault_profile: None,
+            partial_sums: Default::default(),
         }
     }
 

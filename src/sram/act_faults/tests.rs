@@ -10,6 +10,7 @@ fn tiny_cfg() -> ActivationSramConfig {
         word_bits: 64,
         rows: 128,
         fault_profile: None,
+        partial_sums: Default::default(),
     }
 }
 
@@ -390,7 +391,7 @@ mod reference {
         ) {
             // 1 KiB buffers of 8192 / (rows · wb) arrays; rows chosen so each buffer is 2 arrays.
             let rows = 8192 / (2 * wb);
-            let act = ActivationSramConfig { ifmap_kib: 1, ofmap_kib: 1, word_bits: wb, rows, fault_profile: None };
+            let act = ActivationSramConfig { ifmap_kib: 1, ofmap_kib: 1, word_bits: wb, rows, fault_profile: None, partial_sums: Default::default() };
             let m = ActMapping::new(&act).unwrap();
             let per_array = rows * wb;
             let meta = ProfileMeta {
@@ -722,6 +723,16 @@ fn hand_computed_logits_through_faulty_partial_sums() {
     assert_eq!(os.psum_rows(), None);
     let clean = net.forward(x.view(), &os, 0).unwrap();
     assert_eq!(clean.as_slice().unwrap(), &[2.0, 0.75]);
+    // Weight-stationary with the partial sums in accumulators: the same cells lie under no stored partial sum,
+    // so the logits are the fault-free ones and only the 4 input codes are read through the buffer.
+    hw.systolic.dataflow = crate::systolic::Dataflow::Ws;
+    hw.activation_sram.partial_sums = crate::config::PartialSumStore::Accumulators;
+    let acc = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.0, 7).unwrap();
+    assert_eq!(acc.psum_rows(), None);
+    let clean = net.forward(x.view(), &acc, 0).unwrap();
+    assert_eq!(clean.as_slice().unwrap(), &[2.0, 0.75]);
+    let c = acc.counts();
+    assert_eq!((c.bits_read, c.bits_flipped), (4 * 8, 0));
 }
 
 /// A transient cell under a partial sum fails on each access independently with its probability (a biased or
