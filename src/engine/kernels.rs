@@ -1,6 +1,8 @@
 //! Layer kernels: pure functions over contiguous N, C, H, W (or N, F) float32 slices. They know nothing of models
 //! or files; `engine::Network` composes them. Semantics follow PyTorch's inference-mode layers.
 
+use super::sgemm::MatRef;
+
 /// Geometry of a 2-D sliding window over one C x H x W map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -58,7 +60,8 @@ impl Window {
 }
 
 /// `dst[m x n] (= or +=) lhs[m x k] · rhs[k x n]` with explicit row/column strides, single-threaded (parallelism
-/// is over the batch). `dst` is row-major with row stride `n`.
+/// is over the batch). `dst` is row-major with row stride `n`. Runs [`super::sgemm::sgemm`]: each output is one
+/// fused multiply-add chain over `k` in order, starting from `dst` when `accumulate`, identical on every machine.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -73,49 +76,23 @@ pub fn matmul(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() >= m * n, "matmul: dst too small");
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!(
-        lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs,
-        "matmul: lhs too small"
+    super::sgemm::sgemm(
+        m,
+        n,
+        k,
+        dst,
+        accumulate,
+        MatRef {
+            data: lhs,
+            rs: lhs_rs,
+            cs: lhs_cs,
+        },
+        MatRef {
+            data: rhs,
+            rs: rhs_rs,
+            cs: rhs_cs,
+        },
     );
-    assert!(
-        rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs,
-        "matmul: rhs too small"
-    );
-    // SAFETY: the asserts above keep every index the kernel touches inside the three slices; `dst` is exclusively
-    // borrowed and does not alias `lhs`/`rhs` (Rust borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
