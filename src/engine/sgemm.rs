@@ -232,22 +232,30 @@ thread_local! {
 }
 
 /// Packs `lhs[.., p0..p0 + kc]` into `m.div_ceil(MR)` panels of `kc × MR` (`panel[p·MR + i]`), zero rows past `m`.
+/// Every element of `out[..panels·kc·MR]` is written (the buffer is reused without clearing).
 fn pack_lhs<const MR: usize>(m: usize, p0: usize, kc: usize, lhs: MatRef, out: &mut Vec<f32>) {
     let panels = m.div_ceil(MR);
-    out.clear();
-    out.resize(panels * kc * MR, 0.0);
-    for (pi, panel) in out.chunks_exact_mut(kc * MR).enumerate() {
+    if out.len() < panels * kc * MR {
+        out.resize(panels * kc * MR, 0.0);
+    }
+    for (pi, panel) in out[..panels * kc * MR]
+        .chunks_exact_mut(kc * MR)
+        .enumerate()
+    {
         let rows = (m - pi * MR).min(MR);
+        if rows < MR {
+            panel.fill(0.0);
+        }
         for i in 0..rows {
             let r = pi * MR + i;
             if lhs.cs == 1 {
                 let src = &lhs.data[r * lhs.rs + p0..][..kc];
-                for (p, &v) in src.iter().enumerate() {
-                    panel[p * MR + i] = v;
+                for (col, &v) in panel.chunks_exact_mut(MR).zip(src) {
+                    col[i] = v;
                 }
             } else {
-                for p in 0..kc {
-                    panel[p * MR + i] = lhs.at(r, p0 + p);
+                for (p, col) in panel.chunks_exact_mut(MR).enumerate() {
+                    col[i] = lhs.at(r, p0 + p);
                 }
             }
         }
@@ -255,7 +263,7 @@ fn pack_lhs<const MR: usize>(m: usize, p0: usize, kc: usize, lhs: MatRef, out: &
 }
 
 /// Packs `rhs[p0..p0 + kc, j0..j0 + nc]` into `nc.div_ceil(NR)` panels of `kc × NR` (`panel[p·NR + j]`), zero
-/// columns past `nc`.
+/// columns past `nc`. Every element of `out[..panels·kc·NR]` is written (the buffer is reused without clearing).
 fn pack_rhs<const NR: usize>(
     p0: usize,
     kc: usize,
@@ -265,17 +273,32 @@ fn pack_rhs<const NR: usize>(
     out: &mut Vec<f32>,
 ) {
     let panels = nc.div_ceil(NR);
-    out.clear();
-    out.resize(panels * kc * NR, 0.0);
-    for (pj, panel) in out.chunks_exact_mut(kc * NR).enumerate() {
+    if out.len() < panels * kc * NR {
+        out.resize(panels * kc * NR, 0.0);
+    }
+    for (pj, panel) in out[..panels * kc * NR]
+        .chunks_exact_mut(kc * NR)
+        .enumerate()
+    {
         let c0 = j0 + pj * NR;
         let cols = (nc - pj * NR).min(NR);
         for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            if rhs.cs == 1 {
+            let row: &mut [f32; NR] = row.try_into().expect("NR columns");
+            if rhs.cs == 1 && cols == NR {
+                // Fixed-size copy: no call per row.
+                *row = rhs.data[(p0 + p) * rhs.rs + c0..][..NR]
+                    .try_into()
+                    .expect("NR columns");
+            } else if rhs.cs == 1 {
                 row[..cols].copy_from_slice(&rhs.data[(p0 + p) * rhs.rs + c0..][..cols]);
+                row[cols..].fill(0.0);
             } else {
-                for (j, v) in row[..cols].iter_mut().enumerate() {
-                    *v = rhs.at(p0 + p, c0 + j);
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if j < cols {
+                        rhs.at(p0 + p, c0 + j)
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -305,10 +328,16 @@ fn blocked<const MR: usize, const NR: usize>(
             for j0 in (0..n).step_by(NC) {
                 let nc = NC.min(n - j0);
                 pack_rhs::<NR>(p0, kc, j0, nc, rhs, bp);
-                for (pj, bpanel) in bp.chunks_exact(kc * NR).enumerate() {
+                for (pj, bpanel) in bp[..nc.div_ceil(NR) * kc * NR]
+                    .chunks_exact(kc * NR)
+                    .enumerate()
+                {
                     let c0 = j0 + pj * NR;
                     let cols = (n - c0).min(NR);
-                    for (pi, apanel) in ap.chunks_exact(kc * MR).enumerate() {
+                    for (pi, apanel) in ap[..m.div_ceil(MR) * kc * MR]
+                        .chunks_exact(kc * MR)
+                        .enumerate()
+                    {
                         let r0 = pi * MR;
                         let rows = (m - r0).min(MR);
                         let half = cols <= NR / 2;
