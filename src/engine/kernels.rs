@@ -1,7 +1,7 @@
 //! Layer kernels: pure functions over contiguous N, C, H, W (or N, F) float32 slices. They know nothing of models
 //! or files; `engine::Network` composes them. Semantics follow PyTorch's inference-mode layers.
 
-use super::sgemm::MatRef;
+use super::sgemm::{self, MatRef};
 
 /// Geometry of a 2-D sliding window over one C x H x W map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,8 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
 /// (PyTorch layout), `out` is batch x cout x oh x ow. Output channel `co` of group `gi = co / (cout/groups)` sees
 /// input channels `gi·c/groups .. (gi+1)·c/groups`.
 ///
-/// Dense and grouped convolutions are im2col + GEMM per group; depthwise ones (one input channel per group) run
+/// Dense and grouped convolutions are im2col + GEMM per group (each group's weights packed once per call, for
+/// every image of the batch); depthwise ones (one input channel per group) run
 /// [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -164,6 +165,23 @@ pub fn conv2d(
     if !g.is_pointwise() && cols.len() < k * ohw {
         cols.resize(k * ohw, 0.0);
     }
+    // Each group's weights packed once for the whole batch.
+    let path = sgemm::Path::detect();
+    let packed: Vec<sgemm::PackedLhs> = (0..groups)
+        .map(|gi| {
+            let w = &weight[gi * og * k..(gi + 1) * og * k];
+            sgemm::PackedLhs::new(
+                path,
+                og,
+                k,
+                MatRef {
+                    data: w,
+                    rs: k,
+                    cs: 1,
+                },
+            )
+        })
+        .collect();
     for b in 0..batch {
         let xi = &x[b * g.in_len()..(b + 1) * g.in_len()];
         let oi = &mut out[b * cout * ohw..(b + 1) * cout * ohw];
@@ -180,18 +198,16 @@ pub fn conv2d(
                 im2col(xg, &sub, cols);
                 &cols[..k * ohw]
             };
-            matmul(
-                og,
+            sgemm::sgemm_packed(
+                &packed[gi],
                 ohw,
-                k,
                 &mut oi[gi * og * ohw..(gi + 1) * og * ohw],
                 bias.is_some(),
-                &weight[gi * og * k..(gi + 1) * og * k],
-                k,
-                1,
-                rhs,
-                ohw,
-                1,
+                MatRef {
+                    data: rhs,
+                    rs: ohw,
+                    cs: 1,
+                },
             );
         }
     }

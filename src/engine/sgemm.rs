@@ -167,7 +167,7 @@ pub fn sgemm_with(
             k,
             dst,
             accumulate,
-            lhs,
+            Lhs::Strided(lhs),
             rhs,
             x86::avx2_tile,
         ),
@@ -178,7 +178,139 @@ pub fn sgemm_with(
             k,
             dst,
             accumulate,
-            lhs,
+            Lhs::Strided(lhs),
+            rhs,
+            x86::avx512_tile,
+        ),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("checked by Path::available"),
+    }
+}
+
+/// Where the blocked driver takes its `lhs` panels from.
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    /// Packed block by block on the fly.
+    Strided(MatRef<'a>),
+    /// Packed beforehand ([`PackedLhs`]): the blocks one after another.
+    Packed(&'a [f32]),
+}
+
+/// An `m × k` left operand packed once for a given [`Path`], to multiply many right operands without packing it
+/// again (a convolution's weights, shared by every image of a batch). [`sgemm_packed`] with it gives the same
+/// bits as [`sgemm_with`] with the unpacked operand.
+#[derive(Clone, Debug)]
+pub struct PackedLhs {
+    path: Path,
+    m: usize,
+    k: usize,
+    /// Portable: row-major `m × k`. SIMD paths: for each KC block in order, its `m.div_ceil(MR)` panels of
+    /// `kc × MR` (as the blocked driver packs them).
+    data: Vec<f32>,
+}
+
+impl PackedLhs {
+    /// Packs `lhs` (`m × k`) for `path`.
+    ///
+    /// # Panics
+    /// If `path` is not available or `lhs` is too short for the shape.
+    pub fn new(path: Path, m: usize, k: usize, lhs: MatRef) -> PackedLhs {
+        assert!(
+            path.available(),
+            "sgemm: path {} not supported by this CPU",
+            path.name()
+        );
+        assert!(
+            m == 0 || k == 0 || lhs.data.len() > (m - 1) * lhs.rs + (k - 1) * lhs.cs,
+            "sgemm: lhs too small"
+        );
+        let mut data = Vec::new();
+        let mut block = Vec::new();
+        match path {
+            Path::Portable => {
+                data.reserve(m * k);
+                for i in 0..m {
+                    data.extend((0..k).map(|p| lhs.at(i, p)));
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => {
+                for p0 in (0..k).step_by(KC) {
+                    let kc = KC.min(k - p0);
+                    pack_lhs::<{ x86::AVX2_MR }>(m, p0, kc, lhs, &mut block);
+                    data.extend_from_slice(&block[..m.div_ceil(x86::AVX2_MR) * x86::AVX2_MR * kc]);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => {
+                for p0 in (0..k).step_by(KC) {
+                    let kc = KC.min(k - p0);
+                    pack_lhs::<{ x86::AVX512_MR }>(m, p0, kc, lhs, &mut block);
+                    data.extend_from_slice(
+                        &block[..m.div_ceil(x86::AVX512_MR) * x86::AVX512_MR * kc],
+                    );
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("checked by Path::available"),
+        }
+        PackedLhs { path, m, k, data }
+    }
+
+    /// Rows of the operand.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Columns of the operand (the reduction depth).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+}
+
+/// [`sgemm_with`] on `lhs`'s path with a pre-packed left operand: `dst[m × n] (= or +=) lhs · rhs[k × n]`.
+///
+/// # Panics
+/// If `dst` or `rhs` is too short for the shape.
+pub fn sgemm_packed(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, rhs: MatRef) {
+    let (m, k) = (lhs.m, lhs.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n, "sgemm: dst too small");
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
+        "sgemm: rhs too small"
+    );
+    let dst = &mut dst[..m * n];
+    let data = &lhs.data;
+    match lhs.path {
+        Path::Portable => portable(m, n, k, dst, accumulate, MatRef { data, rs: k, cs: 1 }, rhs),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => blocked::<{ x86::AVX2_MR }, { x86::AVX2_NR }>(
+            m,
+            n,
+            k,
+            dst,
+            accumulate,
+            Lhs::Packed(data),
+            rhs,
+            x86::avx2_tile,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => blocked::<{ x86::AVX512_MR }, { x86::AVX512_NR }>(
+            m,
+            n,
+            k,
+            dst,
+            accumulate,
+            Lhs::Packed(data),
             rhs,
             x86::avx512_tile,
         ),
@@ -313,18 +445,26 @@ fn blocked<const MR: usize, const NR: usize>(
     k: usize,
     dst: &mut [f32],
     accumulate: bool,
-    lhs: MatRef,
+    lhs: Lhs,
     rhs: MatRef,
     tile: TileFn,
 ) {
     debug_assert!(dst.len() == m * n);
+    let a_panels = m.div_ceil(MR);
     PACKED.with(|packed| {
-        let (ap, bp) = &mut *packed.borrow_mut();
+        let (ap_buf, bp) = &mut *packed.borrow_mut();
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             // The first block starts the chains (from dst or zero); later blocks continue them from dst.
             let load = accumulate || p0 > 0;
-            pack_lhs::<MR>(m, p0, kc, lhs, ap);
+            let ap: &[f32] = match lhs {
+                Lhs::Strided(lhs) => {
+                    pack_lhs::<MR>(m, p0, kc, lhs, ap_buf);
+                    &ap_buf[..a_panels * kc * MR]
+                }
+                // Blocks before this one are all KC deep: this block starts at a_panels·MR·p0.
+                Lhs::Packed(data) => &data[a_panels * MR * p0..][..a_panels * kc * MR],
+            };
             for j0 in (0..n).step_by(NC) {
                 let nc = NC.min(n - j0);
                 pack_rhs::<NR>(p0, kc, j0, nc, rhs, bp);
@@ -334,10 +474,7 @@ fn blocked<const MR: usize, const NR: usize>(
                 {
                     let c0 = j0 + pj * NR;
                     let cols = (n - c0).min(NR);
-                    for (pi, apanel) in ap[..m.div_ceil(MR) * kc * MR]
-                        .chunks_exact(kc * MR)
-                        .enumerate()
-                    {
+                    for (pi, apanel) in ap.chunks_exact(kc * MR).enumerate() {
                         let r0 = pi * MR;
                         let rows = (m - r0).min(MR);
                         let half = cols <= NR / 2;
@@ -620,17 +757,31 @@ mod tests {
                 "portable vs f64 at {idx}: {w} vs {e} (m {m} n {n} k {k})"
             );
         }
-        for path in [Path::Avx2, Path::Avx512] {
+        for path in [Path::Portable, Path::Avx2, Path::Avx512] {
             if !path.available() {
                 continue;
             }
             let mut got = init.clone();
             sgemm_with(path, m, n, k, &mut got, accumulate, lhs, rhs);
-            for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            let mut packed = init.clone();
+            sgemm_packed(
+                &PackedLhs::new(path, m, k, lhs),
+                n,
+                &mut packed,
+                accumulate,
+                rhs,
+            );
+            for (idx, ((g, p), w)) in got.iter().zip(&packed).zip(&want).enumerate() {
                 assert_eq!(
                     g.to_bits(),
                     w.to_bits(),
                     "{} vs portable at {idx} (m {m} n {n} k {k})",
+                    path.name()
+                );
+                assert_eq!(
+                    p.to_bits(),
+                    w.to_bits(),
+                    "{} pre-packed vs portable at {idx} (m {m} n {n} k {k})",
                     path.name()
                 );
             }
