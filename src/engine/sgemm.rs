@@ -17,9 +17,9 @@
 //!
 //! **Paths**, chosen at run time by [`Path::detect`] (`is_x86_feature_detected!`):
 //! - [`Path::Avx512`]: an 8 × 32 register tile (16 zmm accumulators; per step of `k`, two 16-wide loads of the
-//!   packed `rhs` row and eight broadcasts of the packed `lhs` column), and an 8 × 16 tile for a last panel of at
-//!   most 16 columns.
-//! - [`Path::Avx2`]: a 6 × 16 tile (12 ymm accumulators), 6 × 8 for a last panel of at most 8 columns.
+//!   packed `rhs` row and eight broadcasts of the packed `lhs` column), and for a last panel of at most 16
+//!   columns a 16 × 16 tile (two row panels; 16 accumulators again) or an 8 × 16 one.
+//! - [`Path::Avx2`]: a 6 × 16 tile (12 ymm accumulators); 12 × 8 or 6 × 8 for a last panel of at most 8 columns.
 //! - [`Path::Portable`]: the definition above, loop by loop.
 //!
 //! **Blocking** (SIMD paths; fixed constants, not tuned to the detected caches, although the result would not
@@ -343,11 +343,13 @@ fn portable(
 
 /// A micro-kernel: continues the chains of one full `MR × NR` tile of `c` (row stride `ldc`) over `kc` steps of
 /// `k` from packed panels, starting from `c`'s values when `load` (else from zero), or only over the first
-/// `NR / 2` columns when `half`.
+/// `NR / 2` columns when `half`. With `panels = 2` (only with `half`), the tile is `2·MR` rows: the row panel
+/// at `a` and the next one at `a + kc·MR`.
 ///
 /// # Safety
-/// `a` holds `kc·MR` floats, `b` holds `kc·NR` floats, `c` points at `MR` rows of `ldc` floats with `NR` (or
-/// `NR / 2` when `half`) valid columns each, and the CPU supports the kernel's instruction set.
+/// `a` holds `panels·kc·MR` floats, `b` holds `kc·NR` floats, `c` points at `panels·MR` rows of `ldc` floats
+/// with `NR` (or `NR / 2` when `half`) valid columns each, and the CPU supports the kernel's instruction set.
+#[allow(clippy::too_many_arguments)]
 type TileFn = unsafe fn(
     kc: usize,
     a: *const f32,
@@ -356,6 +358,7 @@ type TileFn = unsafe fn(
     ldc: usize,
     load: bool,
     half: bool,
+    panels: usize,
 );
 
 thread_local! {
@@ -474,10 +477,34 @@ fn blocked<const MR: usize, const NR: usize>(
                 {
                     let c0 = j0 + pj * NR;
                     let cols = (n - c0).min(NR);
-                    for (pi, apanel) in ap.chunks_exact(kc * MR).enumerate() {
+                    let half = cols <= NR / 2;
+                    let mut pi = 0;
+                    while pi < a_panels {
                         let r0 = pi * MR;
                         let rows = (m - r0).min(MR);
-                        let half = cols <= NR / 2;
+                        let apanel = &ap[pi * kc * MR..][..kc * MR];
+                        if half && cols == NR / 2 && r0 + 2 * MR <= m {
+                            // Two full row panels under one half-width column panel: one 2·MR-row tile, as many
+                            // accumulators as a full tile (narrow outputs, e.g. 4 × 4 maps).
+                            // SAFETY: panels pi and pi + 1 are contiguous in `ap` (2·kc·MR floats from apanel's
+                            // start), the column panel holds kc·NR floats, and rows r0 .. r0 + 2·MR, columns
+                            // c0 .. c0 + NR/2 lie inside dst (m × n, row stride n), exclusively borrowed; the
+                            // path was checked by `available`.
+                            unsafe {
+                                tile(
+                                    kc,
+                                    apanel.as_ptr(),
+                                    bpanel.as_ptr(),
+                                    dst.as_mut_ptr().add(r0 * n + c0),
+                                    n,
+                                    load,
+                                    half,
+                                    2,
+                                )
+                            };
+                            pi += 2;
+                            continue;
+                        }
                         if rows == MR && (cols == NR || cols == NR / 2) {
                             // SAFETY: the panels hold kc·MR and kc·NR floats (packed above); the tile's MR rows
                             // r0.. and its NR (or NR/2 when `half`) columns c0.. lie inside dst (m × n, row
@@ -491,6 +518,7 @@ fn blocked<const MR: usize, const NR: usize>(
                                     n,
                                     load,
                                     half,
+                                    1,
                                 )
                             };
                         } else {
@@ -511,12 +539,14 @@ fn blocked<const MR: usize, const NR: usize>(
                                     NR,
                                     load,
                                     half,
+                                    1,
                                 )
                             };
                             for (i, row) in buf.iter().enumerate().take(rows) {
                                 dst[(r0 + i) * n + c0..][..cols].copy_from_slice(&row[..cols]);
                             }
                         }
+                        pi += 1;
                     }
                 }
             }
@@ -537,6 +567,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`super::TileFn`]; the CPU supports AVX-512F.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn avx512_tile(
         kc: usize,
         a: *const f32,
@@ -545,20 +576,22 @@ mod x86 {
         ldc: usize,
         load: bool,
         half: bool,
+        panels: usize,
     ) {
-        // SAFETY: forwarded contract (the caller checked AVX-512F and the pointers' extents).
+        // SAFETY: forwarded contract (the caller checked the instruction set and the pointers' extents).
         unsafe {
-            if half {
-                avx512_kernel::<1>(kc, a, b, c, ldc, load)
-            } else {
-                avx512_kernel::<2>(kc, a, b, c, ldc, load)
+            match (half, panels) {
+                (true, 2) => avx512_kernel::<1, { 2 * AVX512_MR }>(kc, a, b, c, ldc, load),
+                (true, _) => avx512_kernel::<1, AVX512_MR>(kc, a, b, c, ldc, load),
+                _ => avx512_kernel::<2, AVX512_MR>(kc, a, b, c, ldc, load),
             }
         }
     }
 
-    /// `NV` vectors of 16 columns per row, 8 rows; the packed `rhs` panel is 32 columns wide either way.
+    /// `NV` vectors of 16 columns per row, `ROWS` (8 or 16) rows (row `i` from row panel `i / 8`); the packed `rhs`
+    /// panel is 32 columns wide either way.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_kernel<const NV: usize>(
+    unsafe fn avx512_kernel<const NV: usize, const ROWS: usize>(
         kc: usize,
         a: *const f32,
         b: *const f32,
@@ -567,9 +600,9 @@ mod x86 {
         load: bool,
     ) {
         const MR: usize = AVX512_MR;
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        // SAFETY (whole body): `a` holds kc·MR floats, `b` kc·32, and `c` MR rows of ldc floats with NV·16 valid
-        // columns each (the caller's contract); every offset below stays inside those extents.
+        let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
+        // SAFETY (whole body): `a` holds (ROWS / MR)·kc·MR floats, `b` kc·32, and `c` ROWS rows of ldc floats
+        // with NV·16 valid columns each (the caller's contract); every offset below stays inside those extents.
         unsafe {
             if load {
                 for (i, row) in acc.iter_mut().enumerate() {
@@ -586,7 +619,7 @@ mod x86 {
                 }
                 let ap = a.add(p * MR);
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*ap.add(i));
+                    let av = _mm512_set1_ps(*ap.add((i / MR) * kc * MR + i % MR));
                     for (r, &x) in row.iter_mut().zip(&bv) {
                         *r = _mm512_fmadd_ps(av, x, *r);
                     }
@@ -604,6 +637,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`super::TileFn`]; the CPU supports AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn avx2_tile(
         kc: usize,
         a: *const f32,
@@ -612,20 +646,22 @@ mod x86 {
         ldc: usize,
         load: bool,
         half: bool,
+        panels: usize,
     ) {
-        // SAFETY: forwarded contract (the caller checked AVX2 + FMA and the pointers' extents).
+        // SAFETY: forwarded contract (the caller checked the instruction set and the pointers' extents).
         unsafe {
-            if half {
-                avx2_kernel::<1>(kc, a, b, c, ldc, load)
-            } else {
-                avx2_kernel::<2>(kc, a, b, c, ldc, load)
+            match (half, panels) {
+                (true, 2) => avx2_kernel::<1, { 2 * AVX2_MR }>(kc, a, b, c, ldc, load),
+                (true, _) => avx2_kernel::<1, AVX2_MR>(kc, a, b, c, ldc, load),
+                _ => avx2_kernel::<2, AVX2_MR>(kc, a, b, c, ldc, load),
             }
         }
     }
 
-    /// `NV` vectors of 8 columns per row, 6 rows; the packed `rhs` panel is 16 columns wide either way.
+    /// `NV` vectors of 8 columns per row, `ROWS` (6 or 12) rows (row `i` from row panel `i / 6`); the packed `rhs`
+    /// panel is 16 columns wide either way.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_kernel<const NV: usize>(
+    unsafe fn avx2_kernel<const NV: usize, const ROWS: usize>(
         kc: usize,
         a: *const f32,
         b: *const f32,
@@ -634,9 +670,9 @@ mod x86 {
         load: bool,
     ) {
         const MR: usize = AVX2_MR;
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        // SAFETY (whole body): `a` holds kc·MR floats, `b` kc·16, and `c` MR rows of ldc floats with NV·8 valid
-        // columns each (the caller's contract); every offset below stays inside those extents.
+        let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
+        // SAFETY (whole body): `a` holds (ROWS / MR)·kc·MR floats, `b` kc·16, and `c` ROWS rows of ldc floats
+        // with NV·8 valid columns each (the caller's contract); every offset below stays inside those extents.
         unsafe {
             if load {
                 for (i, row) in acc.iter_mut().enumerate() {
@@ -653,7 +689,7 @@ mod x86 {
                 }
                 let ap = a.add(p * MR);
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*ap.add(i));
+                    let av = _mm256_set1_ps(*ap.add((i / MR) * kc * MR + i % MR));
                     for (r, &x) in row.iter_mut().zip(&bv) {
                         *r = _mm256_fmadd_ps(av, x, *r);
                     }
@@ -805,6 +841,9 @@ mod tests {
         check(13, NC + 37, 2 * KC + 5, true, (0, 0), 0, 1);
         check(9, 70, KC + 1, false, (1, 1), 1, 2);
         check(1, 1, 3 * KC, false, (0, 0), 0, 3);
+        // Half-width column panels under two full row panels (the 2·MR-row tiles), with a row edge after them.
+        check(37, 16, KC + 9, true, (0, 0), 0, 4);
+        check(29, 8 + 16, 40, false, (0, 1), 0, 5);
     }
 
     #[test]
