@@ -29,7 +29,8 @@
 //! keeps its tile in registers for the whole `KC` block, and writes back only the valid rows and columns (edge
 //! tiles go through a small stack buffer). With `KC = 256`, one packed `rhs` panel (256 × 32 floats = 32 KiB)
 //! stays in L1 while the `lhs` panels stream past it. Packing makes every stride of `lhs` and `rhs` look the
-//! same to the kernel, and the packed buffers are per-thread and reused between calls.
+//! same to the kernel, and the packed buffers are per-thread and reused between calls. [`PackedLhs`] packs a left
+//! operand once for many right operands ([`sgemm_packed`]; a convolution's weights for a whole batch chunk).
 use std::cell::RefCell;
 
 /// Steps of `k` per block: each micro-tile is loaded from / stored to `dst` once per block.
@@ -441,6 +442,7 @@ fn pack_rhs<const NR: usize>(
 }
 
 /// The blocked driver of the SIMD paths (module docs), over a micro-kernel of `MR × NR` tiles.
+// `dead_code`: only the x86-64 paths use the blocked driver.
 #[allow(clippy::too_many_arguments, dead_code)]
 fn blocked<const MR: usize, const NR: usize>(
     m: usize,
