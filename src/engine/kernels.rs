@@ -1,6 +1,8 @@
 //! Layer kernels: pure functions over contiguous N, C, H, W (or N, F) float32 slices. They know nothing of models
 //! or files; `engine::Network` composes them. Semantics follow PyTorch's inference-mode layers.
 
+use super::sgemm::{self, MatRef};
+
 /// Geometry of a 2-D sliding window over one C x H x W map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -58,7 +60,8 @@ impl Window {
 }
 
 /// `dst[m x n] (= or +=) lhs[m x k] · rhs[k x n]` with explicit row/column strides, single-threaded (parallelism
-/// is over the batch). `dst` is row-major with row stride `n`.
+/// is over the batch). `dst` is row-major with row stride `n`. Runs [`super::sgemm::sgemm`]: each output is one
+/// fused multiply-add chain over `k` in order, starting from `dst` when `accumulate`, identical on every machine.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -73,49 +76,23 @@ pub fn matmul(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() >= m * n, "matmul: dst too small");
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!(
-        lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs,
-        "matmul: lhs too small"
+    super::sgemm::sgemm(
+        m,
+        n,
+        k,
+        dst,
+        accumulate,
+        MatRef {
+            data: lhs,
+            rs: lhs_rs,
+            cs: lhs_cs,
+        },
+        MatRef {
+            data: rhs,
+            rs: rhs_rs,
+            cs: rhs_cs,
+        },
     );
-    assert!(
-        rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs,
-        "matmul: rhs too small"
-    );
-    // SAFETY: the asserts above keep every index the kernel touches inside the three slices; `dst` is exclusively
-    // borrowed and does not alias `lhs`/`rhs` (Rust borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
@@ -162,7 +139,8 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
 /// (PyTorch layout), `out` is batch x cout x oh x ow. Output channel `co` of group `gi = co / (cout/groups)` sees
 /// input channels `gi·c/groups .. (gi+1)·c/groups`.
 ///
-/// Dense and grouped convolutions are im2col + GEMM per group; depthwise ones (one input channel per group) run
+/// Dense and grouped convolutions are im2col + GEMM per group (each group's weights packed once per call, for
+/// every image of the batch); depthwise ones (one input channel per group) run
 /// [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -187,6 +165,23 @@ pub fn conv2d(
     if !g.is_pointwise() && cols.len() < k * ohw {
         cols.resize(k * ohw, 0.0);
     }
+    // Each group's weights packed once for the whole batch.
+    let path = sgemm::Path::detect();
+    let packed: Vec<sgemm::PackedLhs> = (0..groups)
+        .map(|gi| {
+            let w = &weight[gi * og * k..(gi + 1) * og * k];
+            sgemm::PackedLhs::new(
+                path,
+                og,
+                k,
+                MatRef {
+                    data: w,
+                    rs: k,
+                    cs: 1,
+                },
+            )
+        })
+        .collect();
     for b in 0..batch {
         let xi = &x[b * g.in_len()..(b + 1) * g.in_len()];
         let oi = &mut out[b * cout * ohw..(b + 1) * cout * ohw];
@@ -203,26 +198,32 @@ pub fn conv2d(
                 im2col(xg, &sub, cols);
                 &cols[..k * ohw]
             };
-            matmul(
-                og,
+            sgemm::sgemm_packed(
+                &packed[gi],
                 ohw,
-                k,
                 &mut oi[gi * og * ohw..(gi + 1) * og * ohw],
                 bias.is_some(),
-                &weight[gi * og * k..(gi + 1) * og * k],
-                k,
-                1,
-                rhs,
-                ohw,
-                1,
+                MatRef {
+                    data: rhs,
+                    rs: ohw,
+                    cs: 1,
+                },
             );
         }
     }
 }
 
 /// Depthwise convolution (groups = c, `cout = c·mult`): output channel `co` reads input channel `co / mult`
-/// with its own kh x kw filter `weight[co]`. Direct: for each tap, one scaled-row accumulation per output row
-/// (contiguous, vectorized when stride 1) — kh·kw multiply-adds per output, no im2col, no zeros.
+/// with its own kh x kw filter `weight[co]`. Each output is `bias + Σ w·x` over the taps in (ki, kj) order,
+/// one f32 multiply and one add per tap (taps in the padding add `w·0`), on every machine.
+///
+/// Direct, never im2col or a dense convolution with zeros. Each input channel is first split into `sh·sw`
+/// zero-padded *phase planes* (`phase[a][b][y][x] = x_padded[y·sh + a][x·sw + b]`), so that every tap, whatever
+/// the stride and dilation, reads one phase plane at a fixed offset. The output map, laid out as `oh` rows of
+/// the phase width (the few extra columns per row are computed and dropped), is then one contiguous range:
+/// 64 outputs at a time stay in registers while every tap adds its shifted slice of the phase plane. Those
+/// loops vectorize; the AVX-512 / AVX2 builds of the same code are chosen at run time and give the same bits
+/// (no FMA contraction).
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d(
     x: &[f32],
@@ -233,40 +234,213 @@ pub fn depthwise_conv2d(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
+            unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, out) };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above); the body is safe code.
+            unsafe { depthwise_conv2d_avx2(x, batch, g, cout, weight, bias, out) };
+            return;
+        }
+    }
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_conv2d_avx512(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    depthwise_conv2d_impl(
+        x,
+        batch,
+        g,
+        cout,
+        weight,
+        bias,
+        out,
+        |b0, w, off, src, o| dw_taps_avx512(b0, w, off, src, o),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_conv2d_avx2(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+}
+
+/// The portable path of [`depthwise_conv2d`] (for tests comparing it with the SIMD-dispatched one).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_baseline(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+}
+
+/// Outputs of a depthwise map accumulated together (in registers on the SIMD paths) over all taps.
+const DW_LANES: usize = 64;
+
+/// `out[l] = b0 + Σ_t w[t]·src[off[t] + l]` for `l < DW_LANES`, the taps `t` in order, one f32 multiply and one
+/// add each (the portable form of [`dw_taps_avx512`]).
+#[inline(always)]
+fn dw_taps(b0: f32, w: &[f32], off: &[usize], src: &[f32], out: &mut [f32; DW_LANES]) {
+    let mut sum = [b0; DW_LANES];
+    for (&wv, &o) in w.iter().zip(off) {
+        for (d, &v) in sum.iter_mut().zip(&src[o..o + DW_LANES]) {
+            *d += wv * v;
+        }
+    }
+    *out = sum;
+}
+
+/// [`dw_taps`] with the 64 sums in four zmm registers (same operations in the same order: same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dw_taps_avx512(b0: f32, w: &[f32], off: &[usize], src: &[f32], out: &mut [f32; DW_LANES]) {
+    use std::arch::x86_64::*;
+    assert!(w.len() == off.len() && off.iter().all(|&o| o + DW_LANES <= src.len()));
+    let mut sum = [_mm512_set1_ps(b0); DW_LANES / 16];
+    for (&wv, &o) in w.iter().zip(off) {
+        let wv = _mm512_set1_ps(wv);
+        // SAFETY: `o + DW_LANES <= src.len()` (asserted above), so the four 16-float loads lie inside `src`.
+        unsafe {
+            let p = src.as_ptr().add(o);
+            for (v, s) in sum.iter_mut().enumerate() {
+                *s = _mm512_add_ps(*s, _mm512_mul_ps(wv, _mm512_loadu_ps(p.add(16 * v))));
+            }
+        }
+    }
+    for (v, s) in sum.iter().enumerate() {
+        // SAFETY: `out` holds DW_LANES = 64 floats; store `v` writes floats 16·v .. 16·v + 16.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * v), *s) };
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_conv2d_impl(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    taps_fn: impl Fn(f32, &[f32], &[usize], &[f32], &mut [f32; DW_LANES]),
+) {
     let mult = cout / g.c;
     let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
-    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|kj| g.valid_ox(kj * g.dw)).collect();
+    if ohw == 0 {
+        return;
+    }
+    let (sh, sw) = (g.sh, g.sw);
+    // Phase planes: wide and tall enough for the farthest tap's offset.
+    let pw_ = g.ow + (g.kw - 1) * g.dw / sw;
+    let ph_ = g.oh + (g.kh - 1) * g.dh / sh;
+    let plane_len = ph_ * pw_;
+    // The output map as `oh` rows of the phase width, rounded up to whole groups of LANES.
+    let span = (g.oh * pw_).div_ceil(DW_LANES) * DW_LANES;
+    // Slack: the dropped columns (and the rounding of `span`) read up to `span - ow` values past a plane's
+    // valid outputs; they read zeros here or the next plane's values, and their sums are never used. Only the
+    // inside of the input is written below: the padding stays zero from here on.
+    let mut phases = vec![0.0f32; sh * sw * plane_len + span];
+    let mut acc = vec![0.0f32; span];
+    // (phase plane, offset) of each tap, in (ki, kj) order.
+    let tap_src: Vec<usize> = (0..g.kh)
+        .flat_map(|ki| (0..g.kw).map(move |kj| (ki, kj)))
+        .map(|(ki, kj)| {
+            let (a, ry) = ((ki * g.dh) % sh, (ki * g.dh) / sh);
+            let (b, rx) = ((kj * g.dw) % sw, (kj * g.dw) / sw);
+            (a * sw + b) * plane_len + ry * pw_ + rx
+        })
+        .collect();
+    // Columns x of phase column offset b with input column x·sw + b - pw inside [0, w).
+    let valid_cols = |b: usize| {
+        let lo = g.pw.saturating_sub(b).div_ceil(sw).min(pw_);
+        let hi = if g.w + g.pw > b {
+            ((g.w + g.pw - b - 1) / sw + 1).min(pw_)
+        } else {
+            0
+        }
+        .max(lo);
+        (lo, hi)
+    };
     for b in 0..batch {
-        for co in 0..cout {
-            let plane = &x[(b * g.c + co / mult) * hw..][..hw];
-            let o = &mut out[(b * cout + co) * ohw..][..ohw];
-            o.fill(bias.map_or(0.0, |bv| bv[co]));
-            let wk = &weight[co * taps..(co + 1) * taps];
-            for oy in 0..g.oh {
-                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
-                for ki in 0..g.kh {
-                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
-                    if iy < 0 || iy >= g.h as isize {
+        for ci in 0..g.c {
+            let plane = &x[(b * g.c + ci) * hw..][..hw];
+            for (p, phase) in phases[..sh * sw * plane_len]
+                .chunks_exact_mut(plane_len)
+                .enumerate()
+            {
+                let (a, bb) = (p / sw, p % sw);
+                let (lo, hi) = valid_cols(bb);
+                for (y, prow) in phase.chunks_exact_mut(pw_).enumerate() {
+                    let iy = (y * sh + a) as isize - g.ph as isize;
+                    if iy < 0 || iy >= g.h as isize || lo == hi {
+                        // Padding: zero since `phases` was allocated, the same for every channel.
                         continue;
                     }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (kj, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo >= hi {
-                            continue;
+                    let src = &plane[iy as usize * g.w..][..g.w];
+                    let ix0 = lo * sw + bb - g.pw;
+                    if sw == 1 {
+                        prow[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                    } else if sw == 2 {
+                        // Pairs (vectorizes as a deinterleave), then a last value without its pair.
+                        let n = hi - lo;
+                        let pairs = n.min((g.w - ix0) / 2);
+                        let dst = &mut prow[lo..hi];
+                        for (v, pair) in dst
+                            .iter_mut()
+                            .zip(src[ix0..ix0 + 2 * pairs].chunks_exact(2))
+                        {
+                            *v = pair[0];
                         }
-                        let wv = wk[ki * g.kw + kj];
-                        let ix0 = lo * g.sw + kj * g.dw - g.pw;
-                        let dst = &mut orow[lo..hi];
-                        if g.sw == 1 {
-                            for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + (hi - lo)]) {
-                                *d += wv * v;
-                            }
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d += wv * src[ix0 + j * g.sw];
-                            }
+                        for (j, v) in dst.iter_mut().enumerate().skip(pairs) {
+                            *v = src[ix0 + 2 * j];
+                        }
+                    } else {
+                        for (j, v) in prow[lo..hi].iter_mut().enumerate() {
+                            *v = src[ix0 + j * sw];
                         }
                     }
+                }
+            }
+            for co in ci * mult..(ci + 1) * mult {
+                let b0 = bias.map_or(0.0, |bv| bv[co]);
+                let wk = &weight[co * taps..(co + 1) * taps];
+                for (q0, group) in acc.chunks_exact_mut(DW_LANES).enumerate() {
+                    let group: &mut [f32; DW_LANES] = group.try_into().expect("DW_LANES");
+                    taps_fn(b0, wk, &tap_src, &phases[q0 * DW_LANES..], group);
+                }
+                let o = &mut out[(b * cout + co) * ohw..][..ohw];
+                for (orow, arow) in o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(pw_)) {
+                    orow.copy_from_slice(&arow[..g.ow]);
                 }
             }
         }
@@ -305,6 +479,7 @@ pub fn linear(
 }
 
 /// `max(x, 0)` in place.
+#[inline(always)]
 pub fn relu(x: &mut [f32]) {
     for v in x {
         *v = v.max(0.0);
@@ -328,8 +503,44 @@ pub enum Activation {
     HardSwish,
 }
 
-/// Applies `act` in place.
+/// Applies `act` in place (an AVX-512 or AVX2 build of the same code where the CPU has it: same operations, same
+/// bits).
 pub fn activate(x: &mut [f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
+            unsafe { activate_avx512(x, act) };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above); the body is safe code.
+            unsafe { activate_avx2(x, act) };
+            return;
+        }
+    }
+    activate_impl(x, act)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn activate_avx512(x: &mut [f32], act: Activation) {
+    activate_impl(x, act)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn activate_avx2(x: &mut [f32], act: Activation) {
+    activate_impl(x, act)
+}
+
+/// The portable path of [`activate`] (for tests comparing it with the SIMD-dispatched one).
+pub fn activate_baseline(x: &mut [f32], act: Activation) {
+    activate_impl(x, act)
+}
+
+#[inline(always)]
+fn activate_impl(x: &mut [f32], act: Activation) {
     match act {
         Activation::Relu => relu(x),
         Activation::Clip { min, max } => {

@@ -3,8 +3,10 @@
 //!
 //! - [`Network`] is compiled once from a [`Model`]: the layer list becomes a list of steps over a few reusable
 //!   activation buffers (liveness-based reuse, in-place elementwise layers, zero-copy flatten/identity).
-//! - Convolutions are im2col + GEMM (the `gemm` crate), linear layers one GEMM per chunk; rayon runs over fixed-size
-//!   chunks of the batch, so results are bit-identical for any thread count.
+//! - Convolutions are im2col + GEMM ([`sgemm`]: our own packed, cache-blocked SGEMM with AVX-512F / AVX2+FMA
+//!   micro-kernels chosen at run time, every output one fused multiply-add chain over `k` in a fixed order, so the
+//!   same bits on every machine), depthwise convolutions direct, linear layers one GEMM per chunk; rayon runs over
+//!   fixed-size chunks of the batch, so results are bit-identical for any thread count.
 //! - Weights are swapped cheaply: [`Network::set_weights_from_image`] re-decodes only the tensors that changed.
 //! - [`Evaluator`] computes the clean predictions once and then the robust error of any number of faulty weight
 //!   sets, running the faulty network only on the examples the clean network gets right (docs/run-and-sweep.md#evaluation-protocol: an example
@@ -18,6 +20,7 @@ pub mod act_store;
 pub mod eval;
 pub mod int8;
 pub mod kernels;
+pub mod sgemm;
 
 pub use eval::{evaluate, CleanEval, Evaluator, RobustEval};
 use kernels::{Activation, Window};

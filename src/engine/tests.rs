@@ -244,6 +244,15 @@ proptest! {
         let mut out = vec![f32::NAN; b * dcout * g.out_hw()];
         kernels::conv2d(&x, b, &g, dcout, g.c, &dw_w, dbias, &mut out, &mut cols);
         assert_close(&out, &naive_conv(&x, b, &g, dcout, g.c, &dw_w, dbias), 1e-5);
+        // The SIMD-dispatched depthwise kernel gives the portable one's bits.
+        let mut base = vec![f32::NAN; b * dcout * g.out_hw()];
+        kernels::depthwise_conv2d_baseline(&x, b, &g, dcout, &dw_w, dbias, &mut base);
+        let mut fast = vec![f32::NAN; b * dcout * g.out_hw()];
+        kernels::depthwise_conv2d(&x, b, &g, dcout, &dw_w, dbias, &mut fast);
+        prop_assert_eq!(
+            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -271,6 +280,13 @@ proptest! {
         for (act, f) in cases {
             let mut y = x.clone();
             kernels::activate(&mut y, act);
+            // The SIMD-dispatched build gives the portable one's bits.
+            let mut base = x.clone();
+            kernels::activate_baseline(&mut base, act);
+            prop_assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
             for (&yv, &xv) in y.iter().zip(&x) {
                 let r = f(xv as f64, alpha as f64, beta as f64, lo as f64, hi as f64);
                 prop_assert!((yv as f64 - r).abs() <= 1e-6 * (1.0 + r.abs()), "{act:?}: f({xv}) = {yv}, expected {r}");
