@@ -16,6 +16,7 @@
 //! Work per stored map is proportional to the faulty cells of its buffer below the map's size (times its tiles);
 //! a fault-free store costs one binary search per map.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -25,7 +26,9 @@ use super::generate::{generate, GenerateSpec, Style, MAX_GENERATED_CELLS};
 use super::profile::{FailureKind, FaultProfile};
 use super::SramError;
 use crate::config::{HwConfig, Rail};
-use crate::engine::act_store::{ActivationStore, PsumCorrections, StoredMap, StoredPsums};
+use crate::engine::act_store::{
+    ActivationStore, FoldTable, PsumCorrections, StoredMap, StoredPsums,
+};
 use crate::systolic::Dataflow;
 
 /// XORed into the weight profile's seed to seed the derived activation chip (the ASCII bytes of `act_sram`), so
@@ -374,6 +377,8 @@ pub struct ActivationFaults {
     /// Array rows per row fold when folded reductions store their partial sums in these buffers
     /// (docs/activation-faults.md#partial-sums); `None`: they never leave the PE array.
     psum_rows: Option<usize>,
+    /// The partial-sum replay plans built so far, by `(layer, outputs)` ([`PsumPlan`]).
+    plans: Mutex<Vec<((usize, usize), Arc<PsumPlan>)>>,
     bits_read: AtomicU64,
     bits_flipped: AtomicU64,
 }
@@ -416,6 +421,7 @@ fn add_sat(a: i32, p: i32, saturated: &mut u64) -> i32 {
 
 /// The read of a partial-sum word whose faulty cells all fail on every access (stuck-at and flipping profile
 /// cells, random flips): `read(w) = ((w & and) | or) ^ xor`, the same on every fold.
+#[derive(Debug, Clone, Copy)]
 struct PersistentRead {
     and: u32,
     or: u32,
@@ -446,59 +452,30 @@ impl PersistentRead {
         }
         m
     }
-
-    /// The final sum of the chain: add fold `f`'s sum, and for every fold but the last store and read back.
-    fn replay(&self, part: &[i32], saturated: &mut u64, flipped: &mut u64) -> i32 {
-        let (last, rest) = part.split_last().expect("at least two folds");
-        let mut sum = 0i32;
-        for &p in rest {
-            let word = add_sat(sum, p, saturated) as u32;
-            let read = ((word & self.and) | self.or) ^ self.xor;
-            *flipped += (read ^ word).count_ones() as u64;
-            sum = read as i32;
-        }
-        add_sat(sum, *last, saturated)
-    }
 }
 
-/// Partial sums replayed together by [`replay_lanes`].
-const LANES: usize = 4;
+/// The partial sums of one output with a faulty cell: its hits `hits[start..end]` (in bit order) and, when none
+/// is transient, its persistent read.
+#[derive(Debug, Clone, Copy)]
+struct PsumGroup {
+    output: u32,
+    start: u32,
+    end: u32,
+    /// `None`: a transient cell among the hits (replayed alone, drawing per access).
+    persistent: Option<PersistentRead>,
+}
 
-/// Replays up to [`LANES`] persistent-only sums in lockstep: `lanes[j] = (output, read, clean sum)`, fold sums
-/// `parts[j·folds ..]`; pushes each `(output, final − clean)` into `out`.
-fn replay_lanes(
-    lanes: &[(usize, PersistentRead, i64)],
-    parts: &[i32],
-    folds: usize,
-    out: &mut PsumCorrections,
-    flipped: &mut u64,
-) {
-    if lanes.len() < LANES {
-        for (j, (e, read, clean)) in lanes.iter().enumerate() {
-            let p = &parts[j * folds..(j + 1) * folds];
-            let sum = read.replay(p, &mut out.saturated, flipped);
-            out.deltas.push((*e, sum as i64 - clean));
-        }
-        return;
-    }
-    let mut sum = [0i32; LANES];
-    let mut changed = [0u32; LANES];
-    let mut sat = 0u64;
-    for f in 0..folds - 1 {
-        for j in 0..LANES {
-            let word = add_sat(sum[j], parts[j * folds + f], &mut sat) as u32;
-            let m = &lanes[j].1;
-            let read = ((word & m.and) | m.or) ^ m.xor;
-            changed[j] += (read ^ word).count_ones();
-            sum[j] = read as i32;
-        }
-    }
-    for (j, (e, _, clean)) in lanes.iter().enumerate() {
-        let last = add_sat(sum[j], parts[j * folds + folds - 1], &mut sat);
-        out.deltas.push((*e, last as i64 - clean));
-        *flipped += changed[j] as u64;
-    }
-    out.saturated += sat;
+/// The image-independent part of the partial-sum replay of one `(layer, outputs)` region: the faulty cells under
+/// it never change, only the transient cells' draws and the sums do. Built once per store and region.
+#[derive(Debug)]
+struct PsumPlan {
+    /// Faulty (cell, tile) places under the region ([`ActivationStore::psum_cells`]).
+    places: u64,
+    /// The region's cells ([`ActivationFaults::psum_region`]), which `hits` index.
+    buffer: usize,
+    hits: Vec<PsumHit>,
+    /// The outputs with a faulty cell, increasing.
+    groups: Vec<PsumGroup>,
 }
 
 /// The chain of one partial sum with a transient cell among its hits: each hit's read per access, transient
@@ -539,6 +516,7 @@ impl ActivationFaults {
             map,
             seed,
             psum_rows: None,
+            plans: Mutex::new(Vec::new()),
             bits_read: AtomicU64::new(0),
             bits_flipped: AtomicU64::new(0),
         }
@@ -596,6 +574,64 @@ impl ActivationFaults {
     }
 }
 
+/// Persistent-only sums waiting for [`replay::replay_block`]: fold sums fold-major (`parts[f·LANES + j]`), each
+/// lane's read, output and fault-free final sum.
+struct LaneBatch {
+    folds: usize,
+    parts: Vec<i32>,
+    masks: replay::LaneMasks,
+    lanes: [(usize, i64); replay::LANES],
+    used: usize,
+}
+
+impl LaneBatch {
+    fn new(folds: usize) -> LaneBatch {
+        LaneBatch {
+            folds,
+            parts: vec![0; replay::LANES * folds],
+            masks: replay::LaneMasks::default(),
+            lanes: [(0, 0); replay::LANES],
+            used: 0,
+        }
+    }
+
+    /// Adds output `e` (fold sums `part`, fault-free sum `clean`, read `read`); true when the batch is full.
+    fn push(&mut self, e: usize, clean: i64, read: PersistentRead, part: &[i32]) -> bool {
+        let j = self.used;
+        for (fi, &v) in part.iter().enumerate() {
+            self.parts[fi * replay::LANES + j] = v;
+        }
+        (self.masks.and[j], self.masks.or[j], self.masks.xor[j]) = (read.and, read.or, read.xor);
+        self.lanes[j] = (e, clean);
+        self.used += 1;
+        self.used == replay::LANES
+    }
+
+    /// Replays the batch's sums, pushing each `(output, final − clean)` into `out`, and empties it. Unused lanes
+    /// hold no fold sums and read what was stored (no flip, no saturation).
+    fn flush(&mut self, out: &mut PsumCorrections, flipped: &mut u64) {
+        let used = self.used;
+        if used == 0 {
+            return;
+        }
+        for j in used..replay::LANES {
+            for fi in 0..self.folds {
+                self.parts[fi * replay::LANES + j] = 0;
+            }
+        }
+        self.masks.and[used..].fill(u32::MAX);
+        self.masks.or[used..].fill(0);
+        self.masks.xor[used..].fill(0);
+        let r = replay::replay_block(&self.parts, self.folds, &self.masks);
+        for (j, &(e, clean)) in self.lanes[..used].iter().enumerate() {
+            out.deltas.push((e, r.sums[j] as i64 - clean));
+        }
+        out.saturated += r.saturated;
+        *flipped += r.flipped;
+        self.used = 0;
+    }
+}
+
 impl ActivationFaults {
     /// The faulty cells under `map`'s partial sums (buffer `(L + 1) mod 2`, slots below the region's bytes), the
     /// buffer's capacity and the region's bytes (`4 · outputs`).
@@ -606,6 +642,110 @@ impl ActivationFaults {
         let cells = &self.map.cells[b.index()];
         let end = cells.partition_point(|c| c.slot < bytes.min(cap));
         (&cells[..end], cap, bytes)
+    }
+
+    /// The replay plan of `map`'s region, built on first use and cached (it does not depend on the image or the
+    /// folds).
+    fn psum_plan(&self, map: &StoredPsums) -> Arc<PsumPlan> {
+        let key = (map.layer, map.outputs);
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = plans.iter().find(|(k, _)| *k == key) {
+            return Arc::clone(p);
+        }
+        let plan = Arc::new(self.build_psum_plan(map));
+        plans.push((key, Arc::clone(&plan)));
+        plan
+    }
+
+    /// Every (cell, tile) place under the region as a hit on (output, bit), grouped by output: sum `e` is bytes
+    /// `4e .. 4e + 3`, byte `y` in tile `y div cap`, slot `y mod cap`, byte `j` holding bits `8j .. 8j + 7`.
+    fn build_psum_plan(&self, map: &StoredPsums) -> PsumPlan {
+        let (cells, cap, bytes) = self.psum_region(map);
+        let places = cells.iter().map(|c| (bytes - c.slot).div_ceil(cap)).sum();
+        let mut hits: Vec<PsumHit> = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            let (mut y, mut tile) = (c.slot, 0u32);
+            while y < bytes {
+                hits.push(PsumHit {
+                    output: (y / 4) as u32,
+                    bit: (8 * (y % 4)) as u8 + c.bit,
+                    tile,
+                    cell: i as u32,
+                });
+                y += cap;
+                tile += 1;
+            }
+        }
+        // Cells are sorted by (slot, bit), so one tile's hits are already in (output, bit) order.
+        if bytes > cap {
+            hits.sort_unstable_by_key(|h| (h.output, h.bit));
+        }
+        let mut groups = Vec::new();
+        let mut start = 0usize;
+        for group in hits.chunk_by(|a, b| a.output == b.output) {
+            let transient = group.iter().any(|h| {
+                let c = &cells[h.cell as usize];
+                c.faulty == 1 && c.always == 0
+            });
+            groups.push(PsumGroup {
+                output: group[0].output,
+                start: start as u32,
+                end: (start + group.len()) as u32,
+                persistent: (!transient).then(|| PersistentRead::of(group, cells)),
+            });
+            start += group.len();
+        }
+        PsumPlan {
+            places,
+            buffer: ActBuffer::of_layer(map.layer + 1).index(),
+            hits,
+            groups,
+        }
+    }
+
+    /// [`ActivationStore::corrupt_psums`] with the fold sums from `partials` (called once per output with a
+    /// faulty cell, in increasing output order). Persistent-only sums are gathered [`replay::LANES`] at a time
+    /// (fold-major) and replayed in lockstep ([`replay::replay_block`]); a sum with a transient cell is replayed
+    /// alone, drawing per access.
+    fn replay_psums(
+        &self,
+        map: &StoredPsums,
+        mut partials: impl FnMut(usize, &mut [i32]),
+        out: &mut PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let plan = self.psum_plan(map);
+        let cells = &self.map.cells[plan.buffer];
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        let f = map.folds;
+        let mut part = vec![0i32; f];
+        let mut flipped = 0u64;
+        let mut batch = LaneBatch::new(f);
+        for g in &plan.groups {
+            let e = g.output as usize;
+            partials(e, &mut part);
+            let clean: i64 = part.iter().map(|&v| v as i64).sum();
+            let Some(read) = g.persistent else {
+                let group = &plan.hits[g.start as usize..g.end as usize];
+                let sum =
+                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+                out.deltas.push((e, sum as i64 - clean));
+                continue;
+            };
+            if batch.push(e, clean, read, &part) {
+                batch.flush(out, &mut flipped);
+            }
+        }
+        batch.flush(out, &mut flipped);
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
     }
 }
 
@@ -649,8 +789,7 @@ impl ActivationStore for ActivationFaults {
         if map.folds < 2 {
             return 0;
         }
-        let (cells, cap, bytes) = self.psum_region(map);
-        cells.iter().map(|c| (bytes - c.slot).div_ceil(cap)).sum()
+        self.psum_plan(map).places
     }
 
     /// Partial sums of the step whose first layer is `L` live in buffer `(L + 1) mod 2` (the one its input is
@@ -664,68 +803,11 @@ impl ActivationStore for ActivationFaults {
         partials: &mut dyn FnMut(usize, &mut [i32]),
         out: &mut PsumCorrections,
     ) {
-        out.deltas.clear();
-        out.saturated = 0;
-        if map.folds < 2 || map.outputs == 0 {
-            return;
-        }
-        let (cells, cap, bytes) = self.psum_region(map);
-        let mut hits: Vec<PsumHit> = Vec::new();
-        for (i, c) in cells.iter().enumerate() {
-            let (mut y, mut tile) = (c.slot, 0u32);
-            while y < bytes {
-                hits.push(PsumHit {
-                    output: (y / 4) as u32,
-                    bit: (8 * (y % 4)) as u8 + c.bit,
-                    tile,
-                    cell: i as u32,
-                });
-                y += cap;
-                tile += 1;
-            }
-        }
-        // Cells are sorted by (slot, bit), so one tile's hits are already in (output, bit) order.
-        if bytes > cap {
-            hits.sort_unstable_by_key(|h| (h.output, h.bit));
-        }
-        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
-        let mut part = vec![0i32; map.folds];
-        let mut flipped = 0u64;
-        // Persistent-only sums are replayed LANES at a time in lockstep (independent chains: the adds and reads
-        // of one fold overlap); a sum with a transient cell is replayed alone, drawing per access.
-        let f = map.folds;
-        let mut lanes: Vec<(usize, PersistentRead, i64)> = Vec::with_capacity(LANES);
-        let mut lane_parts = vec![0i32; LANES * f];
-        for group in hits.chunk_by(|a, b| a.output == b.output) {
-            let e = group[0].output as usize;
-            let transient = group.iter().any(|h| {
-                let c = &cells[h.cell as usize];
-                c.faulty == 1 && c.always == 0
-            });
-            if transient {
-                partials(e, &mut part);
-                let clean: i64 = part.iter().map(|&v| v as i64).sum();
-                let sum =
-                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
-                out.deltas.push((e, sum as i64 - clean));
-                continue;
-            }
-            let slot = lanes.len();
-            let p = &mut lane_parts[slot * f..(slot + 1) * f];
-            partials(e, p);
-            let clean: i64 = p.iter().map(|&v| v as i64).sum();
-            lanes.push((e, PersistentRead::of(group, cells), clean));
-            if lanes.len() == LANES {
-                replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
-                lanes.clear();
-            }
-        }
-        replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
-        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
-        self.bits_read.fetch_add(read, Ordering::Relaxed);
-        if flipped > 0 {
-            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
-        }
+        self.replay_psums(map, partials, out);
+    }
+
+    fn corrupt_psums_table(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
+        self.replay_psums(map, |e, p| table.fill(e, p), out);
     }
 }
 
@@ -751,6 +833,8 @@ pub fn check_act_ber_datapath(act_ber: f64, int8: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::ActivationSramConfig;
+use crate::engine::act_store::FoldTable;
 use crate::sram::profile::{FailingCell, ProfileMeta};
 
 /// One 128x64 array per buffer (1 KiB each): B0 = array 0, B1 = array 1; 1024 codes per buffer.
@@ -761,4 +762,78 @@ fn transient_partial_sum_cells_fail_per_access_with_their_probability() {
     );
     assert_eq!(run(0), (flips, deltas));
     assert_ne!(run(1).0, flips);
+}
+
+/// The table form of the partial-sum replay gives the callback form's corrections and counts (persistent and
+/// transient profile cells plus random flips, 3 tiles, every fold count from 2), and asks the callback once per
+/// hit output in increasing order.
+#[test]
+fn partial_sum_table_equals_the_callback_form() {
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let meta = ProfileMeta {
+        name: "mixed".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let profile = FaultProfile::new(
+        meta,
+        vec![
+            cell(0, 0, 3, 0.9, FailureKind::ReadsOne, 1.0),
+            cell(0, 2, 23, 0.9, FailureKind::Flips, 1.0),
+            cell(0, 9, 30, 0.9, FailureKind::Flips, 0.4),
+            cell(1, 0, 8, 0.9, FailureKind::Flips, 1.0),
+            cell(1, 3, 17, 0.9, FailureKind::Flips, 0.3),
+            cell(1, 5, 40, 0.9, FailureKind::ReadsZero, 1.0),
+        ],
+    )
+    .unwrap();
+    for (layer, folds, outputs) in [(0usize, 2usize, 700usize), (1, 3, 300), (2, 17, 700)] {
+        let parts = fold_sums(outputs, folds, 17 + layer as u64);
+        let a = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
+        let b = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
+        // `[fold][output]` at offset 1 (as a linear step's example 1 of 2 would be laid out).
+        let (fold_stride, output_stride) = (outputs * 2, 2);
+        let mut data = vec![i32::MIN; folds * fold_stride + 1];
+        for (e, p) in parts.iter().enumerate() {
+            for (f, &v) in p.iter().enumerate() {
+                data[1 + f * fold_stride + e * output_stride] = v;
+            }
+        }
+        for image in [0u64, 5] {
+            let map = StoredPsums {
+                layer,
+                outputs,
+                folds,
+                image,
+            };
+            let mut asked = Vec::new();
+            let mut via_callback = PsumCorrections::default();
+            a.corrupt_psums(
+                &map,
+                &mut |e, p: &mut [i32]| {
+                    asked.push(e);
+                    p.copy_from_slice(&parts[e]);
+                },
+                &mut via_callback,
+            );
+            let table = FoldTable {
+                data: &data,
+                offset: 1,
+                fold_stride,
+                output_stride,
+            };
+            let mut via_table = PsumCorrections::default();
+            b.corrupt_psums_table(&map, &table, &mut via_table);
+            assert_eq!(via_table, via_callback, "layer {layer} image {image}");
+            assert!(asked.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(a.psum_cells(&map), b.psum_cells(&map));
+        }
+        assert_eq!(a.counts(), b.counts());
+        assert!(a.counts().bits_flipped > 0);
+    }
 }
