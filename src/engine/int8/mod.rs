@@ -612,6 +612,8 @@ impl Int8Network {
                     })
                     .collect()
             };
+            // The row-fold weights of the partial-sum replay are cut from these codes: rebuild them on next use.
+            w.fold_packed = Default::default();
         }
         let fnet = &self.fnet;
         let fweights = &fnet.weights;

@@ -1065,3 +1065,61 @@ fn single_fold_or_fault_free_reductions_are_left_alone() {
         assert_eq!((acc, *oracle.checked.lock().unwrap()), (vec![5, 5], 0));
     }
 }
+
+/// A store whose every partial sum "fails" by a rule of its fold sums (`Σ_f (f + 1)·P_f mod 997`), so that fold
+/// sums from stale weights would change the logits.
+struct FoldHash;
+
+impl ActivationStore for FoldHash {
+    fn read_back(&self, _map: &StoredMap, _codes: &mut [u8]) {}
+    fn psum_rows(&self) -> Option<usize> {
+        Some(4)
+    }
+    fn psum_cells(&self, map: &crate::engine::act_store::StoredPsums) -> u64 {
+        map.outputs as u64
+    }
+    fn corrupt_psums(
+        &self,
+        map: &crate::engine::act_store::StoredPsums,
+        partials: &mut dyn FnMut(usize, &mut [i32]),
+        out: &mut crate::engine::act_store::PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
+        let mut part = vec![0i32; map.folds];
+        for e in 0..map.outputs {
+            partials(e, &mut part);
+            let h: i64 = part
+                .iter()
+                .enumerate()
+                .map(|(f, &p)| (f as i64 + 1) * p as i64)
+                .sum();
+            out.deltas.push((e, h.rem_euclid(997)));
+        }
+    }
+}
+
+/// Weights re-read from a memory image reach the partial-sum fold sums too: a network that ran with faulty
+/// partial sums before its weights changed gives what a network that only saw the new weights gives.
+#[test]
+fn new_weights_reach_the_partial_sum_folds() {
+    let d = tempfile::tempdir().unwrap();
+    for model in models(d.path()) {
+        let fnet = Network::from_model(&model);
+        let calib = input(100, fnet.input_shape(), 1);
+        let x = input(20, fnet.input_shape(), 2);
+        let mut image = model.memory_image().to_vec();
+        let bit = 1u8 << (model.quant_config().storage_bits() - 1);
+        for b in image.iter_mut().step_by(3) {
+            *b ^= bit;
+        }
+        let mut ran = Int8Network::build(&model, calib.view(), Int8Options::default()).unwrap();
+        let before = logits(&ran, &x, &FoldHash);
+        ran.set_weights_from_image(&model, &image, None).unwrap();
+        let mut fresh = Int8Network::build(&model, calib.view(), Int8Options::default()).unwrap();
+        fresh.set_weights_from_image(&model, &image, None).unwrap();
+        let after = logits(&ran, &x, &FoldHash);
+        assert_eq!(after, logits(&fresh, &x, &FoldHash));
+        assert_ne!(after, before);
+    }
+}
