@@ -114,6 +114,26 @@ pub trait ActivationStore: Sync {
     fn corrupt_psums_table(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
         self.corrupt_psums(map, &mut |e, p| table.fill(e, p), out);
     }
+
+    /// The partial sums of several examples of one step at once (a linear step's batch): `maps[i]` is example
+    /// `i`'s (the same layer, outputs and folds for all), its fold sums the table at offset `table.offset + i ·
+    /// example_stride`; writes `outs[i]`. Must give what [`ActivationStore::corrupt_psums_table`] gives per
+    /// example (the default calls it).
+    fn corrupt_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        example_stride: usize,
+        outs: &mut [PsumCorrections],
+    ) {
+        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            let t = FoldTable {
+                offset: table.offset + i * example_stride,
+                ..*table
+            };
+            self.corrupt_psums_table(map, &t, out);
+        }
+    }
 }
 
 /// Fault-free activation buffers (the activation rail not scaled).

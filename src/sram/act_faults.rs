@@ -378,10 +378,13 @@ pub struct ActivationFaults {
     /// (docs/activation-faults.md#partial-sums); `None`: they never leave the PE array.
     psum_rows: Option<usize>,
     /// The partial-sum replay plans built so far, by `(layer, outputs)` ([`PsumPlan`]).
-    plans: Mutex<Vec<((usize, usize), Arc<PsumPlan>)>>,
+    plans: Mutex<Vec<PlanEntry>>,
     bits_read: AtomicU64,
     bits_flipped: AtomicU64,
 }
+
+/// A cached replay plan and its `(layer, outputs)`.
+type PlanEntry = ((usize, usize), Arc<PsumPlan>);
 
 /// XORed into the store's seed for the transient draws of partial-sum accesses (the ASCII bytes of `psum`), so
 /// they are independent of the code reads' draws.
@@ -476,6 +479,10 @@ struct PsumPlan {
     hits: Vec<PsumHit>,
     /// The outputs with a faulty cell, increasing.
     groups: Vec<PsumGroup>,
+    /// The persistent-only sums by blocks of consecutive outputs (the table form's dense replay), increasing.
+    blocks: Vec<PsumBlock>,
+    /// Indices into `groups` of the sums with a transient cell.
+    transient: Vec<u32>,
 }
 
 /// The chain of one partial sum with a transient cell among its hits: each hit's read per access, transient
@@ -575,12 +582,12 @@ impl ActivationFaults {
 }
 
 /// Persistent-only sums waiting for [`replay::replay_block`]: fold sums fold-major (`parts[f·LANES + j]`), each
-/// lane's read, output and fault-free final sum.
+/// lane's read and output.
 struct LaneBatch {
     folds: usize,
     parts: Vec<i32>,
     masks: replay::LaneMasks,
-    lanes: [(usize, i64); replay::LANES],
+    outputs: [usize; replay::LANES],
     used: usize,
 }
 
@@ -590,19 +597,19 @@ impl LaneBatch {
             folds,
             parts: vec![0; replay::LANES * folds],
             masks: replay::LaneMasks::default(),
-            lanes: [(0, 0); replay::LANES],
+            outputs: [0; replay::LANES],
             used: 0,
         }
     }
 
-    /// Adds output `e` (fold sums `part`, fault-free sum `clean`, read `read`); true when the batch is full.
-    fn push(&mut self, e: usize, clean: i64, read: PersistentRead, part: &[i32]) -> bool {
+    /// Adds output `e` (fold sums `part`, read `read`); true when the batch is full.
+    fn push(&mut self, e: usize, read: PersistentRead, part: &[i32]) -> bool {
         let j = self.used;
         for (fi, &v) in part.iter().enumerate() {
             self.parts[fi * replay::LANES + j] = v;
         }
         (self.masks.and[j], self.masks.or[j], self.masks.xor[j]) = (read.and, read.or, read.xor);
-        self.lanes[j] = (e, clean);
+        self.outputs[j] = e;
         self.used += 1;
         self.used == replay::LANES
     }
@@ -622,14 +629,23 @@ impl LaneBatch {
         self.masks.and[used..].fill(u32::MAX);
         self.masks.or[used..].fill(0);
         self.masks.xor[used..].fill(0);
-        let r = replay::replay_block(&self.parts, self.folds, &self.masks);
-        for (j, &(e, clean)) in self.lanes[..used].iter().enumerate() {
-            out.deltas.push((e, r.sums[j] as i64 - clean));
+        let r = replay::replay_block(&self.parts, replay::LANES, self.folds, &self.masks);
+        for (j, &e) in self.outputs[..used].iter().enumerate() {
+            out.deltas.push((e, r.sums[j] as i64 - r.clean[j]));
+            out.saturated += r.saturated[j] as u64;
         }
-        out.saturated += r.saturated;
         *flipped += r.flipped;
         self.used = 0;
     }
+}
+
+/// [`replay::LANES`] consecutive outputs `first ..` of a region with at least one persistent-only sum among them:
+/// their reads (neutral for the other outputs) and which lanes are such sums (bit `j`: output `first + j`).
+#[derive(Debug, Clone)]
+struct PsumBlock {
+    first: u32,
+    masks: replay::LaneMasks,
+    lanes: u32,
 }
 
 impl ActivationFaults {
@@ -695,11 +711,33 @@ impl ActivationFaults {
             });
             start += group.len();
         }
+        let mut blocks: Vec<PsumBlock> = Vec::new();
+        let mut transient = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let Some(read) = g.persistent else {
+                transient.push(i as u32);
+                continue;
+            };
+            let first = g.output / replay::LANES as u32 * replay::LANES as u32;
+            if blocks.last().is_none_or(|b| b.first != first) {
+                blocks.push(PsumBlock {
+                    first,
+                    masks: replay::LaneMasks::default(),
+                    lanes: 0,
+                });
+            }
+            let b = blocks.last_mut().expect("just pushed");
+            let j = (g.output - first) as usize;
+            (b.masks.and[j], b.masks.or[j], b.masks.xor[j]) = (read.and, read.or, read.xor);
+            b.lanes |= 1 << j;
+        }
         PsumPlan {
             places,
             buffer: ActBuffer::of_layer(map.layer + 1).index(),
             hits,
             groups,
+            blocks,
+            transient,
         }
     }
 
@@ -728,20 +766,175 @@ impl ActivationFaults {
         for g in &plan.groups {
             let e = g.output as usize;
             partials(e, &mut part);
-            let clean: i64 = part.iter().map(|&v| v as i64).sum();
             let Some(read) = g.persistent else {
+                let clean: i64 = part.iter().map(|&v| v as i64).sum();
                 let group = &plan.hits[g.start as usize..g.end as usize];
                 let sum =
                     replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
                 out.deltas.push((e, sum as i64 - clean));
                 continue;
             };
-            if batch.push(e, clean, read, &part) {
+            if batch.push(e, read, &part) {
                 batch.flush(out, &mut flipped);
             }
         }
         batch.flush(out, &mut flipped);
         let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ActivationFaults {
+    /// The table form with unit output stride: every block of [`replay::LANES`] consecutive outputs holding a
+    /// persistent-only sum is replayed straight from the table (one vector load per fold; the block's other
+    /// lanes read as stored and are ignored), then the sums with a transient cell one by one. Same corrections as
+    /// [`ActivationFaults::replay_psums`] (in another order) and the same counts.
+    fn replay_psums_dense(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
+        use replay::LANES;
+        out.deltas.clear();
+        out.saturated = 0;
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let plan = self.psum_plan(map);
+        let f = map.folds;
+        let fs = table.fold_stride;
+        let mut flipped = 0u64;
+        let mut padded: Vec<i32> = Vec::new();
+        for b in &plan.blocks {
+            let first = b.first as usize;
+            let start = table.offset + first;
+            let whole = first + LANES <= map.outputs
+                && fs >= LANES
+                && start + (f - 1) * fs + LANES <= table.data.len();
+            let r = if whole {
+                replay::replay_block(&table.data[start..], fs, f, &b.masks)
+            } else {
+                // A block past the last output: copy what there is, zeros after (neutral lanes).
+                padded.clear();
+                padded.resize(f * LANES, 0);
+                for j in 0..LANES.min(map.outputs - first) {
+                    for fi in 0..f {
+                        padded[fi * LANES + j] = table.data[start + fi * fs + j];
+                    }
+                }
+                replay::replay_block(&padded, LANES, f, &b.masks)
+            };
+            let mut lanes = b.lanes;
+            while lanes != 0 {
+                let j = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                out.deltas.push((first + j, r.sums[j] as i64 - r.clean[j]));
+                out.saturated += r.saturated[j] as u64;
+            }
+            flipped += r.flipped;
+        }
+        let cells = &self.map.cells[plan.buffer];
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        let mut part = vec![0i32; f];
+        for &i in &plan.transient {
+            let g = &plan.groups[i as usize];
+            let e = g.output as usize;
+            table.fill(e, &mut part);
+            let clean: i64 = part.iter().map(|&v| v as i64).sum();
+            let group = &plan.hits[g.start as usize..g.end as usize];
+            let sum = replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+            out.deltas.push((e, sum as i64 - clean));
+        }
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ActivationFaults {
+    /// [`ActivationStore::corrupt_psums_examples`] with the examples contiguous in the table (`example_stride` 1,
+    /// as a linear step's `[fold][output][example]`): each persistent-only sum is replayed for
+    /// [`replay::LANES`] examples side by side (its read is the same for every example), the sums with a
+    /// transient cell per example. Same corrections (in another order) and counts as per-example calls.
+    fn replay_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        outs: &mut [PsumCorrections],
+    ) {
+        use replay::LANES;
+        for out in outs.iter_mut() {
+            out.deltas.clear();
+            out.saturated = 0;
+        }
+        let Some(map) = maps.first() else {
+            return;
+        };
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let (n, f, fs) = (maps.len(), map.folds, table.fold_stride);
+        let plan = self.psum_plan(map);
+        let mut flipped = 0u64;
+        let mut padded: Vec<i32> = Vec::new();
+        for g in &plan.groups {
+            let Some(read) = g.persistent else {
+                continue;
+            };
+            let e = g.output as usize;
+            let base = table.offset + e * table.output_stride;
+            for i0 in (0..n).step_by(LANES) {
+                let count = LANES.min(n - i0);
+                let mut masks = replay::LaneMasks::default();
+                masks.and[..count].fill(read.and);
+                masks.or[..count].fill(read.or);
+                masks.xor[..count].fill(read.xor);
+                let start = base + i0;
+                let r = if count == LANES
+                    && fs >= LANES
+                    && start + (f - 1) * fs + LANES <= table.data.len()
+                {
+                    replay::replay_block(&table.data[start..], fs, f, &masks)
+                } else {
+                    padded.clear();
+                    padded.resize(f * LANES, 0);
+                    for j in 0..count {
+                        for fi in 0..f {
+                            padded[fi * LANES + j] = table.data[start + fi * fs + j];
+                        }
+                    }
+                    replay::replay_block(&padded, LANES, f, &masks)
+                };
+                for j in 0..count {
+                    let out = &mut outs[i0 + j];
+                    out.deltas.push((e, r.sums[j] as i64 - r.clean[j]));
+                    out.saturated += r.saturated[j] as u64;
+                }
+                flipped += r.flipped;
+            }
+        }
+        let cells = &self.map.cells[plan.buffer];
+        let mut part = vec![0i32; f];
+        for (i, (m, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            debug_assert_eq!((m.layer, m.outputs, m.folds), (map.layer, map.outputs, f));
+            let key = access_key(self.seed ^ PSUM_SEED_SALT, m.layer, m.image);
+            let t = FoldTable {
+                offset: table.offset + i,
+                ..*table
+            };
+            for &gi in &plan.transient {
+                let g = &plan.groups[gi as usize];
+                let e = g.output as usize;
+                t.fill(e, &mut part);
+                let clean: i64 = part.iter().map(|&v| v as i64).sum();
+                let group = &plan.hits[g.start as usize..g.end as usize];
+                let sum =
+                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+                out.deltas.push((e, sum as i64 - clean));
+            }
+        }
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (f as u64 - 1) * n as u64;
         self.bits_read.fetch_add(read, Ordering::Relaxed);
         if flipped > 0 {
             self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
@@ -807,7 +1000,35 @@ impl ActivationStore for ActivationFaults {
     }
 
     fn corrupt_psums_table(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
-        self.replay_psums(map, |e, p| table.fill(e, p), out);
+        if table.output_stride == 1 {
+            self.replay_psums_dense(map, table, out);
+        } else {
+            self.replay_psums(map, |e, p| table.fill(e, p), out);
+        }
+    }
+
+    fn corrupt_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        example_stride: usize,
+        outs: &mut [PsumCorrections],
+    ) {
+        let same = maps.iter().all(|m| {
+            let m0 = &maps[0];
+            (m.layer, m.outputs, m.folds) == (m0.layer, m0.outputs, m0.folds)
+        });
+        if example_stride == 1 && same && outs.len() == maps.len() {
+            self.replay_psums_examples(maps, table, outs);
+            return;
+        }
+        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            let t = FoldTable {
+                offset: table.offset + i * example_stride,
+                ..*table
+            };
+            self.corrupt_psums_table(map, &t, out);
+        }
     }
 }
 

@@ -764,8 +764,15 @@ fn transient_partial_sum_cells_fail_per_access_with_their_probability() {
     assert_ne!(run(1).0, flips);
 }
 
-/// The table form of the partial-sum replay gives the callback form's corrections and counts (persistent and
-/// transient profile cells plus random flips, 3 tiles, every fold count from 2), and asks the callback once per
+/// Corrections with their deltas in output order (the forms replay in different orders).
+fn sorted(mut c: PsumCorrections) -> PsumCorrections {
+    c.deltas.sort_unstable();
+    c
+}
+
+/// The table forms of the partial-sum replay (strided table, unit-stride table with its dense blocks, several
+/// examples side by side) give the callback form's corrections and counts (persistent and transient profile
+/// cells plus random flips, 3 tiles, partial last blocks, 2 to 17 folds), and the callback form asks once per
 /// hit output in increasing order.
 #[test]
 fn partial_sum_table_equals_the_callback_form() {
@@ -792,48 +799,78 @@ fn partial_sum_table_equals_the_callback_form() {
         ],
     )
     .unwrap();
-    for (layer, folds, outputs) in [(0usize, 2usize, 700usize), (1, 3, 300), (2, 17, 700)] {
+    for (layer, folds, outputs) in [
+        (0usize, 2usize, 700usize),
+        (1, 3, 301),
+        (2, 17, 700),
+        (1, 5, 9),
+    ] {
         let parts = fold_sums(outputs, folds, 17 + layer as u64);
-        let a = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
-        let b = ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
-        // `[fold][output]` at offset 1 (as a linear step's example 1 of 2 would be laid out).
-        let (fold_stride, output_stride) = (outputs * 2, 2);
-        let mut data = vec![i32::MIN; folds * fold_stride + 1];
+        let build = || ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
+        let (a, b, c, d) = (build(), build(), build(), build());
+        let images = [0u64, 5, 6];
+        // `[fold][output][example]` for the 3 images (example `i` at offset `i`, output stride 3), the same fold
+        // sums for each; and `[fold][output]` with unit output stride at offset 2.
+        let n = images.len();
+        let mut strided = vec![i32::MIN; folds * outputs * n];
+        let mut dense = vec![i32::MIN; 2 + folds * outputs];
         for (e, p) in parts.iter().enumerate() {
             for (f, &v) in p.iter().enumerate() {
-                data[1 + f * fold_stride + e * output_stride] = v;
+                for i in 0..n {
+                    strided[f * outputs * n + e * n + i] = v;
+                }
+                dense[2 + f * outputs + e] = v;
             }
         }
-        for image in [0u64, 5] {
-            let map = StoredPsums {
+        let maps: Vec<StoredPsums> = images
+            .iter()
+            .map(|&image| StoredPsums {
                 layer,
                 outputs,
                 folds,
                 image,
-            };
+            })
+            .collect();
+        let mut together = vec![PsumCorrections::default(); n];
+        let table = FoldTable {
+            data: &strided,
+            offset: 0,
+            fold_stride: outputs * n,
+            output_stride: n,
+        };
+        d.corrupt_psums_examples(&maps, &table, 1, &mut together);
+        for (i, map) in maps.iter().enumerate() {
             let mut asked = Vec::new();
             let mut via_callback = PsumCorrections::default();
             a.corrupt_psums(
-                &map,
+                map,
                 &mut |e, p: &mut [i32]| {
                     asked.push(e);
                     p.copy_from_slice(&parts[e]);
                 },
                 &mut via_callback,
             );
-            let table = FoldTable {
-                data: &data,
-                offset: 1,
-                fold_stride,
-                output_stride,
-            };
-            let mut via_table = PsumCorrections::default();
-            b.corrupt_psums_table(&map, &table, &mut via_table);
-            assert_eq!(via_table, via_callback, "layer {layer} image {image}");
             assert!(asked.windows(2).all(|w| w[0] < w[1]));
-            assert_eq!(a.psum_cells(&map), b.psum_cells(&map));
+            let mut via_strided = PsumCorrections::default();
+            let t = FoldTable { offset: i, ..table };
+            b.corrupt_psums_table(map, &t, &mut via_strided);
+            assert_eq!(via_strided, via_callback, "layer {layer} image {i}");
+            let mut via_dense = PsumCorrections::default();
+            let t = FoldTable {
+                data: &dense,
+                offset: 2,
+                fold_stride: outputs,
+                output_stride: 1,
+            };
+            c.corrupt_psums_table(map, &t, &mut via_dense);
+            let want = sorted(via_callback);
+            assert_eq!(sorted(via_dense), want, "layer {layer} image {i}");
+            assert_eq!(sorted(together[i].clone()), want, "layer {layer} image {i}");
+            assert_eq!(a.psum_cells(map), b.psum_cells(map));
         }
         assert_eq!(a.counts(), b.counts());
+        assert_eq!(a.counts(), c.counts());
+        assert_eq!(a.counts(), d.counts());
         assert!(a.counts().bits_flipped > 0);
     }
 }
