@@ -48,6 +48,27 @@ pub struct PsumCorrections {
     pub saturated: u64,
 }
 
+/// Every output's fold sums of one example as a strided table (what the engine's fused fold GEMM writes,
+/// docs/datapath.md#speed): fold `f` of output `e` is `data[offset + f·fold_stride + e·output_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldTable<'a> {
+    pub data: &'a [i32],
+    pub offset: usize,
+    pub fold_stride: usize,
+    pub output_stride: usize,
+}
+
+impl FoldTable<'_> {
+    /// Fills `part[f]` with output `e`'s fold sums (`part.len()` folds).
+    #[inline]
+    pub fn fill(&self, e: usize, part: &mut [i32]) {
+        let base = self.offset + e * self.output_stride;
+        for (f, p) in part.iter_mut().enumerate() {
+            *p = self.data[base + f * self.fold_stride];
+        }
+    }
+}
+
 /// Reads stored activation codes back through the buffer's cells.
 pub trait ActivationStore: Sync {
     /// `codes` holds one example's map in `[c][h][w]` order (row-major, `shape` of `map`), as stored; on
@@ -86,6 +107,32 @@ pub trait ActivationStore: Sync {
     ) {
         out.deltas.clear();
         out.saturated = 0;
+    }
+
+    /// [`ActivationStore::corrupt_psums`] with the fold sums of every output given as a table instead of a
+    /// callback; must give the same corrections (the default calls it with [`FoldTable::fill`]).
+    fn corrupt_psums_table(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
+        self.corrupt_psums(map, &mut |e, p| table.fill(e, p), out);
+    }
+
+    /// The partial sums of several examples of one step at once (a linear step's batch): `maps[i]` is example
+    /// `i`'s (the same layer, outputs and folds for all), its fold sums the table at offset `table.offset + i ·
+    /// example_stride`; writes `outs[i]`. Must give what [`ActivationStore::corrupt_psums_table`] gives per
+    /// example (the default calls it).
+    fn corrupt_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        example_stride: usize,
+        outs: &mut [PsumCorrections],
+    ) {
+        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            let t = FoldTable {
+                offset: table.offset + i * example_stride,
+                ..*table
+            };
+            self.corrupt_psums_table(map, &t, out);
+        }
     }
 }
 

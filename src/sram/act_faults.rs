@@ -16,6 +16,7 @@
 //! Work per stored map is proportional to the faulty cells of its buffer below the map's size (times its tiles);
 //! a fault-free store costs one binary search per map.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -25,7 +26,9 @@ use super::generate::{generate, GenerateSpec, Style, MAX_GENERATED_CELLS};
 use super::profile::{FailureKind, FaultProfile};
 use super::SramError;
 use crate::config::{HwConfig, Rail};
-use crate::engine::act_store::{ActivationStore, PsumCorrections, StoredMap, StoredPsums};
+use crate::engine::act_store::{
+    ActivationStore, FoldTable, PsumCorrections, StoredMap, StoredPsums,
+};
 use crate::systolic::Dataflow;
 
 /// XORed into the weight profile's seed to seed the derived activation chip (the ASCII bytes of `act_sram`), so
@@ -374,9 +377,14 @@ pub struct ActivationFaults {
     /// Array rows per row fold when folded reductions store their partial sums in these buffers
     /// (docs/activation-faults.md#partial-sums); `None`: they never leave the PE array.
     psum_rows: Option<usize>,
+    /// The partial-sum replay plans built so far, by `(layer, outputs)` ([`PsumPlan`]).
+    plans: Mutex<Vec<PlanEntry>>,
     bits_read: AtomicU64,
     bits_flipped: AtomicU64,
 }
+
+/// A cached replay plan and its `(layer, outputs)`.
+type PlanEntry = ((usize, usize), Arc<PsumPlan>);
 
 /// XORed into the store's seed for the transient draws of partial-sum accesses (the ASCII bytes of `psum`), so
 /// they are independent of the code reads' draws.
@@ -420,6 +428,7 @@ fn add_sat(a: i32, p: i32, saturated: &mut u64) -> i32 {
 
 /// The read of a partial-sum word whose faulty cells all fail on every access (stuck-at and flipping profile
 /// cells, random flips): `read(w) = ((w & and) | or) ^ xor`, the same on every fold.
+#[derive(Debug, Clone, Copy)]
 struct PersistentRead {
     and: u32,
     or: u32,
@@ -450,59 +459,34 @@ impl PersistentRead {
         }
         m
     }
-
-    /// The final sum of the chain: add fold `f`'s sum, and for every fold but the last store and read back.
-    fn replay(&self, part: &[i32], saturated: &mut u64, flipped: &mut u64) -> i32 {
-        let (last, rest) = part.split_last().expect("at least two folds");
-        let mut sum = 0i32;
-        for &p in rest {
-            let word = add_sat(sum, p, saturated) as u32;
-            let read = ((word & self.and) | self.or) ^ self.xor;
-            *flipped += (read ^ word).count_ones() as u64;
-            sum = read as i32;
-        }
-        add_sat(sum, *last, saturated)
-    }
 }
 
-/// Partial sums replayed together by [`replay_lanes`].
-const LANES: usize = 4;
+/// The partial sums of one output with a faulty cell: its hits `hits[start..end]` (in bit order) and, when none
+/// is transient, its persistent read.
+#[derive(Debug, Clone, Copy)]
+struct PsumGroup {
+    output: u32,
+    start: u32,
+    end: u32,
+    /// `None`: a transient cell among the hits (replayed alone, drawing per access).
+    persistent: Option<PersistentRead>,
+}
 
-/// Replays up to [`LANES`] persistent-only sums in lockstep: `lanes[j] = (output, read, clean sum)`, fold sums
-/// `parts[j·folds ..]`; pushes each `(output, final − clean)` into `out`.
-fn replay_lanes(
-    lanes: &[(usize, PersistentRead, i64)],
-    parts: &[i32],
-    folds: usize,
-    out: &mut PsumCorrections,
-    flipped: &mut u64,
-) {
-    if lanes.len() < LANES {
-        for (j, (e, read, clean)) in lanes.iter().enumerate() {
-            let p = &parts[j * folds..(j + 1) * folds];
-            let sum = read.replay(p, &mut out.saturated, flipped);
-            out.deltas.push((*e, sum as i64 - clean));
-        }
-        return;
-    }
-    let mut sum = [0i32; LANES];
-    let mut changed = [0u32; LANES];
-    let mut sat = 0u64;
-    for f in 0..folds - 1 {
-        for j in 0..LANES {
-            let word = add_sat(sum[j], parts[j * folds + f], &mut sat) as u32;
-            let m = &lanes[j].1;
-            let read = ((word & m.and) | m.or) ^ m.xor;
-            changed[j] += (read ^ word).count_ones();
-            sum[j] = read as i32;
-        }
-    }
-    for (j, (e, _, clean)) in lanes.iter().enumerate() {
-        let last = add_sat(sum[j], parts[j * folds + folds - 1], &mut sat);
-        out.deltas.push((*e, last as i64 - clean));
-        *flipped += changed[j] as u64;
-    }
-    out.saturated += sat;
+/// The image-independent part of the partial-sum replay of one `(layer, outputs)` region: the faulty cells under
+/// it never change, only the transient cells' draws and the sums do. Built once per store and region.
+#[derive(Debug)]
+struct PsumPlan {
+    /// Faulty (cell, tile) places under the region ([`ActivationStore::psum_cells`]).
+    places: u64,
+    /// The region's cells ([`ActivationFaults::psum_region`]), which `hits` index.
+    buffer: usize,
+    hits: Vec<PsumHit>,
+    /// The outputs with a faulty cell, increasing.
+    groups: Vec<PsumGroup>,
+    /// The persistent-only sums by blocks of consecutive outputs (the table form's dense replay), increasing.
+    blocks: Vec<PsumBlock>,
+    /// Indices into `groups` of the sums with a transient cell.
+    transient: Vec<u32>,
 }
 
 /// The chain of one partial sum with a transient cell among its hits: each hit's read per access, transient
@@ -543,6 +527,7 @@ impl ActivationFaults {
             map,
             seed,
             psum_rows: None,
+            plans: Mutex::new(Vec::new()),
             bits_read: AtomicU64::new(0),
             bits_flipped: AtomicU64::new(0),
         }
@@ -600,6 +585,73 @@ impl ActivationFaults {
     }
 }
 
+/// Persistent-only sums waiting for [`replay::replay_block`]: fold sums fold-major (`parts[f·LANES + j]`), each
+/// lane's read and output.
+struct LaneBatch {
+    folds: usize,
+    parts: Vec<i32>,
+    masks: replay::LaneMasks,
+    outputs: [usize; replay::LANES],
+    used: usize,
+}
+
+impl LaneBatch {
+    fn new(folds: usize) -> LaneBatch {
+        LaneBatch {
+            folds,
+            parts: vec![0; replay::LANES * folds],
+            masks: replay::LaneMasks::default(),
+            outputs: [0; replay::LANES],
+            used: 0,
+        }
+    }
+
+    /// Adds output `e` (fold sums `part`, read `read`); true when the batch is full.
+    fn push(&mut self, e: usize, read: PersistentRead, part: &[i32]) -> bool {
+        let j = self.used;
+        for (fi, &v) in part.iter().enumerate() {
+            self.parts[fi * replay::LANES + j] = v;
+        }
+        (self.masks.and[j], self.masks.or[j], self.masks.xor[j]) = (read.and, read.or, read.xor);
+        self.outputs[j] = e;
+        self.used += 1;
+        self.used == replay::LANES
+    }
+
+    /// Replays the batch's sums, pushing each `(output, final − clean)` into `out`, and empties it. Unused lanes
+    /// hold no fold sums and read what was stored (no flip, no saturation).
+    fn flush(&mut self, out: &mut PsumCorrections, flipped: &mut u64) {
+        let used = self.used;
+        if used == 0 {
+            return;
+        }
+        for j in used..replay::LANES {
+            for fi in 0..self.folds {
+                self.parts[fi * replay::LANES + j] = 0;
+            }
+        }
+        self.masks.and[used..].fill(u32::MAX);
+        self.masks.or[used..].fill(0);
+        self.masks.xor[used..].fill(0);
+        let r = replay::replay_block(&self.parts, replay::LANES, self.folds, &self.masks);
+        for (j, &e) in self.outputs[..used].iter().enumerate() {
+            out.deltas.push((e, r.sums[j] as i64 - r.clean[j]));
+            out.saturated += r.saturated[j] as u64;
+        }
+        *flipped += r.flipped;
+        self.used = 0;
+    }
+}
+
+/// [`replay::LANES`] consecutive outputs `first ..` of a region with at least one persistent-only sum among them:
+/// their reads (neutral for the other outputs) and which lanes are such sums (bit `j`: output `first + j`).
+#[derive(Debug, Clone)]
+struct PsumBlock {
+    first: u32,
+    masks: replay::LaneMasks,
+    lanes: u32,
+}
+
 impl ActivationFaults {
     /// The faulty cells under `map`'s partial sums (buffer `(L + 1) mod 2`, slots below the region's bytes), the
     /// buffer's capacity and the region's bytes (`4 · outputs`).
@@ -610,6 +662,287 @@ impl ActivationFaults {
         let cells = &self.map.cells[b.index()];
         let end = cells.partition_point(|c| c.slot < bytes.min(cap));
         (&cells[..end], cap, bytes)
+    }
+
+    /// The replay plan of `map`'s region, built on first use and cached (it does not depend on the image or the
+    /// folds).
+    fn psum_plan(&self, map: &StoredPsums) -> Arc<PsumPlan> {
+        let key = (map.layer, map.outputs);
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = plans.iter().find(|(k, _)| *k == key) {
+            return Arc::clone(p);
+        }
+        let plan = Arc::new(self.build_psum_plan(map));
+        plans.push((key, Arc::clone(&plan)));
+        plan
+    }
+
+    /// Every (cell, tile) place under the region as a hit on (output, bit), grouped by output: sum `e` is bytes
+    /// `4e .. 4e + 3`, byte `y` in tile `y div cap`, slot `y mod cap`, byte `j` holding bits `8j .. 8j + 7`.
+    fn build_psum_plan(&self, map: &StoredPsums) -> PsumPlan {
+        let (cells, cap, bytes) = self.psum_region(map);
+        let places = cells.iter().map(|c| (bytes - c.slot).div_ceil(cap)).sum();
+        let mut hits: Vec<PsumHit> = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            let (mut y, mut tile) = (c.slot, 0u32);
+            while y < bytes {
+                hits.push(PsumHit {
+                    output: (y / 4) as u32,
+                    bit: (8 * (y % 4)) as u8 + c.bit,
+                    tile,
+                    cell: i as u32,
+                });
+                y += cap;
+                tile += 1;
+            }
+        }
+        // Cells are sorted by (slot, bit), so one tile's hits are already in (output, bit) order.
+        if bytes > cap {
+            hits.sort_unstable_by_key(|h| (h.output, h.bit));
+        }
+        let mut groups = Vec::new();
+        let mut start = 0usize;
+        for group in hits.chunk_by(|a, b| a.output == b.output) {
+            let transient = group.iter().any(|h| {
+                let c = &cells[h.cell as usize];
+                c.faulty == 1 && c.always == 0
+            });
+            groups.push(PsumGroup {
+                output: group[0].output,
+                start: start as u32,
+                end: (start + group.len()) as u32,
+                persistent: (!transient).then(|| PersistentRead::of(group, cells)),
+            });
+            start += group.len();
+        }
+        let mut blocks: Vec<PsumBlock> = Vec::new();
+        let mut transient = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let Some(read) = g.persistent else {
+                transient.push(i as u32);
+                continue;
+            };
+            let first = g.output / replay::LANES as u32 * replay::LANES as u32;
+            if blocks.last().is_none_or(|b| b.first != first) {
+                blocks.push(PsumBlock {
+                    first,
+                    masks: replay::LaneMasks::default(),
+                    lanes: 0,
+                });
+            }
+            let b = blocks.last_mut().expect("just pushed");
+            let j = (g.output - first) as usize;
+            (b.masks.and[j], b.masks.or[j], b.masks.xor[j]) = (read.and, read.or, read.xor);
+            b.lanes |= 1 << j;
+        }
+        PsumPlan {
+            places,
+            buffer: ActBuffer::of_layer(map.layer + 1).index(),
+            hits,
+            groups,
+            blocks,
+            transient,
+        }
+    }
+
+    /// [`ActivationStore::corrupt_psums`] with the fold sums from `partials` (called once per output with a
+    /// faulty cell, in increasing output order). Persistent-only sums are gathered [`replay::LANES`] at a time
+    /// (fold-major) and replayed in lockstep ([`replay::replay_block`]); a sum with a transient cell is replayed
+    /// alone, drawing per access.
+    fn replay_psums(
+        &self,
+        map: &StoredPsums,
+        mut partials: impl FnMut(usize, &mut [i32]),
+        out: &mut PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let plan = self.psum_plan(map);
+        let cells = &self.map.cells[plan.buffer];
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        let f = map.folds;
+        let mut part = vec![0i32; f];
+        let mut flipped = 0u64;
+        let mut batch = LaneBatch::new(f);
+        for g in &plan.groups {
+            let e = g.output as usize;
+            partials(e, &mut part);
+            let Some(read) = g.persistent else {
+                let clean: i64 = part.iter().map(|&v| v as i64).sum();
+                let group = &plan.hits[g.start as usize..g.end as usize];
+                let sum =
+                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+                out.deltas.push((e, sum as i64 - clean));
+                continue;
+            };
+            if batch.push(e, read, &part) {
+                batch.flush(out, &mut flipped);
+            }
+        }
+        batch.flush(out, &mut flipped);
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ActivationFaults {
+    /// The table form with unit output stride: every block of [`replay::LANES`] consecutive outputs holding a
+    /// persistent-only sum is replayed straight from the table (one vector load per fold; the block's other
+    /// lanes read as stored and are ignored), then the sums with a transient cell one by one. Same corrections as
+    /// [`ActivationFaults::replay_psums`] (in another order) and the same counts.
+    fn replay_psums_dense(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
+        use replay::LANES;
+        out.deltas.clear();
+        out.saturated = 0;
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let plan = self.psum_plan(map);
+        let f = map.folds;
+        let fs = table.fold_stride;
+        let mut flipped = 0u64;
+        let mut padded: Vec<i32> = Vec::new();
+        for b in &plan.blocks {
+            let first = b.first as usize;
+            let start = table.offset + first;
+            let whole = first + LANES <= map.outputs
+                && fs >= LANES
+                && start + (f - 1) * fs + LANES <= table.data.len();
+            let r = if whole {
+                replay::replay_block(&table.data[start..], fs, f, &b.masks)
+            } else {
+                // A block past the last output: copy what there is, zeros after (neutral lanes).
+                padded.clear();
+                padded.resize(f * LANES, 0);
+                for j in 0..LANES.min(map.outputs - first) {
+                    for fi in 0..f {
+                        padded[fi * LANES + j] = table.data[start + fi * fs + j];
+                    }
+                }
+                replay::replay_block(&padded, LANES, f, &b.masks)
+            };
+            let mut lanes = b.lanes;
+            while lanes != 0 {
+                let j = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                out.deltas.push((first + j, r.sums[j] as i64 - r.clean[j]));
+                out.saturated += r.saturated[j] as u64;
+            }
+            flipped += r.flipped;
+        }
+        let cells = &self.map.cells[plan.buffer];
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        let mut part = vec![0i32; f];
+        for &i in &plan.transient {
+            let g = &plan.groups[i as usize];
+            let e = g.output as usize;
+            table.fill(e, &mut part);
+            let clean: i64 = part.iter().map(|&v| v as i64).sum();
+            let group = &plan.hits[g.start as usize..g.end as usize];
+            let sum = replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+            out.deltas.push((e, sum as i64 - clean));
+        }
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ActivationFaults {
+    /// [`ActivationStore::corrupt_psums_examples`] with the examples contiguous in the table (`example_stride` 1,
+    /// as a linear step's `[fold][output][example]`): each persistent-only sum is replayed for
+    /// [`replay::LANES`] examples side by side (its read is the same for every example), the sums with a
+    /// transient cell per example. Same corrections (in another order) and counts as per-example calls.
+    fn replay_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        outs: &mut [PsumCorrections],
+    ) {
+        use replay::LANES;
+        for out in outs.iter_mut() {
+            out.deltas.clear();
+            out.saturated = 0;
+        }
+        let Some(map) = maps.first() else {
+            return;
+        };
+        if map.folds < 2 || map.outputs == 0 {
+            return;
+        }
+        let (n, f, fs) = (maps.len(), map.folds, table.fold_stride);
+        let plan = self.psum_plan(map);
+        let mut flipped = 0u64;
+        let mut padded: Vec<i32> = Vec::new();
+        for g in &plan.groups {
+            let Some(read) = g.persistent else {
+                continue;
+            };
+            let e = g.output as usize;
+            let base = table.offset + e * table.output_stride;
+            for i0 in (0..n).step_by(LANES) {
+                let count = LANES.min(n - i0);
+                let mut masks = replay::LaneMasks::default();
+                masks.and[..count].fill(read.and);
+                masks.or[..count].fill(read.or);
+                masks.xor[..count].fill(read.xor);
+                let start = base + i0;
+                let r = if count == LANES
+                    && fs >= LANES
+                    && start + (f - 1) * fs + LANES <= table.data.len()
+                {
+                    replay::replay_block(&table.data[start..], fs, f, &masks)
+                } else {
+                    padded.clear();
+                    padded.resize(f * LANES, 0);
+                    for j in 0..count {
+                        for fi in 0..f {
+                            padded[fi * LANES + j] = table.data[start + fi * fs + j];
+                        }
+                    }
+                    replay::replay_block(&padded, LANES, f, &masks)
+                };
+                for j in 0..count {
+                    let out = &mut outs[i0 + j];
+                    out.deltas.push((e, r.sums[j] as i64 - r.clean[j]));
+                    out.saturated += r.saturated[j] as u64;
+                }
+                flipped += r.flipped;
+            }
+        }
+        let cells = &self.map.cells[plan.buffer];
+        let mut part = vec![0i32; f];
+        for (i, (m, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            debug_assert_eq!((m.layer, m.outputs, m.folds), (map.layer, map.outputs, f));
+            let key = access_key(self.seed ^ PSUM_SEED_SALT, m.layer, m.image);
+            let t = FoldTable {
+                offset: table.offset + i,
+                ..*table
+            };
+            for &gi in &plan.transient {
+                let g = &plan.groups[gi as usize];
+                let e = g.output as usize;
+                t.fill(e, &mut part);
+                let clean: i64 = part.iter().map(|&v| v as i64).sum();
+                let group = &plan.hits[g.start as usize..g.end as usize];
+                let sum =
+                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
+                out.deltas.push((e, sum as i64 - clean));
+            }
+        }
+        let read = map.outputs as u64 * PSUM_WORD_BITS * (f as u64 - 1) * n as u64;
+        self.bits_read.fetch_add(read, Ordering::Relaxed);
+        if flipped > 0 {
+            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        }
     }
 }
 
@@ -653,8 +986,7 @@ impl ActivationStore for ActivationFaults {
         if map.folds < 2 {
             return 0;
         }
-        let (cells, cap, bytes) = self.psum_region(map);
-        cells.iter().map(|c| (bytes - c.slot).div_ceil(cap)).sum()
+        self.psum_plan(map).places
     }
 
     /// Partial sums of the step whose first layer is `L` live in buffer `(L + 1) mod 2` (the one its input is
@@ -668,67 +1000,38 @@ impl ActivationStore for ActivationFaults {
         partials: &mut dyn FnMut(usize, &mut [i32]),
         out: &mut PsumCorrections,
     ) {
-        out.deltas.clear();
-        out.saturated = 0;
-        if map.folds < 2 || map.outputs == 0 {
+        self.replay_psums(map, partials, out);
+    }
+
+    fn corrupt_psums_table(&self, map: &StoredPsums, table: &FoldTable, out: &mut PsumCorrections) {
+        if table.output_stride == 1 {
+            self.replay_psums_dense(map, table, out);
+        } else {
+            self.replay_psums(map, |e, p| table.fill(e, p), out);
+        }
+    }
+
+    fn corrupt_psums_examples(
+        &self,
+        maps: &[StoredPsums],
+        table: &FoldTable,
+        example_stride: usize,
+        outs: &mut [PsumCorrections],
+    ) {
+        let same = maps.iter().all(|m| {
+            let m0 = &maps[0];
+            (m.layer, m.outputs, m.folds) == (m0.layer, m0.outputs, m0.folds)
+        });
+        if example_stride == 1 && same && outs.len() == maps.len() {
+            self.replay_psums_examples(maps, table, outs);
             return;
         }
-        let (cells, cap, bytes) = self.psum_region(map);
-        let mut hits: Vec<PsumHit> = Vec::new();
-        for (i, c) in cells.iter().enumerate() {
-            let (mut y, mut tile) = (c.slot, 0u32);
-            while y < bytes {
-                hits.push(PsumHit {
-                    output: (y / 4) as u32,
-                    bit: (8 * (y % 4)) as u8 + c.bit,
-                    tile,
-                    cell: i as u32,
-                });
-                y += cap;
-                tile += 1;
-            }
-        }
-        // Cells are sorted by (slot, bit), so one tile's hits are already in (output, bit) order.
-        if bytes > cap {
-            hits.sort_unstable_by_key(|h| (h.output, h.bit));
-        }
-        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
-        let mut part = vec![0i32; map.folds];
-        let mut flipped = 0u64;
-        // Persistent-only sums are replayed LANES at a time in lockstep (independent chains: the adds and reads
-        // of one fold overlap); a sum with a transient cell is replayed alone, drawing per access.
-        let f = map.folds;
-        let mut lanes: Vec<(usize, PersistentRead, i64)> = Vec::with_capacity(LANES);
-        let mut lane_parts = vec![0i32; LANES * f];
-        for group in hits.chunk_by(|a, b| a.output == b.output) {
-            let e = group[0].output as usize;
-            let transient = group.iter().any(|h| {
-                let c = &cells[h.cell as usize];
-                c.faulty == 1 && c.always == 0
-            });
-            if transient {
-                partials(e, &mut part);
-                let clean: i64 = part.iter().map(|&v| v as i64).sum();
-                let sum =
-                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
-                out.deltas.push((e, sum as i64 - clean));
-                continue;
-            }
-            let slot = lanes.len();
-            let p = &mut lane_parts[slot * f..(slot + 1) * f];
-            partials(e, p);
-            let clean: i64 = p.iter().map(|&v| v as i64).sum();
-            lanes.push((e, PersistentRead::of(group, cells), clean));
-            if lanes.len() == LANES {
-                replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
-                lanes.clear();
-            }
-        }
-        replay_lanes(&lanes, &lane_parts, f, out, &mut flipped);
-        let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
-        self.bits_read.fetch_add(read, Ordering::Relaxed);
-        if flipped > 0 {
-            self.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
+        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+            let t = FoldTable {
+                offset: table.offset + i * example_stride,
+                ..*table
+            };
+            self.corrupt_psums_table(map, &t, out);
         }
     }
 }
@@ -755,6 +1058,8 @@ pub fn check_act_ber_datapath(act_ber: f64, int8: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -159,30 +159,36 @@ impl Int8Network {
                 let mut xu = std::mem::take(&mut s.xu);
                 for e in 0..b {
                     let x = unsigned_view(q, &ins[0][e * per_in..(e + 1) * per_in], &mut xu);
-                    overflow += kernels::conv_acc(
-                        self.opts.path,
-                        x,
-                        q.zero_u(),
-                        g,
-                        &w.gemm_weights(),
-                        &w.bias_i32,
-                        &mut s.k,
-                        &mut s.acc[e * per_out..(e + 1) * per_out],
-                        &mut s.asum[e * per_sum..(e + 1) * per_sum],
-                    );
-                    if let Some(ctx) = psum {
-                        overflow += psums::conv(
+                    let acc = &mut s.acc[e * per_out..(e + 1) * per_out];
+                    let asum = &mut s.asum[e * per_sum..(e + 1) * per_sum];
+                    let lw = w.gemm_weights();
+                    overflow += match psum {
+                        Some(ctx) => psums::conv_step(
                             ctx,
                             st.layer,
                             e,
                             q,
                             g,
                             w,
+                            &lw,
                             x,
-                            &mut s.acc[e * per_out..(e + 1) * per_out],
+                            &mut s.k,
+                            acc,
+                            asum,
                             &mut s.psum,
-                        );
-                    }
+                        ),
+                        None => kernels::conv_acc(
+                            self.opts.path,
+                            x,
+                            q.zero_u(),
+                            g,
+                            &lw,
+                            &w.bias_i32,
+                            &mut s.k,
+                            acc,
+                            asum,
+                        ),
+                    };
                 }
                 s.xu = xu;
                 self.finish(stage, w, b, g.out_hw(), &s.acc, &s.asum, out, flo);
@@ -194,31 +200,33 @@ impl Int8Network {
                 let x = unsigned_view(q, &ins[0][..b * w.k], &mut xu);
                 s.acc.resize(b * w.cout, 0);
                 s.asum.resize(b, 0);
-                overflow += kernels::linear_acc(
-                    self.opts.path,
-                    x,
-                    b,
-                    q.zero_u(),
-                    &w.gemm_weights(),
-                    &w.bias_i32,
-                    &mut s.k,
-                    &mut s.acc,
-                    &mut s.asum,
-                );
-                if let Some(ctx) = psum {
-                    for e in 0..b {
-                        overflow += psums::linear(
-                            ctx,
-                            st.layer,
-                            e,
-                            q,
-                            w,
-                            &x[e * w.k..(e + 1) * w.k],
-                            &mut s.acc[e * w.cout..(e + 1) * w.cout],
-                            &mut s.psum,
-                        );
-                    }
-                }
+                let lw = w.gemm_weights();
+                overflow += match psum {
+                    Some(ctx) => psums::linear_step(
+                        ctx,
+                        st.layer,
+                        q,
+                        w,
+                        &lw,
+                        x,
+                        b,
+                        &mut s.k,
+                        &mut s.acc,
+                        &mut s.asum,
+                        &mut s.psum,
+                    ),
+                    None => kernels::linear_acc(
+                        self.opts.path,
+                        x,
+                        b,
+                        q.zero_u(),
+                        &lw,
+                        &w.bias_i32,
+                        &mut s.k,
+                        &mut s.acc,
+                        &mut s.asum,
+                    ),
+                };
                 s.xu = xu;
                 self.finish(stage, w, b, 1, &s.acc, &s.asum, out, flo);
             }

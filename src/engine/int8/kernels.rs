@@ -481,6 +481,77 @@ fn gemm_portable(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
     }
 }
 
+/// Where [`gemm_folds`] writes the row folds' sums: fold `f` of row `r`, column `p` at `parts[f·stride + r·n +
+/// p]`; a fold is `quads` quads of depth (`4·quads` array rows, docs/activation-faults.md#partial-sums).
+pub struct FoldOut<'a> {
+    pub quads: usize,
+    pub parts: &'a mut [i32],
+    pub stride: usize,
+}
+
+/// Folds of `quads` quads in a depth of `kp` (a multiple of 4): `⌈kp / (4·quads)⌉`.
+pub fn fold_count(kp: usize, quads: usize) -> usize {
+    (kp / 4).div_ceil(quads.max(1))
+}
+
+/// [`gemm`] that also writes each row fold's sum (docs/datapath.md#speed): `c` gets the same sums as [`gemm`],
+/// `folds.parts` the sums over quads `f·quads .. min((f+1)·quads, kp/4)` of each fold `f` ([`FoldOut`]). The
+/// sums of a row's folds add up to its `c` exactly (no depth that [`fits_i32`] can overflow).
+///
+/// # Panics
+/// As [`gemm`]; also if `folds.quads` is 0, `folds.stride < m·n` or `folds.parts` is too short.
+pub fn gemm_folds(
+    path: Path,
+    w: &PackedWeights,
+    b: &[u8],
+    n: usize,
+    c: &mut [i32],
+    folds: FoldOut,
+) {
+    assert!(fits_i32(w.kp), "depth {} may overflow i32", w.kp);
+    assert!(b.len() >= w.kp * n && c.len() >= w.m * n);
+    assert!(path.available(), "{} is not available", path.name());
+    let nf = fold_count(w.kp, folds.quads);
+    assert!(folds.quads > 0 && folds.stride >= w.m * n);
+    assert!(folds.parts.len() >= (nf.max(1) - 1) * folds.stride + w.m * n);
+    match path {
+        Path::Portable => gemm_folds_portable(w, b, n, c, folds),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (asserted above); the slices hold the shapes (asserted above).
+        Path::Avx2 => unsafe { x86::gemm_folds_avx2(w, b, n, c, folds) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512 F/BW/VNNI (asserted above); the slices hold the shapes.
+        Path::Avx512Vnni => unsafe { x86::gemm_folds_vnni(w, b, n, c, folds) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable path is available"),
+    }
+}
+
+fn gemm_folds_portable(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32], folds: FoldOut) {
+    let nq = w.kp / 4;
+    for r in 0..w.m {
+        let cr = &mut c[r * n..(r + 1) * n];
+        cr.fill(0);
+        for (f, q0) in (0..nq).step_by(folds.quads).enumerate() {
+            let pr = &mut folds.parts[f * folds.stride + r * n..f * folds.stride + (r + 1) * n];
+            pr.fill(0);
+            for q in q0..(q0 + folds.quads).min(nq) {
+                let wq = &w.data[r * w.kp + q * 4..r * w.kp + q * 4 + 4];
+                let bq = &b[q * n * 4..(q + 1) * n * 4];
+                for (o, bp) in pr.iter_mut().zip(bq.chunks_exact(4)) {
+                    *o += bp[0] as i32 * wq[0] as i32
+                        + bp[1] as i32 * wq[1] as i32
+                        + bp[2] as i32 * wq[2] as i32
+                        + bp[3] as i32 * wq[3] as i32;
+                }
+            }
+            for (o, &v) in cr.iter_mut().zip(pr.iter()) {
+                *o += v;
+            }
+        }
+    }
+}
+
 /// The same sums exactly in i64, for depths where [`fits_i32`] fails (plain loops).
 pub fn gemm_i64(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i64]) {
     for r in 0..w.m {
@@ -585,6 +656,158 @@ mod x86 {
                     _mm512_mask_storeu_epi32(out, m0, a0[i]);
                     if m1 != 0 {
                         _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
+                    }
+                }
+                p += 32;
+            }
+            r += rows;
+        }
+    }
+
+    /// [`super::gemm_folds`] on AVX2: [`gemm_avx2`]'s tiles, each fold's accumulators reduced, stored and added
+    /// to the tile's total at the fold's end.
+    ///
+    /// SAFETY (callers): AVX2 available; `b`, `c` and `folds.parts` hold the shapes [`super::gemm_folds`]
+    /// asserts, so every pointer offset below stays inside them.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gemm_folds_avx2(
+        w: &PackedWeights,
+        b: &[u8],
+        n: usize,
+        c: &mut [i32],
+        folds: super::FoldOut,
+    ) {
+        let nq = w.kp / 4;
+        let n8 = n / 8 * 8;
+        let parts = folds.parts.as_mut_ptr();
+        let mut r = 0;
+        while r < w.m {
+            let rows = (w.m - r).min(4);
+            let mut p = 0;
+            while p < n8 {
+                let mut tot = [_mm256_setzero_si256(); 4];
+                let mut q0 = 0;
+                let mut f = 0;
+                while q0 < nq {
+                    let q1 = (q0 + folds.quads).min(nq);
+                    let mut acc_lo = [_mm256_setzero_si256(); 4];
+                    let mut acc_hi = [_mm256_setzero_si256(); 4];
+                    for q in q0..q1 {
+                        let v =
+                            _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
+                        let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
+                        let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
+                        for i in 0..rows {
+                            let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                            let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
+                            let wb = _mm256_broadcastq_epi64(w4);
+                            acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
+                            acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
+                        }
+                    }
+                    for i in 0..rows {
+                        let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
+                        let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
+                        let out = parts.add(f * folds.stride + (r + i) * n + p);
+                        _mm256_storeu_si256(out as *mut __m256i, h);
+                        tot[i] = _mm256_add_epi32(tot[i], h);
+                    }
+                    q0 = q1;
+                    f += 1;
+                }
+                for (i, t) in tot.iter().enumerate().take(rows) {
+                    _mm256_storeu_si256(c.as_mut_ptr().add((r + i) * n + p) as *mut __m256i, *t);
+                }
+                p += 8;
+            }
+            for i in 0..rows {
+                for pp in n8..n {
+                    let mut s = 0i32;
+                    for (f, q0) in (0..nq).step_by(folds.quads).enumerate() {
+                        let mut sf = 0i32;
+                        for kk in q0 * 4..(q0 + folds.quads).min(nq) * 4 {
+                            sf += w.data[(r + i) * w.kp + kk] as i32
+                                * b[super::quad_index(kk, pp, n)] as i32;
+                        }
+                        *parts.add(f * folds.stride + (r + i) * n + pp) = sf;
+                        s += sf;
+                    }
+                    c[(r + i) * n + pp] = s;
+                }
+            }
+            r += rows;
+        }
+    }
+
+    /// [`super::gemm_folds`] on AVX-512 VNNI: [`gemm_vnni`]'s tiles, each fold's accumulators stored and added
+    /// to the tile's total at the fold's end.
+    ///
+    /// SAFETY (callers): AVX-512 F/BW/VNNI available; the shapes as for [`gemm_folds_avx2`] (masked loads and
+    /// stores keep the column tail inside the slices).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn gemm_folds_vnni(
+        w: &PackedWeights,
+        b: &[u8],
+        n: usize,
+        c: &mut [i32],
+        folds: super::FoldOut,
+    ) {
+        let nq = w.kp / 4;
+        let parts = folds.parts.as_mut_ptr();
+        let mut r = 0;
+        while r < w.m {
+            let rows = (w.m - r).min(4);
+            let mut p = 0;
+            while p < n {
+                let left = n - p;
+                let m0: __mmask16 = if left >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << left) - 1) as u16
+                };
+                let m1: __mmask16 = if left >= 32 {
+                    0xFFFF
+                } else if left > 16 {
+                    ((1u32 << (left - 16)) - 1) as u16
+                } else {
+                    0
+                };
+                let mut t0 = [_mm512_setzero_si512(); 4];
+                let mut t1 = [_mm512_setzero_si512(); 4];
+                let mut q0 = 0;
+                let mut f = 0;
+                while q0 < nq {
+                    let q1 = (q0 + folds.quads).min(nq);
+                    let mut a0 = [_mm512_setzero_si512(); 4];
+                    let mut a1 = [_mm512_setzero_si512(); 4];
+                    for q in q0..q1 {
+                        let base = b.as_ptr().add((q * n + p) * 4) as *const i32;
+                        let v0 = _mm512_maskz_loadu_epi32(m0, base);
+                        let v1 = _mm512_maskz_loadu_epi32(m1, base.add(16));
+                        for i in 0..rows {
+                            let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                            let wb = _mm512_set1_epi32(wp.read_unaligned());
+                            a0[i] = _mm512_dpbusd_epi32(a0[i], v0, wb);
+                            a1[i] = _mm512_dpbusd_epi32(a1[i], v1, wb);
+                        }
+                    }
+                    for i in 0..rows {
+                        let out = parts.add(f * folds.stride + (r + i) * n + p);
+                        _mm512_mask_storeu_epi32(out, m0, a0[i]);
+                        if m1 != 0 {
+                            _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
+                        }
+                        t0[i] = _mm512_add_epi32(t0[i], a0[i]);
+                        t1[i] = _mm512_add_epi32(t1[i], a1[i]);
+                    }
+                    q0 = q1;
+                    f += 1;
+                }
+                for i in 0..rows {
+                    let out = c.as_mut_ptr().add((r + i) * n + p);
+                    _mm512_mask_storeu_epi32(out, m0, t0[i]);
+                    if m1 != 0 {
+                        _mm512_mask_storeu_epi32(out.add(16), m1, t1[i]);
                     }
                 }
                 p += 32;
@@ -831,7 +1054,28 @@ pub fn conv_acc(
     acc: &mut [i32],
     asum: &mut [i32],
 ) -> u64 {
+    conv_acc_folds(path, x, zu, g, w, bias, sc, acc, asum, None).0
+}
+
+/// [`conv_acc`] that, with `folds = Some((quads, parts))`, also writes the raw row-fold sums `Σ_fold u·k` of
+/// every output (fold `f` of output `o = co·ohw + p` at `parts[f·cout·ohw + o]`, folds of `quads` depth quads,
+/// [`gemm_folds`]) when it can: dense and grouped layers whose sums all take the i32 path. Returns the
+/// saturations and whether `parts` was written (the accumulators are the same either way).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_acc_folds(
+    path: Path,
+    x: &[u8],
+    zu: i32,
+    g: &crate::engine::kernels::Window,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+    mut folds: Option<(usize, &mut [i32])>,
+) -> (u64, bool) {
     let ohw = g.out_hw();
+    let mut wrote = folds.is_some();
     let mut overflow = 0u64;
     let mut sat = |v: i64| -> i32 {
         if v > i32::MAX as i64 || v < i32::MIN as i64 {
@@ -855,7 +1099,7 @@ pub fn conv_acc(
                     .copy_from_slice(&sc.csum[gi * mult * ohw..(gi * mult + 1) * ohw]);
             }
         }
-        return overflow;
+        return (overflow, false);
     }
     let cg = g.c / w.groups;
     let og = w.cout / w.groups;
@@ -867,6 +1111,8 @@ pub fn conv_acc(
             .map(|r| bias[gi * og + r] as i64 - zu as i64 * pw.rowsum[r] as i64)
             .collect();
         let fast = fits_i32(pw.kp) && corr.iter().all(|&c| fits_with(pw.kp, c));
+        wrote &= fast;
+        // Fold sums want dense columns (output position `oy·ow + ox`), so no pitched operand then.
         let lay = im2col_packed(
             &x[gi * sub.in_len()..(gi + 1) * sub.in_len()],
             &sub,
@@ -874,7 +1120,7 @@ pub fn conv_acc(
             &mut sc.rows,
             &mut cols,
             w.asym.then_some(&mut sc.csum),
-            fast,
+            fast && !wrote,
         );
         if w.asym {
             let kz = pw.k as i32 * zu;
@@ -884,7 +1130,18 @@ pub fn conv_acc(
         }
         let accg = &mut acc[gi * og * ohw..(gi + 1) * og * ohw];
         if fast && lay.pitch == g.ow {
-            gemm(path, pw, &cols, ohw, accg);
+            match folds.as_mut().filter(|_| wrote) {
+                Some((quads, parts)) => {
+                    let stride = w.cout * ohw;
+                    let fo = FoldOut {
+                        quads: *quads,
+                        parts: &mut parts[gi * og * ohw..],
+                        stride,
+                    };
+                    gemm_folds(path, pw, &cols, ohw, accg, fo);
+                }
+                None => gemm(path, pw, &cols, ohw, accg),
+            }
             for (row, &c) in accg.chunks_exact_mut(ohw).zip(&corr) {
                 let c = c as i32;
                 for v in row {
@@ -929,7 +1186,7 @@ pub fn conv_acc(
         }
     }
     sc.cols = cols;
-    overflow
+    (overflow, wrote)
 }
 
 /// Linear accumulators of `n` examples (`x` row-major `n x in`, unsigned view): `acc[e][j] = sat_i32(Σ_i (u -
@@ -947,11 +1204,49 @@ pub fn linear_acc(
     acc: &mut [i32],
     asum: &mut [i32],
 ) -> u64 {
+    linear_acc_folds(path, x, n, zu, w, bias, sc, acc, asum, None).0
+}
+
+/// [`linear_acc`] that, with `folds = Some((quads, parts))`, also writes the raw row-fold sums `Σ_fold u·k`
+/// (fold `f` of output `j` of example `e` at `parts[(f·cout + j)·n + e]`, folds of `quads` depth quads,
+/// [`gemm_folds`]) when the depth takes the i32 path. Returns the saturations and whether `parts` was written.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_acc_folds(
+    path: Path,
+    x: &[u8],
+    n: usize,
+    zu: i32,
+    w: &LayerWeights,
+    bias: &[i32],
+    sc: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+    folds: Option<(usize, &mut [i32])>,
+) -> (u64, bool) {
     let pw = &w.packed[0];
     let (inf, outf) = (pw.k, w.cout);
     let mut cols = std::mem::take(&mut sc.cols);
     pack_rows(&x[..n * inf], n, inf, &mut cols);
-    gemm_exact(path, pw, &cols, n, sc);
+    let wrote = match folds {
+        Some((quads, parts)) if fits_i32(pw.kp) => {
+            sc.raw.resize(pw.m * n, 0);
+            let fo = FoldOut {
+                quads,
+                parts,
+                stride: pw.m * n,
+            };
+            gemm_folds(path, pw, &cols, n, &mut sc.raw, fo);
+            sc.raw64.resize(pw.m * n, 0);
+            for (d, &v) in sc.raw64.iter_mut().zip(&sc.raw) {
+                *d = v as i64;
+            }
+            true
+        }
+        _ => {
+            gemm_exact(path, pw, &cols, n, sc);
+            false
+        }
+    };
     if w.asym {
         column_sums(&cols, pw.kp, n, &mut sc.csum);
     }
@@ -972,5 +1267,5 @@ pub fn linear_acc(
         }
     }
     sc.cols = cols;
-    overflow
+    (overflow, wrote)
 }

@@ -16,10 +16,10 @@
 //! [`GEMM_WHEN_ONE_IN`]) and `R` is a multiple of 4, all outputs' fold sums come from the integer GEMM on
 //! depth slices of the packed operand (a fold is a run of whole quads); otherwise each hit output's sums are
 //! computed directly. Both give the same integers.
-use super::kernels::{self, PackedWeights, Path};
+use super::kernels::{self, KernelScratch, LayerWeights, PackedWeights, Path};
 use super::quantize::QParams;
 use super::WLayer;
-use crate::engine::act_store::{ActivationStore, PsumCorrections, StoredPsums};
+use crate::engine::act_store::{ActivationStore, FoldTable, PsumCorrections, StoredPsums};
 use crate::engine::kernels::Window;
 
 /// The GEMM form computes every output's fold sums when at least one output in this many has a faulty cell.
@@ -41,6 +41,8 @@ pub(crate) struct PsumScratch {
     corr: PsumCorrections,
     /// Fold sums of every output, `[fold][output]` (GEMM form).
     parts: Vec<i32>,
+    /// A linear step's corrections per example.
+    corrs: Vec<PsumCorrections>,
     cols: Vec<u8>,
     /// im2col's row scratch.
     rows: Vec<u8>,
@@ -175,6 +177,7 @@ pub(super) fn conv(
         cols,
         rows,
         own,
+        ..
     } = sc;
     if use_gemm(ctx.rows, hits, outputs) {
         parts.resize(f * outputs, 0);
@@ -278,4 +281,216 @@ pub(super) fn linear(
     };
     ctx.store.corrupt_psums(&map, &mut direct, &mut sc.corr);
     apply(&sc.corr, acc)
+}
+
+/// Subtracts `off · Σ_fold w` from raw fold sums `Σ_fold u·w` (the unsigned view back to code integers): row `r`
+/// of group `gi`, fold `fi` is the `len` values at `parts[fi·fold_stride + (gi·m + r)·len ..]`.
+fn shift_parts(
+    w: &WLayer,
+    rows: usize,
+    off: i32,
+    parts: &mut [i32],
+    fold_stride: usize,
+    len: usize,
+    own: &mut Vec<PackedWeights>,
+) {
+    if off == 0 {
+        return;
+    }
+    let f = folds(w.k, rows);
+    let m = w.cout / w.groups;
+    let fw = fold_weights(w, rows, own);
+    for gi in 0..w.groups {
+        for fi in 0..f {
+            for (r, &s) in fw[gi * f + fi].rowsum.iter().enumerate() {
+                let at = fi * fold_stride + (gi * m + r) * len;
+                parts[at..at + len].iter_mut().for_each(|v| *v -= off * s);
+            }
+        }
+    }
+}
+
+/// Example `e`'s accumulators of a convolution with its partial-sum faults (the step's entry point; `lw` the
+/// kernels' view of `w`, `xu` the unsigned view of the read-back input, `acc`/`asum` as
+/// [`kernels::conv_acc`]). When many outputs are hit ([`use_gemm`]) the fold sums are written by the
+/// accumulation GEMM itself ([`kernels::conv_acc_folds`], docs/datapath.md#speed) and handed to the store as a
+/// table; otherwise (or when the kernels cannot) [`conv`] computes them. Same integers either way. Returns the
+/// saturations.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_step(
+    ctx: &PsumCtx,
+    layer: usize,
+    e: usize,
+    q: QParams,
+    g: &Window,
+    w: &WLayer,
+    lw: &LayerWeights,
+    xu: &[u8],
+    ks: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+    sc: &mut PsumScratch,
+) -> u64 {
+    let path = ctx.path;
+    let zu = q.zero_u();
+    let depth = g.c / w.groups * g.kh * g.kw;
+    let f = folds(depth, ctx.rows);
+    let outputs = w.cout * g.out_hw();
+    let map = StoredPsums {
+        layer,
+        outputs,
+        folds: f,
+        image: ctx.images[e],
+    };
+    let hits = if f < 2 { 0 } else { ctx.store.psum_cells(&map) };
+    if hits > 0 && !w.depthwise && use_gemm(ctx.rows, hits, outputs) {
+        sc.parts.resize(f * outputs, 0);
+        let fo = Some((ctx.rows / 4, &mut sc.parts[..]));
+        let (ov, wrote) =
+            kernels::conv_acc_folds(path, xu, zu, g, lw, &w.bias_i32, ks, acc, asum, fo);
+        if wrote {
+            let ohw = g.out_hw();
+            shift_parts(
+                w,
+                ctx.rows,
+                view_offset(q),
+                &mut sc.parts,
+                outputs,
+                ohw,
+                &mut sc.own,
+            );
+            let table = FoldTable {
+                data: &sc.parts,
+                offset: 0,
+                fold_stride: outputs,
+                output_stride: 1,
+            };
+            ctx.store.corrupt_psums_table(&map, &table, &mut sc.corr);
+            return ov + apply(&sc.corr, acc);
+        }
+        return ov + conv(ctx, layer, e, q, g, w, xu, acc, sc);
+    }
+    let ov = kernels::conv_acc(path, xu, zu, g, lw, &w.bias_i32, ks, acc, asum);
+    if hits == 0 {
+        return ov;
+    }
+    ov + conv(ctx, layer, e, q, g, w, xu, acc, sc)
+}
+
+/// The accumulators of `b` examples of a linear layer with their partial-sum faults (the step's entry point; `x`
+/// the unsigned views `b x k`, `acc`/`asum` as [`kernels::linear_acc`]). When many outputs of an example are hit
+/// ([`use_gemm`]) every example's fold sums are written by the accumulation GEMM ([`kernels::linear_acc_folds`])
+/// and handed to the store as tables; otherwise [`linear`] computes them per example. Returns the saturations.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear_step(
+    ctx: &PsumCtx,
+    layer: usize,
+    q: QParams,
+    w: &WLayer,
+    lw: &LayerWeights,
+    x: &[u8],
+    b: usize,
+    ks: &mut KernelScratch,
+    acc: &mut [i32],
+    asum: &mut [i32],
+    sc: &mut PsumScratch,
+) -> u64 {
+    let (path, zu) = (ctx.path, q.zero_u());
+    let f = folds(w.k, ctx.rows);
+    let map = |e: usize| StoredPsums {
+        layer,
+        outputs: w.cout,
+        folds: f,
+        image: ctx.images[e],
+    };
+    let hits: Vec<u64> = (0..b)
+        .map(|e| {
+            if f < 2 {
+                0
+            } else {
+                ctx.store.psum_cells(&map(e))
+            }
+        })
+        .collect();
+    if hits.iter().any(|&h| h > 0 && use_gemm(ctx.rows, h, w.cout)) {
+        let stride = w.cout * b;
+        sc.parts.resize(f * stride, 0);
+        let fo = Some((ctx.rows / 4, &mut sc.parts[..]));
+        let (mut ov, wrote) =
+            kernels::linear_acc_folds(path, x, b, zu, lw, &w.bias_i32, ks, acc, asum, fo);
+        if wrote {
+            shift_parts(
+                w,
+                ctx.rows,
+                view_offset(q),
+                &mut sc.parts,
+                stride,
+                b,
+                &mut sc.own,
+            );
+            if hits.iter().all(|&h| h > 0) {
+                // All examples at once: the table `[fold][output][example]` holds each output's examples
+                // contiguously (the store replays them side by side).
+                let maps: Vec<StoredPsums> = (0..b).map(map).collect();
+                let table = FoldTable {
+                    data: &sc.parts,
+                    offset: 0,
+                    fold_stride: stride,
+                    output_stride: b,
+                };
+                sc.corrs.resize_with(b, Default::default);
+                ctx.store
+                    .corrupt_psums_examples(&maps, &table, 1, &mut sc.corrs[..b]);
+                for (e, corr) in sc.corrs[..b].iter().enumerate() {
+                    ov += apply(corr, &mut acc[e * w.cout..(e + 1) * w.cout]);
+                }
+                return ov;
+            }
+            for (e, &h) in hits.iter().enumerate() {
+                if h == 0 {
+                    continue;
+                }
+                let table = FoldTable {
+                    data: &sc.parts,
+                    offset: e,
+                    fold_stride: stride,
+                    output_stride: b,
+                };
+                ctx.store.corrupt_psums_table(&map(e), &table, &mut sc.corr);
+                ov += apply(&sc.corr, &mut acc[e * w.cout..(e + 1) * w.cout]);
+            }
+            return ov;
+        }
+        for e in 0..b {
+            let xe = &x[e * w.k..(e + 1) * w.k];
+            ov += linear(
+                ctx,
+                layer,
+                e,
+                q,
+                w,
+                xe,
+                &mut acc[e * w.cout..(e + 1) * w.cout],
+                sc,
+            );
+        }
+        return ov;
+    }
+    let mut ov = kernels::linear_acc(path, x, b, zu, lw, &w.bias_i32, ks, acc, asum);
+    for (e, &h) in hits.iter().enumerate() {
+        if h > 0 {
+            let xe = &x[e * w.k..(e + 1) * w.k];
+            ov += linear(
+                ctx,
+                layer,
+                e,
+                q,
+                w,
+                xe,
+                &mut acc[e * w.cout..(e + 1) * w.cout],
+                sc,
+            );
+        }
+    }
+    ov
 }

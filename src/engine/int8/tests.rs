@@ -1066,6 +1066,195 @@ fn single_fold_or_fault_free_reductions_are_left_alone() {
     }
 }
 
+/// A store whose partial sums "fail" by a known rule and that records every fold sum it is handed, per image:
+/// `(image, output, fold sums)`; the correction of output `e` of image `i` is `(e + 3·i) − 40`.
+struct PsumRecorder {
+    rows: usize,
+    hits: u64,
+    seen: Mutex<Vec<(u64, usize, Vec<i64>)>>,
+}
+
+impl ActivationStore for PsumRecorder {
+    fn read_back(&self, _map: &StoredMap, _codes: &mut [u8]) {}
+    fn psum_rows(&self) -> Option<usize> {
+        Some(self.rows)
+    }
+    fn psum_cells(&self, _map: &crate::engine::act_store::StoredPsums) -> u64 {
+        self.hits
+    }
+    fn corrupt_psums(
+        &self,
+        map: &crate::engine::act_store::StoredPsums,
+        partials: &mut dyn FnMut(usize, &mut [i32]),
+        out: &mut crate::engine::act_store::PsumCorrections,
+    ) {
+        out.deltas.clear();
+        out.saturated = 0;
+        let mut part = vec![0i32; map.folds];
+        let mut seen = self.seen.lock().unwrap();
+        for e in 0..map.outputs {
+            partials(e, &mut part);
+            seen.push((map.image, e, part.iter().map(|&v| v as i64).collect()));
+            out.deltas.push((e, (e as i64 + 3 * map.image as i64) - 40));
+        }
+    }
+}
+
+/// `v` plus the recorder's correction, saturated, and whether it saturated.
+fn corrected(v: i32, e: usize, image: u64) -> (i32, bool) {
+    reference::saturate_i32(v as i64 + (e as i64 + 3 * image as i64) - 40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The fold-writing GEMM gives `gemm`'s sums, and fold sums of the definition (depths `4·quads·f ..`), on
+    /// every path, for edge shapes (one row, one column, column tails, one fold, a short last fold).
+    #[test]
+    fn gemm_folds_equal_gemm_and_the_fold_definition(
+        m in 1usize..10, k in 1usize..70, n in 1usize..70, quads in 1usize..6, extra in 0usize..3,
+        seed in any::<u64>()
+    ) {
+        let w = codes(m * k, seed);
+        let x = bytes(n * k, seed ^ 11);
+        let pw = PackedWeights::new(m, k, &w);
+        let mut b = Vec::new();
+        kernels::pack_rows(&x, n, k, &mut b);
+        let nf = kernels::fold_count(pw.kp, quads);
+        prop_assert_eq!(nf, k.div_ceil(4 * quads));
+        let stride = m * n + extra;
+        let mut want = vec![0i64; nf * stride];
+        for f in 0..nf {
+            for r in 0..m {
+                for p in 0..n {
+                    want[f * stride + r * n + p] = (4 * quads * f..(4 * quads * (f + 1)).min(k))
+                        .map(|d| w[r * k + d] as i64 * x[p * k + d] as i64)
+                        .sum();
+                }
+            }
+        }
+        let mut whole = vec![0i32; m * n];
+        kernels::gemm(Path::Portable, &pw, &b, n, &mut whole);
+        for path in available_paths() {
+            let mut c = vec![7i32; m * n];
+            let mut parts = vec![0i32; nf * stride];
+            for f in 0..nf {
+                parts[f * stride + m * n..(f + 1) * stride].fill(-3);
+            }
+            let fo = kernels::FoldOut { quads, parts: &mut parts, stride };
+            kernels::gemm_folds(path, &pw, &b, n, &mut c, fo);
+            prop_assert_eq!(&c, &whole, "{:?}", path);
+            for f in 0..nf {
+                for i in 0..stride {
+                    let got = parts[f * stride + i] as i64;
+                    let exp = if i < m * n { want[f * stride + i] } else { -3 };
+                    prop_assert_eq!(got, exp, "{:?} fold {} at {}", path, f, i);
+                }
+            }
+        }
+    }
+
+    /// A conv step with partial-sum faults on the fused form (fold sums written by the accumulation GEMM) gives
+    /// the accumulators of the plain kernels plus the store's corrections, and hands the store the fold sums of
+    /// the definition; the same with few outputs hit (fold sums computed apart).
+    #[test]
+    fn fused_conv_partial_sums_equal_the_definition(
+        (g, cout, groups) in window(), q in qparams(), quads in 1usize..3, many in any::<bool>(),
+        big_bias in any::<bool>(), seed in any::<u64>()
+    ) {
+        let rows = 4 * quads;
+        let depth = g.c / groups * g.kh * g.kw;
+        prop_assume!(depth.div_ceil(rows) >= 2);
+        let x = bytes(g.in_len(), seed);
+        let xu: Vec<u8> = x.iter().map(|&b| if q.signed { b ^ 0x80 } else { b }).collect();
+        let k = codes(cout * depth, seed ^ 7);
+        let og = cout / groups;
+        let mut w = wlayer(cout, groups, depth, k.clone(), q);
+        w.packed = (0..groups)
+            .map(|gi| PackedWeights::new(og, depth, &k[gi * og * depth..(gi + 1) * og * depth]))
+            .collect();
+        // A huge bias makes the kernels take their exact i64 path (no fold sums from the GEMM).
+        w.bias_i32 = (0..cout as i32).map(|c| if big_bias { i32::MAX - c } else { c * 13 - 40 }).collect();
+        let n = cout * g.out_hw();
+        let want_folds = fold_sums_conv(&x, q, &g, cout, groups, &k, rows);
+        for path in available_paths() {
+            let rec = PsumRecorder { rows, hits: if many { n as u64 } else { 1 }, seen: Mutex::new(Vec::new()) };
+            let images = [4u64, 9];
+            let ctx = psums::PsumCtx { store: &rec, rows, images: &images, path };
+            let lw = LayerWeights { cout, groups, depthwise: false, codes: &k, packed: &w.packed, asym: false };
+            let mut ks = KernelScratch::default();
+            let (mut acc0, mut asum0) = (vec![0i32; n], vec![0i32; groups * g.out_hw()]);
+            let ov0 = kernels::conv_acc(path, &xu, q.zero_u(), &g, &lw, &w.bias_i32, &mut ks, &mut acc0, &mut asum0);
+            let (mut acc, mut asum) = (vec![0i32; n], vec![0i32; groups * g.out_hw()]);
+            let mut sc = Default::default();
+            let ov = psums::conv_step(&ctx, 4, 1, q, &g, &w, &lw, &xu, &mut ks, &mut acc, &mut asum, &mut sc);
+            let mut sat = ov0;
+            for e in 0..n {
+                let (v, s) = corrected(acc0[e], e, 9);
+                prop_assert_eq!(acc[e], v, "{:?} output {}", path, e);
+                sat += s as u64;
+            }
+            prop_assert_eq!(ov, sat);
+            let seen = rec.seen.into_inner().unwrap();
+            prop_assert_eq!(seen.len(), n);
+            for (image, e, f) in seen {
+                prop_assert_eq!(image, 9);
+                prop_assert_eq!(&f, &want_folds[e], "{:?} fold sums of output {}", path, e);
+            }
+        }
+    }
+
+    /// The same for a linear step over several examples (each example's table at its own offset).
+    #[test]
+    fn fused_linear_partial_sums_equal_the_definition(
+        cout in 1usize..7, kin in 2usize..60, b in 1usize..5, q in qparams(), quads in 1usize..3,
+        many in any::<bool>(), seed in any::<u64>()
+    ) {
+        let rows = 4 * quads;
+        prop_assume!(kin.div_ceil(rows) >= 2);
+        let x = bytes(b * kin, seed);
+        let xu: Vec<u8> = x.iter().map(|&v| if q.signed { v ^ 0x80 } else { v }).collect();
+        let k = codes(cout * kin, seed ^ 3);
+        let mut w = wlayer(cout, 1, kin, k.clone(), q);
+        w.packed = vec![PackedWeights::new(cout, kin, &k)];
+        w.bias_i32 = (0..cout as i32).map(|c| c * 5 - 9).collect();
+        for path in available_paths() {
+            let rec = PsumRecorder { rows, hits: if many { cout as u64 } else { 1 }, seen: Mutex::new(Vec::new()) };
+            let images: Vec<u64> = (0..b as u64).map(|e| 20 + e).collect();
+            let ctx = psums::PsumCtx { store: &rec, rows, images: &images, path };
+            let lw = LayerWeights { cout, groups: 1, depthwise: false, codes: &k, packed: &w.packed, asym: false };
+            let mut ks = KernelScratch::default();
+            let (mut acc0, mut asum0) = (vec![0i32; b * cout], vec![0i32; b]);
+            let ov0 = kernels::linear_acc(path, &xu, b, q.zero_u(), &lw, &w.bias_i32, &mut ks, &mut acc0, &mut asum0);
+            let (mut acc, mut asum) = (vec![0i32; b * cout], vec![0i32; b]);
+            let mut sc = Default::default();
+            let ov = psums::linear_step(&ctx, 2, q, &w, &lw, &xu, b, &mut ks, &mut acc, &mut asum, &mut sc);
+            let mut sat = ov0;
+            for e in 0..b {
+                for j in 0..cout {
+                    let (v, s) = corrected(acc0[e * cout + j], j, images[e]);
+                    prop_assert_eq!(acc[e * cout + j], v);
+                    sat += s as u64;
+                }
+            }
+            prop_assert_eq!(ov, sat);
+            let seen = rec.seen.into_inner().unwrap();
+            prop_assert_eq!(seen.len(), b * cout);
+            for (image, j, f) in seen {
+                let e = (image - 20) as usize;
+                let want: Vec<i64> = (0..kin.div_ceil(rows))
+                    .map(|fi| {
+                        (fi * rows..((fi + 1) * rows).min(kin))
+                            .map(|d| q.code_of(x[e * kin + d]) as i64 * k[j * kin + d] as i64)
+                            .sum()
+                    })
+                    .collect();
+                prop_assert_eq!(f, want, "{:?} example {} output {}", path, e, j);
+            }
+        }
+    }
+}
+
 /// A store whose every partial sum "fails" by a rule of its fold sums (`Σ_f (f + 1)·P_f mod 997`), so that fold
 /// sums from stale weights would change the logits.
 struct FoldHash;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::ActivationSramConfig;
+use crate::engine::act_store::FoldTable;
 use crate::sram::profile::{FailingCell, ProfileMeta};
 
 /// One 128x64 array per buffer (1 KiB each): B0 = array 0, B1 = array 1; 1024 codes per buffer.
@@ -772,4 +773,115 @@ fn transient_partial_sum_cells_fail_per_access_with_their_probability() {
     );
     assert_eq!(run(0), (flips, deltas));
     assert_ne!(run(1).0, flips);
+}
+
+/// Corrections with their deltas in output order (the forms replay in different orders).
+fn sorted(mut c: PsumCorrections) -> PsumCorrections {
+    c.deltas.sort_unstable();
+    c
+}
+
+/// The table forms of the partial-sum replay (strided table, unit-stride table with its dense blocks, several
+/// examples side by side) give the callback form's corrections and counts (persistent and transient profile
+/// cells plus random flips, 3 tiles, partial last blocks, 2 to 17 folds), and the callback form asks once per
+/// hit output in increasing order.
+#[test]
+fn partial_sum_table_equals_the_callback_form() {
+    let hw = tiny_hw(&[Rail::WeightSram, Rail::ActivationSram]);
+    let meta = ProfileMeta {
+        name: "mixed".into(),
+        source: "hand-built".into(),
+        style: None,
+        seed: None,
+        arrays: 2,
+        rows: 128,
+        columns: 64,
+        floor_vdd_rel: 0.75,
+    };
+    let profile = FaultProfile::new(
+        meta,
+        vec![
+            cell(0, 0, 3, 0.9, FailureKind::ReadsOne, 1.0),
+            cell(0, 2, 23, 0.9, FailureKind::Flips, 1.0),
+            cell(0, 9, 30, 0.9, FailureKind::Flips, 0.4),
+            cell(1, 0, 8, 0.9, FailureKind::Flips, 1.0),
+            cell(1, 3, 17, 0.9, FailureKind::Flips, 0.3),
+            cell(1, 5, 40, 0.9, FailureKind::ReadsZero, 1.0),
+        ],
+    )
+    .unwrap();
+    for (layer, folds, outputs) in [
+        (0usize, 2usize, 700usize),
+        (1, 3, 301),
+        (2, 17, 700),
+        (1, 5, 9),
+    ] {
+        let parts = fold_sums(outputs, folds, 17 + layer as u64);
+        let build = || ActivationFaults::build(&hw, 0.8, Some(&profile), 0.02, 9).unwrap();
+        let (a, b, c, d) = (build(), build(), build(), build());
+        let images = [0u64, 5, 6];
+        // `[fold][output][example]` for the 3 images (example `i` at offset `i`, output stride 3), the same fold
+        // sums for each; and `[fold][output]` with unit output stride at offset 2.
+        let n = images.len();
+        let mut strided = vec![i32::MIN; folds * outputs * n];
+        let mut dense = vec![i32::MIN; 2 + folds * outputs];
+        for (e, p) in parts.iter().enumerate() {
+            for (f, &v) in p.iter().enumerate() {
+                for i in 0..n {
+                    strided[f * outputs * n + e * n + i] = v;
+                }
+                dense[2 + f * outputs + e] = v;
+            }
+        }
+        let maps: Vec<StoredPsums> = images
+            .iter()
+            .map(|&image| StoredPsums {
+                layer,
+                outputs,
+                folds,
+                image,
+            })
+            .collect();
+        let mut together = vec![PsumCorrections::default(); n];
+        let table = FoldTable {
+            data: &strided,
+            offset: 0,
+            fold_stride: outputs * n,
+            output_stride: n,
+        };
+        d.corrupt_psums_examples(&maps, &table, 1, &mut together);
+        for (i, map) in maps.iter().enumerate() {
+            let mut asked = Vec::new();
+            let mut via_callback = PsumCorrections::default();
+            a.corrupt_psums(
+                map,
+                &mut |e, p: &mut [i32]| {
+                    asked.push(e);
+                    p.copy_from_slice(&parts[e]);
+                },
+                &mut via_callback,
+            );
+            assert!(asked.windows(2).all(|w| w[0] < w[1]));
+            let mut via_strided = PsumCorrections::default();
+            let t = FoldTable { offset: i, ..table };
+            b.corrupt_psums_table(map, &t, &mut via_strided);
+            assert_eq!(via_strided, via_callback, "layer {layer} image {i}");
+            let mut via_dense = PsumCorrections::default();
+            let t = FoldTable {
+                data: &dense,
+                offset: 2,
+                fold_stride: outputs,
+                output_stride: 1,
+            };
+            c.corrupt_psums_table(map, &t, &mut via_dense);
+            let want = sorted(via_callback);
+            assert_eq!(sorted(via_dense), want, "layer {layer} image {i}");
+            assert_eq!(sorted(together[i].clone()), want, "layer {layer} image {i}");
+            assert_eq!(a.psum_cells(map), b.psum_cells(map));
+        }
+        assert_eq!(a.counts(), b.counts());
+        assert_eq!(a.counts(), c.counts());
+        assert_eq!(a.counts(), d.counts());
+        assert!(a.counts().bits_flipped > 0);
+    }
 }
