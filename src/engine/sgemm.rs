@@ -565,145 +565,111 @@ mod x86 {
     pub const AVX2_MR: usize = 6;
     pub const AVX2_NR: usize = 16;
 
-    /// [`super::TileFn`] for AVX-512F: 8 × 32 (or 8 × 16 when `half`).
-    ///
-    /// # Safety
-    /// As [`super::TileFn`]; the CPU supports AVX-512F.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn avx512_tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-        half: bool,
-        panels: usize,
-    ) {
-        // SAFETY: forwarded contract (the caller checked the instruction set and the pointers' extents).
-        unsafe {
-            match (half, panels) {
-                (true, 2) => avx512_kernel::<1, { 2 * AVX512_MR }>(kc, a, b, c, ldc, load),
-                (true, _) => avx512_kernel::<1, AVX512_MR>(kc, a, b, c, ldc, load),
-                _ => avx512_kernel::<2, AVX512_MR>(kc, a, b, c, ldc, load),
+    /// One instruction set's tile entry point and micro-kernel, from one body: `$tile` is the [`super::TileFn`],
+    /// `$kernel::<NV, ROWS>` keeps `ROWS` (MR or 2·MR) rows of `NV` vectors of `$lanes` columns in registers,
+    /// row `i` from row panel `i / MR`; the packed `rhs` panel is `NR = 2·$lanes` columns wide either way.
+    macro_rules! tile_kernel {
+        ($tile:ident, $kernel:ident, $feature:literal, $doc:literal, $mr:ident, $nr:ident, $lanes:literal,
+         $zero:ident, $loadu:ident, $storeu:ident, $set1:ident, $fmadd:ident) => {
+            #[doc = $doc]
+            ///
+            /// # Safety
+            /// As [`super::TileFn`]; the CPU supports the kernel's instruction set.
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $tile(
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                load: bool,
+                half: bool,
+                panels: usize,
+            ) {
+                // SAFETY: forwarded contract (the caller checked the instruction set and the pointers' extents).
+                unsafe {
+                    match (half, panels) {
+                        (true, 2) => $kernel::<1, { 2 * $mr }>(kc, a, b, c, ldc, load),
+                        (true, _) => $kernel::<1, $mr>(kc, a, b, c, ldc, load),
+                        _ => $kernel::<2, $mr>(kc, a, b, c, ldc, load),
+                    }
+                }
             }
-        }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn $kernel<const NV: usize, const ROWS: usize>(
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                load: bool,
+            ) {
+                const MR: usize = $mr;
+                let mut acc = [[$zero(); NV]; ROWS];
+                // SAFETY (whole body): `a` holds (ROWS / MR)·kc·MR floats, `b` kc·NR, and `c` ROWS rows of ldc
+                // floats with NV·lanes valid columns each (the caller's contract); every offset below stays
+                // inside those extents.
+                unsafe {
+                    if load {
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            for (v, r) in row.iter_mut().enumerate() {
+                                *r = $loadu(c.add(i * ldc + v * $lanes));
+                            }
+                        }
+                    }
+                    for p in 0..kc {
+                        let bp = b.add(p * $nr);
+                        let mut bv = [$zero(); NV];
+                        for (v, x) in bv.iter_mut().enumerate() {
+                            *x = $loadu(bp.add(v * $lanes));
+                        }
+                        let ap = a.add(p * MR);
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let av = $set1(*ap.add((i / MR) * kc * MR + i % MR));
+                            for (r, &x) in row.iter_mut().zip(&bv) {
+                                *r = $fmadd(av, x, *r);
+                            }
+                        }
+                    }
+                    for (i, row) in acc.iter().enumerate() {
+                        for (v, &r) in row.iter().enumerate() {
+                            $storeu(c.add(i * ldc + v * $lanes), r);
+                        }
+                    }
+                }
+            }
+        };
     }
 
-    /// `NV` vectors of 16 columns per row, `ROWS` (8 or 16) rows (row `i` from row panel `i / 8`); the packed `rhs`
-    /// panel is 32 columns wide either way.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_kernel<const NV: usize, const ROWS: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-    ) {
-        const MR: usize = AVX512_MR;
-        let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
-        // SAFETY (whole body): `a` holds (ROWS / MR)·kc·MR floats, `b` kc·32, and `c` ROWS rows of ldc floats
-        // with NV·16 valid columns each (the caller's contract); every offset below stays inside those extents.
-        unsafe {
-            if load {
-                for (i, row) in acc.iter_mut().enumerate() {
-                    for (v, r) in row.iter_mut().enumerate() {
-                        *r = _mm512_loadu_ps(c.add(i * ldc + v * 16));
-                    }
-                }
-            }
-            for p in 0..kc {
-                let bp = b.add(p * AVX512_NR);
-                let mut bv = [_mm512_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm512_loadu_ps(bp.add(v * 16));
-                }
-                let ap = a.add(p * MR);
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*ap.add((i / MR) * kc * MR + i % MR));
-                    for (r, &x) in row.iter_mut().zip(&bv) {
-                        *r = _mm512_fmadd_ps(av, x, *r);
-                    }
-                }
-            }
-            for (i, row) in acc.iter().enumerate() {
-                for (v, &r) in row.iter().enumerate() {
-                    _mm512_storeu_ps(c.add(i * ldc + v * 16), r);
-                }
-            }
-        }
-    }
-
-    /// [`super::TileFn`] for AVX2 + FMA: 6 × 16 (or 6 × 8 when `half`).
-    ///
-    /// # Safety
-    /// As [`super::TileFn`]; the CPU supports AVX2 and FMA.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn avx2_tile(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-        half: bool,
-        panels: usize,
-    ) {
-        // SAFETY: forwarded contract (the caller checked the instruction set and the pointers' extents).
-        unsafe {
-            match (half, panels) {
-                (true, 2) => avx2_kernel::<1, { 2 * AVX2_MR }>(kc, a, b, c, ldc, load),
-                (true, _) => avx2_kernel::<1, AVX2_MR>(kc, a, b, c, ldc, load),
-                _ => avx2_kernel::<2, AVX2_MR>(kc, a, b, c, ldc, load),
-            }
-        }
-    }
-
-    /// `NV` vectors of 8 columns per row, `ROWS` (6 or 12) rows (row `i` from row panel `i / 6`); the packed `rhs`
-    /// panel is 16 columns wide either way.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_kernel<const NV: usize, const ROWS: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-    ) {
-        const MR: usize = AVX2_MR;
-        let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
-        // SAFETY (whole body): `a` holds (ROWS / MR)·kc·MR floats, `b` kc·16, and `c` ROWS rows of ldc floats
-        // with NV·8 valid columns each (the caller's contract); every offset below stays inside those extents.
-        unsafe {
-            if load {
-                for (i, row) in acc.iter_mut().enumerate() {
-                    for (v, r) in row.iter_mut().enumerate() {
-                        *r = _mm256_loadu_ps(c.add(i * ldc + v * 8));
-                    }
-                }
-            }
-            for p in 0..kc {
-                let bp = b.add(p * AVX2_NR);
-                let mut bv = [_mm256_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(bp.add(v * 8));
-                }
-                let ap = a.add(p * MR);
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*ap.add((i / MR) * kc * MR + i % MR));
-                    for (r, &x) in row.iter_mut().zip(&bv) {
-                        *r = _mm256_fmadd_ps(av, x, *r);
-                    }
-                }
-            }
-            for (i, row) in acc.iter().enumerate() {
-                for (v, &r) in row.iter().enumerate() {
-                    _mm256_storeu_ps(c.add(i * ldc + v * 8), r);
-                }
-            }
-        }
-    }
+    tile_kernel!(
+        avx512_tile,
+        avx512_kernel,
+        "avx512f",
+        "[`super::TileFn`] for AVX-512F: 8 × 32 (or 8 × 16 when `half`, 16 × 16 with two half panels).",
+        AVX512_MR,
+        AVX512_NR,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    tile_kernel!(
+        avx2_tile,
+        avx2_kernel,
+        "avx2,fma",
+        "[`super::TileFn`] for AVX2 + FMA: 6 × 16 (or 6 × 8 when `half`, 12 × 8 with two half panels).",
+        AVX2_MR,
+        AVX2_NR,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
 }
 
 #[cfg(test)]

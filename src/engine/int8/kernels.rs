@@ -570,6 +570,19 @@ mod x86 {
     use super::PackedWeights;
     use std::arch::x86_64::*;
 
+    /// The lane masks of the two 16-column halves of a 32-column block with `left` columns still to go (all
+    /// lanes when `left ≥ 32`).
+    fn column_masks(left: usize) -> (__mmask16, __mmask16) {
+        let half = |n: usize| -> __mmask16 {
+            if n >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << n) - 1) as u16
+            }
+        };
+        (half(left), half(left.saturating_sub(16)))
+    }
+
     /// AVX2: u8 → i16 and i8 → i16 widening, `vpmaddwd` (exact i16 × i16 pair sums), 4 rows x 8 columns.
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm_avx2(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
@@ -626,18 +639,7 @@ mod x86 {
             let mut p = 0;
             while p < n {
                 let left = n - p;
-                let m0: __mmask16 = if left >= 16 {
-                    0xFFFF
-                } else {
-                    ((1u32 << left) - 1) as u16
-                };
-                let m1: __mmask16 = if left >= 32 {
-                    0xFFFF
-                } else if left > 16 {
-                    ((1u32 << (left - 16)) - 1) as u16
-                } else {
-                    0
-                };
+                let (m0, m1) = column_masks(left);
                 let mut a0 = [_mm512_setzero_si512(); 4];
                 let mut a1 = [_mm512_setzero_si512(); 4];
                 for q in 0..nq {
@@ -760,18 +762,7 @@ mod x86 {
             let mut p = 0;
             while p < n {
                 let left = n - p;
-                let m0: __mmask16 = if left >= 16 {
-                    0xFFFF
-                } else {
-                    ((1u32 << left) - 1) as u16
-                };
-                let m1: __mmask16 = if left >= 32 {
-                    0xFFFF
-                } else if left > 16 {
-                    ((1u32 << (left - 16)) - 1) as u16
-                } else {
-                    0
-                };
+                let (m0, m1) = column_masks(left);
                 let mut t0 = [_mm512_setzero_si512(); 4];
                 let mut t1 = [_mm512_setzero_si512(); 4];
                 let mut q0 = 0;
