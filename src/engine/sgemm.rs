@@ -161,6 +161,23 @@ pub fn sgemm_with(
     let dst = &mut dst[..m * n];
     match path {
         Path::Portable => portable(m, n, k, dst, accumulate, lhs, rhs),
+        _ => blocked_on(path, m, n, k, dst, accumulate, Lhs::Strided(lhs), rhs),
+    }
+}
+
+/// [`blocked`] with the tile shape and micro-kernel of SIMD path `path` (never [`Path::Portable`]).
+#[allow(clippy::too_many_arguments)]
+fn blocked_on(
+    path: Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Lhs,
+    rhs: MatRef,
+) {
+    match path {
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => blocked::<{ x86::AVX2_MR }, { x86::AVX2_NR }>(
             m,
@@ -168,7 +185,7 @@ pub fn sgemm_with(
             k,
             dst,
             accumulate,
-            Lhs::Strided(lhs),
+            lhs,
             rhs,
             x86::avx2_tile,
         ),
@@ -179,12 +196,11 @@ pub fn sgemm_with(
             k,
             dst,
             accumulate,
-            Lhs::Strided(lhs),
+            lhs,
             rhs,
             x86::avx512_tile,
         ),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("checked by Path::available"),
+        _ => unreachable!("blocked_on: the portable path is not blocked, other paths are checked by Path::available"),
     }
 }
 
@@ -293,30 +309,7 @@ pub fn sgemm_packed(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool
     let data = &lhs.data;
     match lhs.path {
         Path::Portable => portable(m, n, k, dst, accumulate, MatRef { data, rs: k, cs: 1 }, rhs),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => blocked::<{ x86::AVX2_MR }, { x86::AVX2_NR }>(
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            Lhs::Packed(data),
-            rhs,
-            x86::avx2_tile,
-        ),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => blocked::<{ x86::AVX512_MR }, { x86::AVX512_NR }>(
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            Lhs::Packed(data),
-            rhs,
-            x86::avx512_tile,
-        ),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("checked by Path::available"),
+        path => blocked_on(path, m, n, k, dst, accumulate, Lhs::Packed(data), rhs),
     }
 }
 

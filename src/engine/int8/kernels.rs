@@ -583,6 +583,43 @@ mod x86 {
         (half(left), half(left.saturating_sub(16)))
     }
 
+    /// The AVX2 GEMMs' inner loop: for the activation quads `quads` of the 8 columns from `p` and weight rows
+    /// `r .. r + rows`, `acc_lo[i]` / `acc_hi[i]` gain the pairwise i16 products of columns `p..p+4` / `p+4..p+8`
+    /// (u8 → i16 and i8 → i16 widening, `vpmaddwd`, exact).
+    ///
+    /// # Safety
+    /// AVX2 is available; `b` holds `quads.end · n · 4` bytes with `p + 8 ≤ n`, and `w` has rows `r + rows ≤ m`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn madd_quads_avx2(
+        w: &PackedWeights,
+        b: &[u8],
+        n: usize,
+        r: usize,
+        rows: usize,
+        p: usize,
+        quads: std::ops::Range<usize>,
+        acc_lo: &mut [__m256i; 4],
+        acc_hi: &mut [__m256i; 4],
+    ) {
+        // SAFETY: the caller's contract keeps every load inside `b` and `w.data`.
+        unsafe {
+            for q in quads {
+                let v = _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
+                let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
+                let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
+                for i in 0..rows {
+                    let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                    let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
+                    let wb = _mm256_broadcastq_epi64(w4);
+                    acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
+                    acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
+                }
+            }
+        }
+    }
+
     /// AVX2: u8 → i16 and i8 → i16 widening, `vpmaddwd` (exact i16 × i16 pair sums), 4 rows x 8 columns.
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm_avx2(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
@@ -595,18 +632,7 @@ mod x86 {
             while p < n8 {
                 let mut acc_lo = [_mm256_setzero_si256(); 4];
                 let mut acc_hi = [_mm256_setzero_si256(); 4];
-                for q in 0..nq {
-                    let v = _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
-                    let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
-                    let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
-                    for i in 0..rows {
-                        let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
-                        let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
-                        let wb = _mm256_broadcastq_epi64(w4);
-                        acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
-                        acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
-                    }
-                }
+                madd_quads_avx2(w, b, n, r, rows, p, 0..nq, &mut acc_lo, &mut acc_hi);
                 for i in 0..rows {
                     let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
                     let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
@@ -694,19 +720,7 @@ mod x86 {
                     let q1 = (q0 + folds.quads).min(nq);
                     let mut acc_lo = [_mm256_setzero_si256(); 4];
                     let mut acc_hi = [_mm256_setzero_si256(); 4];
-                    for q in q0..q1 {
-                        let v =
-                            _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
-                        let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
-                        let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
-                        for i in 0..rows {
-                            let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
-                            let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
-                            let wb = _mm256_broadcastq_epi64(w4);
-                            acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
-                            acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
-                        }
-                    }
+                    madd_quads_avx2(w, b, n, r, rows, p, q0..q1, &mut acc_lo, &mut acc_hi);
                     for i in 0..rows {
                         let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
                         let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
