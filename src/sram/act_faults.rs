@@ -805,28 +805,12 @@ impl ActivationFaults {
         }
         let plan = self.psum_plan(map);
         let f = map.folds;
-        let fs = table.fold_stride;
         let mut flipped = 0u64;
         let mut padded: Vec<i32> = Vec::new();
         for b in &plan.blocks {
             let first = b.first as usize;
-            let start = table.offset + first;
-            let whole = first + LANES <= map.outputs
-                && fs >= LANES
-                && start + (f - 1) * fs + LANES <= table.data.len();
-            let r = if whole {
-                replay::replay_block(&table.data[start..], fs, f, &b.masks)
-            } else {
-                // A block past the last output: copy what there is, zeros after (neutral lanes).
-                padded.clear();
-                padded.resize(f * LANES, 0);
-                for j in 0..LANES.min(map.outputs - first) {
-                    for fi in 0..f {
-                        padded[fi * LANES + j] = table.data[start + fi * fs + j];
-                    }
-                }
-                replay::replay_block(&padded, LANES, f, &b.masks)
-            };
+            let count = LANES.min(map.outputs - first);
+            let r = replay_lanes(table, table.offset + first, count, f, &b.masks, &mut padded);
             let mut lanes = b.lanes;
             while lanes != 0 {
                 let j = lanes.trailing_zeros() as usize;
@@ -836,18 +820,8 @@ impl ActivationFaults {
             }
             flipped += r.flipped;
         }
-        let cells = &self.map.cells[plan.buffer];
-        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
         let mut part = vec![0i32; f];
-        for &i in &plan.transient {
-            let g = &plan.groups[i as usize];
-            let e = g.output as usize;
-            table.fill(e, &mut part);
-            let clean: i64 = part.iter().map(|&v| v as i64).sum();
-            let group = &plan.hits[g.start as usize..g.end as usize];
-            let sum = replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
-            out.deltas.push((e, sum as i64 - clean));
-        }
+        self.replay_transients(&plan, map, table, &mut part, out, &mut flipped);
         let read = map.outputs as u64 * PSUM_WORD_BITS * (map.folds as u64 - 1);
         self.bits_read.fetch_add(read, Ordering::Relaxed);
         if flipped > 0 {
@@ -856,7 +830,58 @@ impl ActivationFaults {
     }
 }
 
+/// Replays [`replay::LANES`] lanes of fold sums starting at `start` of `table` (lane `j` = position `start + j`,
+/// fold `fi` at `+ fi · fold_stride`), `count` of them real: straight from the table when the whole block lies
+/// inside it, else from a zero-padded copy in `padded` (the extra lanes are neutral and ignored by the caller).
+fn replay_lanes(
+    table: &FoldTable,
+    start: usize,
+    count: usize,
+    folds: usize,
+    masks: &replay::LaneMasks,
+    padded: &mut Vec<i32>,
+) -> replay::BlockOut {
+    use replay::LANES;
+    let fs = table.fold_stride;
+    if count == LANES && fs >= LANES && start + (folds - 1) * fs + LANES <= table.data.len() {
+        return replay::replay_block(&table.data[start..], fs, folds, masks);
+    }
+    padded.clear();
+    padded.resize(folds * LANES, 0);
+    for j in 0..count {
+        for fi in 0..folds {
+            padded[fi * LANES + j] = table.data[start + fi * fs + j];
+        }
+    }
+    replay::replay_block(padded, LANES, folds, masks)
+}
+
 impl ActivationFaults {
+    /// The sums of `plan` with a transient cell, one by one with their per-access draws (keyed by `map`'s layer
+    /// and image), fold sums from `table`: their corrections go to `out`, the wrong bits to `flipped`. `part`
+    /// is scratch of `map.folds` values.
+    fn replay_transients(
+        &self,
+        plan: &PsumPlan,
+        map: &StoredPsums,
+        table: &FoldTable,
+        part: &mut [i32],
+        out: &mut PsumCorrections,
+        flipped: &mut u64,
+    ) {
+        let cells = &self.map.cells[plan.buffer];
+        let key = access_key(self.seed ^ PSUM_SEED_SALT, map.layer, map.image);
+        for &i in &plan.transient {
+            let g = &plan.groups[i as usize];
+            let e = g.output as usize;
+            table.fill(e, part);
+            let clean: i64 = part.iter().map(|&v| v as i64).sum();
+            let group = &plan.hits[g.start as usize..g.end as usize];
+            let sum = replay_with_draws(group, cells, key, part, &mut out.saturated, flipped);
+            out.deltas.push((e, sum as i64 - clean));
+        }
+    }
+
     /// [`ActivationStore::corrupt_psums_examples`] with the examples contiguous in the table (`example_stride` 1,
     /// as a linear step's `[fold][output][example]`): each persistent-only sum is replayed for
     /// [`replay::LANES`] examples side by side (its read is the same for every example), the sums with a
@@ -878,7 +903,7 @@ impl ActivationFaults {
         if map.folds < 2 || map.outputs == 0 {
             return;
         }
-        let (n, f, fs) = (maps.len(), map.folds, table.fold_stride);
+        let (n, f) = (maps.len(), map.folds);
         let plan = self.psum_plan(map);
         let mut flipped = 0u64;
         let mut padded: Vec<i32> = Vec::new();
@@ -894,22 +919,7 @@ impl ActivationFaults {
                 masks.and[..count].fill(read.and);
                 masks.or[..count].fill(read.or);
                 masks.xor[..count].fill(read.xor);
-                let start = base + i0;
-                let r = if count == LANES
-                    && fs >= LANES
-                    && start + (f - 1) * fs + LANES <= table.data.len()
-                {
-                    replay::replay_block(&table.data[start..], fs, f, &masks)
-                } else {
-                    padded.clear();
-                    padded.resize(f * LANES, 0);
-                    for j in 0..count {
-                        for fi in 0..f {
-                            padded[fi * LANES + j] = table.data[start + fi * fs + j];
-                        }
-                    }
-                    replay::replay_block(&padded, LANES, f, &masks)
-                };
+                let r = replay_lanes(table, base + i0, count, f, &masks, &mut padded);
                 for j in 0..count {
                     let out = &mut outs[i0 + j];
                     out.deltas.push((e, r.sums[j] as i64 - r.clean[j]));
@@ -918,25 +928,14 @@ impl ActivationFaults {
                 flipped += r.flipped;
             }
         }
-        let cells = &self.map.cells[plan.buffer];
         let mut part = vec![0i32; f];
         for (i, (m, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
             debug_assert_eq!((m.layer, m.outputs, m.folds), (map.layer, map.outputs, f));
-            let key = access_key(self.seed ^ PSUM_SEED_SALT, m.layer, m.image);
             let t = FoldTable {
                 offset: table.offset + i,
                 ..*table
             };
-            for &gi in &plan.transient {
-                let g = &plan.groups[gi as usize];
-                let e = g.output as usize;
-                t.fill(e, &mut part);
-                let clean: i64 = part.iter().map(|&v| v as i64).sum();
-                let group = &plan.hits[g.start as usize..g.end as usize];
-                let sum =
-                    replay_with_draws(group, cells, key, &part, &mut out.saturated, &mut flipped);
-                out.deltas.push((e, sum as i64 - clean));
-            }
+            self.replay_transients(&plan, m, &t, &mut part, out, &mut flipped);
         }
         let read = map.outputs as u64 * PSUM_WORD_BITS * (f as u64 - 1) * n as u64;
         self.bits_read.fetch_add(read, Ordering::Relaxed);

@@ -412,7 +412,7 @@ pub(super) fn linear_step(
             }
         })
         .collect();
-    if hits.iter().any(|&h| h > 0 && use_gemm(ctx.rows, h, w.cout)) {
+    let mut ov = if hits.iter().any(|&h| h > 0 && use_gemm(ctx.rows, h, w.cout)) {
         let stride = w.cout * b;
         sc.parts.resize(f * stride, 0);
         let fo = Some((ctx.rows / 4, &mut sc.parts[..]));
@@ -461,22 +461,12 @@ pub(super) fn linear_step(
             }
             return ov;
         }
-        for e in 0..b {
-            let xe = &x[e * w.k..(e + 1) * w.k];
-            ov += linear(
-                ctx,
-                layer,
-                e,
-                q,
-                w,
-                xe,
-                &mut acc[e * w.cout..(e + 1) * w.cout],
-                sc,
-            );
-        }
-        return ov;
-    }
-    let mut ov = kernels::linear_acc(path, x, b, zu, lw, &w.bias_i32, ks, acc, asum);
+        // The kernel could not write fold sums: the accumulators are done, the hit examples' fold sums come
+        // from [`linear`] below.
+        ov
+    } else {
+        kernels::linear_acc(path, x, b, zu, lw, &w.bias_i32, ks, acc, asum)
+    };
     for (e, &h) in hits.iter().enumerate() {
         if h > 0 {
             let xe = &x[e * w.k..(e + 1) * w.k];
