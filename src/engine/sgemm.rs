@@ -135,23 +135,12 @@ pub fn sgemm_with(
     lhs: MatRef,
     rhs: MatRef,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() >= m * n, "sgemm: dst too small");
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
+    if !check_shapes(m, n, k, dst, accumulate, rhs) {
         return;
     }
     assert!(
         lhs.data.len() > (m - 1) * lhs.rs + (k - 1) * lhs.cs,
         "sgemm: lhs too small"
-    );
-    assert!(
-        rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
-        "sgemm: rhs too small"
     );
     assert!(
         path.available(),
@@ -163,6 +152,36 @@ pub fn sgemm_with(
         Path::Portable => portable(m, n, k, dst, accumulate, lhs, rhs),
         _ => blocked_on(path, m, n, k, dst, accumulate, Lhs::Strided(lhs), rhs),
     }
+}
+
+/// The checks and trivial cases both entry points share: nothing to do for an empty `dst`, `dst` cleared (or
+/// left, when accumulating) for `k = 0`; `true` when the product still has to be computed.
+///
+/// # Panics
+/// If `dst` or `rhs` is too short for the shape.
+fn check_shapes(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    rhs: MatRef,
+) -> bool {
+    if m == 0 || n == 0 {
+        return false;
+    }
+    assert!(dst.len() >= m * n, "sgemm: dst too small");
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return false;
+    }
+    assert!(
+        rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
+        "sgemm: rhs too small"
+    );
+    true
 }
 
 /// [`blocked`] with the tile shape and micro-kernel of SIMD path `path` (never [`Path::Portable`]).
@@ -291,20 +310,9 @@ impl PackedLhs {
 /// If `dst` or `rhs` is too short for the shape.
 pub fn sgemm_packed(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, rhs: MatRef) {
     let (m, k) = (lhs.m, lhs.k);
-    if m == 0 || n == 0 {
+    if !check_shapes(m, n, k, dst, accumulate, rhs) {
         return;
     }
-    assert!(dst.len() >= m * n, "sgemm: dst too small");
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!(
-        rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
-        "sgemm: rhs too small"
-    );
     let dst = &mut dst[..m * n];
     let data = &lhs.data;
     match lhs.path {

@@ -654,6 +654,44 @@ mod x86 {
         }
     }
 
+    /// The VNNI GEMMs' inner loop: for the activation quads `quads` of the 32 columns from `p` (lane masks
+    /// `masks` of the two 16-column halves, [`column_masks`]) and weight rows `r .. r + rows`, `a0[i]` / `a1[i]`
+    /// gain `vpdpbusd` (u8 × i8, 4 products per i32 lane) of the halves.
+    ///
+    /// # Safety
+    /// AVX-512F/BW/VNNI are available; `b` holds `quads.end · n · 4` bytes, and `w` has rows `r + rows ≤ m`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn dpbusd_quads_vnni(
+        w: &PackedWeights,
+        b: &[u8],
+        n: usize,
+        r: usize,
+        rows: usize,
+        p: usize,
+        quads: std::ops::Range<usize>,
+        (m0, m1): (__mmask16, __mmask16),
+        a0: &mut [__m512i; 4],
+        a1: &mut [__m512i; 4],
+    ) {
+        // SAFETY: the masked loads touch only the columns below `n`; the caller's contract keeps every other
+        // access inside `b` and `w.data`.
+        unsafe {
+            for q in quads {
+                let base = b.as_ptr().add((q * n + p) * 4) as *const i32;
+                let v0 = _mm512_maskz_loadu_epi32(m0, base);
+                let v1 = _mm512_maskz_loadu_epi32(m1, base.add(16));
+                for i in 0..rows {
+                    let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
+                    let wb = _mm512_set1_epi32(wp.read_unaligned());
+                    a0[i] = _mm512_dpbusd_epi32(a0[i], v0, wb);
+                    a1[i] = _mm512_dpbusd_epi32(a1[i], v1, wb);
+                }
+            }
+        }
+    }
+
     /// AVX-512 VNNI: `vpdpbusd` (u8 activations × i8 weights, 4 products per i32 lane), 4 rows x 32 columns,
     /// masked loads/stores for the column tail.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -668,17 +706,7 @@ mod x86 {
                 let (m0, m1) = column_masks(left);
                 let mut a0 = [_mm512_setzero_si512(); 4];
                 let mut a1 = [_mm512_setzero_si512(); 4];
-                for q in 0..nq {
-                    let base = b.as_ptr().add((q * n + p) * 4) as *const i32;
-                    let v0 = _mm512_maskz_loadu_epi32(m0, base);
-                    let v1 = _mm512_maskz_loadu_epi32(m1, base.add(16));
-                    for i in 0..rows {
-                        let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
-                        let wb = _mm512_set1_epi32(wp.read_unaligned());
-                        a0[i] = _mm512_dpbusd_epi32(a0[i], v0, wb);
-                        a1[i] = _mm512_dpbusd_epi32(a1[i], v1, wb);
-                    }
-                }
+                dpbusd_quads_vnni(w, b, n, r, rows, p, 0..nq, (m0, m1), &mut a0, &mut a1);
                 for i in 0..rows {
                     let out = c.as_mut_ptr().add((r + i) * n + p);
                     _mm512_mask_storeu_epi32(out, m0, a0[i]);
@@ -785,17 +813,7 @@ mod x86 {
                     let q1 = (q0 + folds.quads).min(nq);
                     let mut a0 = [_mm512_setzero_si512(); 4];
                     let mut a1 = [_mm512_setzero_si512(); 4];
-                    for q in q0..q1 {
-                        let base = b.as_ptr().add((q * n + p) * 4) as *const i32;
-                        let v0 = _mm512_maskz_loadu_epi32(m0, base);
-                        let v1 = _mm512_maskz_loadu_epi32(m1, base.add(16));
-                        for i in 0..rows {
-                            let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
-                            let wb = _mm512_set1_epi32(wp.read_unaligned());
-                            a0[i] = _mm512_dpbusd_epi32(a0[i], v0, wb);
-                            a1[i] = _mm512_dpbusd_epi32(a1[i], v1, wb);
-                        }
-                    }
+                    dpbusd_quads_vnni(w, b, n, r, rows, p, q0..q1, (m0, m1), &mut a0, &mut a1);
                     for i in 0..rows {
                         let out = parts.add(f * folds.stride + (r + i) * n + p);
                         _mm512_mask_storeu_epi32(out, m0, a0[i]);
