@@ -11,7 +11,7 @@
 //! parameters), and the MobileNet-style and ResNet-18-size networks (fp32).
 //!
 //! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch
-//! and onnxruntime).
+//! and onnxruntime; `ENGINE_BENCH_ONLY=float|int8|int8-faults` times only that engine, for profiling).
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -177,6 +177,36 @@ fn throughput_with(
     })
 }
 
+/// `ENGINE_BENCH_ONLY=float|int8|int8-faults`: runs only that engine on cnn-small, 1 thread, 20 passes (for `perf
+/// record`), and prints its images/s.
+fn profile_only(only: &str, model: &Model, net: &Network, x: &Array4<f32>) {
+    let calib = x
+        .slice(ndarray::s![..x.shape()[0].min(512), .., .., ..])
+        .to_owned();
+    let int8 =
+        Int8Network::build(model, calib.view(), Int8Options::default()).expect("int8 network");
+    let r = match only {
+        "float" => throughput(net, x, 1, 20),
+        "int8" => throughput(&int8, x, 1, 20),
+        "int8-faults" => {
+            let hw = HwConfig::load_named("14nm_sram")
+                .expect("shipped config")
+                .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+                .expect("rails");
+            let store = ActivationFaults::build(&hw, hw.voltage.nominal_v, None, 1e-2, 1)
+                .expect("act faults");
+            throughput_with(&int8, x, 1, 20, &store)
+        }
+        other => {
+            eprintln!(
+                "ENGINE_BENCH_ONLY: unknown engine {other:?} (allowed: float, int8, int8-faults)"
+            );
+            std::process::exit(2);
+        }
+    };
+    println!("{only}: {r:.0} images/s (1 thread, best of 20)");
+}
+
 fn torch_figures(images: usize) -> Option<(f64, f64)> {
     if std::env::var_os("ENGINE_BENCH_NO_TORCH").is_some() {
         return None;
@@ -222,6 +252,10 @@ fn main() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
     let x = Array4::from_shape_fn((images, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
     let reps = if quick { 1 } else { 5 };
+    if let Ok(only) = std::env::var("ENGINE_BENCH_ONLY") {
+        profile_only(&only, &model, &net, &x);
+        return;
+    }
     let r1 = throughput(&net, &x, 1, reps);
     let r2 = throughput(&net, &x, 2, reps);
     println!("engine cnn-small (Fashion-MNIST CNN, {} params, random weights), {images} images, best of {reps}:", model.num_params());

@@ -710,9 +710,10 @@ fn max_pool_2x2(x: &[f32], batch: usize, g: &Window, out: &mut [f32]) {
     }
 }
 
-/// Sum and sum of squares in f64, with 8 independent accumulators (vectorizable, deterministic).
+/// `(Σ x, Σ x²)` in f64 over eight fixed lanes (element `i` in lane `i mod 8`), then the lanes in order: the
+/// statistics of [`group_norm`] (and of the int8 datapath's fused GroupNorm, which must match it bit for bit).
 #[inline(always)]
-fn sum_sumsq(x: &[f32]) -> (f64, f64) {
+pub(crate) fn sum_sumsq(x: &[f32]) -> (f64, f64) {
     let mut s = [0.0f64; 8];
     let mut q = [0.0f64; 8];
     let chunks = x.chunks_exact(8);

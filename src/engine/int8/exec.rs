@@ -154,13 +154,14 @@ impl Int8Network {
                 let per_in = g.in_len();
                 let per_out = w.cout * g.out_hw();
                 let per_sum = w.groups * g.out_hw();
-                s.acc.resize(b * per_out, 0);
-                s.asum.resize(b * per_sum, 0);
+                // One example at a time from the GEMM to the output codes: its accumulators stay in cache.
+                s.acc.resize(per_out, 0);
+                s.asum.resize(per_sum, 0);
                 let mut xu = std::mem::take(&mut s.xu);
                 for e in 0..b {
                     let x = unsigned_view(q, &ins[0][e * per_in..(e + 1) * per_in], &mut xu);
-                    let acc = &mut s.acc[e * per_out..(e + 1) * per_out];
-                    let asum = &mut s.asum[e * per_sum..(e + 1) * per_sum];
+                    let acc = &mut s.acc[..];
+                    let asum = &mut s.asum[..];
                     let lw = w.gemm_weights();
                     overflow += match psum {
                         Some(ctx) => psums::conv_step(
@@ -189,9 +190,19 @@ impl Int8Network {
                             asum,
                         ),
                     };
+                    let r = e * per_out..(e + 1) * per_out;
+                    self.finish(
+                        stage,
+                        w,
+                        1,
+                        g.out_hw(),
+                        &s.acc,
+                        &s.asum,
+                        &mut out[r.clone()],
+                        &mut flo[r],
+                    );
                 }
                 s.xu = xu;
-                self.finish(stage, w, b, g.out_hw(), &s.acc, &s.asum, out, flo);
             }
             IOp::Linear { wl, stage } => {
                 let w = &self.wl[*wl];
@@ -348,6 +359,55 @@ impl Int8Network {
             }
             Stage::Float { chain, qout, relu } => {
                 let sa = w.qin.scale as f64;
+                if let (Some(qo), &[j]) = (qout, chain.as_slice()) {
+                    if let Op::GroupNorm {
+                        c,
+                        hw: ghw,
+                        groups,
+                        eps,
+                        reparameterized,
+                        weight,
+                        bias,
+                    } = self.float_op(j)
+                    {
+                        if *c == w.cout && *ghw == hw {
+                            // Dequantize, normalize and quantize in one pass per group (bit-identical).
+                            let gn = simd::GroupNormPpu {
+                                groups: *groups,
+                                eps: *eps,
+                                weight: &self.fnet.weights[*weight],
+                                bias: &self.fnet.weights[*bias],
+                                reparameterized: *reparameterized,
+                            };
+                            let ps = w.groups * hw;
+                            for e in 0..b {
+                                let dq = simd::Dequant {
+                                    sa,
+                                    s: &w.codes.s,
+                                    c: &w.codes.c,
+                                    asum: if asym {
+                                        &asum[e * ps..(e + 1) * ps]
+                                    } else {
+                                        &[]
+                                    },
+                                    og,
+                                };
+                                let r = e * per..(e + 1) * per;
+                                simd::group_norm_codes(
+                                    &acc[r.clone()],
+                                    hw,
+                                    &dq,
+                                    &gn,
+                                    *qo,
+                                    *relu,
+                                    &mut flo[..per],
+                                    &mut out[r],
+                                );
+                            }
+                            return;
+                        }
+                    }
+                }
                 for e in 0..b {
                     for co in 0..w.cout {
                         let r = e * per + co * hw..e * per + (co + 1) * hw;

@@ -692,6 +692,82 @@ mod x86 {
         }
     }
 
+    /// 2x2 / stride-2 unpadded max pooling of [`super::max_pool`] on AVX-512BW: per output row, up to 32
+    /// outputs per step from two masked 64-byte row loads (`vpmaxub` down, then across each byte pair, `vpmovwb`
+    /// to the low bytes).
+    ///
+    /// # Safety
+    /// AVX-512F/BW are available.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn max_pool_2x2_avx512(
+        x: &[u8],
+        g: &crate::engine::kernels::Window,
+        out: &mut [u8],
+    ) {
+        let (oh, ow) = (g.oh, g.ow);
+        assert!(x.len() >= g.c * g.h * g.w && out.len() >= g.c * oh * ow);
+        assert!(2 * oh <= g.h && 2 * ow <= g.w);
+        for c in 0..g.c {
+            for oy in 0..oh {
+                let r0 = x.as_ptr().add(c * g.h * g.w + 2 * oy * g.w);
+                let r1 = r0.add(g.w);
+                let o = out.as_mut_ptr().add((c * oh + oy) * ow);
+                let mut ox = 0;
+                while ox < ow {
+                    let n = (ow - ox).min(32);
+                    let m_in: __mmask64 = if n == 32 {
+                        u64::MAX
+                    } else {
+                        (1u64 << (2 * n)) - 1
+                    };
+                    let m_out: __mmask32 = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+                    // SAFETY: the masked lanes are the row pair's columns 2·ox .. 2·(ox + n) ≤ 2·ow ≤ w and
+                    // outputs ox .. ox + n of the row.
+                    let a = _mm512_maskz_loadu_epi8(m_in, r0.add(2 * ox) as *const i8);
+                    let b = _mm512_maskz_loadu_epi8(m_in, r1.add(2 * ox) as *const i8);
+                    let v = _mm512_max_epu8(a, b);
+                    let v = _mm512_max_epu8(v, _mm512_srli_epi16::<8>(v));
+                    _mm512_mask_cvtepi16_storeu_epi8(o.add(ox) as *mut i8, m_out, v);
+                    ox += n;
+                }
+            }
+        }
+    }
+
+    /// [`super::unpitch_add`] on AVX-512F.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `src` holds `(rows − 1)·pitch + ow` values for the `rows = dst.len() / ow` rows.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn unpitch_add_avx512(
+        src: &[i32],
+        pitch: usize,
+        ow: usize,
+        c: i32,
+        dst: &mut [i32],
+    ) {
+        let cv = _mm512_set1_epi32(c);
+        let rows = dst.len() / ow.max(1);
+        for oy in 0..rows {
+            let mut x = 0;
+            while x < ow {
+                let m: __mmask16 = if ow - x >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << (ow - x)) - 1) as u16
+                };
+                // SAFETY: lanes under `m` are columns x.. < ow of row oy, inside both slices.
+                let v = _mm512_maskz_loadu_epi32(m, src.as_ptr().add(oy * pitch + x));
+                _mm512_mask_storeu_epi32(
+                    dst.as_mut_ptr().add(oy * ow + x),
+                    m,
+                    _mm512_add_epi32(v, cv),
+                );
+                x += 16;
+            }
+        }
+    }
+
     /// AVX-512 VNNI: `vpdpbusd` (u8 activations × i8 weights, 4 products per i32 lane), 4 rows x 32 columns,
     /// masked loads/stores for the column tail.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -921,6 +997,24 @@ pub fn max_pairs(v: &[u8], out: &mut [u8]) {
 }
 
 pub fn max_pool(
+    x: &[u8],
+    g: &crate::engine::kernels::Window,
+    out: &mut [u8],
+    sc: &mut KernelScratch,
+) {
+    if g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: AVX-512F/BW are available; `x` holds c·h·w bytes and `out` c·oh·ow (asserted inside).
+            unsafe { x86::max_pool_2x2_avx512(x, g, out) };
+            return;
+        }
+    }
+    max_pool_portable(x, g, out, sc)
+}
+
+/// The portable path of [`max_pool`] (SSE2 on x86-64), for tests comparing it with the dispatched one.
+pub fn max_pool_portable(
     x: &[u8],
     g: &crate::engine::kernels::Window,
     out: &mut [u8],
@@ -1180,15 +1274,7 @@ pub fn conv_acc_folds(
                 .zip(&corr)
                 .zip(sc.raw.chunks_exact(lay.n))
             {
-                let c = c as i32;
-                for (oy, d) in row.chunks_exact_mut(g.ow).enumerate() {
-                    for (v, &r) in d
-                        .iter_mut()
-                        .zip(&src[oy * lay.pitch..oy * lay.pitch + g.ow])
-                    {
-                        *v = r + c;
-                    }
-                }
+                unpitch_add(src, lay.pitch, g.ow, c as i32, row);
             }
         } else {
             sc.raw64.resize(og * ohw, 0);
@@ -1210,6 +1296,30 @@ pub fn conv_acc_folds(
     }
     sc.cols = cols;
     (overflow, wrote)
+}
+
+/// `dst[oy·ow + ox] = src[oy·pitch + ox] + c` for every row `oy` of `dst` (`ow` values each; pitched GEMM columns
+/// back to dense positions, the row's constant added; wrapping i32 adds, which the callers' depth bound keeps
+/// exact). AVX-512 one masked vector per 16 columns, else portable; the same values either way (tested).
+pub fn unpitch_add(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) {
+    let rows = dst.len() / ow.max(1);
+    assert!(ow <= pitch && (rows == 0 || src.len() >= (rows - 1) * pitch + ow));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available; the masked loads/stores stay inside each row's `ow` values (asserted).
+        unsafe { x86::unpitch_add_avx512(src, pitch, ow, c, dst) };
+        return;
+    }
+    unpitch_add_portable(src, pitch, ow, c, dst)
+}
+
+/// The portable path of [`unpitch_add`].
+pub fn unpitch_add_portable(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) {
+    for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
+        for (v, &r) in d.iter_mut().zip(&src[oy * pitch..oy * pitch + ow]) {
+            *v = r.wrapping_add(c);
+        }
+    }
 }
 
 /// Linear accumulators of `n` examples (`x` row-major `n x in`, unsigned view): `acc[e][j] = sat_i32(Σ_i (u -

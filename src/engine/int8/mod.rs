@@ -820,8 +820,8 @@ impl Int8Network {
         {
             let q = self.input_q;
             let v = &mut ws.vals[0];
-            v.clear();
-            v.extend(x.iter().map(|&f| q.quantize(f)));
+            v.resize(x.len(), 0);
+            simd::quantize_slice(q, x, v);
         }
         let mut overflow = 0u64;
         // Partial sums of folded reductions go through the buffers when the store says they can fail.

@@ -48,6 +48,95 @@ fn requant_impl(rq: &Requant, c: usize, acc: &[i32], asum: &[i32], out: &mut [u8
     }
 }
 
+/// One example's conv accumulators as the PPU dequantizes them: channel `co` holds `f32(acc)·unit_co +
+/// f32(asum)·cunit_co` with `unit_co = f32(s_a·s_co)`, `cunit_co = f32(s_a·c_co)` ([`dequant_row`]); `asum` is
+/// `[conv group][position]` (empty when no channel has a zero-point term), `og` output channels per conv group.
+#[derive(Clone, Copy)]
+pub struct Dequant<'a> {
+    pub sa: f64,
+    pub s: &'a [f64],
+    pub c: &'a [f64],
+    pub asum: &'a [i32],
+    pub og: usize,
+}
+
+/// A GroupNorm of the PPU (`crate::engine::kernels::group_norm`'s parameters).
+#[derive(Clone, Copy)]
+pub struct GroupNormPpu<'a> {
+    pub groups: usize,
+    pub eps: f32,
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub reparameterized: bool,
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn group_norm_codes_impl(
+    acc: &[i32],
+    hw: usize,
+    dq: &Dequant,
+    gn: &GroupNormPpu,
+    q: QParams,
+    relu: bool,
+    tmp: &mut [f32],
+    out: &mut [u8],
+) {
+    // The same operations in the same order as dequant_row, then engine::kernels::group_norm on one example,
+    // then quantize_slice and (relu) floor_codes: bit-identical codes, one group of values at a time in `tmp`.
+    let c = acc.len() / hw;
+    let cg = c / gn.groups;
+    let n = (cg * hw) as f64;
+    let (lo, hi) = q.code_range();
+    let (qs, qz) = (q.scale, q.zero);
+    for gi in 0..gn.groups {
+        let t = &mut tmp[..cg * hw];
+        for j in 0..cg {
+            let co = gi * cg + j;
+            let unit = (dq.sa * dq.s[co]) as f32;
+            let cunit = (dq.sa * dq.c[co]) as f32;
+            let sums = if dq.asum.is_empty() {
+                &[][..]
+            } else {
+                let k = co / dq.og;
+                &dq.asum[k * hw..(k + 1) * hw]
+            };
+            dequant_row_impl(
+                &acc[co * hw..(co + 1) * hw],
+                sums,
+                unit,
+                cunit,
+                &mut t[j * hw..(j + 1) * hw],
+            );
+        }
+        let (sum, sumsq) = crate::engine::kernels::sum_sumsq(t);
+        let mean = sum / n;
+        let var = (sumsq / n - mean * mean).max(0.0);
+        let inv_std = 1.0 / (var + gn.eps as f64).sqrt();
+        for (j, ch) in t.chunks_exact(hw).enumerate() {
+            let ci = gi * cg + j;
+            let sc = if gn.reparameterized {
+                1.0 + gn.weight[ci] as f64
+            } else {
+                gn.weight[ci] as f64
+            };
+            let a = (sc * inv_std) as f32;
+            let (m, b0) = (mean as f32, gn.bias[ci]);
+            let o = &mut out[ci * hw..(ci + 1) * hw];
+            if relu {
+                for (o, &v) in o.iter_mut().zip(ch) {
+                    *o = super::quantize::quantize_code((v - m) * a + b0, qs, qz, lo, hi).max(qz)
+                        as u8;
+                }
+            } else {
+                for (o, &v) in o.iter_mut().zip(ch) {
+                    *o = super::quantize::quantize_code((v - m) * a + b0, qs, qz, lo, hi) as u8;
+                }
+            }
+        }
+    }
+}
+
 /// One copy of the element loops compiled with `$features` enabled (x86-64 only).
 macro_rules! compiled_with {
     ($module:ident, $features:literal) => {
@@ -67,6 +156,20 @@ macro_rules! compiled_with {
             #[target_feature(enable = $features)]
             pub unsafe fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
                 quantize_impl(q, x, out)
+            }
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn group_norm_codes(
+                acc: &[i32],
+                hw: usize,
+                dq: &Dequant,
+                gn: &GroupNormPpu,
+                q: QParams,
+                relu: bool,
+                tmp: &mut [f32],
+                out: &mut [u8],
+            ) {
+                group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
             }
             #[target_feature(enable = $features)]
             pub unsafe fn requant(
@@ -129,6 +232,44 @@ pub fn dequant_row(acc: &[i32], asum: &[i32], unit: f32, cunit: f32, out: &mut [
 /// [`QParams::quantize`] of every value.
 pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
     dispatch!(quantize, quantize_impl(q, x, out))
+}
+
+/// The PPU's GroupNorm on one example's conv accumulators `acc` (`[channel][position]`, `hw` positions),
+/// straight to output codes: dequantize ([`Dequant`]), group statistics and affine as
+/// `crate::engine::kernels::group_norm`, [`QParams::quantize`], and with `relu` the floor at the zero point
+/// ([`floor_codes`]). Bit-identical to those four passes in turn (tested); `tmp` holds one group's values
+/// (at least `c / groups · hw`). docs/datapath.md#layers.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_codes(
+    acc: &[i32],
+    hw: usize,
+    dq: &Dequant,
+    gn: &GroupNormPpu,
+    q: QParams,
+    relu: bool,
+    tmp: &mut [f32],
+    out: &mut [u8],
+) {
+    dispatch!(
+        group_norm_codes,
+        group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
+    )
+}
+
+/// The portable build of [`group_norm_codes`], for tests comparing it with the dispatched one.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_codes_portable(
+    acc: &[i32],
+    hw: usize,
+    dq: &Dequant,
+    gn: &GroupNormPpu,
+    q: QParams,
+    relu: bool,
+    tmp: &mut [f32],
+    out: &mut [u8],
+) {
+    group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
 }
 
 /// `max(code, z)` of every stored code (a ReLU on codes of parameters `q`; int8 bytes compared as signed).

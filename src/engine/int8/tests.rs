@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
 
 use super::kernels::{self, KernelScratch, LayerWeights, PackedWeights, Path};
 use super::quantize::QParams;
@@ -198,6 +199,62 @@ proptest! {
         prop_assert_eq!(&a, &b);
         let direct: Vec<u8> = accs.iter().map(|&v| rq.apply(0, v, 0) as u8).collect();
         prop_assert_eq!(a, direct);
+    }
+
+    #[test]
+    fn unpitch_add_equals_the_portable_form(rows in 0usize..6, ow in 1usize..40, extra in 0usize..5, c in any::<i32>(), seed in any::<u64>()) {
+        let pitch = ow + extra;
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let src: Vec<i32> = (0..rows * pitch).map(|_| rng.gen()).collect();
+        let (mut a, mut b) = (vec![0i32; rows * ow], vec![0i32; rows * ow]);
+        super::kernels::unpitch_add(&src, pitch, ow, c, &mut a);
+        super::kernels::unpitch_add_portable(&src, pitch, ow, c, &mut b);
+        prop_assert_eq!(&a, &b);
+        for (i, &v) in b.iter().enumerate() {
+            prop_assert_eq!(v, src[(i / ow) * pitch + i % ow].wrapping_add(c));
+        }
+    }
+
+    #[test]
+    fn fused_group_norm_codes_equal_the_four_passes(
+        gn_groups in 1usize..4, cg in 1usize..4, conv_groups_pow in 0u32..2, hw in 1usize..40, asym in any::<bool>(),
+        relu in any::<bool>(), reparameterized in any::<bool>(), q in qparams(), seed in any::<u64>(),
+    ) {
+        use super::simd::{self, Dequant, GroupNormPpu};
+        let c = gn_groups * cg;
+        let conv_groups = if c % 2 == 0 { 1usize << conv_groups_pow } else { 1 };
+        let og = c / conv_groups;
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let acc: Vec<i32> = (0..c * hw).map(|_| rng.gen_range(-300_000..300_000)).collect();
+        let asum: Vec<i32> = if asym { (0..conv_groups * hw).map(|_| rng.gen_range(-5000..5000)).collect() } else { vec![] };
+        let sa = rng.gen_range(0.001f64..0.1);
+        let sw: Vec<f64> = (0..c).map(|_| rng.gen_range(1e-4f64..1e-2)).collect();
+        let cw: Vec<f64> = (0..c).map(|i| if asym && i % 3 != 1 { rng.gen_range(-1e-2f64..1e-2) } else { 0.0 }).collect();
+        let weight: Vec<f32> = (0..c).map(|_| rng.gen_range(-0.5f32..1.5)).collect();
+        let bias: Vec<f32> = (0..c).map(|_| rng.gen_range(-1f32..1.0)).collect();
+        let eps = 1e-5f32;
+        // The four passes: dequant_row per channel, engine::kernels::group_norm, quantize_slice, floor_codes.
+        let mut f = vec![0f32; c * hw];
+        for co in 0..c {
+            let sums = if asym { &asum[(co / og) * hw..(co / og + 1) * hw] } else { &[][..] };
+            let unit = (sa * sw[co]) as f32;
+            let cunit = (sa * cw[co]) as f32;
+            simd::dequant_row(&acc[co * hw..(co + 1) * hw], sums, unit, cunit, &mut f[co * hw..(co + 1) * hw]);
+        }
+        crate::engine::kernels::group_norm(&mut f, 1, c, hw, gn_groups, eps, &weight, &bias, reparameterized);
+        let mut want = vec![0u8; c * hw];
+        simd::quantize_slice(q, &f, &mut want);
+        if relu {
+            simd::floor_codes(q, &mut want);
+        }
+        let dq = Dequant { sa, s: &sw, c: &cw, asum: &asum, og };
+        let gn = GroupNormPpu { groups: gn_groups, eps, weight: &weight, bias: &bias, reparameterized };
+        let (mut got, mut tmp) = (vec![0u8; c * hw], vec![0f32; c * hw]);
+        simd::group_norm_codes(&acc, hw, &dq, &gn, q, relu, &mut tmp, &mut got);
+        prop_assert_eq!(&got, &want);
+        let mut port = vec![0u8; c * hw];
+        simd::group_norm_codes_portable(&acc, hw, &dq, &gn, q, relu, &mut tmp, &mut port);
+        prop_assert_eq!(&port, &want);
     }
 
     #[test]
@@ -750,7 +807,7 @@ fn im2col_forms_and_their_column_sums_equal_the_definition() {
 
 #[test]
 fn max_pairs_and_pooling_forms_equal_the_definition() {
-    use super::kernels::{max_pairs, max_pool};
+    use super::kernels::{max_pairs, max_pool, max_pool_portable};
     use crate::engine::kernels::Window;
     for n in 0..50 {
         let v = bytes(2 * n, n as u64);
@@ -762,7 +819,16 @@ fn max_pairs_and_pooling_forms_equal_the_definition() {
             .all(|(i, &m)| m == v[2 * i].max(v[2 * i + 1])));
     }
     // Even and odd widths and heights, against the definition.
-    for (h, w) in [(28, 28), (14, 14), (7, 7), (5, 9), (6, 10)] {
+    // Rows wider than one 64-byte step (130: two full steps and a tail) for the AVX-512 path.
+    for (h, w) in [
+        (28, 28),
+        (14, 14),
+        (7, 7),
+        (5, 9),
+        (6, 10),
+        (4, 70),
+        (3, 130),
+    ] {
         let g = Window {
             c: 3,
             h,
@@ -781,6 +847,12 @@ fn max_pairs_and_pooling_forms_equal_the_definition() {
         let x = bytes(3 * h * w, (h * w) as u64);
         let mut o = vec![0u8; 3 * g.out_hw()];
         max_pool(&x, &g, &mut o, &mut Default::default());
+        let mut op = vec![0u8; 3 * g.out_hw()];
+        max_pool_portable(&x, &g, &mut op, &mut Default::default());
+        assert_eq!(
+            o, op,
+            "dispatched and portable max pooling differ at {h}x{w}"
+        );
         for c in 0..3 {
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
