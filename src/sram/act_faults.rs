@@ -373,6 +373,8 @@ impl ActCounts {
 #[derive(Debug)]
 pub struct ActivationFaults {
     map: ActFaultMap,
+    /// Per buffer, the map's cells in the form the code reads apply them ([`CodeReads`]).
+    code_reads: [CodeReads; 2],
     seed: u64,
     /// Array rows per row fold when folded reductions store their partial sums in these buffers
     /// (docs/activation-faults.md#partial-sums); `None`: they never leave the PE array.
@@ -381,6 +383,60 @@ pub struct ActivationFaults {
     plans: Mutex<Vec<PlanEntry>>,
     bits_read: AtomicU64,
     bits_flipped: AtomicU64,
+}
+
+/// One buffer's faulty cells as [`ActivationStore::read_back`] applies them: the persistent part of every byte
+/// slot with a cell that fails the same way on every access (stuck-at and flipping profile cells, random flips)
+/// as one byte read `((stored & and) | or) ^ xor`, and the cells with a transient failure one by one. Each cell
+/// changes only its own bit, so the two parts together read exactly what the cells read one at a time.
+#[derive(Debug, Clone, Default)]
+struct CodeReads {
+    /// By increasing slot.
+    bytes: Vec<ByteRead>,
+    /// Cells with a transient failure (their random flip included), by (slot, bit).
+    transient: Vec<ActCell>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ByteRead {
+    slot: u64,
+    and: u8,
+    or: u8,
+    xor: u8,
+}
+
+impl CodeReads {
+    /// From a buffer's cells (sorted by slot, one entry per cell): a persistent failing cell reads
+    /// `((stored & keep) ^ set) ^ flip`, a healthy one with a random flip `stored ^ flip`.
+    fn of(cells: &[ActCell]) -> CodeReads {
+        let mut r = CodeReads::default();
+        for c in cells {
+            if c.faulty == 1 && c.always == 0 {
+                r.transient.push(*c);
+                continue;
+            }
+            if r.bytes.last().is_none_or(|b| b.slot != c.slot) {
+                r.bytes.push(ByteRead {
+                    slot: c.slot,
+                    and: u8::MAX,
+                    or: 0,
+                    xor: 0,
+                });
+            }
+            let b = r.bytes.last_mut().expect("just pushed");
+            let bit = 1u8 << c.bit;
+            if c.faulty == 1 {
+                if c.keep == 0 {
+                    b.and &= !bit;
+                    b.or |= c.set << c.bit;
+                } else {
+                    b.xor ^= c.set << c.bit;
+                }
+            }
+            b.xor ^= c.flip << c.bit;
+        }
+        r
+    }
 }
 
 /// A cached replay plan and its `(layer, outputs)`.
@@ -524,6 +580,7 @@ impl ActivationFaults {
     /// A store over `map`; `seed` fixes the transient cells' per-access draws.
     pub fn new(map: ActFaultMap, seed: u64) -> ActivationFaults {
         ActivationFaults {
+            code_reads: [CodeReads::of(&map.cells[0]), CodeReads::of(&map.cells[1])],
             map,
             seed,
             psum_rows: None,
@@ -807,10 +864,8 @@ impl ActivationFaults {
         let f = map.folds;
         let mut flipped = 0u64;
         let mut padded: Vec<i32> = Vec::new();
-        for b in &plan.blocks {
+        let mut push = |b: &PsumBlock, r: &replay::BlockOut, out: &mut PsumCorrections| {
             let first = b.first as usize;
-            let count = LANES.min(map.outputs - first);
-            let r = replay_lanes(table, table.offset + first, count, f, &b.masks, &mut padded);
             let mut lanes = b.lanes;
             while lanes != 0 {
                 let j = lanes.trailing_zeros() as usize;
@@ -819,6 +874,36 @@ impl ActivationFaults {
                 out.saturated += r.saturated[j] as u64;
             }
             flipped += r.flipped;
+        };
+        let fs = table.fold_stride;
+        // A block read straight from the table: all its lanes inside it.
+        let direct = |b: &PsumBlock| {
+            let start = table.offset + b.first as usize;
+            b.first as usize + LANES <= map.outputs
+                && fs >= LANES
+                && start + (f - 1) * fs + LANES <= table.data.len()
+        };
+        let mut i = 0;
+        while i < plan.blocks.len() {
+            let group = &plan.blocks[i..(i + replay::BLOCKS).min(plan.blocks.len())];
+            if group.len() == replay::BLOCKS && group.iter().all(direct) {
+                // BLOCKS blocks side by side (their chains overlap), results in block order.
+                let parts =
+                    std::array::from_fn(|k| &table.data[table.offset + group[k].first as usize..]);
+                let masks = std::array::from_fn(|k| &group[k].masks);
+                let rs = replay::replay_blocks(parts, fs, f, masks);
+                for (b, r) in group.iter().zip(&rs) {
+                    push(b, r, out);
+                }
+                i += replay::BLOCKS;
+                continue;
+            }
+            let b = &plan.blocks[i];
+            let first = b.first as usize;
+            let count = LANES.min(map.outputs - first);
+            let r = replay_lanes(table, table.offset + first, count, f, &b.masks, &mut padded);
+            push(b, &r, out);
+            i += 1;
         }
         let mut part = vec![0i32; f];
         self.replay_transients(&plan, map, table, &mut part, out, &mut flipped);
@@ -950,10 +1035,22 @@ impl ActivationStore for ActivationFaults {
         let b = ActBuffer::of_layer(map.layer);
         let cap = self.map.mapping.capacity(b);
         let n = codes.len() as u64;
-        let cells = &self.map.cells[b.index()];
+        let reads = &self.code_reads[b.index()];
+        let mut flipped = 0u64;
+        let end = reads.bytes.partition_point(|r| r.slot < n.min(cap));
+        for r in &reads.bytes[..end] {
+            let mut e = r.slot;
+            while e < n {
+                let code = &mut codes[e as usize];
+                let read = ((*code & r.and) | r.or) ^ r.xor;
+                flipped += (read ^ *code).count_ones() as u64;
+                *code = read;
+                e += cap;
+            }
+        }
+        let cells = &reads.transient;
         let end = cells.partition_point(|c| c.slot < n.min(cap));
         let key = access_key(self.seed, map.layer, map.image);
-        let mut flipped = 0u64;
         for c in &cells[..end] {
             let (mut e, mut tile) = (c.slot, 0u64);
             while e < n {

@@ -294,6 +294,111 @@ unsafe fn replay_avx512(parts: &[i32], stride: usize, folds: usize, m: &LaneMask
     block_out(out, wide)
 }
 
+/// Blocks [`replay_blocks`] replays side by side.
+pub const BLOCKS: usize = 2;
+
+/// [`BLOCKS`] independent [`replay_block`]s at once (block `i`: fold sums from `parts[i]`, reads `masks[i]`, the
+/// same `stride` and `folds`): on AVX-512 their chains advance together, so one block's dependent additions and
+/// reads overlap the others' instead of waiting on each other; elsewhere one after the other. The same results
+/// as [`BLOCKS`] calls of [`replay_block`] (tested).
+pub fn replay_blocks(
+    parts: [&[i32]; BLOCKS],
+    stride: usize,
+    folds: usize,
+    masks: [&LaneMasks; BLOCKS],
+) -> [BlockOut; BLOCKS] {
+    replay_blocks_on(best(), parts, stride, folds, masks)
+}
+
+/// [`replay_blocks`] on `path` (panics as [`replay_block_on`]).
+pub fn replay_blocks_on(
+    path: ReplayPath,
+    parts: [&[i32]; BLOCKS],
+    stride: usize,
+    folds: usize,
+    masks: [&LaneMasks; BLOCKS],
+) -> [BlockOut; BLOCKS] {
+    #[cfg(target_arch = "x86_64")]
+    if path == ReplayPath::Avx512 {
+        assert!(path.available(), "{path:?} is not available");
+        // SAFETY: the CPU supports AVX-512 F/BW/VL/VPOPCNTDQ (asserted above); it checks the shapes first.
+        return unsafe { replay4_avx512(parts, stride, folds, masks) };
+    }
+    std::array::from_fn(|i| replay_block_on(path, parts[i], stride, folds, masks[i]))
+}
+
+/// [`replay_avx512`] on [`BLOCKS`] blocks in lockstep (the same operations per block).
+///
+/// SAFETY (callers): AVX-512 F/VPOPCNTDQ available; each `parts[i]` as for [`replay_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
+unsafe fn replay4_avx512(
+    parts: [&[i32]; BLOCKS],
+    stride: usize,
+    folds: usize,
+    masks: [&LaneMasks; BLOCKS],
+) -> [BlockOut; BLOCKS] {
+    use std::arch::x86_64::*;
+    for p in parts {
+        check(p, stride, folds);
+    }
+    let ld = |v: &[u32; LANES]| _mm512_loadu_si512(v.as_ptr() as *const _);
+    let and: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].and));
+    let or: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].or));
+    let xor: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].xor));
+    let (max, zero, one) = (
+        _mm512_set1_epi32(i32::MAX),
+        _mm512_setzero_si512(),
+        _mm512_set1_epi32(1),
+    );
+    let (mut sum, mut changed, mut sat) = ([zero; BLOCKS], [zero; BLOCKS], [zero; BLOCKS]);
+    let (mut clean_lo, mut clean_hi) = ([zero; BLOCKS], [zero; BLOCKS]);
+    for f in 0..folds {
+        for i in 0..BLOCKS {
+            let p = _mm512_loadu_si512(parts[i].as_ptr().add(f * stride) as *const _);
+            clean_lo[i] = _mm512_add_epi64(
+                clean_lo[i],
+                _mm512_cvtepi32_epi64(_mm512_castsi512_si256(p)),
+            );
+            clean_hi[i] = _mm512_add_epi64(
+                clean_hi[i],
+                _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(p)),
+            );
+            let s = _mm512_add_epi32(sum[i], p);
+            let ovf = _mm512_cmplt_epi32_mask(
+                _mm512_and_si512(_mm512_xor_si512(sum[i], s), _mm512_xor_si512(p, s)),
+                zero,
+            );
+            let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(sum[i]), max);
+            sat[i] = _mm512_mask_add_epi32(sat[i], ovf, sat[i], one);
+            let word = _mm512_mask_mov_epi32(s, ovf, bound);
+            if f + 1 == folds {
+                sum[i] = word;
+                continue;
+            }
+            let read = _mm512_xor_si512(
+                _mm512_or_si512(_mm512_and_si512(word, and[i]), or[i]),
+                xor[i],
+            );
+            changed[i] = _mm512_add_epi32(
+                changed[i],
+                _mm512_popcnt_epi32(_mm512_xor_si512(read, word)),
+            );
+            sum[i] = read;
+        }
+    }
+    std::array::from_fn(|i| {
+        let mut out = [[0i32; LANES]; 3];
+        _mm512_storeu_si512(out[0].as_mut_ptr() as *mut _, sum[i]);
+        _mm512_storeu_si512(out[1].as_mut_ptr() as *mut _, changed[i]);
+        _mm512_storeu_si512(out[2].as_mut_ptr() as *mut _, sat[i]);
+        let mut wide = [0i64; LANES];
+        _mm512_storeu_si512(wide.as_mut_ptr() as *mut _, clean_lo[i]);
+        _mm512_storeu_si512(wide.as_mut_ptr().add(8) as *mut _, clean_hi[i]);
+        block_out(out, wide)
+    })
+}
+
 /// The shapes every implementation needs (the SIMD ones read through raw pointers): lane `j` of fold `f` at
 /// `parts[f·stride + j]`.
 fn check(parts: &[i32], stride: usize, folds: usize) {
@@ -380,6 +485,24 @@ mod tests {
             for path in [ReplayPath::Avx2, ReplayPath::Avx512] {
                 if path.available() {
                     prop_assert_eq!(replay_block_on(path, parts, stride, folds, &m), want, "{:?}", path);
+                }
+            }
+            // Four blocks side by side (each its own masks and lanes) equal four single replays.
+            let ms: [LaneMasks; BLOCKS] = std::array::from_fn(|i| LaneMasks {
+                and: m.and.map(|x| x.rotate_left(i as u32)),
+                or: m.or.map(|x| x.rotate_left(3 * i as u32)),
+                xor: m.xor.map(|x| x.rotate_right(i as u32)),
+            });
+            let shifted: Vec<Vec<i32>> = (0..BLOCKS)
+                .map(|i| parts.iter().map(|&v| v.rotate_left(i as u32)).collect())
+                .collect();
+            let ps: [&[i32]; BLOCKS] = std::array::from_fn(|i| shifted[i].as_slice());
+            let mrefs: [&LaneMasks; BLOCKS] = std::array::from_fn(|i| &ms[i]);
+            let singles: [BlockOut; BLOCKS] =
+                std::array::from_fn(|i| replay_block_on(ReplayPath::Portable, ps[i], stride, folds, &ms[i]));
+            for path in [ReplayPath::Portable, ReplayPath::Avx2, ReplayPath::Avx512] {
+                if path.available() {
+                    prop_assert_eq!(replay_blocks_on(path, ps, stride, folds, mrefs), singles, "{:?} x4", path);
                 }
             }
         }
