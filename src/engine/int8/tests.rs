@@ -217,7 +217,7 @@ proptest! {
 
     #[test]
     fn fused_group_norm_codes_equal_the_four_passes(
-        gn_groups in 1usize..4, cg in 1usize..4, conv_groups_pow in 0u32..2, hw in 1usize..40, asym in any::<bool>(),
+        gn_groups in 1usize..9, cg in 1usize..4, conv_groups_pow in 0u32..2, hw in 1usize..40, asym in any::<bool>(),
         relu in any::<bool>(), reparameterized in any::<bool>(), q in qparams(), seed in any::<u64>(),
     ) {
         use super::simd::{self, Dequant, GroupNormPpu};
