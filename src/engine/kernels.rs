@@ -158,16 +158,27 @@ pub fn conv2d(
     if cg == 1 && groups > 1 {
         return depthwise_conv2d(x, batch, g, cout, weight, bias, out);
     }
-    let og = cout / groups;
-    let sub = Window { c: cg, ..*g };
-    let k = cg * g.kh * g.kw;
-    let ohw = g.out_hw();
-    if !g.is_pointwise() && cols.len() < k * ohw {
-        cols.resize(k * ohw, 0.0);
-    }
     // Each group's weights packed once for the whole batch.
+    let packed = pack_conv_weights(g, cout, groups, weight);
+    conv2d_packed(x, batch, g, cout, groups, &packed, bias, out, cols)
+}
+
+/// The GEMM operands of a dense or grouped convolution's weights (`[cout][c/groups · kh · kw]`), one per group,
+/// for [`conv2d_packed`]; empty for a depthwise layer (which reads its weights directly).
+pub fn pack_conv_weights(
+    g: &Window,
+    cout: usize,
+    groups: usize,
+    weight: &[f32],
+) -> Vec<sgemm::PackedLhs> {
+    let cg = g.c / groups;
+    if cg == 1 && groups > 1 {
+        return Vec::new();
+    }
+    let og = cout / groups;
+    let k = cg * g.kh * g.kw;
     let path = sgemm::Path::detect();
-    let packed: Vec<sgemm::PackedLhs> = (0..groups)
+    (0..groups)
         .map(|gi| {
             let w = &weight[gi * og * k..(gi + 1) * og * k];
             sgemm::PackedLhs::new(
@@ -181,7 +192,32 @@ pub fn conv2d(
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+/// [`conv2d`] of a dense or grouped layer with its weights already packed ([`pack_conv_weights`]): the same
+/// values.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    groups: usize,
+    packed: &[sgemm::PackedLhs],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cols: &mut Vec<f32>,
+) {
+    let cg = g.c / groups;
+    let og = cout / groups;
+    let sub = Window { c: cg, ..*g };
+    let k = cg * g.kh * g.kw;
+    let ohw = g.out_hw();
+    assert_eq!(packed.len(), groups, "one packed operand per group");
+    if !g.is_pointwise() && cols.len() < k * ohw {
+        cols.resize(k * ohw, 0.0);
+    }
     for b in 0..batch {
         let xi = &x[b * g.in_len()..(b + 1) * g.in_len()];
         let oi = &mut out[b * cout * ohw..(b + 1) * cout * ohw];

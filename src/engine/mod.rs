@@ -154,6 +154,9 @@ pub struct Network {
     classes: usize,
     /// Decoded weights per parameter tensor id.
     weights: Vec<Vec<f32>>,
+    /// Per parameter tensor id, the GEMM operands of a dense or grouped convolution's weights (one per group,
+    /// [`kernels::pack_conv_weights`]), rebuilt whenever the weights are decoded; empty for other tensors.
+    packed: Vec<Vec<sgemm::PackedLhs>>,
 }
 
 /// Per-thread scratch: activation slots and the im2col buffer.
@@ -169,7 +172,28 @@ impl Network {
         for (id, w) in net.weights.iter_mut().enumerate() {
             model.decode_param(id, model.memory_image(), w);
         }
+        net.repack(None);
         net
+    }
+
+    /// Rebuilds the packed convolution weights of tensors `ids` (`None`: all).
+    fn repack(&mut self, ids: Option<&[usize]>) {
+        self.packed.resize_with(self.weights.len(), Vec::new);
+        for st in &self.steps {
+            if let Op::Conv {
+                g,
+                cout,
+                groups,
+                weight,
+                ..
+            } = &st.op
+            {
+                if ids.is_none_or(|ids| ids.contains(weight)) {
+                    self.packed[*weight] =
+                        kernels::pack_conv_weights(g, *cout, *groups, &self.weights[*weight]);
+                }
+            }
+        }
     }
 
     /// Compiles the model's graph with the float master weights as stored in the file (no quantization): the
@@ -179,6 +203,7 @@ impl Network {
         for (id, w) in net.weights.iter_mut().enumerate() {
             w.copy_from_slice(model.float_param(id));
         }
+        net.repack(None);
         net
     }
 
@@ -214,6 +239,7 @@ impl Network {
                 }
             }
         }
+        self.repack(changed);
         Ok(())
     }
 
@@ -473,6 +499,7 @@ impl Network {
             input_shape: model.manifest().input.shape,
             classes: graph.outputs(),
             weights,
+            packed: Vec::new(),
         }
     }
 
@@ -524,6 +551,25 @@ impl Network {
             let in_place = st.inputs[0] == st.output;
             let src = |k: usize| -> &[f32] { &ws.slots[st.inputs[k]] };
             match &st.op {
+                Op::Conv {
+                    g,
+                    cout,
+                    groups,
+                    weight,
+                    bias,
+                } if self.packed.get(*weight).is_some_and(|p| !p.is_empty()) => {
+                    kernels::conv2d_packed(
+                        src(0),
+                        b,
+                        g,
+                        *cout,
+                        *groups,
+                        &self.packed[*weight],
+                        bias.map(|i| self.weights[i].as_slice()),
+                        &mut out,
+                        &mut ws.cols,
+                    )
+                }
                 Op::Conv {
                     g,
                     cout,

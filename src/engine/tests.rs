@@ -792,6 +792,23 @@ fn set_weights_redecodes_only_changed_tensors_and_matches_rebuild() {
     assert!(net
         .set_weights_from_image(&model, &image, Some(&[99]))
         .is_err());
+    // A convolution's weights: the packed GEMM operand is rebuilt with them (the same logits as a network
+    // built on the corrupted image from scratch, not those of the stale packing).
+    let c2 = model.param_id("c2.w").unwrap();
+    for b in &mut image[model.image_range(c2)] {
+        *b ^= 0x41;
+    }
+    net.set_weights_from_image(&model, &image, Some(&[c2]))
+        .unwrap();
+    let mut fresh = Network::from_model(&model);
+    fresh.set_weights_from_image(&model, &image, None).unwrap();
+    let before = full.forward(x.view());
+    assert_eq!(net.forward(x.view()), fresh.forward(x.view()));
+    assert_ne!(
+        net.forward(x.view()),
+        before,
+        "the conv change reaches the logits"
+    );
 }
 
 #[test]
