@@ -393,16 +393,15 @@ impl Int8Network {
                                     og,
                                 };
                                 let r = e * per..(e + 1) * per;
-                                simd::group_norm_codes(
-                                    &acc[r.clone()],
+                                let job = simd::GroupNormCodes {
+                                    acc: &acc[r.clone()],
                                     hw,
-                                    &dq,
-                                    &gn,
-                                    *qo,
-                                    *relu,
-                                    &mut flo[..per],
-                                    &mut out[r],
-                                );
+                                    dq,
+                                    gn,
+                                    q: *qo,
+                                    relu: *relu,
+                                };
+                                simd::group_norm_codes(&job, &mut flo[..per], &mut out[r]);
                             }
                             return;
                         }

@@ -70,18 +70,28 @@ pub struct GroupNormPpu<'a> {
     pub reparameterized: bool,
 }
 
+/// One example's conv accumulators through a GroupNorm PPU chain to output codes ([`group_norm_codes`]):
+/// `acc` is `[channel][position]` with `hw` positions, `q` the output codes' parameters, `relu` a final ReLU.
+#[derive(Clone, Copy)]
+pub struct GroupNormCodes<'a> {
+    pub acc: &'a [i32],
+    pub hw: usize,
+    pub dq: Dequant<'a>,
+    pub gn: GroupNormPpu<'a>,
+    pub q: QParams,
+    pub relu: bool,
+}
+
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn group_norm_codes_impl(
-    acc: &[i32],
-    hw: usize,
-    dq: &Dequant,
-    gn: &GroupNormPpu,
-    q: QParams,
-    relu: bool,
-    tmp: &mut [f32],
-    out: &mut [u8],
-) {
+fn group_norm_codes_impl(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) {
+    let GroupNormCodes {
+        acc,
+        hw,
+        ref dq,
+        ref gn,
+        q,
+        relu,
+    } = *job;
     // The same operations in the same order as dequant_row, then engine::kernels::group_norm on one example,
     // then quantize_slice and (relu) floor_codes: bit-identical codes, one group of values at a time in `tmp`.
     let c = acc.len() / hw;
@@ -158,18 +168,8 @@ macro_rules! compiled_with {
                 quantize_impl(q, x, out)
             }
             #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            pub unsafe fn group_norm_codes(
-                acc: &[i32],
-                hw: usize,
-                dq: &Dequant,
-                gn: &GroupNormPpu,
-                q: QParams,
-                relu: bool,
-                tmp: &mut [f32],
-                out: &mut [u8],
-            ) {
-                group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
+            pub unsafe fn group_norm_codes(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) {
+                group_norm_codes_impl(job, tmp, out)
             }
             #[target_feature(enable = $features)]
             pub unsafe fn requant(
@@ -234,42 +234,18 @@ pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
     dispatch!(quantize, quantize_impl(q, x, out))
 }
 
-/// The PPU's GroupNorm on one example's conv accumulators `acc` (`[channel][position]`, `hw` positions),
-/// straight to output codes: dequantize ([`Dequant`]), group statistics and affine as
+/// The PPU's GroupNorm on one example's conv accumulators ([`GroupNormCodes`]), straight to output codes: dequantize ([`Dequant`]), group statistics and affine as
 /// `crate::engine::kernels::group_norm`, [`QParams::quantize`], and with `relu` the floor at the zero point
 /// ([`floor_codes`]). Bit-identical to those four passes in turn (tested); `tmp` holds one group's values
 /// (at least `c / groups · hw`). docs/datapath.md#layers.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_codes(
-    acc: &[i32],
-    hw: usize,
-    dq: &Dequant,
-    gn: &GroupNormPpu,
-    q: QParams,
-    relu: bool,
-    tmp: &mut [f32],
-    out: &mut [u8],
-) {
-    dispatch!(
-        group_norm_codes,
-        group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
-    )
+pub fn group_norm_codes(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) {
+    dispatch!(group_norm_codes, group_norm_codes_impl(job, tmp, out))
 }
 
 /// The portable build of [`group_norm_codes`], for tests comparing it with the dispatched one.
 #[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_codes_portable(
-    acc: &[i32],
-    hw: usize,
-    dq: &Dequant,
-    gn: &GroupNormPpu,
-    q: QParams,
-    relu: bool,
-    tmp: &mut [f32],
-    out: &mut [u8],
-) {
-    group_norm_codes_impl(acc, hw, dq, gn, q, relu, tmp, out)
+pub fn group_norm_codes_portable(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) {
+    group_norm_codes_impl(job, tmp, out)
 }
 
 /// `max(code, z)` of every stored code (a ReLU on codes of parameters `q`; int8 bytes compared as signed).

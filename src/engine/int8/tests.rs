@@ -250,10 +250,11 @@ proptest! {
         let dq = Dequant { sa, s: &sw, c: &cw, asum: &asum, og };
         let gn = GroupNormPpu { groups: gn_groups, eps, weight: &weight, bias: &bias, reparameterized };
         let (mut got, mut tmp) = (vec![0u8; c * hw], vec![0f32; c * hw]);
-        simd::group_norm_codes(&acc, hw, &dq, &gn, q, relu, &mut tmp, &mut got);
+        let job = simd::GroupNormCodes { acc: &acc, hw, dq, gn, q, relu };
+        simd::group_norm_codes(&job, &mut tmp, &mut got);
         prop_assert_eq!(&got, &want);
         let mut port = vec![0u8; c * hw];
-        simd::group_norm_codes_portable(&acc, hw, &dq, &gn, q, relu, &mut tmp, &mut port);
+        simd::group_norm_codes_portable(&job, &mut tmp, &mut port);
         prop_assert_eq!(&port, &want);
     }
 

@@ -249,41 +249,24 @@ unsafe fn replay_avx2(parts: &[i32], stride: usize, folds: usize, m: &LaneMasks)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
 unsafe fn replay_avx512(parts: &[i32], stride: usize, folds: usize, m: &LaneMasks) -> BlockOut {
+    let [out] = replay_n_avx512::<1>([parts], stride, folds, [m]);
+    out
+}
+
+/// The AVX-512 replays' registers (final sums, flipped-bit and saturation counts, fault-free sums as two i64
+/// halves) as a [`BlockOut`].
+///
+/// SAFETY (callers): AVX-512F available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_out_avx512(
+    sum: std::arch::x86_64::__m512i,
+    changed: std::arch::x86_64::__m512i,
+    sat: std::arch::x86_64::__m512i,
+    clean_lo: std::arch::x86_64::__m512i,
+    clean_hi: std::arch::x86_64::__m512i,
+) -> BlockOut {
     use std::arch::x86_64::*;
-    check(parts, stride, folds);
-    let and = _mm512_loadu_si512(m.and.as_ptr() as *const _);
-    let or = _mm512_loadu_si512(m.or.as_ptr() as *const _);
-    let xor = _mm512_loadu_si512(m.xor.as_ptr() as *const _);
-    let (max, zero, one) = (
-        _mm512_set1_epi32(i32::MAX),
-        _mm512_setzero_si512(),
-        _mm512_set1_epi32(1),
-    );
-    let (mut sum, mut changed, mut sat) = (zero, zero, zero);
-    let (mut clean_lo, mut clean_hi) = (zero, zero);
-    for f in 0..folds {
-        let p = _mm512_loadu_si512(parts.as_ptr().add(f * stride) as *const _);
-        clean_lo = _mm512_add_epi64(clean_lo, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(p)));
-        clean_hi = _mm512_add_epi64(
-            clean_hi,
-            _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(p)),
-        );
-        let s = _mm512_add_epi32(sum, p);
-        let ovf = _mm512_cmplt_epi32_mask(
-            _mm512_and_si512(_mm512_xor_si512(sum, s), _mm512_xor_si512(p, s)),
-            zero,
-        );
-        let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(sum), max);
-        sat = _mm512_mask_add_epi32(sat, ovf, sat, one);
-        let word = _mm512_mask_mov_epi32(s, ovf, bound);
-        if f + 1 == folds {
-            sum = word;
-            break;
-        }
-        let read = _mm512_xor_si512(_mm512_or_si512(_mm512_and_si512(word, and), or), xor);
-        changed = _mm512_add_epi32(changed, _mm512_popcnt_epi32(_mm512_xor_si512(read, word)));
-        sum = read;
-    }
     let mut out = [[0i32; LANES]; 3];
     _mm512_storeu_si512(out[0].as_mut_ptr() as *mut _, sum);
     _mm512_storeu_si512(out[1].as_mut_ptr() as *mut _, changed);
@@ -322,39 +305,39 @@ pub fn replay_blocks_on(
     if path == ReplayPath::Avx512 {
         assert!(path.available(), "{path:?} is not available");
         // SAFETY: the CPU supports AVX-512 F/BW/VL/VPOPCNTDQ (asserted above); it checks the shapes first.
-        return unsafe { replay4_avx512(parts, stride, folds, masks) };
+        return unsafe { replay_n_avx512(parts, stride, folds, masks) };
     }
     std::array::from_fn(|i| replay_block_on(path, parts[i], stride, folds, masks[i]))
 }
 
-/// [`replay_avx512`] on [`BLOCKS`] blocks in lockstep (the same operations per block).
+/// The AVX-512 replay of `N` blocks in lockstep (the same operations per block; [`replay_avx512`] is `N = 1`).
 ///
 /// SAFETY (callers): AVX-512 F/VPOPCNTDQ available; each `parts[i]` as for [`replay_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq")]
-unsafe fn replay4_avx512(
-    parts: [&[i32]; BLOCKS],
+unsafe fn replay_n_avx512<const N: usize>(
+    parts: [&[i32]; N],
     stride: usize,
     folds: usize,
-    masks: [&LaneMasks; BLOCKS],
-) -> [BlockOut; BLOCKS] {
+    masks: [&LaneMasks; N],
+) -> [BlockOut; N] {
     use std::arch::x86_64::*;
     for p in parts {
         check(p, stride, folds);
     }
     let ld = |v: &[u32; LANES]| _mm512_loadu_si512(v.as_ptr() as *const _);
-    let and: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].and));
-    let or: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].or));
-    let xor: [__m512i; BLOCKS] = std::array::from_fn(|i| ld(&masks[i].xor));
+    let and: [__m512i; N] = std::array::from_fn(|i| ld(&masks[i].and));
+    let or: [__m512i; N] = std::array::from_fn(|i| ld(&masks[i].or));
+    let xor: [__m512i; N] = std::array::from_fn(|i| ld(&masks[i].xor));
     let (max, zero, one) = (
         _mm512_set1_epi32(i32::MAX),
         _mm512_setzero_si512(),
         _mm512_set1_epi32(1),
     );
-    let (mut sum, mut changed, mut sat) = ([zero; BLOCKS], [zero; BLOCKS], [zero; BLOCKS]);
-    let (mut clean_lo, mut clean_hi) = ([zero; BLOCKS], [zero; BLOCKS]);
+    let (mut sum, mut changed, mut sat) = ([zero; N], [zero; N], [zero; N]);
+    let (mut clean_lo, mut clean_hi) = ([zero; N], [zero; N]);
     for f in 0..folds {
-        for i in 0..BLOCKS {
+        for i in 0..N {
             let p = _mm512_loadu_si512(parts[i].as_ptr().add(f * stride) as *const _);
             clean_lo[i] = _mm512_add_epi64(
                 clean_lo[i],
@@ -387,16 +370,7 @@ unsafe fn replay4_avx512(
             sum[i] = read;
         }
     }
-    std::array::from_fn(|i| {
-        let mut out = [[0i32; LANES]; 3];
-        _mm512_storeu_si512(out[0].as_mut_ptr() as *mut _, sum[i]);
-        _mm512_storeu_si512(out[1].as_mut_ptr() as *mut _, changed[i]);
-        _mm512_storeu_si512(out[2].as_mut_ptr() as *mut _, sat[i]);
-        let mut wide = [0i64; LANES];
-        _mm512_storeu_si512(wide.as_mut_ptr() as *mut _, clean_lo[i]);
-        _mm512_storeu_si512(wide.as_mut_ptr().add(8) as *mut _, clean_hi[i]);
-        block_out(out, wide)
-    })
+    std::array::from_fn(|i| block_out_avx512(sum[i], changed[i], sat[i], clean_lo[i], clean_hi[i]))
 }
 
 /// The shapes every implementation needs (the SIMD ones read through raw pointers): lane `j` of fold `f` at
