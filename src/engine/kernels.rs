@@ -160,7 +160,7 @@ pub fn conv2d(
     }
     // Each group's weights packed once for the whole batch.
     let packed = pack_conv_weights(g, cout, groups, weight);
-    conv2d_packed(x, batch, g, cout, groups, &packed, bias, out, cols)
+    conv2d_packed(x, batch, g, cout, groups, &packed, bias, None, out, cols)
 }
 
 /// The GEMM operands of a dense or grouped convolution's weights (`[cout][c/groups · kh · kw]`), one per group,
@@ -196,7 +196,8 @@ pub fn pack_conv_weights(
 }
 
 /// [`conv2d`] of a dense or grouped layer with its weights already packed ([`pack_conv_weights`]): the same
-/// values.
+/// values. With `act`, [`activate`] runs on each example's output right after its GEMM, while it is in cache
+/// (the same values as a separate pass over the batch: the activation is elementwise).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
     x: &[f32],
@@ -206,6 +207,7 @@ pub fn conv2d_packed(
     groups: usize,
     packed: &[sgemm::PackedLhs],
     bias: Option<&[f32]>,
+    act: Option<Activation>,
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) {
@@ -245,6 +247,9 @@ pub fn conv2d_packed(
                     cs: 1,
                 },
             );
+        }
+        if let Some(a) = act {
+            activate(oi, a);
         }
     }
 }

@@ -525,24 +525,41 @@ impl Network {
 
     /// Runs one chunk of `b` examples (`x` contiguous, b x C x H x W) and returns the logits (b x classes).
     fn forward_chunk<'w>(&self, x: &[f32], b: usize, ws: &'w mut Workspace) -> &'w [f32] {
-        self.forward_chunk_observed(x, b, ws, &mut |_, _| {})
+        self.forward_chunk_observed(x, b, ws, None)
     }
 
     /// [`Network::forward_chunk`], calling `observe(layer, output)` after each computed layer with its output
-    /// values for the chunk (aliases such as flatten are not computed and not observed).
+    /// values for the chunk (aliases such as flatten are not computed and not observed). Without an observer, a
+    /// convolution's in-place activation runs inside the convolution, example by example (the same values).
     fn forward_chunk_observed<'w>(
         &self,
         x: &[f32],
         b: usize,
         ws: &'w mut Workspace,
-        observe: &mut dyn FnMut(usize, &[f32]),
+        mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
     ) -> &'w [f32] {
         {
             let s = &mut ws.slots[self.input_slot];
             s.clear();
             s.extend_from_slice(x);
         }
-        for st in &self.steps {
+        let mut fused = false;
+        for (si, st) in self.steps.iter().enumerate() {
+            if std::mem::take(&mut fused) {
+                continue; // an activation already applied by the convolution before it
+            }
+            // The next step's activation, when it runs in place on this step's output and nobody observes.
+            let next_act = match self.steps.get(si + 1) {
+                Some(Step {
+                    op: Op::Act(a),
+                    inputs,
+                    output,
+                    ..
+                }) if observe.is_none() && inputs[0] == st.output && *output == st.output => {
+                    Some(*a)
+                }
+                _ => None,
+            };
             let mut out = std::mem::take(&mut ws.slots[st.output]);
             let need = b * st.out_len;
             if out.len() < need {
@@ -558,6 +575,7 @@ impl Network {
                     weight,
                     bias,
                 } if self.packed.get(*weight).is_some_and(|p| !p.is_empty()) => {
+                    fused = next_act.is_some();
                     kernels::conv2d_packed(
                         src(0),
                         b,
@@ -566,6 +584,7 @@ impl Network {
                         *groups,
                         &self.packed[*weight],
                         bias.map(|i| self.weights[i].as_slice()),
+                        next_act,
                         &mut out,
                         &mut ws.cols,
                     )
@@ -669,7 +688,9 @@ impl Network {
                     }
                 }
             }
-            observe(st.layer, &out[..need]);
+            if let Some(o) = observe.as_mut() {
+                o(st.layer, &out[..need]);
+            }
             ws.slots[st.output] = out;
         }
         &ws.slots[self.output_slot][..b * self.classes]

@@ -930,3 +930,43 @@ fn group_norm_simd_dispatch_is_bit_identical_to_baseline() {
     kernels::group_norm_baseline(&mut base, b, c, hw, groups, 1e-5, &w, &bias, true);
     assert_eq!(fast, base);
 }
+
+#[test]
+fn activation_fused_into_the_convolution_gives_the_unfused_values() {
+    // The residual graph with its BatchNorm made an identity: conv c1 is followed directly by its in-place ReLU,
+    // which `forward` then applies inside the convolution; the observed pass (no fusion) is the reference.
+    let toml = RESIDUAL_TOML.replace(
+        "type = \"batchnorm\"\nchannels = 4\nweight = \"bn.w\"\nbias = \"bn.b\"\nrunning_mean = \"bn.m\"\nrunning_var = \"bn.v\"",
+        "type = \"identity\"",
+    );
+    assert_ne!(toml, RESIDUAL_TOML);
+    let tensors: Vec<_> = residual_tensors()
+        .into_iter()
+        .filter(|t| !t.0.starts_with("bn."))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", &toml, &tensors);
+    let model = Model::load(&p).unwrap();
+    let net = Network::from_model(&model);
+    let c1 = net
+        .steps
+        .iter()
+        .position(|s| matches!(s.op, Op::Conv { .. }))
+        .unwrap();
+    assert!(
+        matches!(net.steps[c1 + 1].op, Op::Act(_)),
+        "c1 is followed by its ReLU"
+    );
+    let x = input(37, net.input_shape(), 3);
+    let xs = x.as_standard_layout();
+    let xs = xs.as_slice().unwrap();
+    let (mut w1, mut w2) = (net.workspace(), net.workspace());
+    let fused = net.forward_chunk(xs, 37, &mut w1).to_vec();
+    let mut seen = 0;
+    let mut count = |_: usize, _: &[f32]| seen += 1;
+    let plain = net
+        .forward_chunk_observed(xs, 37, &mut w2, Some(&mut count))
+        .to_vec();
+    assert!(seen > 0);
+    assert_eq!(fused, plain);
+}

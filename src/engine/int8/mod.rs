@@ -205,9 +205,8 @@ fn calibrate(fnet: &Network, calib: ArrayView4<f32>, layers: usize) -> (Range, V
     let mut ws = fnet.workspace();
     for c0 in (0..n).step_by(CHUNK) {
         let b = CHUNK.min(n - c0);
-        fnet.forward_chunk_observed(&x[c0 * per..(c0 + b) * per], b, &mut ws, &mut |l, out| {
-            ranges[l].observe(out)
-        });
+        let mut observe = |l: usize, out: &[f32]| ranges[l].observe(out);
+        fnet.forward_chunk_observed(&x[c0 * per..(c0 + b) * per], b, &mut ws, Some(&mut observe));
     }
     (input, ranges)
 }
