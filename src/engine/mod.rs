@@ -159,6 +159,9 @@ pub struct Network {
     packed: Vec<Vec<sgemm::PackedLhs>>,
 }
 
+/// What [`Network::forward_chunk_observed`] calls with each computed layer's index and output values.
+type Observer<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
 /// Per-thread scratch: activation slots and the im2col buffer.
 struct Workspace {
     slots: Vec<Vec<f32>>,
@@ -536,7 +539,7 @@ impl Network {
         x: &[f32],
         b: usize,
         ws: &'w mut Workspace,
-        mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
+        mut observe: Option<Observer>,
     ) -> &'w [f32] {
         {
             let s = &mut ws.slots[self.input_slot];
