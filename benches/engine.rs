@@ -177,6 +177,15 @@ fn throughput_with(
     })
 }
 
+/// 14nm_sram's activation buffers on the scaled rail with random flips at 1e-2 only (no profile fault).
+fn act_ber_store() -> ActivationFaults {
+    let hw = HwConfig::load_named("14nm_sram")
+        .expect("shipped config")
+        .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
+        .expect("rails");
+    ActivationFaults::build(&hw, hw.voltage.nominal_v, None, 1e-2, 1).expect("act faults")
+}
+
 /// `ENGINE_BENCH_ONLY=float|int8|int8-faults`: runs only that engine on cnn-small, 1 thread, 20 passes (for `perf
 /// record`), and prints its images/s.
 fn profile_only(only: &str, model: &Model, net: &Network, x: &Array4<f32>) {
@@ -188,15 +197,7 @@ fn profile_only(only: &str, model: &Model, net: &Network, x: &Array4<f32>) {
     let r = match only {
         "float" => throughput(net, x, 1, 20),
         "int8" => throughput(&int8, x, 1, 20),
-        "int8-faults" => {
-            let hw = HwConfig::load_named("14nm_sram")
-                .expect("shipped config")
-                .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
-                .expect("rails");
-            let store = ActivationFaults::build(&hw, hw.voltage.nominal_v, None, 1e-2, 1)
-                .expect("act faults");
-            throughput_with(&int8, x, 1, 20, &store)
-        }
+        "int8-faults" => throughput_with(&int8, x, 1, 20, &act_ber_store()),
         other => {
             eprintln!(
                 "ENGINE_BENCH_ONLY: unknown engine {other:?} (allowed: float, int8, int8-faults)"
@@ -282,12 +283,7 @@ fn main() {
         i2 / r2
     );
     // Activation bit errors at 1e-2 on every stored map (14nm_sram's activation buffers, random flips only).
-    let hw = HwConfig::load_named("14nm_sram")
-        .expect("shipped config")
-        .with_rails(&[Rail::WeightSram, Rail::ActivationSram])
-        .expect("rails");
-    let store =
-        ActivationFaults::build(&hw, hw.voltage.nominal_v, None, 1e-2, 1).expect("act faults");
+    let store = act_ber_store();
     let f1 = throughput_with(&int8, &x, 1, reps, &store);
     let f2 = throughput_with(&int8, &x, 2, reps, &store);
     println!(

@@ -126,13 +126,25 @@ pub trait ActivationStore: Sync {
         example_stride: usize,
         outs: &mut [PsumCorrections],
     ) {
-        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
-            let t = FoldTable {
-                offset: table.offset + i * example_stride,
-                ..*table
-            };
-            self.corrupt_psums_table(map, &t, out);
-        }
+        corrupt_psums_each_example(self, maps, table, example_stride, outs)
+    }
+}
+
+/// [`ActivationStore::corrupt_psums_examples`] as one [`ActivationStore::corrupt_psums_table`] call per example
+/// (the trait's default, and a store's fallback for the batches its own form does not cover).
+pub fn corrupt_psums_each_example<S: ActivationStore + ?Sized>(
+    store: &S,
+    maps: &[StoredPsums],
+    table: &FoldTable,
+    example_stride: usize,
+    outs: &mut [PsumCorrections],
+) {
+    for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
+        let t = FoldTable {
+            offset: table.offset + i * example_stride,
+            ..*table
+        };
+        store.corrupt_psums_table(map, &t, out);
     }
 }
 

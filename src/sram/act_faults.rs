@@ -878,10 +878,8 @@ impl ActivationFaults {
         let fs = table.fold_stride;
         // A block read straight from the table: all its lanes inside it.
         let direct = |b: &PsumBlock| {
-            let start = table.offset + b.first as usize;
-            b.first as usize + LANES <= map.outputs
-                && fs >= LANES
-                && start + (f - 1) * fs + LANES <= table.data.len()
+            let count = LANES.min(map.outputs - b.first as usize);
+            block_in_table(table, table.offset + b.first as usize, count, f)
         };
         let mut i = 0;
         while i < plan.blocks.len() {
@@ -915,6 +913,14 @@ impl ActivationFaults {
     }
 }
 
+/// Whether the [`replay::LANES`] lanes from `start` of `table` (`count` of them real) can be replayed straight
+/// from it: all lanes real and every fold's lanes inside the table.
+fn block_in_table(table: &FoldTable, start: usize, count: usize, folds: usize) -> bool {
+    use replay::LANES;
+    let fs = table.fold_stride;
+    count == LANES && fs >= LANES && start + (folds - 1) * fs + LANES <= table.data.len()
+}
+
 /// Replays [`replay::LANES`] lanes of fold sums starting at `start` of `table` (lane `j` = position `start + j`,
 /// fold `fi` at `+ fi · fold_stride`), `count` of them real: straight from the table when the whole block lies
 /// inside it, else from a zero-padded copy in `padded` (the extra lanes are neutral and ignored by the caller).
@@ -928,7 +934,7 @@ fn replay_lanes(
 ) -> replay::BlockOut {
     use replay::LANES;
     let fs = table.fold_stride;
-    if count == LANES && fs >= LANES && start + (folds - 1) * fs + LANES <= table.data.len() {
+    if block_in_table(table, start, count, folds) {
         return replay::replay_block(&table.data[start..], fs, folds, masks);
     }
     padded.clear();
@@ -1122,13 +1128,13 @@ impl ActivationStore for ActivationFaults {
             self.replay_psums_examples(maps, table, outs);
             return;
         }
-        for (i, (map, out)) in maps.iter().zip(outs.iter_mut()).enumerate() {
-            let t = FoldTable {
-                offset: table.offset + i * example_stride,
-                ..*table
-            };
-            self.corrupt_psums_table(map, &t, out);
-        }
+        crate::engine::act_store::corrupt_psums_each_example(
+            self,
+            maps,
+            table,
+            example_stride,
+            outs,
+        );
     }
 }
 

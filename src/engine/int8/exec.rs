@@ -339,13 +339,14 @@ impl Int8Network {
         let per = w.cout * hw;
         let og = w.cout / w.groups;
         let asym = w.codes.c.iter().any(|&c| c != 0.0);
-        let zeros = vec![0i32; hw];
+        // Without zero-point terms the loops read no window sums (dequant_row: cunit = 0; requant_row: an empty
+        // slice counts as zeros).
         let sums = |e: usize, co: usize| -> &[i32] {
             if asym {
                 let gi = co / og;
                 &asum[(e * w.groups + gi) * hw..(e * w.groups + gi + 1) * hw]
             } else {
-                &zeros
+                &[]
             }
         };
         match stage {

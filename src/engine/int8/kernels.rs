@@ -620,6 +620,17 @@ mod x86 {
         }
     }
 
+    /// The 8 column sums of an AVX2 tile row: `lo` / `hi` hold columns `p..p+4` / `p+4..p+8` as pairs of
+    /// `vpmaddwd` sums; adding each pair and restoring the column order gives columns `p..p+8`.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn pair_sums_avx2(lo: __m256i, hi: __m256i) -> __m256i {
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(lo, hi))
+    }
+
     /// AVX2: u8 → i16 and i8 → i16 widening, `vpmaddwd` (exact i16 × i16 pair sums), 4 rows x 8 columns.
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm_avx2(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
@@ -634,8 +645,7 @@ mod x86 {
                 let mut acc_hi = [_mm256_setzero_si256(); 4];
                 madd_quads_avx2(w, b, n, r, rows, p, 0..nq, &mut acc_lo, &mut acc_hi);
                 for i in 0..rows {
-                    let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
-                    let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
+                    let h = pair_sums_avx2(acc_lo[i], acc_hi[i]);
                     _mm256_storeu_si256(c.as_mut_ptr().add((r + i) * n + p) as *mut __m256i, h);
                 }
                 p += 8;
@@ -768,6 +778,30 @@ mod x86 {
         }
     }
 
+    /// Stores rows `0..rows` of a VNNI tile, row `i` at `dst + i·n`: its two 16-column halves `a0[i]`, `a1[i]`
+    /// under the lane masks `(m0, m1)` of [`column_masks`].
+    ///
+    /// # Safety
+    /// AVX-512F is available; the masked lanes of every row lie inside the destination.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_tile_vnni(
+        dst: *mut i32,
+        n: usize,
+        rows: usize,
+        (m0, m1): (__mmask16, __mmask16),
+        a0: &[__m512i; 4],
+        a1: &[__m512i; 4],
+    ) {
+        for i in 0..rows {
+            let out = dst.add(i * n);
+            _mm512_mask_storeu_epi32(out, m0, a0[i]);
+            if m1 != 0 {
+                _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
+            }
+        }
+    }
+
     /// AVX-512 VNNI: `vpdpbusd` (u8 activations × i8 weights, 4 products per i32 lane), 4 rows x 32 columns,
     /// masked loads/stores for the column tail.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -783,13 +817,7 @@ mod x86 {
                 let mut a0 = [_mm512_setzero_si512(); 4];
                 let mut a1 = [_mm512_setzero_si512(); 4];
                 dpbusd_quads_vnni(w, b, n, r, rows, p, 0..nq, (m0, m1), &mut a0, &mut a1);
-                for i in 0..rows {
-                    let out = c.as_mut_ptr().add((r + i) * n + p);
-                    _mm512_mask_storeu_epi32(out, m0, a0[i]);
-                    if m1 != 0 {
-                        _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
-                    }
-                }
+                store_tile_vnni(c.as_mut_ptr().add(r * n + p), n, rows, (m0, m1), &a0, &a1);
                 p += 32;
             }
             r += rows;
@@ -826,8 +854,7 @@ mod x86 {
                     let mut acc_hi = [_mm256_setzero_si256(); 4];
                     madd_quads_avx2(w, b, n, r, rows, p, q0..q1, &mut acc_lo, &mut acc_hi);
                     for i in 0..rows {
-                        let h = _mm256_hadd_epi32(acc_lo[i], acc_hi[i]);
-                        let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
+                        let h = pair_sums_avx2(acc_lo[i], acc_hi[i]);
                         let out = parts.add(f * folds.stride + (r + i) * n + p);
                         _mm256_storeu_si256(out as *mut __m256i, h);
                         tot[i] = _mm256_add_epi32(tot[i], h);
@@ -890,25 +917,16 @@ mod x86 {
                     let mut a0 = [_mm512_setzero_si512(); 4];
                     let mut a1 = [_mm512_setzero_si512(); 4];
                     dpbusd_quads_vnni(w, b, n, r, rows, p, q0..q1, (m0, m1), &mut a0, &mut a1);
+                    let out = parts.add(f * folds.stride + r * n + p);
+                    store_tile_vnni(out, n, rows, (m0, m1), &a0, &a1);
                     for i in 0..rows {
-                        let out = parts.add(f * folds.stride + (r + i) * n + p);
-                        _mm512_mask_storeu_epi32(out, m0, a0[i]);
-                        if m1 != 0 {
-                            _mm512_mask_storeu_epi32(out.add(16), m1, a1[i]);
-                        }
                         t0[i] = _mm512_add_epi32(t0[i], a0[i]);
                         t1[i] = _mm512_add_epi32(t1[i], a1[i]);
                     }
                     q0 = q1;
                     f += 1;
                 }
-                for i in 0..rows {
-                    let out = c.as_mut_ptr().add((r + i) * n + p);
-                    _mm512_mask_storeu_epi32(out, m0, t0[i]);
-                    if m1 != 0 {
-                        _mm512_mask_storeu_epi32(out.add(16), m1, t1[i]);
-                    }
-                }
+                store_tile_vnni(c.as_mut_ptr().add(r * n + p), n, rows, (m0, m1), &t0, &t1);
                 p += 32;
             }
             r += rows;
