@@ -5,11 +5,10 @@
 #    Two queues of about equal cost run side by side with one torch thread each (RandBET costs 2x per step).
 #    The precision axis (RandBET at 6, 3, 2 bits, Clipping at 4, 2 bits; docs/training.md#precision-axis) is
 #    trained with training seed 1 only (NEW_WIDTH_SEEDS, default "1"; one candidate, shipped as is).
-#    The MobileNet- and ResNet-style models (Normal and RandBET at 8 bits; docs/training.md#architectures) are trained
-#    with training seed 1 only (NEW_ARCH_SEEDS, default "1": one candidate, shipped as is) for 6 epochs
-#    (NEW_ARCH_EPOCHS, default 6; the lr steps scale with the epochs) instead of 15, because they were trained on a
-#    shared 2-core machine (CPU time), and shipped
-#    through ONNX and `accelsim import` (models/NAME.onnx next to NAME.toml).
+#    The MobileNet- and ResNet-style models (Normal and RandBET at 8 bits; docs/training.md#architectures) follow the
+#    CNN's recipe and selection rule (NEW_ARCH_SEEDS, default TRAIN_SEEDS; NEW_ARCH_EPOCHS, default EPOCHS; the lr
+#    steps scale with the epochs) and are shipped through ONNX and `accelsim import` (models/NAME.onnx next to
+#    NAME.toml).
 # 2. Scores every candidate with the simulator: robust error at p = 1% (uniform random bit errors on the stored
 #    bits, 50 chips = seeds 100..149) on the validation images (the last 1000 test images, which no reported
 #    number uses) and on the test images (the first 9000). Ships the candidate with the lowest validation score
@@ -28,9 +27,9 @@
 # SEEDS (PyTorch evaluation chips, default 100-124), MODELS (output dir, default models), ACCELSIM (simulator
 # binary, default target/release/accelsim), RUNS (checkpoints, logs and candidates, default training/runs),
 # TRAIN_ARGS (extra `train` flags, e.g. "--train-limit 2000" for a quick smoke run), SKIP_EVAL=1 skips step 3.
-# NEW_WIDTH_SEEDS (default "1") are the training seeds of the precision-axis models, NEW_ARCH_SEEDS (default "1")
-# those of the MobileNet- and ResNet-style models, NEW_ARCH_EPOCHS (default 6) their epochs and NEW_ARCH_EVAL_SEEDS
-# (default 100-109: 10 chips, CPU time) the PyTorch chips of their robustness tables. ONLY (default: every model) is a space-separated list of shell
+# NEW_WIDTH_SEEDS (default "1") are the training seeds of the precision-axis models, NEW_ARCH_SEEDS (default
+# TRAIN_SEEDS) those of the MobileNet- and ResNet-style models, NEW_ARCH_EPOCHS (default EPOCHS) their epochs and
+# NEW_ARCH_EVAL_SEEDS (default SEEDS) the PyTorch chips of their robustness tables. ONLY (default: every model) is a space-separated list of shell
 # patterns of model names: only those are trained, scored and shipped (e.g. ONLY='*mobilenet* *resnet*'); the
 # other models' rows of models/training_seeds.md are kept as they are, and only the robustness tables with a
 # selected model are rewritten.
@@ -42,13 +41,13 @@ PY=${PY:-training/.venv/bin/python}
 EPOCHS=${EPOCHS:-15}
 TRAIN_SEEDS=${TRAIN_SEEDS:-1 2 3}
 NEW_WIDTH_SEEDS=${NEW_WIDTH_SEEDS:-1}
-NEW_ARCH_SEEDS=${NEW_ARCH_SEEDS:-1}
-NEW_ARCH_EPOCHS=${NEW_ARCH_EPOCHS:-6}
-NEW_ARCH_EVAL_SEEDS=${NEW_ARCH_EVAL_SEEDS:-100-109}
+NEW_ARCH_SEEDS=${NEW_ARCH_SEEDS:-$TRAIN_SEEDS}
+NEW_ARCH_EPOCHS=${NEW_ARCH_EPOCHS:-$EPOCHS}
 ACT_EPOCHS=${ACT_EPOCHS:-10}
 ONLY=${ONLY:-*}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SEEDS=${SEEDS:-100-124}
+NEW_ARCH_EVAL_SEEDS=${NEW_ARCH_EVAL_SEEDS:-$SEEDS}
 MODELS=${MODELS:-models}
 ACCELSIM=${ACCELSIM:-target/release/accelsim}
 LOGS=${RUNS:-training/runs}
@@ -221,9 +220,8 @@ done
   echo "choose the shipped training seed; test: the first 9000 (\`--limit 9000\`), as in the paper's protocol."
   echo "The precision-axis models (RandBET at 6, 3 and 2 bits, Clipping at 4 and 2 bits; RandBET at p_train = 1%) were"
   echo "trained with one training seed ($NEW_WIDTH_SEEDS, \`NEW_WIDTH_SEEDS\`): the one candidate is shipped, and its validation score is"
-  echo "reported but chose nothing. So were the MobileNet- and ResNet-style models (training seed $NEW_ARCH_SEEDS,"
-  echo "\`NEW_ARCH_SEEDS\`, and $NEW_ARCH_EPOCHS epochs, \`NEW_ARCH_EPOCHS\`: CPU time on a shared 2-core machine): one candidate"
-  echo "each, shipped as is."
+  echo "reported but chose nothing. The MobileNet- and ResNet-style models were trained with training seeds"
+  echo "$(echo $NEW_ARCH_SEEDS | sed 's/ /, /g') (\`NEW_ARCH_SEEDS\`) for $NEW_ARCH_EPOCHS epochs (\`NEW_ARCH_EPOCHS\`) and chosen by the same rule."
 } >>"$table.tmp"
 mv "$table.tmp" "$table"
 
@@ -269,7 +267,7 @@ if [ "${SKIP_EVAL:-0}" != 1 ] && any_selected fmnist-cnn-normal-8b fmnist-cnn-rq
     "$MODELS/fmnist-cnn-clipping-4b" "$MODELS/fmnist-cnn-clipping-2b"
 fi
 # The MobileNet- and ResNet-style models: a table per architecture (models/robustness-ARCH.md and .json), the CNN's
-# protocol on the first 10 of its chips (NEW_ARCH_EVAL_SEEDS), RandBET paired against Normal of the same architecture (same stored bit count,
+# protocol on its chips (NEW_ARCH_EVAL_SEEDS), RandBET paired against Normal of the same architecture (same stored bit count,
 # so both see the same bit positions flip on a chip).
 for arch in mobilenet resnet; do
   if [ "${SKIP_EVAL:-0}" != 1 ] && any_selected "fmnist-$arch-normal-8b" "fmnist-$arch-randbet-8b"; then
