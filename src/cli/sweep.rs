@@ -437,12 +437,14 @@ pub fn run(args: Args) -> CliResult {
     for b in &summary.best {
         if let Some(r) = &b.row {
             println!(
-                "  best on {}: {} ({} bits, {}) at {:.3} V, error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs 8-bit @ V_min",
+                "  best on {}: {} ({} bits, {}) at {:.3} V, lowest energy per inference of the safe points, {:.1} nJ; \
+                 error {:.2}%, energy saved {:.1}% (weight SRAM {:.1}%) vs 8-bit @ V_min",
                 b.profile,
                 r.model,
                 r.bits,
                 r.weights_source,
                 r.vdd_v,
+                r.energy_pj / 1000.0,
                 r.faulty_error_pct,
                 r.energy_saving_vs_vmin_pct,
                 r.weight_sram_saving_vs_vmin_pct
