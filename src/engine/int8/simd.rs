@@ -99,6 +99,8 @@ fn group_norm_codes_impl(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) 
     let n = (cg * hw) as f64;
     let (lo, hi) = q.code_range();
     let (qs, qz) = (q.scale, q.zero);
+    // The ReLU floor as the clamp's lower bound: clamp(q, z, hi) = max(clamp(q, lo, hi), z) for lo ≤ z ≤ hi.
+    let floor = if relu { qz } else { lo };
     for gi in 0..gn.groups {
         let t = &mut tmp[..cg * hw];
         for j in 0..cg {
@@ -133,15 +135,8 @@ fn group_norm_codes_impl(job: &GroupNormCodes, tmp: &mut [f32], out: &mut [u8]) 
             let a = (sc * inv_std) as f32;
             let (m, b0) = (mean as f32, gn.bias[ci]);
             let o = &mut out[ci * hw..(ci + 1) * hw];
-            if relu {
-                for (o, &v) in o.iter_mut().zip(ch) {
-                    *o = super::quantize::quantize_code((v - m) * a + b0, qs, qz, lo, hi).max(qz)
-                        as u8;
-                }
-            } else {
-                for (o, &v) in o.iter_mut().zip(ch) {
-                    *o = super::quantize::quantize_code((v - m) * a + b0, qs, qz, lo, hi) as u8;
-                }
+            for (o, &v) in o.iter_mut().zip(ch) {
+                *o = super::quantize::quantize_code((v - m) * a + b0, qs, qz, floor, hi) as u8;
             }
         }
     }

@@ -461,7 +461,7 @@ mod tests {
                     prop_assert_eq!(replay_block_on(path, parts, stride, folds, &m), want, "{:?}", path);
                 }
             }
-            // Four blocks side by side (each its own masks and lanes) equal four single replays.
+            // BLOCKS blocks side by side (each its own masks and lanes) equal BLOCKS single replays.
             let ms: [LaneMasks; BLOCKS] = std::array::from_fn(|i| LaneMasks {
                 and: m.and.map(|x| x.rotate_left(i as u32)),
                 or: m.or.map(|x| x.rotate_left(3 * i as u32)),
@@ -476,7 +476,7 @@ mod tests {
                 std::array::from_fn(|i| replay_block_on(ReplayPath::Portable, ps[i], stride, folds, &ms[i]));
             for path in [ReplayPath::Portable, ReplayPath::Avx2, ReplayPath::Avx512] {
                 if path.available() {
-                    prop_assert_eq!(replay_blocks_on(path, ps, stride, folds, mrefs), singles, "{:?} x4", path);
+                    prop_assert_eq!(replay_blocks_on(path, ps, stride, folds, mrefs), singles, "{:?} x{}", path, BLOCKS);
                 }
             }
         }
