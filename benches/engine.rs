@@ -11,7 +11,8 @@
 //! parameters), and the MobileNet-style and ResNet-18-size networks (fp32).
 //!
 //! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch
-//! and onnxruntime; `ENGINE_BENCH_ONLY=float|int8|int8-faults` times only that engine, for profiling).
+//! and onnxruntime; `ENGINE_BENCH_ONLY=float|int8|int8-faults` times only that engine, for profiling, and
+//! `ENGINE_BENCH_ONLY=onnx:PATH` the float engine on an ONNX file).
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -208,6 +209,19 @@ fn profile_only(only: &str, model: &Model, net: &Network, x: &Array4<f32>) {
     println!("{only}: {r:.0} images/s (1 thread, best of 20)");
 }
 
+/// `ENGINE_BENCH_ONLY=onnx:PATH`: imports the ONNX file at PATH (as the ONNX section does) and runs the float
+/// engine on random images, 1 thread, best of 7 (for `perf record` on the MobileNet-style or ResNet-18-size
+/// networks that `training/scripts/bench_onnx.py --out DIR` writes; `ENGINE_BENCH_IMAGES` images, 256 unless set).
+fn profile_onnx(path: &str, images: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = import_onnx(path, "profiled", dir.path());
+    let net = Network::from_model(&model);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(2);
+    let x = Array4::from_shape_fn((images, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
+    let r = throughput(&net, &x, 1, 7);
+    println!("float on {path}: {r:.1} images/s ({images} images, 1 thread, best of 7)");
+}
+
 fn torch_figures(images: usize) -> Option<(f64, f64)> {
     if std::env::var_os("ENGINE_BENCH_NO_TORCH").is_some() {
         return None;
@@ -254,6 +268,14 @@ fn main() {
     let x = Array4::from_shape_fn((images, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
     let reps = if quick { 1 } else { 5 };
     if let Ok(only) = std::env::var("ENGINE_BENCH_ONLY") {
+        if let Some(path) = only.strip_prefix("onnx:") {
+            let images = std::env::var("ENGINE_BENCH_IMAGES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(256);
+            profile_onnx(path, images);
+            return;
+        }
         profile_only(&only, &model, &net, &x);
         return;
     }

@@ -98,12 +98,18 @@ pub fn matmul(
 /// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
 /// (0 outside).
 pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
+    im2col_into(x, g, cols, g.out_hw(), 0);
+}
+
+/// [`im2col`] into columns `col0 .. col0 + oh·ow` of a matrix with row stride `ld` (several images side by side:
+/// image `b` at `col0 = b·oh·ow`, `ld = images·oh·ow`).
+fn im2col_into(x: &[f32], g: &Window, cols: &mut [f32], ld: usize, col0: usize) {
     let ohw = g.out_hw();
     for ci in 0..g.c {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = ((ci * g.kh + ki) * g.kw + kj) * ohw;
+                let row = ((ci * g.kh + ki) * g.kw + kj) * ld + col0;
                 let dst = &mut cols[row..row + ohw];
                 let off = kj * g.dw;
                 let (ox_lo, ox_hi) = g.valid_ox(off);
@@ -217,6 +223,12 @@ pub fn conv2d_packed(
     let k = cg * g.kh * g.kw;
     let ohw = g.out_hw();
     assert_eq!(packed.len(), groups, "one packed operand per group");
+    let per = images_per_gemm(ohw, og * k, batch);
+    if per > 1 {
+        return conv2d_packed_side_by_side(
+            x, batch, per, g, cout, groups, packed, bias, act, out, cols,
+        );
+    }
     if !g.is_pointwise() && cols.len() < k * ohw {
         cols.resize(k * ohw, 0.0);
     }
@@ -250,6 +262,120 @@ pub fn conv2d_packed(
         }
         if let Some(a) = act {
             activate(oi, a);
+        }
+    }
+}
+
+/// GEMM columns a convolution with small output maps and large weights is given at least, by putting several
+/// images' columns side by side: one image's 4 × 4 map would stream a (megabytes) weight operand from memory
+/// for 16 columns; 16 images reuse each weight panel 256 times while it is in cache.
+pub const MIN_GEMM_COLS: usize = 256;
+
+/// Weight operands (floats per group) from which small maps go side by side: 64 Ki floats (256 KiB), a tenth of
+/// a core's L2. Smaller ones stay in cache anyway, and the copies out of the side-by-side block would cost more
+/// than they save (the companion's CNN).
+pub const SIDE_BY_SIDE_MIN_WEIGHTS: usize = 64 * 1024;
+
+/// Images per GEMM for output maps of `ohw` pixels, `weights` floats per group and a batch of `batch`.
+fn images_per_gemm(ohw: usize, weights: usize, batch: usize) -> usize {
+    if ohw == 0 || ohw >= MIN_GEMM_COLS || weights < SIDE_BY_SIDE_MIN_WEIGHTS {
+        1
+    } else {
+        MIN_GEMM_COLS.div_ceil(ohw).min(batch).max(1)
+    }
+}
+
+/// [`conv2d`] of a dense or grouped layer forced onto the side-by-side path whatever its weights' size (as many
+/// images per GEMM as [`MIN_GEMM_COLS`] asks for), for the bit-for-bit tests.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_side_by_side(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    groups: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cols: &mut Vec<f32>,
+) {
+    let packed = pack_conv_weights(g, cout, groups, weight);
+    let per = images_per_gemm(g.out_hw(), usize::MAX, batch);
+    conv2d_packed_side_by_side(
+        x, batch, per, g, cout, groups, &packed, bias, None, out, cols,
+    )
+}
+
+/// [`conv2d_packed`] for small output maps: `per` images' im2col columns side by side in one `k × per·oh·ow`
+/// operand, one GEMM per group into a scratch `og × per·oh·ow` block (started from the bias, as the one-image path
+/// starts from it in the output), then copied to each image's output. Every output is the same chain of fused
+/// multiply-adds over `k` as with one image per GEMM (the GEMM's contract does not depend on `n`), so the
+/// same bits.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_packed_side_by_side(
+    x: &[f32],
+    batch: usize,
+    per: usize,
+    g: &Window,
+    cout: usize,
+    groups: usize,
+    packed: &[sgemm::PackedLhs],
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    out: &mut [f32],
+    cols: &mut Vec<f32>,
+) {
+    let cg = g.c / groups;
+    let og = cout / groups;
+    let sub = Window { c: cg, ..*g };
+    let k = cg * g.kh * g.kw;
+    let ohw = g.out_hw();
+    let wide = per * ohw;
+    if cols.len() < (k + og) * wide {
+        cols.resize((k + og) * wide, 0.0);
+    }
+    for b0 in (0..batch).step_by(per) {
+        let nb = per.min(batch - b0);
+        let n = nb * ohw;
+        let (rhs, block) = cols.split_at_mut(k * n);
+        let block = &mut block[..og * n];
+        for gi in 0..groups {
+            for bi in 0..nb {
+                let xg = &x[(b0 + bi) * g.in_len() + gi * sub.in_len()..][..sub.in_len()];
+                if g.is_pointwise() {
+                    for ci in 0..cg {
+                        rhs[ci * n + bi * ohw..][..ohw].copy_from_slice(&xg[ci * ohw..][..ohw]);
+                    }
+                } else {
+                    im2col_into(xg, &sub, rhs, n, bi * ohw);
+                }
+            }
+            if let Some(bias) = bias {
+                for (row, &bv) in block.chunks_exact_mut(n).zip(&bias[gi * og..(gi + 1) * og]) {
+                    row.fill(bv);
+                }
+            }
+            sgemm::sgemm_packed(
+                &packed[gi],
+                n,
+                block,
+                bias.is_some(),
+                MatRef {
+                    data: rhs,
+                    rs: n,
+                    cs: 1,
+                },
+            );
+            for bi in 0..nb {
+                let oi = &mut out[(b0 + bi) * cout * ohw..][..cout * ohw];
+                for (o, row) in block.chunks_exact(n).enumerate() {
+                    oi[(gi * og + o) * ohw..][..ohw].copy_from_slice(&row[bi * ohw..][..ohw]);
+                }
+            }
+        }
+        if let Some(a) = act {
+            activate(&mut out[b0 * cout * ohw..(b0 + nb) * cout * ohw], a);
         }
     }
 }

@@ -255,6 +255,64 @@ proptest! {
         );
     }
 
+    /// Whatever path a dense or grouped convolution takes (one image per GEMM, or several side by side as
+    /// small maps with large weights take), each output is the definition's single chain of fused
+    /// multiply-adds over `(ci, ki, kj)` in order from the bias: the bits of a portable GEMM on the plain
+    /// row-major im2col of each image alone. Batches up to 40 with small maps put up to 40 images side by
+    /// side.
+    #[test]
+    fn conv_paths_keep_the_definition_chain_bit_for_bit(
+        (groups, cg, og) in (1usize..3, 1usize..5, 1usize..9),
+        (h, w, kh, kw) in (1usize..12, 1usize..40, 1usize..4, 1usize..4),
+        (sh, sw, ph, pw, dw) in (1usize..3, 1usize..3, 0usize..2, 0usize..2, 1usize..3),
+        b in 1usize..40, seed in 0u32..1000, with_bias: bool,
+    ) {
+        let oh = crate::model::graph::window_out_dilated(h, kh, sh, ph, ph, 1);
+        let ow = crate::model::graph::window_out_dilated(w, kw, sw, pw, pw, dw);
+        let (Some(oh), Some(ow)) = (oh, ow) else { return Ok(()) };
+        let g = Window { c: groups * cg, h, w, kh, kw, sh, sw, ph, pw, dh: 1, dw, oh, ow };
+        prop_assume!(!(cg == 1 && groups > 1));
+        let cout = groups * og;
+        let x = values(b * g.in_len(), seed);
+        let wt = values(cout * cg * kh * kw, seed + 1);
+        let bias = values(cout, seed + 2);
+        let bias = with_bias.then_some(bias.as_slice());
+        let mut out = vec![f32::NAN; b * cout * g.out_hw()];
+        let mut cols = vec![];
+        kernels::conv2d(&x, b, &g, cout, groups, &wt, bias, &mut out, &mut cols);
+        // Side by side (as large weights take it), from scratch left dirty by the call above.
+        let mut side = vec![f32::NAN; b * cout * g.out_hw()];
+        kernels::conv2d_side_by_side(&x, b, &g, cout, groups, &wt, bias, &mut side, &mut cols);
+        let sub = Window { c: cg, ..g };
+        let (k, ohw) = (cg * kh * kw, g.out_hw());
+        let mut want = vec![0.0f32; b * cout * ohw];
+        let mut plain = vec![0.0f32; k * ohw];
+        for n in 0..b {
+            for gi in 0..groups {
+                kernels::im2col(&x[n * g.in_len() + gi * sub.in_len()..][..sub.in_len()], &sub, &mut plain);
+                let dst = &mut want[(n * cout + gi * og) * ohw..][..og * ohw];
+                if let Some(bias) = bias {
+                    for (row, &bv) in dst.chunks_exact_mut(ohw).zip(&bias[gi * og..]) {
+                        row.fill(bv);
+                    }
+                }
+                crate::engine::sgemm::sgemm_with(
+                    crate::engine::sgemm::Path::Portable, og, ohw, k, dst, bias.is_some(),
+                    crate::engine::sgemm::MatRef { data: &wt[gi * og * k..], rs: k, cs: 1 },
+                    crate::engine::sgemm::MatRef { data: &plain, rs: ohw, cs: 1 },
+                );
+            }
+        }
+        prop_assert_eq!(
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(
+            side.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn pools_match_naive((g, _cout, b) in window_strategy(), seed in 0u32..1000, max: bool, include_pad: bool) {
         prop_assume!(g.ph < g.kh && g.pw < g.kw);
