@@ -201,6 +201,33 @@ pub fn pack_conv_weights(
         .collect()
 }
 
+/// The per-group GEMM of a dense or grouped convolution: `og × k` weights times `k × ohw` im2col columns.
+struct GroupGemm {
+    /// Input channels per group.
+    cg: usize,
+    /// Output channels per group.
+    og: usize,
+    /// The window over one group's input channels.
+    sub: Window,
+    /// Reduction depth, `cg·kh·kw`.
+    k: usize,
+    /// Output pixels per channel.
+    ohw: usize,
+}
+
+impl GroupGemm {
+    fn of(g: &Window, cout: usize, groups: usize) -> GroupGemm {
+        let cg = g.c / groups;
+        GroupGemm {
+            cg,
+            og: cout / groups,
+            sub: Window { c: cg, ..*g },
+            k: cg * g.kh * g.kw,
+            ohw: g.out_hw(),
+        }
+    }
+}
+
 /// [`conv2d`] of a dense or grouped layer with its weights already packed ([`pack_conv_weights`]): the same
 /// values. With `act`, [`activate`] runs on each example's output right after its GEMM, while it is in cache
 /// (the same values as a separate pass over the batch: the activation is elementwise).
@@ -217,51 +244,79 @@ pub fn conv2d_packed(
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) {
-    let cg = g.c / groups;
-    let og = cout / groups;
-    let sub = Window { c: cg, ..*g };
-    let k = cg * g.kh * g.kw;
-    let ohw = g.out_hw();
+    let GroupGemm {
+        cg,
+        og,
+        sub,
+        k,
+        ohw,
+    } = GroupGemm::of(g, cout, groups);
     assert_eq!(packed.len(), groups, "one packed operand per group");
+    // One image per GEMM, straight into the output; or `per` images' im2col columns side by side in one
+    // `k × per·oh·ow` operand and a scratch `og × per·oh·ow` block (started from the bias as the output is),
+    // copied to each image's output after the GEMM. Each output is the same fused multiply-add chain over `k`
+    // either way (the GEMM's contract does not depend on `n`): the same bits.
     let per = images_per_gemm(ohw, og * k, batch);
-    if per > 1 {
-        return conv2d_packed_side_by_side(
-            x, batch, per, g, cout, groups, packed, bias, act, out, cols,
-        );
+    let direct_rhs = per == 1 && g.is_pointwise();
+    let rhs_len = if direct_rhs { 0 } else { k * per * ohw };
+    let block_len = if per == 1 { 0 } else { og * per * ohw };
+    if cols.len() < rhs_len + block_len {
+        cols.resize(rhs_len + block_len, 0.0);
     }
-    if !g.is_pointwise() && cols.len() < k * ohw {
-        cols.resize(k * ohw, 0.0);
-    }
-    for b in 0..batch {
-        let xi = &x[b * g.in_len()..(b + 1) * g.in_len()];
-        let oi = &mut out[b * cout * ohw..(b + 1) * cout * ohw];
-        if let Some(bias) = bias {
-            for (co, &bv) in bias.iter().enumerate() {
-                oi[co * ohw..(co + 1) * ohw].fill(bv);
-            }
-        }
+    let (rhs_buf, block_buf) = cols.split_at_mut(rhs_len);
+    for b0 in (0..batch).step_by(per) {
+        let nb = per.min(batch - b0);
+        let n = nb * ohw;
         for gi in 0..groups {
-            let xg = &xi[gi * sub.in_len()..(gi + 1) * sub.in_len()];
-            let rhs: &[f32] = if g.is_pointwise() {
-                xg
+            let image =
+                |bi: usize| &x[(b0 + bi) * g.in_len() + gi * sub.in_len()..][..sub.in_len()];
+            let rhs: &[f32] = if direct_rhs {
+                image(0)
             } else {
-                im2col(xg, &sub, cols);
-                &cols[..k * ohw]
+                for bi in 0..nb {
+                    if g.is_pointwise() {
+                        for ci in 0..cg {
+                            rhs_buf[ci * n + bi * ohw..][..ohw]
+                                .copy_from_slice(&image(bi)[ci * ohw..][..ohw]);
+                        }
+                    } else {
+                        im2col_into(image(bi), &sub, rhs_buf, n, bi * ohw);
+                    }
+                }
+                &rhs_buf[..k * n]
             };
+            let dst: &mut [f32] = if per == 1 {
+                &mut out[(b0 * cout + gi * og) * ohw..][..og * ohw]
+            } else {
+                &mut block_buf[..og * n]
+            };
+            if let Some(bias) = bias {
+                for (row, &bv) in dst.chunks_exact_mut(n).zip(&bias[gi * og..(gi + 1) * og]) {
+                    row.fill(bv);
+                }
+            }
             sgemm::sgemm_packed(
                 &packed[gi],
-                ohw,
-                &mut oi[gi * og * ohw..(gi + 1) * og * ohw],
+                n,
+                dst,
                 bias.is_some(),
                 MatRef {
                     data: rhs,
-                    rs: ohw,
+                    rs: n,
                     cs: 1,
                 },
             );
+            if per > 1 {
+                for bi in 0..nb {
+                    let oi = &mut out[(b0 + bi) * cout * ohw..][..cout * ohw];
+                    for (o, row) in block_buf[..og * n].chunks_exact(n).enumerate() {
+                        oi[(gi * og + o) * ohw..][..ohw].copy_from_slice(&row[bi * ohw..][..ohw]);
+                    }
+                }
+            }
         }
         if let Some(a) = act {
-            activate(oi, a);
+            activate(&mut out[b0 * cout * ohw..(b0 + nb) * cout * ohw], a);
         }
     }
 }
@@ -276,107 +331,24 @@ pub const MIN_GEMM_COLS: usize = 256;
 /// than they save (the companion's CNN).
 pub const SIDE_BY_SIDE_MIN_WEIGHTS: usize = 64 * 1024;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: put small maps side by side whatever the weights' size (as large weights take them).
+    pub(crate) static FORCE_SIDE_BY_SIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Images per GEMM for output maps of `ohw` pixels, `weights` floats per group and a batch of `batch`.
 fn images_per_gemm(ohw: usize, weights: usize, batch: usize) -> usize {
+    #[cfg(test)]
+    let weights = if FORCE_SIDE_BY_SIDE.get() {
+        usize::MAX
+    } else {
+        weights
+    };
     if ohw == 0 || ohw >= MIN_GEMM_COLS || weights < SIDE_BY_SIDE_MIN_WEIGHTS {
         1
     } else {
         MIN_GEMM_COLS.div_ceil(ohw).min(batch).max(1)
-    }
-}
-
-/// [`conv2d`] of a dense or grouped layer forced onto the side-by-side path whatever its weights' size (as many
-/// images per GEMM as [`MIN_GEMM_COLS`] asks for), for the bit-for-bit tests.
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d_side_by_side(
-    x: &[f32],
-    batch: usize,
-    g: &Window,
-    cout: usize,
-    groups: usize,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    cols: &mut Vec<f32>,
-) {
-    let packed = pack_conv_weights(g, cout, groups, weight);
-    let per = images_per_gemm(g.out_hw(), usize::MAX, batch);
-    conv2d_packed_side_by_side(
-        x, batch, per, g, cout, groups, &packed, bias, None, out, cols,
-    )
-}
-
-/// [`conv2d_packed`] for small output maps: `per` images' im2col columns side by side in one `k × per·oh·ow`
-/// operand, one GEMM per group into a scratch `og × per·oh·ow` block (started from the bias, as the one-image path
-/// starts from it in the output), then copied to each image's output. Every output is the same chain of fused
-/// multiply-adds over `k` as with one image per GEMM (the GEMM's contract does not depend on `n`), so the
-/// same bits.
-#[allow(clippy::too_many_arguments)]
-fn conv2d_packed_side_by_side(
-    x: &[f32],
-    batch: usize,
-    per: usize,
-    g: &Window,
-    cout: usize,
-    groups: usize,
-    packed: &[sgemm::PackedLhs],
-    bias: Option<&[f32]>,
-    act: Option<Activation>,
-    out: &mut [f32],
-    cols: &mut Vec<f32>,
-) {
-    let cg = g.c / groups;
-    let og = cout / groups;
-    let sub = Window { c: cg, ..*g };
-    let k = cg * g.kh * g.kw;
-    let ohw = g.out_hw();
-    let wide = per * ohw;
-    if cols.len() < (k + og) * wide {
-        cols.resize((k + og) * wide, 0.0);
-    }
-    for b0 in (0..batch).step_by(per) {
-        let nb = per.min(batch - b0);
-        let n = nb * ohw;
-        let (rhs, block) = cols.split_at_mut(k * n);
-        let block = &mut block[..og * n];
-        for gi in 0..groups {
-            for bi in 0..nb {
-                let xg = &x[(b0 + bi) * g.in_len() + gi * sub.in_len()..][..sub.in_len()];
-                if g.is_pointwise() {
-                    for ci in 0..cg {
-                        rhs[ci * n + bi * ohw..][..ohw].copy_from_slice(&xg[ci * ohw..][..ohw]);
-                    }
-                } else {
-                    im2col_into(xg, &sub, rhs, n, bi * ohw);
-                }
-            }
-            if let Some(bias) = bias {
-                for (row, &bv) in block.chunks_exact_mut(n).zip(&bias[gi * og..(gi + 1) * og]) {
-                    row.fill(bv);
-                }
-            }
-            sgemm::sgemm_packed(
-                &packed[gi],
-                n,
-                block,
-                bias.is_some(),
-                MatRef {
-                    data: rhs,
-                    rs: n,
-                    cs: 1,
-                },
-            );
-            for bi in 0..nb {
-                let oi = &mut out[(b0 + bi) * cout * ohw..][..cout * ohw];
-                for (o, row) in block.chunks_exact(n).enumerate() {
-                    oi[(gi * og + o) * ohw..][..ohw].copy_from_slice(&row[bi * ohw..][..ohw]);
-                }
-            }
-        }
-        if let Some(a) = act {
-            activate(&mut out[b0 * cout * ohw..(b0 + nb) * cout * ohw], a);
-        }
     }
 }
 
