@@ -257,10 +257,10 @@ fn torch_figures(images: usize) -> Option<(f64, f64)> {
 fn main() {
     // `cargo test --benches` runs bench binaries with `--bench` absent; keep that fast.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let images: usize = std::env::var("ENGINE_BENCH_IMAGES")
+    let images_env: Option<usize> = std::env::var("ENGINE_BENCH_IMAGES")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if quick { 256 } else { 4096 });
+        .and_then(|s| s.parse().ok());
+    let images = images_env.unwrap_or(if quick { 256 } else { 4096 });
     let dir = tempfile::tempdir().expect("temp dir");
     let model = build_model(dir.path());
     let net = Network::from_model(&model);
@@ -269,11 +269,7 @@ fn main() {
     let reps = if quick { 1 } else { 5 };
     if let Ok(only) = std::env::var("ENGINE_BENCH_ONLY") {
         if let Some(path) = only.strip_prefix("onnx:") {
-            let images = std::env::var("ENGINE_BENCH_IMAGES")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(256);
-            profile_onnx(path, images);
+            profile_onnx(path, images_env.unwrap_or(256));
             return;
         }
         profile_only(&only, &model, &net, &x);

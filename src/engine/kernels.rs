@@ -105,6 +105,13 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
 /// image `b` at `col0 = b·oh·ow`, `ld = images·oh·ow`).
 fn im2col_into(x: &[f32], g: &Window, cols: &mut [f32], ld: usize, col0: usize) {
     let ohw = g.out_hw();
+    if g.is_pointwise() {
+        // Each row is an input plane: one copy per channel instead of one per output row.
+        for (ci, plane) in x[..g.c * ohw].chunks_exact(ohw).enumerate() {
+            cols[ci * ld + col0..][..ohw].copy_from_slice(plane);
+        }
+        return;
+    }
     for ci in 0..g.c {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ki in 0..g.kh {
@@ -201,36 +208,9 @@ pub fn pack_conv_weights(
         .collect()
 }
 
-/// The per-group GEMM of a dense or grouped convolution: `og × k` weights times `k × ohw` im2col columns.
-struct GroupGemm {
-    /// Input channels per group.
-    cg: usize,
-    /// Output channels per group.
-    og: usize,
-    /// The window over one group's input channels.
-    sub: Window,
-    /// Reduction depth, `cg·kh·kw`.
-    k: usize,
-    /// Output pixels per channel.
-    ohw: usize,
-}
-
-impl GroupGemm {
-    fn of(g: &Window, cout: usize, groups: usize) -> GroupGemm {
-        let cg = g.c / groups;
-        GroupGemm {
-            cg,
-            og: cout / groups,
-            sub: Window { c: cg, ..*g },
-            k: cg * g.kh * g.kw,
-            ohw: g.out_hw(),
-        }
-    }
-}
-
 /// [`conv2d`] of a dense or grouped layer with its weights already packed ([`pack_conv_weights`]): the same
-/// values. With `act`, [`activate`] runs on each example's output right after its GEMM, while it is in cache
-/// (the same values as a separate pass over the batch: the activation is elementwise).
+/// values. With `act`, [`activate`] runs on the outputs of each GEMM's images right after it, while they are in
+/// cache (the same values as a separate pass over the batch: the activation is elementwise).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
     x: &[f32],
@@ -244,13 +224,11 @@ pub fn conv2d_packed(
     out: &mut [f32],
     cols: &mut Vec<f32>,
 ) {
-    let GroupGemm {
-        cg,
-        og,
-        sub,
-        k,
-        ohw,
-    } = GroupGemm::of(g, cout, groups);
+    let cg = g.c / groups;
+    let og = cout / groups;
+    let sub = Window { c: cg, ..*g };
+    let k = cg * g.kh * g.kw;
+    let ohw = g.out_hw();
     assert_eq!(packed.len(), groups, "one packed operand per group");
     // One image per GEMM, straight into the output; or `per` images' im2col columns side by side in one
     // `k × per·oh·ow` operand and a scratch `og × per·oh·ow` block (started from the bias as the output is),
@@ -274,14 +252,7 @@ pub fn conv2d_packed(
                 image(0)
             } else {
                 for bi in 0..nb {
-                    if g.is_pointwise() {
-                        for ci in 0..cg {
-                            rhs_buf[ci * n + bi * ohw..][..ohw]
-                                .copy_from_slice(&image(bi)[ci * ohw..][..ohw]);
-                        }
-                    } else {
-                        im2col_into(image(bi), &sub, rhs_buf, n, bi * ohw);
-                    }
+                    im2col_into(image(bi), &sub, rhs_buf, n, bi * ohw);
                 }
                 &rhs_buf[..k * n]
             };
