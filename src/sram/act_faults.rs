@@ -864,6 +864,7 @@ impl ActivationFaults {
         let f = map.folds;
         let mut flipped = 0u64;
         let mut padded: Vec<i32> = Vec::new();
+        let mut rs = [replay::BlockOut::EMPTY; replay::BLOCKS];
         let mut push = |b: &PsumBlock, r: &replay::BlockOut, out: &mut PsumCorrections| {
             let first = b.first as usize;
             let mut lanes = b.lanes;
@@ -889,7 +890,7 @@ impl ActivationFaults {
                 let parts =
                     std::array::from_fn(|k| &table.data[table.offset + group[k].first as usize..]);
                 let masks = std::array::from_fn(|k| &group[k].masks);
-                let rs = replay::replay_blocks(parts, fs, f, masks);
+                replay::replay_blocks(parts, fs, f, masks, &mut rs);
                 for (b, r) in group.iter().zip(&rs) {
                     push(b, r, out);
                 }

@@ -455,7 +455,7 @@ pub fn gemm(path: Path, w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
         Path::Portable => gemm_portable(w, b, n, c),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX2 (asserted above); the slices hold the shapes (asserted above).
-        Path::Avx2 => unsafe { x86::gemm_avx2(w, b, n, c) },
+        Path::Avx2 => unsafe { super::gemm_avx2::gemm(w, b, n, c, None) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX-512 F/BW/VNNI (asserted above); the slices hold the shapes.
         Path::Avx512Vnni => unsafe { x86::gemm_vnni(w, b, n, c) },
@@ -518,7 +518,7 @@ pub fn gemm_folds(
         Path::Portable => gemm_folds_portable(w, b, n, c, folds),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX2 (asserted above); the slices hold the shapes (asserted above).
-        Path::Avx2 => unsafe { x86::gemm_folds_avx2(w, b, n, c, folds) },
+        Path::Avx2 => unsafe { super::gemm_avx2::gemm(w, b, n, c, Some(folds)) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX-512 F/BW/VNNI (asserted above); the slices hold the shapes.
         Path::Avx512Vnni => unsafe { x86::gemm_folds_vnni(w, b, n, c, folds) },
@@ -581,87 +581,6 @@ mod x86 {
             }
         };
         (half(left), half(left.saturating_sub(16)))
-    }
-
-    /// The AVX2 GEMMs' inner loop: for the activation quads `quads` of the 8 columns from `p` and weight rows
-    /// `r .. r + rows`, `acc_lo[i]` / `acc_hi[i]` gain the pairwise i16 products of columns `p..p+4` / `p+4..p+8`
-    /// (u8 → i16 and i8 → i16 widening, `vpmaddwd`, exact).
-    ///
-    /// # Safety
-    /// AVX2 is available; `b` holds `quads.end · n · 4` bytes with `p + 8 ≤ n`, and `w` has rows `r + rows ≤ m`.
-    #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    unsafe fn madd_quads_avx2(
-        w: &PackedWeights,
-        b: &[u8],
-        n: usize,
-        r: usize,
-        rows: usize,
-        p: usize,
-        quads: std::ops::Range<usize>,
-        acc_lo: &mut [__m256i; 4],
-        acc_hi: &mut [__m256i; 4],
-    ) {
-        // SAFETY: the caller's contract keeps every load inside `b` and `w.data`.
-        unsafe {
-            for q in quads {
-                let v = _mm256_loadu_si256(b.as_ptr().add((q * n + p) * 4) as *const __m256i);
-                let lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
-                let hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(v));
-                for i in 0..rows {
-                    let wp = w.data.as_ptr().add((r + i) * w.kp + q * 4) as *const i32;
-                    let w4 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(wp.read_unaligned()));
-                    let wb = _mm256_broadcastq_epi64(w4);
-                    acc_lo[i] = _mm256_add_epi32(acc_lo[i], _mm256_madd_epi16(lo, wb));
-                    acc_hi[i] = _mm256_add_epi32(acc_hi[i], _mm256_madd_epi16(hi, wb));
-                }
-            }
-        }
-    }
-
-    /// The 8 column sums of an AVX2 tile row: `lo` / `hi` hold columns `p..p+4` / `p+4..p+8` as pairs of
-    /// `vpmaddwd` sums; adding each pair and restoring the column order gives columns `p..p+8`.
-    ///
-    /// # Safety
-    /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn pair_sums_avx2(lo: __m256i, hi: __m256i) -> __m256i {
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(lo, hi))
-    }
-
-    /// AVX2: u8 → i16 and i8 → i16 widening, `vpmaddwd` (exact i16 × i16 pair sums), 4 rows x 8 columns.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm_avx2(w: &PackedWeights, b: &[u8], n: usize, c: &mut [i32]) {
-        let nq = w.kp / 4;
-        let n8 = n / 8 * 8;
-        let mut r = 0;
-        while r < w.m {
-            let rows = (w.m - r).min(4);
-            let mut p = 0;
-            while p < n8 {
-                let mut acc_lo = [_mm256_setzero_si256(); 4];
-                let mut acc_hi = [_mm256_setzero_si256(); 4];
-                madd_quads_avx2(w, b, n, r, rows, p, 0..nq, &mut acc_lo, &mut acc_hi);
-                for i in 0..rows {
-                    let h = pair_sums_avx2(acc_lo[i], acc_hi[i]);
-                    _mm256_storeu_si256(c.as_mut_ptr().add((r + i) * n + p) as *mut __m256i, h);
-                }
-                p += 8;
-            }
-            for i in 0..rows {
-                for pp in n8..n {
-                    let mut s = 0i32;
-                    for kk in 0..w.kp {
-                        s += w.data[(r + i) * w.kp + kk] as i32
-                            * b[super::quad_index(kk, pp, n)] as i32;
-                    }
-                    c[(r + i) * n + pp] = s;
-                }
-            }
-            r += rows;
-        }
     }
 
     /// The VNNI GEMMs' inner loop: for the activation quads `quads` of the 32 columns from `p` (lane masks
@@ -778,6 +697,34 @@ mod x86 {
         }
     }
 
+    /// [`super::unpitch_add`] on AVX2: 8 columns per step, the row's last `ow mod 8` under a `vpmaskmovd`
+    /// lane mask (masked lanes are neither read nor written).
+    ///
+    /// # Safety
+    /// AVX2 is available; `src` holds `(rows − 1)·pitch + ow` values for the `rows = dst.len() / ow` rows.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn unpitch_add_avx2(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) {
+        let cv = _mm256_set1_epi32(c);
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let rows = dst.len() / ow.max(1);
+        for oy in 0..rows {
+            let (s, d) = (src.as_ptr().add(oy * pitch), dst.as_mut_ptr().add(oy * ow));
+            let mut x = 0;
+            while x + 8 <= ow {
+                // SAFETY: columns x..x+8 < ow of row oy, inside both slices.
+                let v = _mm256_loadu_si256(s.add(x) as *const __m256i);
+                _mm256_storeu_si256(d.add(x) as *mut __m256i, _mm256_add_epi32(v, cv));
+                x += 8;
+            }
+            if x < ow {
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((ow - x) as i32), lane);
+                // SAFETY: only the lanes under `m`, columns x.. < ow of row oy, are touched.
+                let v = _mm256_maskload_epi32(s.add(x), m);
+                _mm256_maskstore_epi32(d.add(x), m, _mm256_add_epi32(v, cv));
+            }
+        }
+    }
+
     /// Stores rows `0..rows` of a VNNI tile, row `i` at `dst + i·n`: its two 16-column halves `a0[i]`, `a1[i]`
     /// under the lane masks `(m0, m1)` of [`column_masks`].
     ///
@@ -824,72 +771,10 @@ mod x86 {
         }
     }
 
-    /// [`super::gemm_folds`] on AVX2: [`gemm_avx2`]'s tiles, each fold's accumulators reduced, stored and added
-    /// to the tile's total at the fold's end.
-    ///
-    /// SAFETY (callers): AVX2 available; `b`, `c` and `folds.parts` hold the shapes [`super::gemm_folds`]
-    /// asserts, so every pointer offset below stays inside them.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm_folds_avx2(
-        w: &PackedWeights,
-        b: &[u8],
-        n: usize,
-        c: &mut [i32],
-        folds: super::FoldOut,
-    ) {
-        let nq = w.kp / 4;
-        let n8 = n / 8 * 8;
-        let parts = folds.parts.as_mut_ptr();
-        let mut r = 0;
-        while r < w.m {
-            let rows = (w.m - r).min(4);
-            let mut p = 0;
-            while p < n8 {
-                let mut tot = [_mm256_setzero_si256(); 4];
-                let mut q0 = 0;
-                let mut f = 0;
-                while q0 < nq {
-                    let q1 = (q0 + folds.quads).min(nq);
-                    let mut acc_lo = [_mm256_setzero_si256(); 4];
-                    let mut acc_hi = [_mm256_setzero_si256(); 4];
-                    madd_quads_avx2(w, b, n, r, rows, p, q0..q1, &mut acc_lo, &mut acc_hi);
-                    for i in 0..rows {
-                        let h = pair_sums_avx2(acc_lo[i], acc_hi[i]);
-                        let out = parts.add(f * folds.stride + (r + i) * n + p);
-                        _mm256_storeu_si256(out as *mut __m256i, h);
-                        tot[i] = _mm256_add_epi32(tot[i], h);
-                    }
-                    q0 = q1;
-                    f += 1;
-                }
-                for (i, t) in tot.iter().enumerate().take(rows) {
-                    _mm256_storeu_si256(c.as_mut_ptr().add((r + i) * n + p) as *mut __m256i, *t);
-                }
-                p += 8;
-            }
-            for i in 0..rows {
-                for pp in n8..n {
-                    let mut s = 0i32;
-                    for (f, q0) in (0..nq).step_by(folds.quads).enumerate() {
-                        let mut sf = 0i32;
-                        for kk in q0 * 4..(q0 + folds.quads).min(nq) * 4 {
-                            sf += w.data[(r + i) * w.kp + kk] as i32
-                                * b[super::quad_index(kk, pp, n)] as i32;
-                        }
-                        *parts.add(f * folds.stride + (r + i) * n + pp) = sf;
-                        s += sf;
-                    }
-                    c[(r + i) * n + pp] = s;
-                }
-            }
-            r += rows;
-        }
-    }
-
     /// [`super::gemm_folds`] on AVX-512 VNNI: [`gemm_vnni`]'s tiles, each fold's accumulators stored and added
     /// to the tile's total at the fold's end.
     ///
-    /// SAFETY (callers): AVX-512 F/BW/VNNI available; the shapes as for [`gemm_folds_avx2`] (masked loads and
+    /// SAFETY (callers): AVX-512 F/BW/VNNI available; the shapes [`super::gemm_folds`] asserts (masked loads and
     /// stores keep the column tail inside the slices).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn gemm_folds_vnni(
@@ -1318,7 +1203,8 @@ pub fn conv_acc_folds(
 
 /// `dst[oy·ow + ox] = src[oy·pitch + ox] + c` for every row `oy` of `dst` (`ow` values each; pitched GEMM columns
 /// back to dense positions, the row's constant added; wrapping i32 adds, which the callers' depth bound keeps
-/// exact). AVX-512 one masked vector per 16 columns, else portable; the same values either way (tested).
+/// exact). AVX-512: one masked vector per 16 columns, else AVX2: 8 columns per vector and a masked tail, else
+/// portable; the same values every way (tested).
 pub fn unpitch_add(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) {
     let rows = dst.len() / ow.max(1);
     assert!(ow <= pitch && (rows == 0 || src.len() >= (rows - 1) * pitch + ow));
@@ -1328,7 +1214,27 @@ pub fn unpitch_add(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]
         unsafe { x86::unpitch_add_avx512(src, pitch, ow, c, dst) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available; the loads/stores stay inside each row's `ow` values (asserted).
+        unsafe { x86::unpitch_add_avx2(src, pitch, ow, c, dst) };
+        return;
+    }
     unpitch_add_portable(src, pitch, ow, c, dst)
+}
+
+/// The AVX2 path of [`unpitch_add`] for tests on any CPU with AVX2 (false, nothing written, without it).
+#[cfg(test)]
+pub fn unpitch_add_avx2(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) -> bool {
+    let rows = dst.len() / ow.max(1);
+    assert!(ow <= pitch && (rows == 0 || src.len() >= (rows - 1) * pitch + ow));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available; the shapes are asserted above.
+        unsafe { x86::unpitch_add_avx2(src, pitch, ow, c, dst) };
+        return true;
+    }
+    false
 }
 
 /// The portable path of [`unpitch_add`].

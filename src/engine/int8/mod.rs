@@ -24,6 +24,8 @@ use super::kernels::{self as fk, Activation, Window};
 use super::{argmax, EngineError, Network, Op, CHUNK};
 use crate::model::{LayerKind, Model, Shape};
 
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
 pub mod kernels;
 mod psums;
 pub mod quantize;

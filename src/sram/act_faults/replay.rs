@@ -20,6 +20,16 @@ pub struct LaneMasks {
     pub xor: [u32; LANES],
 }
 
+impl BlockOut {
+    /// All zero (a buffer to replay into).
+    pub const EMPTY: BlockOut = BlockOut {
+        sums: [0; LANES],
+        clean: [0; LANES],
+        saturated: [0; LANES],
+        flipped: 0,
+    };
+}
+
 impl Default for LaneMasks {
     fn default() -> LaneMasks {
         LaneMasks {
@@ -171,7 +181,26 @@ pub fn replay_block_on(
 /// `f·stride .. f·stride + LANES` of `parts` for `f < folds`, inside it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn replay_avx2(parts: &[i32], stride: usize, folds: usize, m: &LaneMasks) -> BlockOut {
+    let mut r = BlockOut::EMPTY;
+    replay_avx2_into(parts, stride, folds, m, &mut r);
+    r
+}
+
+/// [`replay_avx2`] into `r`.
+///
+/// SAFETY (callers): as [`replay_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn replay_avx2_into(
+    parts: &[i32],
+    stride: usize,
+    folds: usize,
+    m: &LaneMasks,
+    r: &mut BlockOut,
+) {
     use std::arch::x86_64::*;
     check(parts, stride, folds);
     let ld =
@@ -229,17 +258,17 @@ unsafe fn replay_avx2(parts: &[i32], stride: usize, folds: usize, m: &LaneMasks)
             sum[h] = read;
         }
     }
-    let mut out = [[0i32; LANES]; 3];
+    // Stored straight into the result's fields (no intermediate arrays to copy).
+    let mut flips = [0u32; LANES];
     for h in 0..2 {
-        _mm256_storeu_si256(out[0].as_mut_ptr().add(8 * h) as *mut __m256i, sum[h]);
-        _mm256_storeu_si256(out[1].as_mut_ptr().add(8 * h) as *mut __m256i, changed[h]);
-        _mm256_storeu_si256(out[2].as_mut_ptr().add(8 * h) as *mut __m256i, sat[h]);
+        _mm256_storeu_si256(r.sums.as_mut_ptr().add(8 * h) as *mut __m256i, sum[h]);
+        _mm256_storeu_si256(flips.as_mut_ptr().add(8 * h) as *mut __m256i, changed[h]);
+        _mm256_storeu_si256(r.saturated.as_mut_ptr().add(8 * h) as *mut __m256i, sat[h]);
     }
-    let mut wide = [0i64; LANES];
     for (q, c) in clean.iter().enumerate() {
-        _mm256_storeu_si256(wide.as_mut_ptr().add(4 * q) as *mut __m256i, *c);
+        _mm256_storeu_si256(r.clean.as_mut_ptr().add(4 * q) as *mut __m256i, *c);
     }
-    block_out(out, wide)
+    r.flipped = flips.iter().map(|&c| c as u64).sum();
 }
 
 /// [`replay_generic`] on AVX-512: one vector of 16 lanes, overflow as a mask register, `vpopcntd` for the
@@ -289,8 +318,9 @@ pub fn replay_blocks(
     stride: usize,
     folds: usize,
     masks: [&LaneMasks; BLOCKS],
-) -> [BlockOut; BLOCKS] {
-    replay_blocks_on(best(), parts, stride, folds, masks)
+    out: &mut [BlockOut; BLOCKS],
+) {
+    replay_blocks_on(best(), parts, stride, folds, masks, out)
 }
 
 /// [`replay_blocks`] on `path` (panics as [`replay_block_on`]).
@@ -300,14 +330,41 @@ pub fn replay_blocks_on(
     stride: usize,
     folds: usize,
     masks: [&LaneMasks; BLOCKS],
-) -> [BlockOut; BLOCKS] {
-    #[cfg(target_arch = "x86_64")]
-    if path == ReplayPath::Avx512 {
-        assert!(path.available(), "{path:?} is not available");
+    out: &mut [BlockOut; BLOCKS],
+) {
+    assert!(path.available(), "{path:?} is not available");
+    match path {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX-512 F/BW/VL/VPOPCNTDQ (asserted above); it checks the shapes first.
-        return unsafe { replay_n_avx512(parts, stride, folds, masks) };
+        ReplayPath::Avx512 => *out = unsafe { replay_n_avx512(parts, stride, folds, masks) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (asserted above); each replay checks its shapes first.
+        ReplayPath::Avx2 => unsafe { replay_n_avx2(parts, stride, folds, masks, out) },
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = replay_block_on(path, parts[i], stride, folds, masks[i]);
+            }
+        }
     }
-    std::array::from_fn(|i| replay_block_on(path, parts[i], stride, folds, masks[i]))
+}
+
+/// `N` [`replay_avx2`]s one after the other, each written straight into `out[i]` (no block's result is
+/// copied through a call boundary).
+///
+/// SAFETY (callers): AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn replay_n_avx2<const N: usize>(
+    parts: [&[i32]; N],
+    stride: usize,
+    folds: usize,
+    masks: [&LaneMasks; N],
+    out: &mut [BlockOut; N],
+) {
+    for i in 0..N {
+        // SAFETY: AVX2 is available (this function's contract); replay_avx2_into checks the shapes.
+        unsafe { replay_avx2_into(parts[i], stride, folds, masks[i], &mut out[i]) };
+    }
 }
 
 /// The AVX-512 replay of `N` blocks in lockstep (the same operations per block; [`replay_avx512`] is `N = 1`).
@@ -476,7 +533,9 @@ mod tests {
                 std::array::from_fn(|i| replay_block_on(ReplayPath::Portable, ps[i], stride, folds, &ms[i]));
             for path in [ReplayPath::Portable, ReplayPath::Avx2, ReplayPath::Avx512] {
                 if path.available() {
-                    prop_assert_eq!(replay_blocks_on(path, ps, stride, folds, mrefs), singles, "{:?} x{}", path, BLOCKS);
+                    let mut got = [BlockOut::EMPTY; BLOCKS];
+                    replay_blocks_on(path, ps, stride, folds, mrefs, &mut got);
+                    prop_assert_eq!(got, singles, "{:?} x{}", path, BLOCKS);
                 }
             }
         }
