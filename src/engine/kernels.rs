@@ -850,6 +850,13 @@ pub fn global_avgpool(x: &[f32], batch: usize, c: usize, hw: usize, out: &mut [f
     }
 }
 
+/// Elementwise `dst = a + b` (what copying `a` into `dst` and then [`add_assign`] of `b` gives, in one pass).
+pub fn add_into(dst: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
+        *d = x + y;
+    }
+}
+
 /// Elementwise `dst += src`.
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     for (d, s) in dst.iter_mut().zip(src) {

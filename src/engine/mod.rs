@@ -635,6 +635,10 @@ impl Network {
                 Op::GlobalAvgPool { c, hw } => {
                     kernels::global_avgpool(src(0), b, *c, *hw, &mut out)
                 }
+                Op::Add if !in_place => {
+                    // One pass instead of a copy of the first input and an addition of the second.
+                    kernels::add_into(&mut out[..need], &src(0)[..need], &src(1)[..need])
+                }
                 elementwise => {
                     if !in_place {
                         out[..need].copy_from_slice(&src(0)[..need]);
