@@ -134,10 +134,8 @@ pub unsafe fn gemm(
                 let q1 = (q0 + quads).min(nq);
                 let sums = tile(&w16, src, stride, q0, q1);
                 if let Some(fo) = folds.as_mut() {
-                    for (i, s) in sums.iter().enumerate().take(rows) {
-                        let at = f * fo.stride + (r + i) * n + p;
-                        store(*s, &mut fo.parts[at..at + cols]);
-                    }
+                    let at = f * fo.stride + r * n + p;
+                    store_tile(&sums, rows, cols, &mut fo.parts[at..], n);
                 }
                 for (t, s) in total.iter_mut().zip(&sums) {
                     *t = _mm256_add_epi32(*t, *s);
@@ -148,27 +146,30 @@ pub unsafe fn gemm(
                     break;
                 }
             }
-            for (i, t) in total.iter().enumerate().take(rows) {
-                let at = (r + i) * n + p;
-                store(*t, &mut c[at..at + cols]);
-            }
+            store_tile(&total, rows, cols, &mut c[r * n + p..], n);
             p += COLS;
         }
         r += rows;
     }
 }
 
-/// The first `dst.len()` (at most 8) lanes of `v` into `dst`.
+/// Rows `0..rows` of a tile, `cols` (at most 8) columns each, into `dst` (row `i` at `dst[i·n..]`): a full
+/// tile is four plain stores after one bounds check, a partial one goes lane by lane.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn store(v: __m256i, dst: &mut [i32]) {
-    if dst.len() == COLS {
-        // SAFETY: `dst` holds 8 values.
-        unsafe { _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, v) };
-    } else {
+fn store_tile(t: &[__m256i; ROWS], rows: usize, cols: usize, dst: &mut [i32], n: usize) {
+    if rows == ROWS && cols == COLS {
+        assert!(dst.len() >= (ROWS - 1) * n + COLS);
+        for (i, v) in t.iter().enumerate() {
+            // SAFETY: row i's 8 values lie inside `dst` (asserted above).
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr().add(i * n) as *mut __m256i, *v) };
+        }
+        return;
+    }
+    for (i, v) in t.iter().enumerate().take(rows) {
         let mut lanes = [0i32; COLS];
         // SAFETY: `lanes` holds 8 values.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
-        dst.copy_from_slice(&lanes[..dst.len()]);
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *v) };
+        dst[i * n..i * n + cols].copy_from_slice(&lanes[..cols]);
     }
 }
