@@ -1214,17 +1214,14 @@ pub fn unpitch_add(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]
         unsafe { x86::unpitch_add_avx512(src, pitch, ow, c, dst) };
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available; the loads/stores stay inside each row's `ow` values (asserted).
-        unsafe { x86::unpitch_add_avx2(src, pitch, ow, c, dst) };
+    if unpitch_add_avx2(src, pitch, ow, c, dst) {
         return;
     }
     unpitch_add_portable(src, pitch, ow, c, dst)
 }
 
-/// The AVX2 path of [`unpitch_add`] for tests on any CPU with AVX2 (false, nothing written, without it).
-#[cfg(test)]
+/// The AVX2 path of [`unpitch_add`] when this CPU has AVX2 (true); without it nothing is written (false). Tests
+/// call it directly, so it is checked on CPUs that dispatch to AVX-512 too.
 pub fn unpitch_add_avx2(src: &[i32], pitch: usize, ow: usize, c: i32, dst: &mut [i32]) -> bool {
     let rows = dst.len() / ow.max(1);
     assert!(ow <= pitch && (rows == 0 || src.len() >= (rows - 1) * pitch + ow));
