@@ -96,14 +96,9 @@ pub fn matmul(
 }
 
 /// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
-/// (0 outside).
+/// (0 outside). The matrix [`conv2d_packed`] multiplies without building it; tests build it to check that.
 pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
-    im2col_into(x, g, cols, g.out_hw(), 0);
-}
-
-/// [`im2col`] into columns `col0 .. col0 + oh·ow` of a matrix with row stride `ld` (several images side by side:
-/// image `b` at `col0 = b·oh·ow`, `ld = images·oh·ow`).
-fn im2col_into(x: &[f32], g: &Window, cols: &mut [f32], ld: usize, col0: usize) {
+    let (ld, col0) = (g.out_hw(), 0);
     let ohw = g.out_hw();
     if g.is_pointwise() {
         // Each row is an input plane: one copy per channel instead of one per output row.
@@ -152,8 +147,8 @@ fn im2col_into(x: &[f32], g: &Window, cols: &mut [f32], ld: usize, col0: usize) 
 /// (PyTorch layout), `out` is batch x cout x oh x ow. Output channel `co` of group `gi = co / (cout/groups)` sees
 /// input channels `gi·c/groups .. (gi+1)·c/groups`.
 ///
-/// Dense and grouped convolutions are im2col + GEMM per group (each group's weights packed once per call, for
-/// every image of the batch); depthwise ones (one input channel per group) run
+/// Dense and grouped convolutions are one GEMM per group over the (never built) im2col matrix (each group's
+/// weights packed once per call, for every image of the batch; [`conv2d_packed`]); depthwise ones (one input channel per group) run
 /// [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -211,6 +206,20 @@ pub fn pack_conv_weights(
 /// [`conv2d`] of a dense or grouped layer with its weights already packed ([`pack_conv_weights`]): the same
 /// values. With `act`, [`activate`] runs on the outputs of each GEMM's images right after it, while they are in
 /// cache (the same values as a separate pass over the batch: the activation is elementwise).
+///
+/// **The im2col matrix is never built.** Its element for tap `(ci, ki, kj)` and output `(oy, ox)` is the input
+/// value at row `oy·sh + ki·dh - ph`, column `ox·sw + kj·dw - pw` (zero outside), which in a zero-padded copy
+/// of the input (`hp × wp` per channel, the span the taps cover) sits at `row_off[tap] + col_off[output]`:
+///
+/// ```text
+/// row_off[(ci·kh + ki)·kw + kj] = ci·hp·wp + ki·dh·wp + kj·dw
+/// col_off[b·oh·ow + oy·ow + ox] = b·(c·hp·wp) + oy·sh·wp + ox·sw
+/// ```
+///
+/// The GEMM packs its panels straight from that copy ([`sgemm::OffsetRhs`]): the same operand values in the
+/// same order, so the same bits as im2col + GEMM, while the padded copy is one pass over the input instead of
+/// `kh·kw` passes of writes and reads (docs/engine-speed.md). A layer no tap of which reads padding uses the
+/// input itself (`hp × wp` then stand for `h × w`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
     x: &[f32],
@@ -230,32 +239,42 @@ pub fn conv2d_packed(
     let k = cg * g.kh * g.kw;
     let ohw = g.out_hw();
     assert_eq!(packed.len(), groups, "one packed operand per group");
-    // One image per GEMM, straight into the output; or `per` images' im2col columns side by side in one
+    if ohw == 0 || batch == 0 {
+        return;
+    }
+    // One image per GEMM, straight into the output; or `per` images' columns side by side in one
     // `k × per·oh·ow` operand and a scratch `og × per·oh·ow` block (started from the bias as the output is),
     // copied to each image's output after the GEMM. Each output is the same fused multiply-add chain over `k`
     // either way (the GEMM's contract does not depend on `n`): the same bits.
     let per = images_per_gemm(ohw, og * k, batch);
     let direct_rhs = per == 1 && g.is_pointwise();
-    let rhs_len = if direct_rhs { 0 } else { k * per * ohw };
+    let taps = TapGeometry::new(&sub);
+    let pad_len = if taps.padded {
+        per * cg * taps.plane + sgemm::MAX_NR
+    } else {
+        0
+    };
     let block_len = if per == 1 { 0 } else { og * per * ohw };
-    if cols.len() < rhs_len + block_len {
-        cols.resize(rhs_len + block_len, 0.0);
+    if cols.len() < pad_len + block_len {
+        cols.resize(pad_len + block_len, 0.0);
     }
-    let (rhs_buf, block_buf) = cols.split_at_mut(rhs_len);
+    let (pad_buf, block_buf) = cols.split_at_mut(pad_len);
+    // The offset tables, for a full group of `per` images (a last, smaller group uses their prefix).
+    let img_stride = if taps.padded {
+        cg * taps.plane
+    } else {
+        g.in_len()
+    };
+    let (row_off, col_off) = if direct_rhs {
+        (Vec::new(), Vec::new())
+    } else {
+        taps.offsets(&sub, per, img_stride)
+    };
     for b0 in (0..batch).step_by(per) {
         let nb = per.min(batch - b0);
         let n = nb * ohw;
         for gi in 0..groups {
-            let image =
-                |bi: usize| &x[(b0 + bi) * g.in_len() + gi * sub.in_len()..][..sub.in_len()];
-            let rhs: &[f32] = if direct_rhs {
-                image(0)
-            } else {
-                for bi in 0..nb {
-                    im2col_into(image(bi), &sub, rhs_buf, n, bi * ohw);
-                }
-                &rhs_buf[..k * n]
-            };
+            let first = b0 * g.in_len() + gi * sub.in_len();
             let dst: &mut [f32] = if per == 1 {
                 &mut out[(b0 * cout + gi * og) * ohw..][..og * ohw]
             } else {
@@ -266,17 +285,30 @@ pub fn conv2d_packed(
                     row.fill(bv);
                 }
             }
-            sgemm::sgemm_packed(
-                &packed[gi],
-                n,
-                dst,
-                bias.is_some(),
-                MatRef {
-                    data: rhs,
+            if direct_rhs {
+                let rhs = MatRef {
+                    data: &x[first..][..sub.in_len()],
                     rs: n,
                     cs: 1,
-                },
-            );
+                };
+                sgemm::sgemm_packed(&packed[gi], n, dst, bias.is_some(), rhs);
+            } else {
+                let data: &[f32] = if taps.padded {
+                    for bi in 0..nb {
+                        let image = &x[first + bi * g.in_len()..][..sub.in_len()];
+                        taps.pad_into(&sub, image, &mut pad_buf[bi * img_stride..][..img_stride]);
+                    }
+                    pad_buf
+                } else {
+                    &x[first..]
+                };
+                let rhs = sgemm::OffsetRhs {
+                    data,
+                    row_off: &row_off,
+                    col_off: &col_off[..n],
+                };
+                sgemm::sgemm_packed_offsets(&packed[gi], n, dst, bias.is_some(), rhs);
+            }
             if per > 1 {
                 for bi in 0..nb {
                     let oi = &mut out[(b0 + bi) * cout * ohw..][..cout * ohw];
@@ -288,6 +320,87 @@ pub fn conv2d_packed(
         }
         if let Some(a) = act {
             activate(&mut out[b0 * cout * ohw..(b0 + nb) * cout * ohw], a);
+        }
+    }
+}
+
+/// Where a convolution's taps read (see [`conv2d_packed`]): the `hp × wp` span of (padded) input rows and
+/// columns they cover, and whether that span needs a zero-padded copy.
+struct TapGeometry {
+    /// Rows and columns of the span: `(oh - 1)·sh + (kh - 1)·dh + 1` and `(ow - 1)·sw + (kw - 1)·dw + 1`.
+    hp: usize,
+    wp: usize,
+    /// Whether some tap reads padding (before the map, or past its end): then the taps read a padded copy of
+    /// `hp × wp` per channel; else the input itself, `h × w` per channel.
+    padded: bool,
+    /// Floats per channel plane of what the taps read.
+    plane: usize,
+    /// Row stride of what the taps read.
+    rs: usize,
+}
+
+impl TapGeometry {
+    fn new(g: &Window) -> TapGeometry {
+        let hp = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+        let wp = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+        let padded = g.ph > 0 || g.pw > 0 || hp > g.h || wp > g.w;
+        let (plane, rs) = if padded {
+            (hp * wp, wp)
+        } else {
+            (g.h * g.w, g.w)
+        };
+        TapGeometry {
+            hp,
+            wp,
+            padded,
+            plane,
+            rs,
+        }
+    }
+
+    /// The row offsets (one per tap, `(ci, ki, kj)` order) and column offsets (one per output of `images`
+    /// images `img_stride` floats apart) of [`conv2d_packed`].
+    fn offsets(&self, g: &Window, images: usize, img_stride: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut row_off = Vec::with_capacity(g.c * g.kh * g.kw);
+        for ci in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    row_off.push(ci * self.plane + ki * g.dh * self.rs + kj * g.dw);
+                }
+            }
+        }
+        let mut col_off = Vec::with_capacity(images * g.out_hw());
+        for b in 0..images {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    col_off.push(b * img_stride + oy * g.sh * self.rs + ox * g.sw);
+                }
+            }
+        }
+        (row_off, col_off)
+    }
+
+    /// Writes the zero-padded `c × hp × wp` copy of one image (`padded[ci][y][x] = image[ci][y - ph][x - pw]`,
+    /// zero outside the image) into `dst`, every value of it.
+    fn pad_into(&self, g: &Window, image: &[f32], dst: &mut [f32]) {
+        let (hp, wp) = (self.hp, self.wp);
+        // Padded columns pw .. pw + w hold the image's columns, as far as the span reaches.
+        let x_lo = g.pw.min(wp);
+        let x_hi = (g.pw + g.w).min(wp).max(x_lo);
+        for (plane, dplane) in image
+            .chunks_exact(g.h * g.w)
+            .zip(dst.chunks_exact_mut(hp * wp))
+        {
+            for (y, drow) in dplane.chunks_exact_mut(wp).enumerate() {
+                match y.checked_sub(g.ph).filter(|&iy| iy < g.h) {
+                    Some(iy) => {
+                        drow[..x_lo].fill(0.0);
+                        drow[x_lo..x_hi].copy_from_slice(&plane[iy * g.w..][..x_hi - x_lo]);
+                        drow[x_hi..].fill(0.0);
+                    }
+                    None => drow.fill(0.0),
+                }
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`Network`] is compiled once from a [`Model`]: the layer list becomes a list of steps over a few reusable
 //!   activation buffers (liveness-based reuse, in-place elementwise layers, zero-copy flatten/identity).
-//! - Convolutions are im2col + GEMM ([`sgemm`]: our own packed, cache-blocked SGEMM with AVX-512F / AVX2+FMA
+//! - Convolutions are GEMMs over the im2col matrix, read through offset tables from a zero-padded copy of the
+//!   input instead of built ([`kernels::conv2d_packed`]; [`sgemm`]: our own packed, cache-blocked SGEMM with AVX-512F / AVX2+FMA
 //!   micro-kernels chosen at run time, every output one fused multiply-add chain over `k` in a fixed order, so the
 //!   same bits on every machine), depthwise convolutions direct, linear layers one GEMM per chunk; rayon runs over
 //!   fixed-size chunks of the batch, so results are bit-identical for any thread count.
@@ -162,7 +163,7 @@ pub struct Network {
 /// What [`Network::forward_chunk_observed`] calls with each computed layer's index and output values.
 type Observer<'a> = &'a mut dyn FnMut(usize, &[f32]);
 
-/// Per-thread scratch: activation slots and the im2col buffer.
+/// Per-thread scratch: activation slots and the convolutions' buffer (padded inputs, side-by-side blocks).
 struct Workspace {
     slots: Vec<Vec<f32>>,
     cols: Vec<f32>,

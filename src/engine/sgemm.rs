@@ -35,6 +35,9 @@ use std::cell::RefCell;
 
 /// Steps of `k` per block: each micro-tile is loaded from / stored to `dst` once per block.
 pub const KC: usize = 256;
+/// The widest column panel of any path (AVX-512's `NR`): a right operand read through [`OffsetRhs`] with this
+/// many floats of slack past its last value is always packed by whole-panel loads.
+pub const MAX_NR: usize = 32;
 /// Columns of `rhs` packed at a time (a multiple of every path's `NR`).
 pub const NC: usize = 512;
 
@@ -106,6 +109,36 @@ impl MatRef<'_> {
     }
 }
 
+/// A right operand read through two offset tables: element `(p, j)` is `data[row_off[p] + col_off[j]]`. A
+/// convolution's im2col matrix without building it: one row offset per tap `(ci, ki, kj)` and one column offset
+/// per output position, into a zero-padded copy of the input ([`super::kernels::conv2d_packed`]). The packing
+/// step gathers it into the same panels a [`MatRef`] gives, so the products and their order are unchanged.
+#[derive(Clone, Copy, Debug)]
+pub struct OffsetRhs<'a> {
+    pub data: &'a [f32],
+    /// One offset per row (`k` of them).
+    pub row_off: &'a [usize],
+    /// One offset per column (`n` of them).
+    pub col_off: &'a [usize],
+}
+
+/// A right operand of either form.
+#[derive(Clone, Copy, Debug)]
+enum Rhs<'a> {
+    Mat(MatRef<'a>),
+    Offsets(OffsetRhs<'a>),
+}
+
+impl Rhs<'_> {
+    #[inline(always)]
+    fn at(&self, r: usize, c: usize) -> f32 {
+        match self {
+            Rhs::Mat(m) => m.at(r, c),
+            Rhs::Offsets(o) => o.data[o.row_off[r] + o.col_off[c]],
+        }
+    }
+}
+
 /// `dst[m × n] (= or +=) lhs[m × k] · rhs[k × n]` on the fastest path of this CPU ([`Path::detect`]); `dst` is
 /// row-major with row stride `n`. Summation order: module docs.
 pub fn sgemm(
@@ -135,6 +168,7 @@ pub fn sgemm_with(
     lhs: MatRef,
     rhs: MatRef,
 ) {
+    let rhs = Rhs::Mat(rhs);
     if !check_shapes(m, n, k, dst, accumulate, rhs) {
         return;
     }
@@ -159,14 +193,7 @@ pub fn sgemm_with(
 ///
 /// # Panics
 /// If `dst` or `rhs` is too short for the shape.
-fn check_shapes(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    rhs: MatRef,
-) -> bool {
+fn check_shapes(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, rhs: Rhs) -> bool {
     if m == 0 || n == 0 {
         return false;
     }
@@ -177,10 +204,21 @@ fn check_shapes(
         }
         return false;
     }
-    assert!(
-        rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
-        "sgemm: rhs too small"
-    );
+    match rhs {
+        Rhs::Mat(rhs) => assert!(
+            rhs.data.len() > (k - 1) * rhs.rs + (n - 1) * rhs.cs,
+            "sgemm: rhs too small"
+        ),
+        Rhs::Offsets(o) => {
+            assert!(
+                o.row_off.len() >= k && o.col_off.len() >= n,
+                "sgemm: rhs offset tables too short"
+            );
+            let last = o.row_off[..k].iter().max().copied().unwrap_or(0)
+                + o.col_off[..n].iter().max().copied().unwrap_or(0);
+            assert!(o.data.len() > last, "sgemm: rhs too small");
+        }
+    }
     true
 }
 
@@ -194,31 +232,15 @@ fn blocked_on(
     dst: &mut [f32],
     accumulate: bool,
     lhs: Lhs,
-    rhs: MatRef,
+    rhs: Rhs,
 ) {
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => blocked::<{ x86::AVX2_MR }, { x86::AVX2_NR }>(
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            lhs,
-            rhs,
-            x86::avx2_tile,
-        ),
+        // SAFETY: the CPU supports the path's instruction set (checked by `Path::available` before any call).
+        Path::Avx2 => unsafe { x86::blocked_avx2(m, n, k, dst, accumulate, lhs, rhs) },
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => blocked::<{ x86::AVX512_MR }, { x86::AVX512_NR }>(
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            lhs,
-            rhs,
-            x86::avx512_tile,
-        ),
+        // SAFETY: as above.
+        Path::Avx512 => unsafe { x86::blocked_avx512(m, n, k, dst, accumulate, lhs, rhs) },
         _ => unreachable!("blocked_on: the portable path is not blocked, other paths are checked by Path::available"),
     }
 }
@@ -309,6 +331,26 @@ impl PackedLhs {
 /// # Panics
 /// If `dst` or `rhs` is too short for the shape.
 pub fn sgemm_packed(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, rhs: MatRef) {
+    packed_on(lhs, n, dst, accumulate, Rhs::Mat(rhs))
+}
+
+/// [`sgemm_packed`] with a right operand read through offset tables ([`OffsetRhs`]): the same bits as
+/// [`sgemm_packed`] on the matrix those tables describe.
+///
+/// # Panics
+/// If `dst` is too short, the tables hold fewer than `k` row or `n` column offsets, or an offset pair points
+/// past `rhs.data`.
+pub fn sgemm_packed_offsets(
+    lhs: &PackedLhs,
+    n: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    rhs: OffsetRhs,
+) {
+    packed_on(lhs, n, dst, accumulate, Rhs::Offsets(rhs))
+}
+
+fn packed_on(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, rhs: Rhs) {
     let (m, k) = (lhs.m, lhs.k);
     if !check_shapes(m, n, k, dst, accumulate, rhs) {
         return;
@@ -329,7 +371,7 @@ fn portable(
     dst: &mut [f32],
     accumulate: bool,
     lhs: MatRef,
-    rhs: MatRef,
+    rhs: Rhs,
 ) {
     for i in 0..m {
         for j in 0..n {
@@ -401,18 +443,23 @@ fn pack_lhs<const MR: usize>(m: usize, p0: usize, kc: usize, lhs: MatRef, out: &
 
 /// Packs `rhs[p0..p0 + kc, j0..j0 + nc]` into `nc.div_ceil(NR)` panels of `kc × NR` (`panel[p·NR + j]`), zero
 /// columns past `nc`. Every element of `out[..panels·kc·NR]` is written (the buffer is reused without clearing).
+#[inline(always)]
 fn pack_rhs<const NR: usize>(
     p0: usize,
     kc: usize,
     j0: usize,
     nc: usize,
-    rhs: MatRef,
+    rhs: Rhs,
     out: &mut Vec<f32>,
 ) {
     let panels = nc.div_ceil(NR);
     if out.len() < panels * kc * NR {
         out.resize(panels * kc * NR, 0.0);
     }
+    let rhs = match rhs {
+        Rhs::Mat(rhs) => rhs,
+        Rhs::Offsets(o) => return pack_rhs_offsets::<NR>(p0, kc, j0, nc, o, out),
+    };
     for (pj, panel) in out[..panels * kc * NR]
         .chunks_exact_mut(kc * NR)
         .enumerate()
@@ -442,9 +489,95 @@ fn pack_rhs<const NR: usize>(
     }
 }
 
+/// Most runs of consecutive column offsets a panel of [`OffsetRhs`] is copied by whole-panel loads for (more
+/// runs, as strided convolutions give, are gathered value by value).
+const MAX_RUNS: usize = 8;
+
+/// [`pack_rhs`] of an [`OffsetRhs`]: the same panels, `panel[p·NR + j] = data[row_off[p0 + p] + col_off[c0 + j]]`.
+///
+/// A panel's columns fall into runs of consecutive offsets (one output row of a stride-1 convolution; a panel
+/// spans several rows when the map is narrower than `NR`). For at most [`MAX_RUNS`] runs, each packed row is
+/// built from one fixed-size `NR`-float load per run, each load keeping only its run's columns (a bit mask the
+/// compiler vectorizes), instead of a copy of variable length per run. Loads that would reach past `data` (the
+/// last values of an unpadded operand) and panels of more runs take the value-by-value gather.
+#[inline(always)]
+fn pack_rhs_offsets<const NR: usize>(
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    rhs: OffsetRhs,
+    out: &mut [f32],
+) {
+    let rows = &rhs.row_off[p0..p0 + kc];
+    let max_row = rows.iter().max().copied().unwrap_or(0);
+    for (pj, panel) in out[..nc.div_ceil(NR) * kc * NR]
+        .chunks_exact_mut(kc * NR)
+        .enumerate()
+    {
+        let c0 = j0 + pj * NR;
+        let cols = (nc - pj * NR).min(NR);
+        let co = &rhs.col_off[c0..c0 + cols];
+        // Run r covers panel columns starts[r] .. starts[r + 1] and reads data[row + base[r] + j] there.
+        let mut starts = [0usize; MAX_RUNS + 1];
+        let mut base = [0usize; MAX_RUNS];
+        let mut runs = 0;
+        let mut whole_loads = true;
+        for (j, &o) in co.iter().enumerate() {
+            if j > 0 && o == co[j - 1] + 1 {
+                continue;
+            }
+            match o.checked_sub(j) {
+                Some(b) if runs < MAX_RUNS && max_row + b + NR <= rhs.data.len() => {
+                    starts[runs] = j;
+                    base[runs] = b;
+                    runs += 1;
+                }
+                _ => {
+                    whole_loads = false;
+                    break;
+                }
+            }
+        }
+        starts[runs] = cols;
+        // masks[r][j]: all ones where column j belongs to run r (none past `cols`: those columns pack as 0).
+        let mut masks = [[0u32; NR]; MAX_RUNS];
+        for (r, mask) in masks.iter_mut().enumerate().take(runs) {
+            mask[starts[r]..starts[r + 1]].fill(u32::MAX);
+        }
+        for (&ro, row) in rows.iter().zip(panel.chunks_exact_mut(NR)) {
+            let row: &mut [f32; NR] = row.try_into().expect("NR columns");
+            if whole_loads && runs == 1 && cols == NR {
+                *row = rhs.data[ro + base[0]..][..NR]
+                    .try_into()
+                    .expect("NR values");
+                continue;
+            }
+            if !whole_loads {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if j < cols { rhs.data[ro + co[j]] } else { 0.0 };
+                }
+                continue;
+            }
+            // The runs partition the panel's columns: OR together each load's bits under its run's mask.
+            let mut v = [0u32; NR];
+            for (&b, mask) in base[..runs].iter().zip(&masks) {
+                let src: &[f32; NR] = rhs.data[ro + b..][..NR].try_into().expect("NR values");
+                for ((d, &x), &m) in v.iter_mut().zip(src).zip(mask) {
+                    *d |= x.to_bits() & m;
+                }
+            }
+            for (d, &bits) in row.iter_mut().zip(&v) {
+                *d = f32::from_bits(bits);
+            }
+        }
+    }
+}
+
 /// The blocked driver of the SIMD paths (module docs), over a micro-kernel of `MR × NR` tiles.
 // `dead_code`: only the x86-64 paths use the blocked driver.
 #[allow(clippy::too_many_arguments, dead_code)]
+#[inline(always)]
 fn blocked<const MR: usize, const NR: usize>(
     m: usize,
     n: usize,
@@ -452,7 +585,7 @@ fn blocked<const MR: usize, const NR: usize>(
     dst: &mut [f32],
     accumulate: bool,
     lhs: Lhs,
-    rhs: MatRef,
+    rhs: Rhs,
     tile: TileFn,
 ) {
     debug_assert!(dst.len() == m * n);
@@ -565,6 +698,41 @@ mod x86 {
     pub const AVX512_NR: usize = 32;
     pub const AVX2_MR: usize = 6;
     pub const AVX2_NR: usize = 16;
+    const _: () = assert!(AVX512_NR <= super::MAX_NR && AVX2_NR <= super::MAX_NR);
+
+    /// [`super::blocked`] with the AVX2 tile, compiled for AVX2 so that the packing copies use its vectors too.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn blocked_avx2(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: &mut [f32],
+        accumulate: bool,
+        lhs: super::Lhs,
+        rhs: super::Rhs,
+    ) {
+        super::blocked::<AVX2_MR, AVX2_NR>(m, n, k, dst, accumulate, lhs, rhs, avx2_tile)
+    }
+
+    /// [`super::blocked`] with the AVX-512 tile, compiled for AVX-512F (as [`blocked_avx2`]).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn blocked_avx512(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: &mut [f32],
+        accumulate: bool,
+        lhs: super::Lhs,
+        rhs: super::Rhs,
+    ) {
+        super::blocked::<AVX512_MR, AVX512_NR>(m, n, k, dst, accumulate, lhs, rhs, avx512_tile)
+    }
 
     /// One instruction set's tile entry point and micro-kernel, from one body: `$tile` is the [`super::TileFn`],
     /// `$kernel::<NV, ROWS>` keeps `ROWS` (MR or 2·MR) rows of `NV` vectors of `$lanes` columns in registers,
@@ -802,6 +970,103 @@ mod tests {
         ) {
             check(m, n, k, accumulate, (la, lb), pad, seed);
         }
+    }
+
+    /// `dst = lhs · rhs` with `rhs` read through offset tables: the bits of the same GEMM on the explicit matrix
+    /// `rhs[p][j] = data[row_off[p] + col_off[j]]`, on every path. The column offsets come in runs of
+    /// consecutive values of random lengths (1 gives a gather per value, many runs per panel the value-by-value
+    /// path), some of them at the very end of `data` (whole-panel loads there would read past it).
+    fn check_offsets(
+        m: usize,
+        n: usize,
+        k: usize,
+        run_len: usize,
+        gap: usize,
+        tail: bool,
+        seed: u64,
+    ) {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let row_off: Vec<usize> = (0..k).map(|_| rng.gen_range(0..50)).collect();
+        let mut col_off = Vec::with_capacity(n);
+        let mut next = rng.gen_range(0..5);
+        while col_off.len() < n {
+            for _ in 0..run_len.min(n - col_off.len()) {
+                col_off.push(next);
+                next += 1;
+            }
+            next += gap;
+        }
+        let last = row_off.iter().max().unwrap() + col_off.iter().max().unwrap();
+        // `tail`: data ends right after the last value read; else a panel's worth of slack.
+        let len = last + 1 + if tail { 0 } else { MAX_NR };
+        let data: Vec<f32> = (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let explicit: Vec<f32> = (0..k)
+            .flat_map(|p| {
+                col_off
+                    .iter()
+                    .map(|&c| data[row_off[p] + c])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let lhs_data: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let lhs = MatRef {
+            data: &lhs_data,
+            rs: k,
+            cs: 1,
+        };
+        let init: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        for path in [Path::Portable, Path::Avx2, Path::Avx512] {
+            if !path.available() {
+                continue;
+            }
+            for accumulate in [false, true] {
+                let mut want = init.clone();
+                let rhs = MatRef {
+                    data: &explicit,
+                    rs: n,
+                    cs: 1,
+                };
+                sgemm_with(Path::Portable, m, n, k, &mut want, accumulate, lhs, rhs);
+                let mut got = init.clone();
+                let rhs = OffsetRhs {
+                    data: &data,
+                    row_off: &row_off,
+                    col_off: &col_off,
+                };
+                sgemm_packed_offsets(
+                    &PackedLhs::new(path, m, k, lhs),
+                    n,
+                    &mut got,
+                    accumulate,
+                    rhs,
+                );
+                for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{} offsets vs explicit at {idx} (m {m} n {n} k {k} runs of {run_len})",
+                        path.name()
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn offset_operand_equals_the_explicit_matrix(
+            m in 1usize..20, n in 1usize..90, k in 1usize..40, run_len in 1usize..40, gap in 0usize..4,
+            tail: bool, seed in any::<u64>(),
+        ) {
+            check_offsets(m, n, k, run_len, gap, tail, seed);
+        }
+    }
+
+    #[test]
+    fn offset_operand_over_blocks_of_k_and_n() {
+        check_offsets(7, NC + 45, KC + 3, 28, 2, true, 1);
+        check_offsets(9, 100, 2 * KC + 1, 4, 2, false, 2);
     }
 
     #[test]
