@@ -457,20 +457,36 @@ pub fn depthwise_conv2d(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    depthwise_conv2d_fused(x, batch, g, cout, weight, bias, None, out)
+}
+
+/// [`depthwise_conv2d`] followed by [`activate`] with `act`, run on each output channel right after it is
+/// written, while it is in cache (the same values as a separate pass: the activation is elementwise).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_fused(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
-            unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, out) };
+            unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, act, out) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked above); the body is safe code.
-            unsafe { depthwise_conv2d_avx2(x, batch, g, cout, weight, bias, out) };
+            unsafe { depthwise_conv2d_avx2(x, batch, g, cout, weight, bias, act, out) };
             return;
         }
     }
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -483,6 +499,7 @@ unsafe fn depthwise_conv2d_avx512(
     cout: usize,
     weight: &[f32],
     bias: Option<&[f32]>,
+    act: Option<Activation>,
     out: &mut [f32],
 ) {
     depthwise_conv2d_impl(
@@ -492,6 +509,7 @@ unsafe fn depthwise_conv2d_avx512(
         cout,
         weight,
         bias,
+        act,
         out,
         |b0, w, off, src, o| dw_taps_avx512(b0, w, off, src, o),
     )
@@ -507,9 +525,10 @@ unsafe fn depthwise_conv2d_avx2(
     cout: usize,
     weight: &[f32],
     bias: Option<&[f32]>,
+    act: Option<Activation>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
 }
 
 /// The portable path of [`depthwise_conv2d`] (for tests comparing it with the SIMD-dispatched one).
@@ -523,7 +542,7 @@ pub fn depthwise_conv2d_baseline(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, out, dw_taps)
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, None, out, dw_taps)
 }
 
 /// Outputs of a depthwise map accumulated together (in registers on the SIMD paths) over all taps.
@@ -574,6 +593,7 @@ fn depthwise_conv2d_impl(
     cout: usize,
     weight: &[f32],
     bias: Option<&[f32]>,
+    act: Option<Activation>,
     out: &mut [f32],
     taps_fn: impl Fn(f32, &[f32], &[usize], &[f32], &mut [f32; DW_LANES]),
 ) {
@@ -614,15 +634,21 @@ fn depthwise_conv2d_impl(
         .max(lo);
         (lo, hi)
     };
+    // Per phase (a, b): its row offset a, column offset b and valid columns (lo, hi), the same for every channel.
+    let phase_geom: Vec<(usize, usize, usize, usize)> = (0..sh * sw)
+        .map(|p| {
+            let (a, bb) = (p / sw, p % sw);
+            let (lo, hi) = valid_cols(bb);
+            (a, bb, lo, hi)
+        })
+        .collect();
     for b in 0..batch {
         for ci in 0..g.c {
             let plane = &x[(b * g.c + ci) * hw..][..hw];
-            for (p, phase) in phases[..sh * sw * plane_len]
+            for (phase, &(a, bb, lo, hi)) in phases[..sh * sw * plane_len]
                 .chunks_exact_mut(plane_len)
-                .enumerate()
+                .zip(&phase_geom)
             {
-                let (a, bb) = (p / sw, p % sw);
-                let (lo, hi) = valid_cols(bb);
                 for (y, prow) in phase.chunks_exact_mut(pw_).enumerate() {
                     let iy = (y * sh + a) as isize - g.ph as isize;
                     if iy < 0 || iy >= g.h as isize || lo == hi {
@@ -664,6 +690,9 @@ fn depthwise_conv2d_impl(
                 let o = &mut out[(b * cout + co) * ohw..][..ohw];
                 for (orow, arow) in o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(pw_)) {
                     orow.copy_from_slice(&arow[..g.ow]);
+                }
+                if let Some(a) = act {
+                    activate(o, a);
                 }
             }
         }

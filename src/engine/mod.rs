@@ -599,6 +599,25 @@ impl Network {
                     groups,
                     weight,
                     bias,
+                } if g.c == *groups && *groups > 1 => {
+                    fused = next_act.is_some();
+                    kernels::depthwise_conv2d_fused(
+                        src(0),
+                        b,
+                        g,
+                        *cout,
+                        &self.weights[*weight],
+                        bias.map(|i| self.weights[i].as_slice()),
+                        next_act,
+                        &mut out,
+                    )
+                }
+                Op::Conv {
+                    g,
+                    cout,
+                    groups,
+                    weight,
+                    bias,
                 } => kernels::conv2d(
                     src(0),
                     b,

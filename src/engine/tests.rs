@@ -253,6 +253,15 @@ proptest! {
             fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+        // With the activation fused (ReLU6, as MobileNet's): the bits of the activation run after it.
+        let act = kernels::Activation::Clip { min: 0.0, max: 6.0 };
+        let mut fused = vec![f32::NAN; b * dcout * g.out_hw()];
+        kernels::depthwise_conv2d_fused(&x, b, &g, dcout, &dw_w, dbias, Some(act), &mut fused);
+        kernels::activate(&mut fast, act);
+        prop_assert_eq!(
+            fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     /// Whatever path a dense or grouped convolution takes (one image per GEMM, or several side by side as
@@ -995,17 +1004,35 @@ fn group_norm_simd_dispatch_is_bit_identical_to_baseline() {
 
 #[test]
 fn activation_fused_into_the_convolution_gives_the_unfused_values() {
-    // The residual graph with its BatchNorm made an identity: conv c1 is followed directly by its in-place ReLU,
-    // which `forward` then applies inside the convolution; the observed pass (no fusion) is the reference.
-    let toml = RESIDUAL_TOML.replace(
+    fused_activation_case(false);
+}
+
+#[test]
+fn activation_fused_into_the_depthwise_convolution_gives_the_unfused_values() {
+    fused_activation_case(true);
+}
+
+/// The residual graph with its BatchNorm made an identity: conv c1 (dense, or depthwise with multiplier 2) is
+/// followed directly by its in-place ReLU, which `forward` then applies inside the convolution; the observed
+/// pass (no fusion) is the reference.
+fn fused_activation_case(depthwise: bool) {
+    let mut toml = RESIDUAL_TOML.replace(
         "type = \"batchnorm\"\nchannels = 4\nweight = \"bn.w\"\nbias = \"bn.b\"\nrunning_mean = \"bn.m\"\nrunning_var = \"bn.v\"",
         "type = \"identity\"",
     );
     assert_ne!(toml, RESIDUAL_TOML);
-    let tensors: Vec<_> = residual_tensors()
+    let mut tensors: Vec<_> = residual_tensors()
         .into_iter()
         .filter(|t| !t.0.starts_with("bn."))
         .collect();
+    if depthwise {
+        let dense = "padding = [1, 1]\nweight = \"c1.w\"";
+        assert!(toml.contains(dense));
+        toml = toml.replace(dense, "padding = [1, 1]\ngroups = 2\nweight = \"c1.w\"");
+        let c1 = tensors.iter_mut().find(|t| t.0 == "c1.w").unwrap();
+        c1.1 = vec![4, 1, 3, 3];
+        c1.2.truncate(4 * 9);
+    }
     let d = tempfile::tempdir().unwrap();
     let p = write_model(d.path(), "m", &toml, &tensors);
     let model = Model::load(&p).unwrap();
