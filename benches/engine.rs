@@ -12,7 +12,7 @@
 //!
 //! Run: `cargo bench --bench engine` (env `ENGINE_BENCH_IMAGES`, default 4096; `ENGINE_BENCH_NO_TORCH=1` skips torch
 //! and onnxruntime; `ENGINE_BENCH_ONLY=float|int8|int8-faults` times only that engine, for profiling, and
-//! `ENGINE_BENCH_ONLY=onnx:PATH` the float engine on an ONNX file).
+//! `ENGINE_BENCH_ONLY=onnx:PATH` the float engine on an ONNX file, on `ENGINE_BENCH_THREADS` threads).
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -211,15 +211,20 @@ fn profile_only(only: &str, model: &Model, net: &Network, x: &Array4<f32>) {
 
 /// `ENGINE_BENCH_ONLY=onnx:PATH`: imports the ONNX file at PATH (as the ONNX section does) and runs the float
 /// engine on random images, 1 thread, best of 7 (for `perf record` on the MobileNet-style or ResNet-18-size
-/// networks that `training/scripts/bench_onnx.py --out DIR` writes; `ENGINE_BENCH_IMAGES` images, 256 unless set).
+/// networks that `training/scripts/bench_onnx.py --out DIR` writes; `ENGINE_BENCH_IMAGES` images, 256 unless set;
+/// `ENGINE_BENCH_THREADS` threads, 1 unless set).
 fn profile_onnx(path: &str, images: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = import_onnx(path, "profiled", dir.path());
     let net = Network::from_model(&model);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(2);
     let x = Array4::from_shape_fn((images, 1, 28, 28), |_| rng.gen_range(-0.8f32..2.0));
-    let r = throughput(&net, &x, 1, 7);
-    println!("float on {path}: {r:.1} images/s ({images} images, 1 thread, best of 7)");
+    let threads: usize = std::env::var("ENGINE_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let r = throughput(&net, &x, threads, 7);
+    println!("float on {path}: {r:.1} images/s ({images} images, {threads} thread(s), best of 7)");
 }
 
 fn torch_figures(images: usize) -> Option<(f64, f64)> {
