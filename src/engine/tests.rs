@@ -177,7 +177,7 @@ fn window_strategy() -> impl Strategy<Value = (Window, usize, usize)> {
 fn grouped_strategy() -> impl Strategy<Value = (Window, usize, usize, usize)> {
     (
         (1usize..4, 1usize..4, 1usize..3),
-        (1usize..10, 1usize..10),
+        (1usize..10, 1usize..40),
         (1usize..4, 1usize..4),
         (1usize..3, 1usize..3),
         (0usize..3, 0usize..3, 0usize..3, 0usize..3),
