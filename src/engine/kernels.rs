@@ -98,12 +98,11 @@ pub fn matmul(
 /// im2col of one image: `cols[(ci·kh + ki)·kw + kj][oy·ow + ox] = x[ci][oy·sh + ki·dh - ph][ox·sw + kj·dw - pw]`
 /// (0 outside). The matrix [`conv2d_packed`] multiplies without building it; tests build it to check that.
 pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
-    let (ld, col0) = (g.out_hw(), 0);
     let ohw = g.out_hw();
     if g.is_pointwise() {
         // Each row is an input plane: one copy per channel instead of one per output row.
         for (ci, plane) in x[..g.c * ohw].chunks_exact(ohw).enumerate() {
-            cols[ci * ld + col0..][..ohw].copy_from_slice(plane);
+            cols[ci * ohw..][..ohw].copy_from_slice(plane);
         }
         return;
     }
@@ -111,7 +110,7 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = ((ci * g.kh + ki) * g.kw + kj) * ld + col0;
+                let row = ((ci * g.kh + ki) * g.kw + kj) * ohw;
                 let dst = &mut cols[row..row + ohw];
                 let off = kj * g.dw;
                 let (ox_lo, ox_hi) = g.valid_ox(off);
@@ -148,8 +147,8 @@ pub fn im2col(x: &[f32], g: &Window, cols: &mut [f32]) {
 /// input channels `gi·c/groups .. (gi+1)·c/groups`.
 ///
 /// Dense and grouped convolutions are one GEMM per group over the (never built) im2col matrix (each group's
-/// weights packed once per call, for every image of the batch; [`conv2d_packed`]); depthwise ones (one input channel per group) run
-/// [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
+/// weights packed once per call, for every image of the batch; [`conv2d_packed`]); depthwise ones (one input
+/// channel per group) run [`depthwise_conv2d`] directly, never a dense convolution with zeros. `cols` is scratch, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -218,7 +217,7 @@ pub fn pack_conv_weights(
 ///
 /// The GEMM packs its panels straight from that copy ([`sgemm::OffsetRhs`]): the same operand values in the
 /// same order, so the same bits as im2col + GEMM, while the padded copy is one pass over the input instead of
-/// `kh·kw` passes of writes and reads (docs/engine-speed.md). A layer no tap of which reads padding uses the
+/// `kh·kw` passes of writes and reads (docs/onnx.md#speed-of-the-float-engine). A layer no tap of which reads padding uses the
 /// input itself (`hp × wp` then stand for `h × w`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
