@@ -485,7 +485,19 @@ pub fn depthwise_conv2d_fused(
             return;
         }
     }
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
+    depthwise_conv2d_impl(
+        x,
+        batch,
+        g,
+        cout,
+        weight,
+        bias,
+        act,
+        out,
+        dw_taps,
+        copy_row,
+        even_values,
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -511,6 +523,8 @@ unsafe fn depthwise_conv2d_avx512(
         act,
         out,
         |b0, w, off, src, o| dw_taps_avx512(b0, w, off, src, o),
+        |src, dst| copy_row_avx512(src, dst),
+        |src, dst| even_values_avx512(src, dst),
     )
 }
 
@@ -527,7 +541,19 @@ unsafe fn depthwise_conv2d_avx2(
     act: Option<Activation>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
+    depthwise_conv2d_impl(
+        x,
+        batch,
+        g,
+        cout,
+        weight,
+        bias,
+        act,
+        out,
+        dw_taps,
+        copy_row,
+        even_values,
+    )
 }
 
 /// The portable path of [`depthwise_conv2d`] (for tests comparing it with the SIMD-dispatched one).
@@ -541,7 +567,19 @@ pub fn depthwise_conv2d_baseline(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, None, out, dw_taps)
+    depthwise_conv2d_impl(
+        x,
+        batch,
+        g,
+        cout,
+        weight,
+        bias,
+        None,
+        out,
+        dw_taps,
+        copy_row,
+        even_values,
+    )
 }
 
 /// Outputs of a depthwise map accumulated together (in registers on the SIMD paths) over all taps.
@@ -583,6 +621,80 @@ fn dw_taps_avx512(b0: f32, w: &[f32], off: &[usize], src: &[f32], out: &mut [f32
     }
 }
 
+/// `dst = src` (equal lengths): a plain copy (the portable form of [`copy_row_avx512`]).
+#[inline(always)]
+fn copy_row(src: &[f32], dst: &mut [f32]) {
+    dst.copy_from_slice(src);
+}
+
+/// `dst[j] = src[2·j]` for every `j < dst.len()`; `src` holds at least `2·dst.len() − 1` values (the portable
+/// form of [`even_values_avx512`]).
+#[inline(always)]
+fn even_values(src: &[f32], dst: &mut [f32]) {
+    let n = dst.len();
+    // Pairs (vectorizes as a deinterleave), then a last value without its pair.
+    let pairs = n.min(src.len() / 2);
+    for (v, pair) in dst.iter_mut().zip(src[..2 * pairs].chunks_exact(2)) {
+        *v = pair[0];
+    }
+    for (j, v) in dst.iter_mut().enumerate().skip(pairs) {
+        *v = src[2 * j];
+    }
+}
+
+/// [`copy_row`] with masked 16-float loads and stores: the depthwise kernel's rows are short (a 7-, 14- or
+/// 28-wide map), where a `memcpy` call costs more than the copy.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn copy_row_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(src.len(), dst.len());
+    let n = dst.len();
+    for j in (0..n).step_by(16) {
+        let m: __mmask16 = if n - j >= 16 {
+            !0
+        } else {
+            (1u16 << (n - j)) - 1
+        };
+        // SAFETY: the mask covers only positions j .. n, inside both slices (equal lengths n).
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(j));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, v);
+        }
+    }
+}
+
+/// [`even_values`] on AVX-512: 16 outputs from two masked 16-float loads and one `vpermt2ps` (the even lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn even_values_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(n == 0 || src.len() > 2 * (n - 1));
+    let mask = |len: usize| -> __mmask16 {
+        if len >= 16 {
+            !0
+        } else {
+            (1u16 << len) - 1
+        }
+    };
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for j in (0..n).step_by(16) {
+        // Source values 2j .. 2j + 32, those that exist; outputs j .. min(j + 16, n).
+        let avail = src.len() - 2 * j;
+        // SAFETY: each load's mask covers only positions below src.len(); the store's only outputs below n.
+        unsafe {
+            let lo = _mm512_maskz_loadu_ps(mask(avail), src.as_ptr().add(2 * j));
+            let hi = _mm512_maskz_loadu_ps(
+                mask(avail.saturating_sub(16)),
+                src.as_ptr().add(2 * j + 16.min(avail)),
+            );
+            let v = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), mask(n - j), v);
+        }
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn depthwise_conv2d_impl(
@@ -595,6 +707,8 @@ fn depthwise_conv2d_impl(
     act: Option<Activation>,
     out: &mut [f32],
     taps_fn: impl Fn(f32, &[f32], &[usize], &[f32], &mut [f32; DW_LANES]),
+    copy_fn: impl Fn(&[f32], &mut [f32]),
+    even_fn: impl Fn(&[f32], &mut [f32]),
 ) {
     let mult = cout / g.c;
     let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
@@ -657,21 +771,9 @@ fn depthwise_conv2d_impl(
                     let src = &plane[iy as usize * g.w..][..g.w];
                     let ix0 = lo * sw + bb - g.pw;
                     if sw == 1 {
-                        prow[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                        copy_fn(&src[ix0..ix0 + (hi - lo)], &mut prow[lo..hi]);
                     } else if sw == 2 {
-                        // Pairs (vectorizes as a deinterleave), then a last value without its pair.
-                        let n = hi - lo;
-                        let pairs = n.min((g.w - ix0) / 2);
-                        let dst = &mut prow[lo..hi];
-                        for (v, pair) in dst
-                            .iter_mut()
-                            .zip(src[ix0..ix0 + 2 * pairs].chunks_exact(2))
-                        {
-                            *v = pair[0];
-                        }
-                        for (j, v) in dst.iter_mut().enumerate().skip(pairs) {
-                            *v = src[ix0 + 2 * j];
-                        }
+                        even_fn(&src[ix0..], &mut prow[lo..hi]);
                     } else {
                         for (j, v) in prow[lo..hi].iter_mut().enumerate() {
                             *v = src[ix0 + j * sw];
@@ -688,7 +790,7 @@ fn depthwise_conv2d_impl(
                 }
                 let o = &mut out[(b * cout + co) * ohw..][..ohw];
                 for (orow, arow) in o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(pw_)) {
-                    orow.copy_from_slice(&arow[..g.ow]);
+                    copy_fn(&arow[..g.ow], orow);
                 }
                 if let Some(a) = act {
                     activate(o, a);
