@@ -26,8 +26,31 @@ pub mod sgemm;
 pub use eval::{evaluate, CleanEval, Evaluator, RobustEval};
 use kernels::{Activation, Window};
 
-/// Images per work item. Fixed (not derived from the thread count) so that results do not depend on it.
+/// Images per work item of the integer datapath, and the most the float engine puts in one ([`float_chunk`]).
+/// Fixed by the model, never derived from the thread count, so that results do not depend on it (they do not
+/// depend on the chunk size either: every example is computed on its own).
 pub const CHUNK: usize = 32;
+
+/// Bytes one activation slot of a float work item may take before the float engine puts fewer images in it:
+/// a chunk's input and output maps then stay in a core's L2 (docs/onnx.md#speed-of-the-float-engine).
+pub const CHUNK_SLOT_BYTES: usize = 2 << 20;
+
+/// Images per work item of the float engine: the largest power of two from 8 to [`CHUNK`] whose widest output
+/// map (`max_out_len` floats per image) fits in [`CHUNK_SLOT_BYTES`]; but [`CHUNK`] when the weights
+/// (`weight_floats`) do not fit in that either, since each work item streams all of them from memory once, and
+/// more images per item is then what amortizes that. A MobileNet-style model (200 KiB maps, 0.5 MiB of weights)
+/// gets 8; the companion's CNN (50 KiB maps) and a ResNet-18-size model (45 MB of weights) get 32.
+pub fn float_chunk(max_out_len: usize, weight_floats: usize) -> usize {
+    if weight_floats * std::mem::size_of::<f32>() > CHUNK_SLOT_BYTES {
+        return CHUNK;
+    }
+    let fit = CHUNK_SLOT_BYTES / (max_out_len.max(1) * std::mem::size_of::<f32>());
+    let mut chunk = CHUNK;
+    while chunk > 8 && chunk > fit {
+        chunk /= 2;
+    }
+    chunk
+}
 
 /// Errors of the engine (shape mismatches between a network and the data or weights handed to it).
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +181,8 @@ pub struct Network {
     /// Per parameter tensor id, the GEMM operands of a dense or grouped convolution's weights (one per group,
     /// [`kernels::pack_conv_weights`]), rebuilt whenever the weights are decoded; empty for other tensors.
     packed: Vec<Vec<sgemm::PackedLhs>>,
+    /// Images per work item ([`float_chunk`]).
+    chunk: usize,
 }
 
 /// What [`Network::forward_chunk_observed`] calls with each computed layer's index and output values.
@@ -490,11 +515,13 @@ impl Network {
             });
         }
         let output_slot = slot_of[storage[n]].expect("the output is computed");
-        let weights = model
+        let weights: Vec<Vec<f32>> = model
             .param_tensors()
             .iter()
             .map(|p| vec![0.0; p.len])
             .collect();
+        let max_out_len = steps.iter().map(|st| st.out_len).max().unwrap_or(0);
+        let weight_floats = weights.iter().map(Vec::len).sum();
         Network {
             steps,
             n_slots,
@@ -504,6 +531,7 @@ impl Network {
             classes: graph.outputs(),
             weights,
             packed: Vec::new(),
+            chunk: float_chunk(max_out_len, weight_floats),
         }
     }
 
@@ -737,13 +765,13 @@ impl Network {
         let per = x.len() / n.max(1);
         let mut logits = vec![0.0f32; n * self.classes];
         logits
-            .par_chunks_mut(CHUNK * self.classes)
+            .par_chunks_mut(self.chunk * self.classes)
             .enumerate()
             .for_each_init(
                 || self.workspace(),
                 |ws, (ci, out)| {
                     let b = out.len() / self.classes;
-                    let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
+                    let xs = &x[ci * self.chunk * per..(ci * self.chunk + b) * per];
                     out.copy_from_slice(self.forward_chunk(xs, b, ws));
                 },
             );
@@ -764,11 +792,11 @@ impl Network {
         let x = x.as_slice().expect("standard layout is contiguous");
         let per = x.len() / n.max(1);
         let mut pred = vec![0u16; n];
-        pred.par_chunks_mut(CHUNK).enumerate().for_each_init(
+        pred.par_chunks_mut(self.chunk).enumerate().for_each_init(
             || self.workspace(),
             |ws, (ci, out)| {
                 let b = out.len();
-                let xs = &x[ci * CHUNK * per..(ci * CHUNK + b) * per];
+                let xs = &x[ci * self.chunk * per..(ci * self.chunk + b) * per];
                 let logits = self.forward_chunk(xs, b, ws);
                 for (p, row) in out.iter_mut().zip(logits.chunks_exact(self.classes)) {
                     *p = argmax(row);

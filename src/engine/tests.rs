@@ -899,6 +899,44 @@ fn deterministic_across_thread_counts() {
     assert_eq!(run(1), run(3));
 }
 
+/// The float engine's chunk size is a speed choice only: the logits (and predictions) are the same bits for any
+/// number of images per work item, including chunks that do not divide the batch.
+#[test]
+fn logits_do_not_depend_on_the_chunk_size() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_model(d.path(), "m", RESIDUAL_TOML, &residual_tensors());
+    let model = Model::load(&p).unwrap();
+    let mut net = Network::from_model(&model);
+    let x = input(45, net.input_shape(), 5);
+    net.chunk = 32;
+    let (want, want_pred) = (net.forward(x.view()), net.predict(x.view()).unwrap());
+    for chunk in [1, 7, 8, 64] {
+        net.chunk = chunk;
+        let got = net.forward(x.view());
+        let same = want
+            .iter()
+            .zip(got.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "chunk {chunk}");
+        assert_eq!(net.predict(x.view()).unwrap(), want_pred, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn float_chunk_keeps_a_chunk_of_maps_in_l2_unless_the_weights_do_not_fit_either() {
+    // The companion's CNN: 16 x 28 x 28 maps (49 KiB), 0.4 MiB of weights.
+    assert_eq!(float_chunk(16 * 28 * 28, 105_914), 32);
+    // MobileNet-style: 64 x 28 x 28 maps (196 KiB), 135 k weights: 8 such maps are 1.5 MiB.
+    assert_eq!(float_chunk(64 * 28 * 28, 134_730), 8);
+    // 100 KiB maps: 16 of them fit.
+    assert_eq!(float_chunk(25_000, 1000), 16);
+    // ResNet-18-size: the same maps as MobileNet's but 11 M weights (45 MB) streamed once per work item.
+    assert_eq!(float_chunk(64 * 28 * 28, 11_168_010), 32);
+    // Huge maps never go below 8; tiny ones never above CHUNK.
+    assert_eq!(float_chunk(10_000_000, 10), 8);
+    assert_eq!(float_chunk(0, 0), CHUNK);
+}
+
 #[test]
 fn robust_error_follows_the_paper_definition() {
     let d = tempfile::tempdir().unwrap();
