@@ -414,7 +414,7 @@ thread_local! {
 /// The first `len` floats of `buf` from its first 64-byte boundary on (`buf` grows as needed). The kernels read
 /// the packed `rhs` in 64-byte rows (AVX2's `NR = 16` floats as two ymm loads, AVX-512's 32 as two zmm loads):
 /// from a boundary no load straddles two cache lines. The allocator only promises 16-byte alignment, and with
-/// split loads the AVX-512 kernel ran 8–14 % slower on in-cache products (docs/onnx.md).
+/// split loads the AVX-512 kernel ran 6–17 % slower on in-cache products (docs/onnx.md).
 fn cache_line_aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     const LINE_FLOATS: usize = 64 / std::mem::size_of::<f32>();
     if buf.len() < len + LINE_FLOATS {
