@@ -445,7 +445,9 @@ fn images_per_gemm(ohw: usize, weights: usize, batch: usize) -> usize {
 /// the phase width (the few extra columns per row are computed and dropped), is then one contiguous range:
 /// 64 outputs at a time stay in registers while every tap adds its shifted slice of the phase plane. Those
 /// loops vectorize; the AVX-512 / AVX2 builds of the same code are chosen at run time and give the same bits
-/// (no FMA contraction).
+/// (no FMA contraction). On AVX-512, unit column stride (MobileNet's stride-1 layers) takes
+/// `depthwise_rows_avx512` instead, which reads the input rows in place under lane masks: the same operations
+/// per output in the same order, so the same bits again.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d(
     x: &[f32],
@@ -475,6 +477,11 @@ pub fn depthwise_conv2d_fused(
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
+            if g.sw == 1 {
+                // SAFETY: the CPU supports AVX-512F (checked above).
+                unsafe { depthwise_rows_avx512(x, batch, g, cout, weight, bias, act, out) };
+                return;
+            }
             // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
             unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, act, out) };
             return;
@@ -554,6 +561,188 @@ unsafe fn depthwise_conv2d_avx2(
         copy_row,
         even_values,
     )
+}
+
+/// Output rows of a unit-column-stride depthwise map computed together by [`depthwise_rows_avx512`].
+const DW_ROWS: usize = 8;
+
+/// [`depthwise_conv2d_fused`] for unit column stride on AVX-512, without phase planes: each output row is read
+/// straight from the input rows its taps cover, 16 columns per zmm register, [`DW_ROWS`] rows at a time (eight
+/// independent add chains; the last `oh mod 8` rows as one block of that many). A tap's 16 input columns are one masked load, the mask dropping the columns that
+/// fall in the padding (loaded as 0, so the tap adds `w·0` there as the definition does) or past the row; a
+/// tap row in the padding adds `w·0` from a zero vector. The outputs are stored under a mask straight into
+/// `out`. Per output: the bias, then one multiply and one add per tap in (ki, kj) order, the portable path's
+/// operations, so the same bits (the proptest compares them); no plane copies, no row copies.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_rows_avx512(
+    x: &[f32],
+    batch: usize,
+    g: &Window,
+    cout: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    assert_eq!(g.sw, 1);
+    let mult = cout / g.c;
+    let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
+    assert!(
+        x.len() >= batch * g.c * hw
+            && out.len() >= batch * cout * ohw
+            && weight.len() >= cout * taps
+    );
+    if ohw == 0 {
+        return;
+    }
+    // Per (column block, kj): the load's first input column (may be negative) and its lane mask, the lanes
+    // whose input column lies inside [0, w). The same for every row and channel.
+    let blocks = g.ow.div_ceil(16);
+    let mut loads: Vec<(isize, __mmask16)> = Vec::with_capacity(blocks * g.kw);
+    for bi in 0..blocks {
+        for kj in 0..g.kw {
+            let first = (bi * 16 + kj * g.dw) as isize - g.pw as isize;
+            let lo = (-first).clamp(0, 16);
+            let hi = (g.w as isize - first).clamp(0, 16);
+            let mask = if hi > lo {
+                (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+            } else {
+                0
+            };
+            loads.push((first, mask));
+        }
+    }
+    // What a tap row in the padding reads (under the same column masks as a row of the map).
+    let zero_row = vec![0.0f32; g.w];
+    // A Clip activation runs on the sums in registers; any other after each channel.
+    let clip = match act {
+        Some(Activation::Clip { min, max }) => Some((min, max)),
+        _ => None,
+    };
+    let store_mask = |bi: usize| -> __mmask16 {
+        let n = (g.ow - bi * 16).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    };
+    for b in 0..batch {
+        for ci in 0..g.c {
+            let plane = &x[(b * g.c + ci) * hw..][..hw];
+            for co in ci * mult..(ci + 1) * mult {
+                let b0 = _mm512_set1_ps(bias.map_or(0.0, |bv| bv[co]));
+                let wk = &weight[co * taps..(co + 1) * taps];
+                let o = &mut out[(b * cout + co) * ohw..][..ohw];
+                let full = g.oh / DW_ROWS * DW_ROWS;
+                for bi in 0..blocks {
+                    let m = store_mask(bi);
+                    for oy0 in (0..full).step_by(DW_ROWS) {
+                        // SAFETY: rows oy0 .. oy0 + DW_ROWS < oh and column block bi < ceil(ow / 16).
+                        unsafe {
+                            dw_rows_block::<DW_ROWS>(
+                                plane, &zero_row, g, wk, b0, &loads, oy0, bi, m, clip, o,
+                            )
+                        };
+                    }
+                    // The last oh mod DW_ROWS rows as one block too (as many independent chains as rows).
+                    // SAFETY: rows full .. oh, column block bi < ceil(ow / 16).
+                    unsafe {
+                        match g.oh - full {
+                            0 => {}
+                            1 => dw_rows_block::<1>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            2 => dw_rows_block::<2>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            3 => dw_rows_block::<3>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            4 => dw_rows_block::<4>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            5 => dw_rows_block::<5>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            6 => dw_rows_block::<6>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                            _ => dw_rows_block::<7>(
+                                plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
+                            ),
+                        }
+                    }
+                }
+                if let (Some(a), None) = (act, clip) {
+                    activate_impl(o, a);
+                }
+            }
+        }
+    }
+}
+
+/// `R` output rows from `oy0` of column block `bi` of one depthwise channel ([`depthwise_rows_avx512`]): the
+/// `R` sums in registers over every tap, then (with `clip`) clipped to `[min, max]` as [`activate`] does, and
+/// stored under `store` (the block's columns below `ow`). A tap
+/// row in the padding reads `zero_row` under the same column mask, so the tap loop has no branches.
+///
+/// # Safety
+/// AVX-512F is available (only called from [`depthwise_rows_avx512`], into which it is inlined);
+/// `oy0 + R <= oh`, `bi·16 < ow`, `plane` holds the `h × w` input channel, `zero_row` `w` zeros and `o` the
+/// `oh × ow` output.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dw_rows_block<const R: usize>(
+    plane: &[f32],
+    zero_row: &[f32],
+    g: &Window,
+    wk: &[f32],
+    b0: std::arch::x86_64::__m512,
+    loads: &[(isize, std::arch::x86_64::__mmask16)],
+    oy0: usize,
+    bi: usize,
+    store: std::arch::x86_64::__mmask16,
+    clip: Option<(f32, f32)>,
+    o: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [b0; R];
+    for ki in 0..g.kh {
+        // Row r's input row, or the zero row where it lies in the padding.
+        let mut row = [zero_row.as_ptr(); R];
+        for (r, p) in row.iter_mut().enumerate() {
+            let iy = ((oy0 + r) * g.sh + ki * g.dh) as isize - g.ph as isize;
+            if iy >= 0 && iy < g.h as isize {
+                *p = plane[iy as usize * g.w..][..g.w].as_ptr();
+            }
+        }
+        for kj in 0..g.kw {
+            let wv = _mm512_set1_ps(wk[ki * g.kw + kj]);
+            let (first, mask) = loads[bi * g.kw + kj];
+            for (a, &p) in acc.iter_mut().zip(&row) {
+                // SAFETY: `p` starts a row of w floats (of `plane`, or `zero_row`), and the mask keeps only the
+                // lanes l with 0 <= first + l < w; masked-off lanes are not accessed (masked loads do not
+                // fault), and the pointer is only formed with wrapping arithmetic.
+                let v = unsafe { _mm512_maskz_loadu_ps(mask, p.wrapping_offset(first)) };
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, v));
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        // A Clip activation in the registers: `if v < min { min } else if v > max { max } else { v }` per lane
+        // (ordered comparisons: NaN stays NaN), as `activate` does.
+        let a = match clip {
+            Some((lo, hi)) => {
+                let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+                let above = _mm512_mask_mov_ps(*a, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(*a, hi), hi);
+                _mm512_mask_mov_ps(above, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(*a, lo), lo)
+            }
+            None => *a,
+        };
+        // SAFETY: the mask keeps columns bi·16 .. min(bi·16 + 16, ow) of output row oy0 + r < oh, inside `o`.
+        unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add((oy0 + r) * g.ow + bi * 16), store, a) };
+    }
 }
 
 /// The portable path of [`depthwise_conv2d`] (for tests comparing it with the SIMD-dispatched one).

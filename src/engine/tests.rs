@@ -253,14 +253,36 @@ proptest! {
             fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
-        // With the activation fused (ReLU6, as MobileNet's): the bits of the activation run after it.
-        let act = kernels::Activation::Clip { min: 0.0, max: 6.0 };
-        let mut fused = vec![f32::NAN; b * dcout * g.out_hw()];
-        kernels::depthwise_conv2d_fused(&x, b, &g, dcout, &dw_w, dbias, Some(act), &mut fused);
-        kernels::activate(&mut fast, act);
+        // With the activation fused (ReLU6, as MobileNet's, and a clip narrow enough that both bounds bind):
+        // the bits of the activation run after it.
+        for act in [
+            kernels::Activation::Clip { min: 0.0, max: 6.0 },
+            kernels::Activation::Clip { min: -0.05, max: 0.05 },
+            kernels::Activation::Relu,
+        ] {
+            let mut fused = vec![f32::NAN; b * dcout * g.out_hw()];
+            kernels::depthwise_conv2d_fused(&x, b, &g, dcout, &dw_w, dbias, Some(act), &mut fused);
+            let mut after = fast.clone();
+            kernels::activate(&mut after, act);
+            prop_assert_eq!(
+                fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                after.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+        // A NaN input reaches the same outputs with the same bits on both paths (and stays NaN through the
+        // fused clip, as through `activate`).
+        let mut xn = x.clone();
+        let at = seed as usize % xn.len();
+        xn[at] = f32::NAN;
+        let mut base_n = vec![0.0; b * dcout * g.out_hw()];
+        kernels::depthwise_conv2d_baseline(&xn, b, &g, dcout, &dw_w, dbias, &mut base_n);
+        let act = kernels::Activation::Clip { min: -0.05, max: 0.05 };
+        kernels::activate(&mut base_n, act);
+        let mut fused_n = vec![0.0; b * dcout * g.out_hw()];
+        kernels::depthwise_conv2d_fused(&xn, b, &g, dcout, &dw_w, dbias, Some(act), &mut fused_n);
         prop_assert_eq!(
-            fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            fused_n.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            base_n.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
     }
 
