@@ -445,7 +445,7 @@ fn images_per_gemm(ohw: usize, weights: usize, batch: usize) -> usize {
 /// the phase width (the few extra columns per row are computed and dropped), is then one contiguous range:
 /// 64 outputs at a time stay in registers while every tap adds its shifted slice of the phase plane. Those
 /// loops vectorize; the AVX-512 / AVX2 builds of the same code are chosen at run time and give the same bits
-/// (no FMA contraction). On AVX-512, unit column stride (MobileNet's stride-1 layers) takes
+/// (no FMA contraction). On AVX-512, column strides 1 and 2 (every MobileNet layer) take
 /// `depthwise_rows_avx512` instead, which reads the input rows in place under lane masks: the same operations
 /// per output in the same order, so the same bits again.
 #[allow(clippy::too_many_arguments)]
@@ -477,10 +477,21 @@ pub fn depthwise_conv2d_fused(
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            if g.sw == 1 {
-                // SAFETY: the CPU supports AVX-512F (checked above).
-                unsafe { depthwise_rows_avx512(x, batch, g, cout, weight, bias, act, out) };
-                return;
+            // SAFETY (both): the CPU supports AVX-512F (checked above).
+            match g.sw {
+                1 => {
+                    unsafe {
+                        depthwise_rows_avx512::<1>(x, batch, g, cout, weight, bias, act, out)
+                    };
+                    return;
+                }
+                2 => {
+                    unsafe {
+                        depthwise_rows_avx512::<2>(x, batch, g, cout, weight, bias, act, out)
+                    };
+                    return;
+                }
+                _ => {}
             }
             // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
             unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, act, out) };
@@ -563,11 +574,12 @@ unsafe fn depthwise_conv2d_avx2(
     )
 }
 
-/// Output rows of a unit-column-stride depthwise map computed together by [`depthwise_rows_avx512`].
+/// Output rows of a depthwise map (column stride 1 or 2) computed together by [`depthwise_rows_avx512`].
 const DW_ROWS: usize = 8;
 
-/// [`depthwise_conv2d_fused`] for unit column stride on AVX-512, without phase planes: each output row is read
-/// straight from the input rows its taps cover, 16 columns per zmm register, [`DW_ROWS`] rows at a time (eight
+/// [`depthwise_conv2d_fused`] for column stride `SW` = 1 or 2 on AVX-512, without phase planes: each output row
+/// is read straight from the input rows its taps cover, 16 columns per zmm register (for stride 2, the even lanes
+/// of two 16-column loads, `vpermt2ps`), [`DW_ROWS`] rows at a time (eight
 /// independent add chains; the last `oh mod 8` rows as one block of that many). A tap's 16 input columns are one masked load, the mask dropping the columns that
 /// fall in the padding (loaded as 0, so the tap adds `w·0` there as the definition does) or past the row; a
 /// tap row in the padding adds `w·0` from a zero vector. The outputs are stored under a mask straight into
@@ -576,7 +588,7 @@ const DW_ROWS: usize = 8;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-fn depthwise_rows_avx512(
+fn depthwise_rows_avx512<const SW: usize>(
     x: &[f32],
     batch: usize,
     g: &Window,
@@ -587,7 +599,8 @@ fn depthwise_rows_avx512(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    assert_eq!(g.sw, 1);
+    assert_eq!(g.sw, SW);
+    assert!(SW == 1 || SW == 2);
     let mult = cout / g.c;
     let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
     assert!(
@@ -598,21 +611,27 @@ fn depthwise_rows_avx512(
     if ohw == 0 {
         return;
     }
-    // Per (column block, kj): the load's first input column (may be negative) and its lane mask, the lanes
-    // whose input column lies inside [0, w). The same for every row and channel.
+    // Per (column block, kj): the first input column the block's loads read (may be negative; 16·SW columns
+    // from there) and the lane masks of its one or two 16-column loads, the lanes whose input column lies
+    // inside [0, w). The same for every row and channel.
     let blocks = g.ow.div_ceil(16);
-    let mut loads: Vec<(isize, __mmask16)> = Vec::with_capacity(blocks * g.kw);
+    let mut loads: Vec<DwLoad> = Vec::with_capacity(blocks * g.kw);
+    let lanes = |first: isize| -> __mmask16 {
+        let lo = (-first).clamp(0, 16);
+        let hi = (g.w as isize - first).clamp(0, 16);
+        if hi > lo {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+        } else {
+            0
+        }
+    };
     for bi in 0..blocks {
         for kj in 0..g.kw {
-            let first = (bi * 16 + kj * g.dw) as isize - g.pw as isize;
-            let lo = (-first).clamp(0, 16);
-            let hi = (g.w as isize - first).clamp(0, 16);
-            let mask = if hi > lo {
-                (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-            } else {
-                0
-            };
-            loads.push((first, mask));
+            let first = (bi * 16 * SW + kj * g.dw) as isize - g.pw as isize;
+            loads.push(DwLoad {
+                first,
+                masks: [lanes(first), lanes(first + 16)],
+            });
         }
     }
     // What a tap row in the padding reads (under the same column masks as a row of the map).
@@ -639,7 +658,7 @@ fn depthwise_rows_avx512(
                     for oy0 in (0..full).step_by(DW_ROWS) {
                         // SAFETY: rows oy0 .. oy0 + DW_ROWS < oh and column block bi < ceil(ow / 16).
                         unsafe {
-                            dw_rows_block::<DW_ROWS>(
+                            dw_rows_block::<DW_ROWS, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, oy0, bi, m, clip, o,
                             )
                         };
@@ -649,25 +668,25 @@ fn depthwise_rows_avx512(
                     unsafe {
                         match g.oh - full {
                             0 => {}
-                            1 => dw_rows_block::<1>(
+                            1 => dw_rows_block::<1, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            2 => dw_rows_block::<2>(
+                            2 => dw_rows_block::<2, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            3 => dw_rows_block::<3>(
+                            3 => dw_rows_block::<3, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            4 => dw_rows_block::<4>(
+                            4 => dw_rows_block::<4, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            5 => dw_rows_block::<5>(
+                            5 => dw_rows_block::<5, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            6 => dw_rows_block::<6>(
+                            6 => dw_rows_block::<6, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
-                            _ => dw_rows_block::<7>(
+                            _ => dw_rows_block::<7, SW>(
                                 plane, &zero_row, g, wk, b0, &loads, full, bi, m, clip, o,
                             ),
                         }
@@ -679,6 +698,16 @@ fn depthwise_rows_avx512(
             }
         }
     }
+}
+
+/// Where the taps of one column block and kernel column read ([`depthwise_rows_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct DwLoad {
+    /// First input column of the (16 or 32 columns wide) window; negative in the left padding.
+    first: isize,
+    /// Lanes of the window's first and second 16 columns inside `[0, w)`.
+    masks: [std::arch::x86_64::__mmask16; 2],
 }
 
 /// `R` output rows from `oy0` of column block `bi` of one depthwise channel ([`depthwise_rows_avx512`]): the
@@ -693,13 +722,13 @@ fn depthwise_rows_avx512(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn dw_rows_block<const R: usize>(
+unsafe fn dw_rows_block<const R: usize, const SW: usize>(
     plane: &[f32],
     zero_row: &[f32],
     g: &Window,
     wk: &[f32],
     b0: std::arch::x86_64::__m512,
-    loads: &[(isize, std::arch::x86_64::__mmask16)],
+    loads: &[DwLoad],
     oy0: usize,
     bi: usize,
     store: std::arch::x86_64::__mmask16,
@@ -707,6 +736,7 @@ unsafe fn dw_rows_block<const R: usize>(
     o: &mut [f32],
 ) {
     use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let mut acc = [b0; R];
     for ki in 0..g.kh {
         // Row r's input row, or the zero row where it lies in the padding.
@@ -719,12 +749,21 @@ unsafe fn dw_rows_block<const R: usize>(
         }
         for kj in 0..g.kw {
             let wv = _mm512_set1_ps(wk[ki * g.kw + kj]);
-            let (first, mask) = loads[bi * g.kw + kj];
+            let DwLoad { first, masks } = loads[bi * g.kw + kj];
             for (a, &p) in acc.iter_mut().zip(&row) {
-                // SAFETY: `p` starts a row of w floats (of `plane`, or `zero_row`), and the mask keeps only the
-                // lanes l with 0 <= first + l < w; masked-off lanes are not accessed (masked loads do not
-                // fault), and the pointer is only formed with wrapping arithmetic.
-                let v = unsafe { _mm512_maskz_loadu_ps(mask, p.wrapping_offset(first)) };
+                // SAFETY: `p` starts a row of w floats (of `plane`, or `zero_row`), and each mask keeps only the
+                // lanes l of its 16 columns with 0 <= first (+ 16) + l < w; masked-off lanes are not accessed
+                // (masked loads do not fault), and the pointers are only formed with wrapping arithmetic.
+                let v = unsafe {
+                    let lo = _mm512_maskz_loadu_ps(masks[0], p.wrapping_offset(first));
+                    if SW == 1 {
+                        lo
+                    } else {
+                        // Stride 2: output lane l reads input column first + 2·l, the even lanes of 32.
+                        let hi = _mm512_maskz_loadu_ps(masks[1], p.wrapping_offset(first + 16));
+                        _mm512_permutex2var_ps(lo, even, hi)
+                    }
+                };
                 *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, v));
             }
         }

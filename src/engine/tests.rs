@@ -1119,3 +1119,68 @@ fn fused_activation_case(depthwise: bool) {
     assert!(seen > 0);
     assert_eq!(fused, plain);
 }
+
+/// The SIMD depthwise kernels (on AVX-512, the row kernel for column strides 1 and 2, whose lane masks depend
+/// on the width, the left and right padding and the tap columns) give the portable kernel's bits on every
+/// width up to 40 with every small padding, kernel width, dilation and column stride: every position of the
+/// 16- and 32-column windows against both map edges, which random cases reach only rarely.
+#[test]
+fn depthwise_simd_paths_equal_portable_over_every_small_width() {
+    let mut cases = 0;
+    for w in 1..=40usize {
+        for (pl, pr) in [(0, 0), (1, 1), (2, 0), (0, 2), (1, 2)] {
+            for kw in 1..=3usize {
+                for dw in 1..=2usize {
+                    for sw in 1..=3usize {
+                        let Some(ow) =
+                            crate::model::graph::window_out_dilated(w, kw, sw, pl, pr, dw)
+                        else {
+                            continue;
+                        };
+                        let (h, kh) = (3, 3);
+                        let g = Window {
+                            c: 2,
+                            h,
+                            w,
+                            kh,
+                            kw,
+                            sh: 1,
+                            sw,
+                            ph: 1,
+                            pw: pl,
+                            dh: 1,
+                            dw,
+                            oh: h,
+                            ow,
+                        };
+                        let (b, cout) = (2, 4);
+                        let seed = (w * 31 + kw * 7 + dw * 3 + sw + pl * 11 + pr * 13) as u32;
+                        let x = values(b * g.in_len(), seed);
+                        let wt = values(cout * kh * kw, seed + 1);
+                        let bias = values(cout, seed + 2);
+                        let mut base = vec![f32::NAN; b * cout * g.out_hw()];
+                        kernels::depthwise_conv2d_baseline(
+                            &x,
+                            b,
+                            &g,
+                            cout,
+                            &wt,
+                            Some(&bias),
+                            &mut base,
+                        );
+                        let mut fast = vec![f32::NAN; b * cout * g.out_hw()];
+                        kernels::depthwise_conv2d(&x, b, &g, cout, &wt, Some(&bias), &mut fast);
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&fast),
+                            bits(&base),
+                            "w {w} pads {pl},{pr} kw {kw} dw {dw} sw {sw}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 2000, "{cases} cases");
+}
