@@ -602,102 +602,106 @@ fn blocked<const MR: usize, const NR: usize>(
 ) {
     debug_assert!(dst.len() == m * n);
     let a_panels = m.div_ceil(MR);
-    PACKED.with(|packed| {
-        let (ap_buf, bp) = &mut *packed.borrow_mut();
-        for p0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - p0);
-            // The first block starts the chains (from dst or zero); later blocks continue them from dst.
-            let load = accumulate || p0 > 0;
-            let ap: &[f32] = match lhs {
-                Lhs::Strided(lhs) => {
-                    pack_lhs::<MR>(m, p0, kc, lhs, ap_buf);
-                    &ap_buf[..a_panels * kc * MR]
-                }
-                // Blocks before this one are all KC deep: this block starts at a_panels·MR·p0.
-                Lhs::Packed(data) => &data[a_panels * MR * p0..][..a_panels * kc * MR],
-            };
-            for j0 in (0..n).step_by(NC) {
-                let nc = NC.min(n - j0);
-                let bp = cache_line_aligned(bp, nc.div_ceil(NR) * kc * NR);
-                pack_rhs::<NR>(p0, kc, j0, nc, rhs, bp);
-                for (pj, bpanel) in bp.chunks_exact(kc * NR).enumerate() {
-                    let c0 = j0 + pj * NR;
-                    let cols = (n - c0).min(NR);
-                    let half = cols <= NR / 2;
-                    let mut pi = 0;
-                    while pi < a_panels {
-                        let r0 = pi * MR;
-                        let rows = (m - r0).min(MR);
-                        let apanel = &ap[pi * kc * MR..][..kc * MR];
-                        if half && cols == NR / 2 && r0 + 2 * MR <= m {
-                            // Two full row panels under one half-width column panel: one 2·MR-row tile, as many
-                            // accumulators as a full tile (narrow outputs, e.g. 4 × 4 maps).
-                            // SAFETY: panels pi and pi + 1 are contiguous in `ap` (2·kc·MR floats from apanel's
-                            // start), the column panel holds kc·NR floats, and rows r0 .. r0 + 2·MR, columns
-                            // c0 .. c0 + NR/2 lie inside dst (m × n, row stride n), exclusively borrowed; the
-                            // path was checked by `available`.
-                            unsafe {
-                                tile(
-                                    kc,
-                                    apanel.as_ptr(),
-                                    bpanel.as_ptr(),
-                                    dst.as_mut_ptr().add(r0 * n + c0),
-                                    n,
-                                    load,
-                                    half,
-                                    2,
-                                )
-                            };
-                            pi += 2;
-                            continue;
-                        }
-                        if rows == MR && (cols == NR || cols == NR / 2) {
-                            // SAFETY: the panels hold kc·MR and kc·NR floats (packed above); the tile's MR rows
-                            // r0.. and its NR (or NR/2 when `half`) columns c0.. lie inside dst (m × n, row
-                            // stride n), which is exclusively borrowed; the path was checked by `available`.
-                            unsafe {
-                                tile(
-                                    kc,
-                                    apanel.as_ptr(),
-                                    bpanel.as_ptr(),
-                                    dst.as_mut_ptr().add(r0 * n + c0),
-                                    n,
-                                    load,
-                                    half,
-                                    1,
-                                )
-                            };
-                        } else {
-                            // Edge tile: run the kernel on a full MR × NR copy, write back the valid part.
-                            let mut buf = [[0.0f32; NR]; MR];
-                            if load {
-                                for (i, row) in buf.iter_mut().enumerate().take(rows) {
-                                    row[..cols].copy_from_slice(&dst[(r0 + i) * n + c0..][..cols]);
-                                }
-                            }
-                            // SAFETY: as above, with `buf` (MR rows of NR floats, row stride NR) as the tile.
-                            unsafe {
-                                tile(
-                                    kc,
-                                    apanel.as_ptr(),
-                                    bpanel.as_ptr(),
-                                    buf.as_mut_ptr().cast(),
-                                    NR,
-                                    load,
-                                    half,
-                                    1,
-                                )
-                            };
-                            for (i, row) in buf.iter().enumerate().take(rows) {
-                                dst[(r0 + i) * n + c0..][..cols].copy_from_slice(&row[..cols]);
-                            }
-                        }
-                        pi += 1;
+    // The packed buffers are moved out of the thread-local and back, so that the loops below are part of this
+    // function (inlined into each instruction set's `blocked_*`, compiled with its features) rather than of a
+    // closure, which would be compiled without them (and then neither vectorize the packing nor inline the
+    // micro-kernel).
+    let (mut ap_buf, mut bp) = PACKED.with(|packed| std::mem::take(&mut *packed.borrow_mut()));
+    let (ap_buf, bp) = (&mut ap_buf, &mut bp);
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        // The first block starts the chains (from dst or zero); later blocks continue them from dst.
+        let load = accumulate || p0 > 0;
+        let ap: &[f32] = match lhs {
+            Lhs::Strided(lhs) => {
+                pack_lhs::<MR>(m, p0, kc, lhs, ap_buf);
+                &ap_buf[..a_panels * kc * MR]
+            }
+            // Blocks before this one are all KC deep: this block starts at a_panels·MR·p0.
+            Lhs::Packed(data) => &data[a_panels * MR * p0..][..a_panels * kc * MR],
+        };
+        for j0 in (0..n).step_by(NC) {
+            let nc = NC.min(n - j0);
+            let bp = cache_line_aligned(bp, nc.div_ceil(NR) * kc * NR);
+            pack_rhs::<NR>(p0, kc, j0, nc, rhs, bp);
+            for (pj, bpanel) in bp.chunks_exact(kc * NR).enumerate() {
+                let c0 = j0 + pj * NR;
+                let cols = (n - c0).min(NR);
+                let half = cols <= NR / 2;
+                let mut pi = 0;
+                while pi < a_panels {
+                    let r0 = pi * MR;
+                    let rows = (m - r0).min(MR);
+                    let apanel = &ap[pi * kc * MR..][..kc * MR];
+                    if half && cols == NR / 2 && r0 + 2 * MR <= m {
+                        // Two full row panels under one half-width column panel: one 2·MR-row tile, as many
+                        // accumulators as a full tile (narrow outputs, e.g. 4 × 4 maps).
+                        // SAFETY: panels pi and pi + 1 are contiguous in `ap` (2·kc·MR floats from apanel's
+                        // start), the column panel holds kc·NR floats, and rows r0 .. r0 + 2·MR, columns
+                        // c0 .. c0 + NR/2 lie inside dst (m × n, row stride n), exclusively borrowed; the
+                        // path was checked by `available`.
+                        unsafe {
+                            tile(
+                                kc,
+                                apanel.as_ptr(),
+                                bpanel.as_ptr(),
+                                dst.as_mut_ptr().add(r0 * n + c0),
+                                n,
+                                load,
+                                half,
+                                2,
+                            )
+                        };
+                        pi += 2;
+                        continue;
                     }
+                    if rows == MR && (cols == NR || cols == NR / 2) {
+                        // SAFETY: the panels hold kc·MR and kc·NR floats (packed above); the tile's MR rows
+                        // r0.. and its NR (or NR/2 when `half`) columns c0.. lie inside dst (m × n, row
+                        // stride n), which is exclusively borrowed; the path was checked by `available`.
+                        unsafe {
+                            tile(
+                                kc,
+                                apanel.as_ptr(),
+                                bpanel.as_ptr(),
+                                dst.as_mut_ptr().add(r0 * n + c0),
+                                n,
+                                load,
+                                half,
+                                1,
+                            )
+                        };
+                    } else {
+                        // Edge tile: run the kernel on a full MR × NR copy, write back the valid part.
+                        let mut buf = [[0.0f32; NR]; MR];
+                        if load {
+                            for (i, row) in buf.iter_mut().enumerate().take(rows) {
+                                row[..cols].copy_from_slice(&dst[(r0 + i) * n + c0..][..cols]);
+                            }
+                        }
+                        // SAFETY: as above, with `buf` (MR rows of NR floats, row stride NR) as the tile.
+                        unsafe {
+                            tile(
+                                kc,
+                                apanel.as_ptr(),
+                                bpanel.as_ptr(),
+                                buf.as_mut_ptr().cast(),
+                                NR,
+                                load,
+                                half,
+                                1,
+                            )
+                        };
+                        for (i, row) in buf.iter().enumerate().take(rows) {
+                            dst[(r0 + i) * n + c0..][..cols].copy_from_slice(&row[..cols]);
+                        }
+                    }
+                    pi += 1;
                 }
             }
         }
-    });
+    }
+    PACKED.with(|packed| *packed.borrow_mut() = (std::mem::take(ap_buf), std::mem::take(bp)));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -755,6 +759,7 @@ mod x86 {
             /// # Safety
             /// As [`super::TileFn`]; the CPU supports the kernel's instruction set.
             #[allow(clippy::too_many_arguments)]
+            #[inline(always)]
             pub unsafe fn $tile(
                 kc: usize,
                 a: *const f32,
@@ -776,6 +781,7 @@ mod x86 {
             }
 
             #[target_feature(enable = $feature)]
+            #[inline]
             unsafe fn $kernel<const NV: usize, const ROWS: usize>(
                 kc: usize,
                 a: *const f32,
