@@ -477,24 +477,15 @@ pub fn depthwise_conv2d_fused(
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY (both): the CPU supports AVX-512F (checked above).
-            match g.sw {
-                1 => {
-                    unsafe {
-                        depthwise_rows_avx512::<1>(x, batch, g, cout, weight, bias, act, out)
-                    };
-                    return;
+            // SAFETY: the CPU supports AVX-512F (checked above); the bodies are safe code but for intrinsics
+            // whose contracts they check.
+            unsafe {
+                match g.sw {
+                    1 => depthwise_rows_avx512::<1>(x, batch, g, cout, weight, bias, act, out),
+                    2 => depthwise_rows_avx512::<2>(x, batch, g, cout, weight, bias, act, out),
+                    _ => depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, act, out),
                 }
-                2 => {
-                    unsafe {
-                        depthwise_rows_avx512::<2>(x, batch, g, cout, weight, bias, act, out)
-                    };
-                    return;
-                }
-                _ => {}
-            }
-            // SAFETY: the CPU supports AVX-512F (checked above); the body is safe code.
-            unsafe { depthwise_conv2d_avx512(x, batch, g, cout, weight, bias, act, out) };
+            };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
@@ -503,19 +494,7 @@ pub fn depthwise_conv2d_fused(
             return;
         }
     }
-    depthwise_conv2d_impl(
-        x,
-        batch,
-        g,
-        cout,
-        weight,
-        bias,
-        act,
-        out,
-        dw_taps,
-        copy_row,
-        even_values,
-    )
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -541,8 +520,6 @@ unsafe fn depthwise_conv2d_avx512(
         act,
         out,
         |b0, w, off, src, o| dw_taps_avx512(b0, w, off, src, o),
-        |src, dst| copy_row_avx512(src, dst),
-        |src, dst| even_values_avx512(src, dst),
     )
 }
 
@@ -559,32 +536,20 @@ unsafe fn depthwise_conv2d_avx2(
     act: Option<Activation>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(
-        x,
-        batch,
-        g,
-        cout,
-        weight,
-        bias,
-        act,
-        out,
-        dw_taps,
-        copy_row,
-        even_values,
-    )
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, act, out, dw_taps)
 }
 
 /// Output rows of a depthwise map (column stride 1 or 2) computed together by [`depthwise_rows_avx512`].
 const DW_ROWS: usize = 8;
 
 /// [`depthwise_conv2d_fused`] for column stride `SW` = 1 or 2 on AVX-512, without phase planes: each output row
-/// is read straight from the input rows its taps cover, 16 columns per zmm register (for stride 2, the even lanes
-/// of two 16-column loads, `vpermt2ps`), [`DW_ROWS`] rows at a time (eight
-/// independent add chains; the last `oh mod 8` rows as one block of that many). A tap's 16 input columns are one masked load, the mask dropping the columns that
-/// fall in the padding (loaded as 0, so the tap adds `w·0` there as the definition does) or past the row; a
-/// tap row in the padding adds `w·0` from a zero vector. The outputs are stored under a mask straight into
-/// `out`. Per output: the bias, then one multiply and one add per tap in (ki, kj) order, the portable path's
-/// operations, so the same bits (the proptest compares them); no plane copies, no row copies.
+/// is read straight from the input rows its taps cover, 16 columns per zmm register (for stride 2, the even
+/// lanes of two 16-column loads, `vpermt2ps`), [`DW_ROWS`] rows at a time (eight independent add chains; the
+/// last `oh mod 8` rows as one block of that many). A tap's 16 input columns are one masked load, the mask
+/// dropping the columns that fall in the padding (loaded as 0, so the tap adds `w·0` there as the definition
+/// does) or past the row; a tap row in the padding reads a zero row. The outputs are stored under a mask
+/// straight into `out`. Per output: the bias, then one multiply and one add per tap in (ki, kj) order, the
+/// portable path's operations, so the same bits (the proptest compares them); no plane copies, no row copies.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -712,8 +677,8 @@ struct DwLoad {
 
 /// `R` output rows from `oy0` of column block `bi` of one depthwise channel ([`depthwise_rows_avx512`]): the
 /// `R` sums in registers over every tap, then (with `clip`) clipped to `[min, max]` as [`activate`] does, and
-/// stored under `store` (the block's columns below `ow`). A tap
-/// row in the padding reads `zero_row` under the same column mask, so the tap loop has no branches.
+/// stored under `store` (the block's columns below `ow`). A tap row in the padding reads `zero_row` under the
+/// same column mask, so the tap loop has no branches.
 ///
 /// # Safety
 /// AVX-512F is available (only called from [`depthwise_rows_avx512`], into which it is inlined);
@@ -795,19 +760,7 @@ pub fn depthwise_conv2d_baseline(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    depthwise_conv2d_impl(
-        x,
-        batch,
-        g,
-        cout,
-        weight,
-        bias,
-        None,
-        out,
-        dw_taps,
-        copy_row,
-        even_values,
-    )
+    depthwise_conv2d_impl(x, batch, g, cout, weight, bias, None, out, dw_taps)
 }
 
 /// Outputs of a depthwise map accumulated together (in registers on the SIMD paths) over all taps.
@@ -849,80 +802,6 @@ fn dw_taps_avx512(b0: f32, w: &[f32], off: &[usize], src: &[f32], out: &mut [f32
     }
 }
 
-/// `dst = src` (equal lengths): a plain copy (the portable form of [`copy_row_avx512`]).
-#[inline(always)]
-fn copy_row(src: &[f32], dst: &mut [f32]) {
-    dst.copy_from_slice(src);
-}
-
-/// `dst[j] = src[2·j]` for every `j < dst.len()`; `src` holds at least `2·dst.len() − 1` values (the portable
-/// form of [`even_values_avx512`]).
-#[inline(always)]
-fn even_values(src: &[f32], dst: &mut [f32]) {
-    let n = dst.len();
-    // Pairs (vectorizes as a deinterleave), then a last value without its pair.
-    let pairs = n.min(src.len() / 2);
-    for (v, pair) in dst.iter_mut().zip(src[..2 * pairs].chunks_exact(2)) {
-        *v = pair[0];
-    }
-    for (j, v) in dst.iter_mut().enumerate().skip(pairs) {
-        *v = src[2 * j];
-    }
-}
-
-/// [`copy_row`] with masked 16-float loads and stores: the depthwise kernel's rows are short (a 7-, 14- or
-/// 28-wide map), where a `memcpy` call costs more than the copy.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn copy_row_avx512(src: &[f32], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert_eq!(src.len(), dst.len());
-    let n = dst.len();
-    for j in (0..n).step_by(16) {
-        let m: __mmask16 = if n - j >= 16 {
-            !0
-        } else {
-            (1u16 << (n - j)) - 1
-        };
-        // SAFETY: the mask covers only positions j .. n, inside both slices (equal lengths n).
-        unsafe {
-            let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(j));
-            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, v);
-        }
-    }
-}
-
-/// [`even_values`] on AVX-512: 16 outputs from two masked 16-float loads and one `vpermt2ps` (the even lanes).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn even_values_avx512(src: &[f32], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = dst.len();
-    assert!(n == 0 || src.len() > 2 * (n - 1));
-    let mask = |len: usize| -> __mmask16 {
-        if len >= 16 {
-            !0
-        } else {
-            (1u16 << len) - 1
-        }
-    };
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for j in (0..n).step_by(16) {
-        // Source values 2j .. 2j + 32, those that exist; outputs j .. min(j + 16, n).
-        let avail = src.len() - 2 * j;
-        // SAFETY: each load's mask covers only positions below src.len(); the store's only outputs below n.
-        unsafe {
-            let lo = _mm512_maskz_loadu_ps(mask(avail), src.as_ptr().add(2 * j));
-            let hi = _mm512_maskz_loadu_ps(
-                mask(avail.saturating_sub(16)),
-                src.as_ptr().add(2 * j + 16.min(avail)),
-            );
-            let v = _mm512_permutex2var_ps(lo, even, hi);
-            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), mask(n - j), v);
-        }
-    }
-}
-
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn depthwise_conv2d_impl(
@@ -935,8 +814,6 @@ fn depthwise_conv2d_impl(
     act: Option<Activation>,
     out: &mut [f32],
     taps_fn: impl Fn(f32, &[f32], &[usize], &[f32], &mut [f32; DW_LANES]),
-    copy_fn: impl Fn(&[f32], &mut [f32]),
-    even_fn: impl Fn(&[f32], &mut [f32]),
 ) {
     let mult = cout / g.c;
     let (hw, ohw, taps) = (g.h * g.w, g.out_hw(), g.kh * g.kw);
@@ -999,9 +876,21 @@ fn depthwise_conv2d_impl(
                     let src = &plane[iy as usize * g.w..][..g.w];
                     let ix0 = lo * sw + bb - g.pw;
                     if sw == 1 {
-                        copy_fn(&src[ix0..ix0 + (hi - lo)], &mut prow[lo..hi]);
+                        prow[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
                     } else if sw == 2 {
-                        even_fn(&src[ix0..], &mut prow[lo..hi]);
+                        // Pairs (vectorizes as a deinterleave), then a last value without its pair.
+                        let n = hi - lo;
+                        let pairs = n.min((g.w - ix0) / 2);
+                        let dst = &mut prow[lo..hi];
+                        for (v, pair) in dst
+                            .iter_mut()
+                            .zip(src[ix0..ix0 + 2 * pairs].chunks_exact(2))
+                        {
+                            *v = pair[0];
+                        }
+                        for (j, v) in dst.iter_mut().enumerate().skip(pairs) {
+                            *v = src[ix0 + 2 * j];
+                        }
                     } else {
                         for (j, v) in prow[lo..hi].iter_mut().enumerate() {
                             *v = src[ix0 + j * sw];
@@ -1018,7 +907,7 @@ fn depthwise_conv2d_impl(
                 }
                 let o = &mut out[(b * cout + co) * ohw..][..ohw];
                 for (orow, arow) in o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(pw_)) {
-                    copy_fn(&arow[..g.ow], orow);
+                    orow.copy_from_slice(&arow[..g.ow]);
                 }
                 if let Some(a) = act {
                     activate(o, a);
